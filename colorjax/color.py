@@ -1,0 +1,142 @@
+"""The one definition of CIELAB in colorjax, and of how L and ab meet the network.
+
+Every conversion works on NumPy arrays (in data-pipeline workers, no device needed) and
+on JAX arrays (inside jitted code) with the same formulas: the array module is chosen
+from the input's type. Images are float, channels last (``...HWC``), any batch shape.
+
+Conventions (identical to scikit-image's ``rgb2lab``/``lab2rgb`` with illuminant D65 and
+the 2 degree observer, so metrics computed here agree with the reference):
+
+* sRGB in [0, 1]; L in [0, 100]; a and b roughly in [-110, 110] for sRGB colours.
+* Network range: ``l_norm = L / 50 - 1`` in [-1, 1]; ``ab_norm = ab / AB_SCALE``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import jax.numpy as jnp
+
+# sRGB primaries / D65 white point as used by scikit-image (IEC 61966-2-1, CIE 15).
+XYZ_FROM_RGB = np.array(
+    [
+        [0.412453, 0.357580, 0.180423],
+        [0.212671, 0.715160, 0.072169],
+        [0.019334, 0.119193, 0.950227],
+    ],
+    dtype=np.float64,
+)
+RGB_FROM_XYZ = np.linalg.inv(XYZ_FROM_RGB)
+D65_WHITE = np.array([0.95047, 1.0, 1.08883], dtype=np.float64)
+
+# CIE constants: epsilon = (6/29)^3 and the linear segment slope (29/6)^2 / 3 = 7.787.
+_LAB_EPS = 0.008856
+_LAB_KAPPA = 7.787
+_LAB_OFFSET = 16.0 / 116.0
+
+L_MAX = 100.0
+# ab is divided by this to reach the network's range. The sRGB gamut spans
+# a in [-86.2, 98.2] and b in [-107.9, 94.5], so 110 keeps every sRGB colour inside [-1, 1].
+AB_SCALE = 110.0
+
+
+def _xp(x):
+    """NumPy for NumPy inputs (pipeline workers), jax.numpy otherwise (jit, devices)."""
+    return np if isinstance(x, (np.ndarray, np.generic, float, int)) else jnp
+
+
+def _as_float(x):
+    xp = _xp(x)
+    return xp.asarray(x, dtype=xp.float32)
+
+
+def srgb_to_linear(rgb):
+    """Undo the sRGB transfer curve (IEC 61966-2-1)."""
+    xp = _xp(rgb)
+    return xp.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+
+
+def linear_to_srgb(lin):
+    """Apply the sRGB transfer curve; negative inputs fall on the linear segment."""
+    xp = _xp(lin)
+    safe = xp.maximum(lin, 0.0031308)  # keeps the power's gradient finite below the knee
+    return xp.where(lin > 0.0031308, 1.055 * safe ** (1 / 2.4) - 0.055, 12.92 * lin)
+
+
+def rgb_to_lab(rgb):
+    """sRGB in [0, 1] (``...HW3``) to CIELAB (D65), float32, matching ``skimage.color.rgb2lab``."""
+    xp = _xp(rgb)
+    rgb = _as_float(rgb)
+    lin = srgb_to_linear(rgb)
+    m = xp.asarray(XYZ_FROM_RGB.T / D65_WHITE[None, :], dtype=xp.float32)
+    xyz = lin @ m  # already divided by the white point
+    safe = xp.maximum(xyz, _LAB_EPS)  # cube root of small / negative values is never taken
+    f = xp.where(xyz > _LAB_EPS, safe ** (1.0 / 3.0), _LAB_KAPPA * xyz + _LAB_OFFSET)
+    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
+    lab = xp.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
+    return lab.astype(xp.float32)
+
+
+def lab_to_rgb(lab):
+    """CIELAB (D65) to sRGB in [0, 1], matching ``skimage.color.lab2rgb``.
+
+    Out-of-gamut colours are **clipped**: negative Z is clipped to 0 (as scikit-image
+    does) and the final RGB to [0, 1], so any Lab input gives a displayable image, but
+    Lab -> RGB -> Lab is not the identity for colours outside the sRGB gamut.
+    """
+    xp = _xp(lab)
+    lab = _as_float(lab)
+    L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
+    fy = (L + 16.0) / 116.0
+    fx = fy + a / 500.0
+    fz = xp.maximum(fy - b / 200.0, 0.0)
+    f = xp.stack([fx, fy, fz], axis=-1)
+    xyz = xp.where(f > 0.2068966, f**3, (f - _LAB_OFFSET) / _LAB_KAPPA)
+    m = xp.asarray((RGB_FROM_XYZ * D65_WHITE[None, :]).T, dtype=xp.float32)
+    lin = xyz @ m
+    return xp.clip(linear_to_srgb(lin), 0.0, 1.0).astype(xp.float32)
+
+
+# --- network range -------------------------------------------------------------------
+
+
+def normalize_l(L):
+    """L in [0, 100] -> [-1, 1]."""
+    return L / (L_MAX / 2) - 1.0
+
+
+def denormalize_l(l_norm):
+    """[-1, 1] -> L in [0, 100]."""
+    return (l_norm + 1.0) * (L_MAX / 2)
+
+
+def normalize_ab(ab):
+    """ab in Lab units -> network range (about [-1, 1] for sRGB colours)."""
+    return ab / AB_SCALE
+
+
+def denormalize_ab(ab_norm):
+    """Network range -> ab in Lab units."""
+    return ab_norm * AB_SCALE
+
+
+def rgb_to_model_inputs(rgb):
+    """sRGB [0, 1] ``...HW3`` -> (l_norm ``...HW1``, ab_norm ``...HW2``)."""
+    lab = rgb_to_lab(rgb)
+    return normalize_l(lab[..., :1]), normalize_ab(lab[..., 1:])
+
+
+def model_outputs_to_lab(l_norm, ab_norm):
+    """(l_norm ``...HW1``, ab_norm ``...HW2``) -> Lab ``...HW3`` in Lab units."""
+    xp = _xp(l_norm)
+    return xp.concatenate([denormalize_l(l_norm), denormalize_ab(ab_norm)], axis=-1)
+
+
+def model_outputs_to_rgb(l_norm, ab_norm):
+    """(l_norm, ab_norm) -> sRGB in [0, 1], clipped (see ``lab_to_rgb``)."""
+    return lab_to_rgb(model_outputs_to_lab(l_norm, ab_norm))
+
+
+def gray_rgb(l_norm):
+    """The gray image a model sees, as 3-channel sRGB (ab = 0)."""
+    xp = _xp(l_norm)
+    return model_outputs_to_rgb(l_norm, xp.zeros(l_norm.shape[:-1] + (2,), l_norm.dtype))
