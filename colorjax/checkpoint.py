@@ -1,0 +1,52 @@
+"""Training checkpoints (orbax): train state, data-iterator state and config, together."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class TrainCheckpointer:
+    """Saves asynchronously every call; keeps the last `max_to_keep`.
+
+    A step directory appears only once orbax has finished writing it (atomic rename), so a
+    run killed mid-save resumes from the previous complete checkpoint.
+    """
+
+    def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True):
+        self.directory = os.path.abspath(directory)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True)
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def save(self, step: int, state, data_state, config) -> None:
+        self._manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            data=ocp.args.JsonSave(data_state),
+            config=ocp.args.JsonSave(json.loads(config.to_json_best_effort())),
+        ), force=True)
+
+    def restore(self, step: int, target_state):
+        """Restore onto `target_state`'s structure, shapes, dtypes and shardings."""
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract),
+            data=ocp.args.JsonRestore(),
+        ))
+        return restored["state"], restored["data"]
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()

@@ -1,0 +1,157 @@
+"""Evaluation: colorization metrics over a split, the gray baseline, tables and image grids."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from colorjax import color, data, metrics, parallel
+
+# Column order of every metrics table; arrows say which direction is better.
+METRICS = {
+    "loss": "↓", "ssim": "↑", "psnr": "↑", "delta_e76": "↓", "ciede2000": "↓",
+    "lpips": "↓", "colorfulness": "", "colorfulness_true": "",
+}
+
+
+def image_metrics(l, ab_pred, ab_true, lpips_distance) -> dict:
+    """Per-image metrics (each (N,)) of predicted vs true ab, both in network range."""
+    lab_pred = color.model_outputs_to_lab(l, ab_pred)
+    lab_true = color.model_outputs_to_lab(l, ab_true)
+    rgb_pred, rgb_true = color.lab_to_rgb(lab_pred), color.lab_to_rgb(lab_true)
+    return {
+        "loss": jnp.mean((ab_pred - ab_true) ** 2, axis=(1, 2, 3)),
+        "ssim": metrics.ssim(rgb_pred, rgb_true),
+        "psnr": metrics.psnr(rgb_pred, rgb_true),
+        "delta_e76": metrics.delta_e76(lab_pred, lab_true),
+        "ciede2000": metrics.ciede2000(lab_pred, lab_true),
+        "lpips": lpips_distance(rgb_pred, rgb_true),
+        "colorfulness": metrics.colorfulness(rgb_pred),
+        "colorfulness_true": metrics.colorfulness(rgb_true),
+    }
+
+
+def _masked_sums(per_image: dict, mask) -> dict:
+    # PSNR is +inf for a perfect image; keep it out of the sums rather than poison the mean.
+    return {k: jnp.sum(jnp.where(mask > 0, jnp.nan_to_num(v, posinf=100.0), 0.0))
+            for k, v in per_image.items()}
+
+
+class Evaluator:
+    """Jitted evaluation of any objective's `predict` on one split of the eval dataset."""
+
+    def __init__(self, config, objective, mesh):
+        self.config = config
+        self.objective = objective
+        self.mesh = mesh
+        self.lpips = metrics.LPIPS(config.eval.lpips_net)
+        self.rng = jax.random.fold_in(jax.random.key(config.seed), 0xE7A1)
+        repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
+        self._model_sums = jax.jit(self._model_batch_sums,
+                                   in_shardings=(repl, sharded, repl, repl), out_shardings=repl)
+        self._gray_sums = jax.jit(self._gray_batch_sums,
+                                  in_shardings=(sharded, repl), out_shardings=repl)
+        self._predict = jax.jit(objective.predict, in_shardings=(repl, sharded, repl),
+                                out_shardings=sharded)
+        self._baselines: dict[str, dict] = {}
+
+    def _model_batch_sums(self, state, batch, rng, lpips_params):
+        ab = self.objective.predict(state, batch["l"], rng)
+        dist = lambda x, y: self.lpips.distance(lpips_params, x, y)
+        return _masked_sums(image_metrics(batch["l"], ab, batch["ab"], dist), batch["mask"])
+
+    def _gray_batch_sums(self, batch, lpips_params):
+        dist = lambda x, y: self.lpips.distance(lpips_params, x, y)
+        gray = jnp.zeros_like(batch["ab"])
+        return _masked_sums(image_metrics(batch["l"], gray, batch["ab"], dist), batch["mask"])
+
+    def _batches(self, split):
+        cfg = self.config
+        return data.create_eval_iterator(
+            cfg.data, split=split, global_batch_size=cfg.eval.batch_size,
+            num_examples=cfg.eval.num_examples or None)
+
+    def _mean_over_split(self, split, batch_sums) -> dict:
+        totals, count = None, 0.0
+        for i, local in enumerate(self._batches(split)):
+            batch = parallel.shard_batch(local, self.mesh)
+            sums = jax.device_get(batch_sums(batch, jax.random.fold_in(self.rng, i)))
+            count += float(np.sum(parallel.to_host(batch["mask"])))
+            totals = sums if totals is None else {k: totals[k] + sums[k] for k in sums}
+        if not count:
+            raise ValueError(f"config.eval.split={split!r} has no examples to evaluate")
+        return {k: float(v) / count for k, v in totals.items()} | {"num_examples": count}
+
+    def evaluate(self, state, split: str | None = None) -> dict:
+        """Mean metrics of the model's predictions over the split."""
+        split = split or self.config.eval.split
+        fn = lambda b, r: self._model_sums(state, b, r, self.lpips.params)
+        return self._mean_over_split(split, fn)
+
+    def gray_baseline(self, split: str | None = None) -> dict:
+        """What "no colour" (ab = 0) scores on the split; computed once per run."""
+        split = split or self.config.eval.split
+        if split not in self._baselines:
+            fn = lambda b, r: self._gray_sums(b, self.lpips.params)
+            self._baselines[split] = self._mean_over_split(split, fn)
+        return self._baselines[split]
+
+    def sample_grid(self, state, path: str, split: str | None = None) -> str:
+        """PNG with rows gray | prediction | ground truth for `eval.num_images` images."""
+        split = split or self.config.eval.split
+        n = self.config.eval.num_images
+        ls, preds, trues = [], [], []
+        for i, local in enumerate(self._batches(split)):
+            batch = parallel.shard_batch(local, self.mesh)
+            ab = self._predict(state, batch["l"], jax.random.fold_in(self.rng, i))
+            keep = local["mask"] > 0 if jax.process_count() == 1 else slice(None)
+            ls.append(parallel.to_host(batch["l"])[keep])
+            preds.append(parallel.to_host(ab)[keep])
+            trues.append(parallel.to_host(batch["ab"])[keep])
+            if sum(len(x) for x in ls) >= n:
+                break
+        l, ab_pred, ab_true = (np.concatenate(x)[:n] for x in (ls, preds, trues))
+        rows = [color.gray_rgb(l), color.model_outputs_to_rgb(l, ab_pred),
+                color.model_outputs_to_rgb(l, ab_true)]
+        if jax.process_index() == 0:
+            save_grid(rows, path)
+        return path
+
+
+def save_grid(rows, path: str, min_tile: int = 128) -> None:
+    """Save a list of image rows (each (n,H,W,3) in [0,1]) as one PNG, upscaled for viewing."""
+    grid = np.concatenate([np.concatenate(list(r), axis=1) for r in rows], axis=0)
+    img = Image.fromarray(np.round(np.clip(grid, 0, 1) * 255).astype(np.uint8))
+    scale = max(1, min_tile // rows[0].shape[1])
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    img.save(path)
+
+
+def markdown_table(rows: dict[str, dict]) -> str:
+    """One row per model (or baseline), one column per metric."""
+    cols = [k for k in METRICS if any(k in r for r in rows.values())]
+    head = "| | " + " | ".join(f"{c} {METRICS[c]}".strip() for c in cols) + " |"
+    sep = "|---|" + "---:|" * len(cols)
+    body = ["| " + name + " | " + " | ".join(f"{r.get(c, float('nan')):.4f}" for c in cols) + " |"
+            for name, r in rows.items()]
+    return "\n".join([head, sep, *body])
+
+
+def write_report(rows: dict[str, dict], directory: str, stem: str) -> tuple[str, str]:
+    """Write `stem.md` and `stem.json` with the metrics table; returns their paths."""
+    if jax.process_index() != 0:
+        return "", ""
+    os.makedirs(directory, exist_ok=True)
+    md, js = os.path.join(directory, stem + ".md"), os.path.join(directory, stem + ".json")
+    with open(md, "w") as f:
+        f.write(markdown_table(rows) + "\n")
+    with open(js, "w") as f:
+        json.dump(rows, f, indent=2)
+    return md, js

@@ -1,0 +1,55 @@
+"""ResNet colorizer: a ResNet-18 encoder cut after its second stage, then learned upsampling.
+
+As in the original student projects (and the common "ResNet-18 features + upsampling"
+colorizer), only the first two stages are kept: they see enough context for local colour
+while keeping 1/8 of the input resolution, which the transposed convolutions restore.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+
+from colorjax.models.blocks import ConvNormAct, Norm, OutputHead, activation
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (He et al. 2016): two 3x3 convs with an identity/projection skip."""
+
+    features: int
+    strides: int = 1
+    norm: str = "batch"
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        residual = x
+        y = ConvNormAct(self.features, 3, self.strides, self.norm, "relu")(x, train)
+        y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False)(y)
+        y = Norm(self.norm)(y, train)
+        if residual.shape != y.shape:
+            residual = nn.Conv(self.features, (1, 1), strides=self.strides, use_bias=False)(x)
+            residual = Norm(self.norm)(residual, train)
+        return nn.relu(y + residual)
+
+
+class ResNetColorizer(nn.Module):
+    """L (N,H,W,1) in [-1,1] -> ab (N,H,W,2). H and W must be multiples of 8."""
+
+    width: int = 64
+    norm: str = "batch"
+    out_act: str = "tanh"
+    downsample_factor = 8
+
+    @nn.compact
+    def __call__(self, l, train: bool = False):
+        w = self.width
+        # Stem of ResNet-18: 7x7/2 conv + 3x3/2 max-pool.
+        x = ConvNormAct(w, 7, 2, self.norm, "relu")(l, train)
+        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+        for strides, feats in ((1, w), (2, 2 * w)):  # stages 1 and 2, two blocks each
+            x = BasicBlock(feats, strides, self.norm)(x, train)
+            x = BasicBlock(feats, 1, self.norm)(x, train)
+        for feats in (2 * w, w, w // 2):  # three x2 upsamplings: 1/8 -> full size
+            x = nn.ConvTranspose(feats, (4, 4), strides=(2, 2), padding="SAME", use_bias=False)(x)
+            x = Norm(self.norm)(x, train)
+            x = activation("relu")(x)
+        return OutputHead(2, self.out_act)(x)

@@ -1,0 +1,53 @@
+"""UNet colorizer (Ronneberger et al. 2015): encoder-decoder with skip connections."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from colorjax.models.blocks import ConvNormAct, Norm, OutputHead, activation
+
+
+class DoubleConv(nn.Module):
+    features: int
+    norm: str = "batch"
+    act: str = "leaky_relu"
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = ConvNormAct(self.features, 3, 1, self.norm, self.act)(x, train)
+        return ConvNormAct(self.features, 3, 1, self.norm, self.act)(x, train)
+
+
+class UNet(nn.Module):
+    """L (N,H,W,C_in) -> (N,H,W,out_channels). H, W must be multiples of 2**(len(features)-1).
+
+    `features` gives the width of each level, e.g. (32, 64, 128, 256): three downsamplings.
+    """
+
+    features: Sequence[int] = (32, 64, 128, 256)
+    norm: str = "batch"
+    act: str = "leaky_relu"
+    out_channels: int = 2
+    out_act: str = "tanh"
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** (len(self.features) - 1)
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        skips = []
+        for feats in self.features[:-1]:
+            x = DoubleConv(feats, self.norm, self.act)(x, train)
+            skips.append(x)
+            # Strided conv rather than max-pool: learnable, and the pix2pix choice.
+            x = ConvNormAct(feats, 4, 2, self.norm, self.act)(x, train)
+        x = DoubleConv(self.features[-1], self.norm, self.act)(x, train)
+        for feats, skip in zip(reversed(self.features[:-1]), reversed(skips)):
+            x = nn.ConvTranspose(feats, (4, 4), strides=(2, 2), padding="SAME", use_bias=False)(x)
+            x = activation(self.act)(Norm(self.norm)(x, train))
+            x = DoubleConv(feats, self.norm, self.act)(jnp.concatenate([x, skip], -1), train)
+        return OutputHead(self.out_channels, self.out_act)(x)

@@ -1,0 +1,113 @@
+"""What every training family shares: the Objective protocol, train state, optimizers, EMA.
+
+The loop in `colorjax/train.py` only ever calls `init`, `train_step` and `predict`; each
+family (regression, adversarial, vae, diffusion) implements them as pure functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+Batch = dict  # {"l": (N,H,W,1), "ab": (N,H,W,2)} in network range (colorjax.color)
+
+
+class Objective(Protocol):
+    """One training family. All three methods are pure and jit-able."""
+
+    def init(self, rng: jax.Array, batch: Batch) -> Any: ...
+
+    def train_step(self, state: Any, batch: Batch, rng: jax.Array) -> tuple[Any, dict]: ...
+
+    def predict(self, state: Any, gray_l: jax.Array, rng: jax.Array) -> jax.Array: ...
+
+
+@flax.struct.dataclass
+class TrainState:
+    """State of a single-network objective. `model_state` holds BatchNorm statistics
+    ({} when the network has none); `ema_params` is None when EMA is off."""
+
+    step: jax.Array
+    params: Any
+    model_state: Any
+    opt_state: Any
+    ema_params: Any
+
+
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate_schedule(opt_config, num_train_steps: int) -> optax.Schedule:
+    """Linear warm-up, then constant or cosine decay to `end_lr_factor` of the peak."""
+    peak = opt_config.learning_rate
+    warmup = int(opt_config.warmup_steps)
+    if opt_config.schedule == "constant":
+        decay = optax.constant_schedule(peak)
+    elif opt_config.schedule == "cosine":
+        decay = optax.cosine_decay_schedule(
+            peak, max(1, num_train_steps - warmup), alpha=opt_config.end_lr_factor)
+    else:
+        raise ValueError(f"config.optimizer.schedule={opt_config.schedule!r}; allowed: {SCHEDULES}")
+    if warmup <= 0:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
+
+
+def make_optimizer(opt_config, num_train_steps: int) -> optax.GradientTransformation:
+    """Adam/AdamW with the schedule above and optional global-norm gradient clipping."""
+    lr = learning_rate_schedule(opt_config, num_train_steps)
+    if opt_config.name == "adam":
+        tx = optax.adam(lr, b1=opt_config.b1, b2=opt_config.b2)
+    elif opt_config.name == "adamw":
+        tx = optax.adamw(lr, b1=opt_config.b1, b2=opt_config.b2,
+                         weight_decay=opt_config.weight_decay)
+    else:
+        raise ValueError(f"config.optimizer.name={opt_config.name!r}; allowed: {OPTIMIZERS}")
+    if opt_config.grad_clip_norm > 0:
+        tx = optax.chain(optax.clip_by_global_norm(opt_config.grad_clip_norm), tx)
+    return tx
+
+
+def init_ema(params, decay: float):
+    """EMA copy of the parameters, or None when EMA is off (decay 0)."""
+    return jax.tree.map(jnp.copy, params) if decay > 0 else None
+
+
+def ema_update(ema_params, params, decay: float):
+    """Exponential moving average of parameters (None stays None: EMA off)."""
+    if ema_params is None:
+        return None
+    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
+
+
+def is_finite(*values) -> jax.Array:
+    """True when every value is finite: the loop stops a run on the first step where not."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in values]))
+
+
+def eval_params(ema_params, params):
+    """Parameters for prediction: the EMA copy where there is one."""
+    return params if ema_params is None else ema_params
+
+
+LOSSES = ("mse", "l1", "huber")
+
+
+def pixel_loss(kind: str, pred, target, delta: float = 1.0 / 110.0 * 10.0) -> jax.Array:
+    """Mean per-pixel loss between predicted and true ab (network units).
+
+    Huber's `delta` defaults to 10 Lab units of ab (in network units 10/AB_SCALE):
+    quadratic for small colour errors, linear for large ones.
+    """
+    if kind == "mse":
+        return jnp.mean((pred - target) ** 2)
+    if kind == "l1":
+        return jnp.mean(jnp.abs(pred - target))
+    if kind == "huber":
+        return jnp.mean(optax.huber_loss(pred, target, delta=delta))
+    raise ValueError(f"config.loss={kind!r}; allowed: {LOSSES}")

@@ -1,0 +1,51 @@
+"""Regression colorizers (ResNet, UNet): predict ab from L with an MSE, L1 or Huber loss."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from colorjax.models import build_regression_model
+from colorjax.objectives.base import (TrainState, ema_update, eval_params, init_ema, is_finite,
+                                      make_optimizer, pixel_loss)
+
+
+class RegressionObjective:
+    """ab = f(L), trained to minimise a per-pixel loss; `predict` is one forward pass."""
+
+    def __init__(self, config, num_train_steps: int):
+        self.model = build_regression_model(config.model)
+        self.tx = make_optimizer(config.optimizer, num_train_steps)
+        self.loss_kind = config.loss
+        self.ema_decay = float(config.ema_decay)
+
+    def init(self, rng, batch):
+        variables = self.model.init(rng, batch["l"], train=False)
+        params = variables.pop("params")
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                          model_state=dict(variables), opt_state=self.tx.init(params),
+                          ema_params=init_ema(params, self.ema_decay))
+
+    def train_step(self, state, batch, rng):
+        del rng  # deterministic networks
+        def loss_fn(params):
+            pred, new_model_state = self.model.apply(
+                {"params": params, **state.model_state}, batch["l"], train=True,
+                mutable=list(state.model_state))
+            return pixel_loss(self.loss_kind, pred, batch["ab"]), new_model_state
+
+        (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        grad_norm = optax.global_norm(grads)
+        new_state = state.replace(
+            step=state.step + 1, params=params, model_state=dict(new_model_state),
+            opt_state=opt_state, ema_params=ema_update(state.ema_params, params, self.ema_decay))
+        return new_state, {"loss": loss, "grad_norm": grad_norm,
+                           "finite": is_finite(loss, grad_norm)}
+
+    def predict(self, state, gray_l, rng):
+        del rng
+        return self.model.apply({"params": eval_params(state.ema_params, state.params), **state.model_state},
+                                gray_l, train=False)

@@ -1,0 +1,78 @@
+"""Devices and shardings: the one mesh helper of colorjax.
+
+Data parallelism over every device of every process: the global batch is split along the
+mesh axis 'data'; parameters and optimizer state are replicated. `jax.jit` with these
+shardings inserts the cross-device reductions (gradient means, BatchNorm statistics), so
+per-device code never appears in the training step.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def initialize_distributed() -> None:
+    """Join a multi-process run when the environment describes one; no-op otherwise.
+
+    `jax.distributed.initialize()` reads SLURM, Open MPI or the JAX_COORDINATOR_ADDRESS /
+    JAX_NUM_PROCESSES / JAX_PROCESS_ID variables (set by the scripts in `launch/`).
+    """
+    if jax.distributed.is_initialized():
+        return
+    env = os.environ
+    if env.get("JAX_COORDINATOR_ADDRESS") or int(env.get("SLURM_NTASKS", "1")) > 1:
+        jax.distributed.initialize()
+
+
+def create_mesh(devices=None) -> Mesh:
+    """A 1-D mesh over all devices of all processes."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def data_sharded(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over the 'data' axis."""
+    return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def shard_batch(local_batch, mesh: Mesh):
+    """Per-process numpy batch -> global jax.Array sharded over 'data'.
+
+    Each process passes its own rows; the global batch is their concatenation in process
+    order, which is what `jax.make_array_from_process_local_data` assembles.
+    """
+    sharding = data_sharded(mesh)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x),
+                        local_batch)
+
+
+def check_batch_divisible(global_batch: int, field: str = "config.batch_size") -> None:
+    """The global batch must split evenly over devices and processes."""
+    n_dev, n_proc = jax.device_count(), jax.process_count()
+    if global_batch % n_dev or global_batch % n_proc:
+        raise ValueError(
+            f"{field}={global_batch} must be divisible by the number of devices "
+            f"({n_dev}) and processes ({n_proc}); allowed: multiples of {n_dev}.")
+
+
+def to_host(tree):
+    """Fetch a (possibly sharded, possibly multi-process) pytree to host numpy.
+
+    Fully-replicated arrays are read locally; sharded ones are gathered from all processes.
+    """
+    def fetch(x):
+        if isinstance(x, jax.Array) and not x.is_fully_replicated:
+            from jax.experimental import multihost_utils
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+    return jax.tree.map(fetch, tree)

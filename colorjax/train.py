@@ -1,0 +1,208 @@
+"""The training loop. It knows nothing about model families: it asks the objective for a
+state, shards it, calls `train_step`, evaluates with `predict`, and checkpoints.
+
+One batch's journey: `data.create_train_iterator` (grain, per-process numpy) ->
+`parallel.shard_batch` (global jax.Array over the 'data' axis) -> jitted `train_step`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from colorjax import data, parallel
+from colorjax.checkpoint import TrainCheckpointer
+from colorjax.config_checks import validate_config
+from colorjax.evaluate import Evaluator, write_report
+from colorjax.objectives import make_objective
+from colorjax.writers import MetricWriter
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradients became NaN or Inf; the run stops, checkpoints stay intact."""
+
+
+def num_train_steps(config) -> int:
+    """`config.num_train_steps`, or `config.num_epochs` passes over the train split."""
+    if config.num_epochs > 0:
+        n = data.num_examples(config.data, config.data.train_split)
+        return int(math.ceil(n / config.batch_size)) * int(config.num_epochs)
+    return int(config.num_train_steps)
+
+
+def _example_batch(config):
+    """Shapes for `objective.init`: one image per device is enough."""
+    s, n = config.data.image_size, jax.device_count()
+    return {"l": jnp.zeros((n, s, s, 1)), "ab": jnp.zeros((n, s, s, 2))}
+
+
+def create_state(config, objective, mesh, total_steps: int):
+    """Initial train state, replicated on the mesh, from the run's seed."""
+    del total_steps
+    init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
+    init = jax.jit(objective.init, out_shardings=parallel.replicated(mesh))
+    return init(init_rng, _example_batch(config))
+
+
+def make_train_step(objective, mesh):
+    """The jitted step: rng derived from the step count, so a resumed run replays exactly."""
+    def step(state, batch, base_rng):
+        rng = jax.random.fold_in(base_rng, state.step)
+        return objective.train_step(state, batch, rng)
+
+    repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
+    return jax.jit(step, in_shardings=(repl, sharded, repl), out_shardings=(repl, repl),
+                   donate_argnums=0)
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT: the loop checkpoints and exits cleanly at the next step."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. called from a test runner thread)
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        del frame
+        print(f"received signal {signum}: saving a checkpoint and stopping", flush=True)
+        self.raised = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train_and_evaluate(config, workdir: str):
+    """Train `config` in `workdir`, resuming from its latest checkpoint. Returns the state."""
+    validate_config(config)
+    mesh = parallel.create_mesh()
+    total_steps = num_train_steps(config)
+    objective = make_objective(config, total_steps)
+    train_iter = data.create_train_iterator(
+        config.data, global_batch_size=config.batch_size, seed=config.seed)
+    state = create_state(config, objective, mesh, total_steps)
+
+    ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+    start = ckpt.latest_step() or 0
+    if start:
+        state, data_state = ckpt.restore(start, state)
+        train_iter.set_state(data_state)
+        print(f"resumed from step {start} in {workdir}", flush=True)
+
+    train_step = make_train_step(objective, mesh)
+    train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
+    writer = MetricWriter(workdir, config)
+    evaluator = Evaluator(config, objective, mesh)
+    is_main = jax.process_index() == 0
+
+    def save(step):
+        ckpt.save(step, state, train_iter.get_state(), config)
+
+    def check_finite(step, step_metrics):
+        if not bool(jax.device_get(step_metrics["finite"])):
+            ckpt.wait()
+            last = ckpt.latest_step()
+            raise NonFiniteLossError(
+                f"loss or gradients became NaN/Inf at step {step}; stopping. The last good "
+                f"checkpoint is step {last} in {ckpt.directory}.")
+
+    def evaluate(step):
+        results = evaluator.evaluate(state)
+        writer.write(step, results, prefix="eval")
+        evaluator.sample_grid(state, os.path.join(workdir, "samples", f"step_{step}.png"))
+        return results
+
+    pending, previous = [], None
+    t0, images = time.time(), 0
+    bar = tqdm(total=total_steps, initial=start, disable=not is_main, unit="step",
+               dynamic_ncols=True, mininterval=1.0)
+    with _StopFlag() as stop:
+        if start < total_steps and is_main:
+            writer.write(start, evaluator.gray_baseline(), prefix="eval_gray_baseline")
+        for step in range(start + 1, total_steps + 1):
+            batch = parallel.shard_batch(next(train_iter), mesh)
+            state, step_metrics = train_step(state, batch, train_rng)
+            if previous is not None:  # check step-1 while step runs: no pipeline stall
+                check_finite(*previous)
+            previous = (step, step_metrics)
+            pending.append(step_metrics)
+            images += config.batch_size
+            bar.update(1)
+
+            last = step == total_steps
+            if step % config.log_every == 0 or last or stop.raised:
+                check_finite(step, step_metrics)
+                fetched = jax.device_get(pending)
+                means = {k: float(np.mean([m[k] for m in fetched]))
+                         for k in fetched[0] if k != "finite"}
+                elapsed = time.time() - t0
+                means["images_per_sec"] = images / max(elapsed, 1e-9)
+                writer.write(step, means, echo=False)
+                bar.set_postfix(loss=f"{means['loss']:.4g}",
+                                img_s=f"{means['images_per_sec']:.1f}")
+                pending, t0, images = [], time.time(), 0
+            if step % config.checkpoint_every == 0 or last or stop.raised:
+                check_finite(step, step_metrics)
+                save(step)
+            if step % config.eval_every == 0 or last:
+                evaluate(step)
+            if stop.raised:
+                break
+    bar.close()
+    ckpt.close()
+    if start >= total_steps:
+        print(f"nothing to do: {workdir} is already at step {start} of {total_steps}")
+    else:
+        final = int(jax.device_get(state.step))
+        rows = {config.model.name: evaluator.evaluate(state),
+                "gray baseline (ab = 0)": evaluator.gray_baseline()}
+        md, _ = write_report(rows, os.path.join(workdir, "eval"),
+                             f"{config.eval.split}_step_{final}")
+        if is_main:
+            print(open(md).read() if md else "", flush=True)
+    writer.close()
+    return state
+
+
+def evaluate_checkpoint(config, workdir: str) -> dict:
+    """`--mode=eval`: metrics table (markdown + JSON) and sample grid for a checkpoint."""
+    validate_config(config, training=False)
+    mesh = parallel.create_mesh()
+    total_steps = num_train_steps(config)
+    objective = make_objective(config, total_steps)
+    state = create_state(config, objective, mesh, total_steps)
+    ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+    step = ckpt.latest_step() if config.eval.step < 0 else int(config.eval.step)
+    if step is None or step not in ckpt.all_steps():
+        raise FileNotFoundError(
+            f"no checkpoint {'at all' if step is None else f'for step {step}'} in "
+            f"{ckpt.directory} (config.eval.step={config.eval.step}; available: "
+            f"{ckpt.all_steps()})")
+    state, _ = ckpt.restore(step, state)
+    ckpt.close()
+    evaluator = Evaluator(config, objective, mesh)
+    split = config.eval.split
+    rows = {config.model.name: evaluator.evaluate(state, split),
+            "gray baseline (ab = 0)": evaluator.gray_baseline(split)}
+    out = os.path.join(workdir, "eval")
+    md, js = write_report(rows, out, f"{split}_step_{step}")
+    evaluator.sample_grid(state, os.path.join(out, f"{split}_step_{step}.png"), split)
+    if jax.process_index() == 0:
+        print(open(md).read(), flush=True)
+        print(f"wrote {md}, {js} and the sample grid", flush=True)
+    return rows

@@ -1,0 +1,68 @@
+"""What every colorjax model shares. Model configs start from `get_config()` here.
+
+Override any field on the command line: `--config.batch_size=32`. Variants are passed
+after a colon: `--config=configs/unet.py:cpu` gives the CPU-sized run.
+"""
+
+import ml_collections
+
+from colorjax.data import default_data_config
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 8000  # the original projects' default seed
+    c.model = ml_collections.ConfigDict(dict(
+        name="unet",
+        features=(32, 64, 128, 256),  # unet widths per level
+        width=64,  # resnet width of the first stage
+        norm="batch",  # batch | group | instance | none
+        latent_dim=256,  # VAEs
+    ))
+    c.loss = "mse"  # regression: mse | l1 | huber
+    c.batch_size = 16  # global, over all devices and processes
+    c.num_train_steps = 20_000
+    c.num_epochs = 0  # > 0 replaces num_train_steps with this many passes over the train split
+
+    c.optimizer = ml_collections.ConfigDict(dict(
+        name="adam",  # adam | adamw
+        learning_rate=2e-4, b1=0.9, b2=0.999, weight_decay=1e-4,
+        schedule="cosine",  # constant | cosine
+        warmup_steps=200, end_lr_factor=0.05, grad_clip_norm=1.0,
+    ))
+    c.ema_decay = 0.0  # 0 disables the EMA copy of parameters
+
+    c.log_every = 50
+    c.eval_every = 1000
+    c.checkpoint_every = 1000
+    c.keep_checkpoints = 3
+
+    c.eval = ml_collections.ConfigDict(dict(
+        split="validation",
+        num_examples=256,  # cap on evaluated images (0 = the whole split)
+        batch_size=16,
+        num_images=8,  # images in the sample grids
+        step=-1,  # --mode=eval: which checkpoint (-1 = latest); the original's --weights
+        lpips_net="alex",  # alex | vgg
+    ))
+    c.sampler = ml_collections.ConfigDict(dict(steps=50, eta=0.0))  # diffusion samplers
+    c.data = default_data_config()
+    c.wandb = ml_collections.ConfigDict(dict(enabled=False, project="colorjax", entity=""))
+
+    if variant == "cpu":
+        apply_cpu_variant(c)
+    elif variant:
+        raise ValueError(f"unknown config variant {variant!r}; allowed: '' (GPU-sized), 'cpu'")
+    return c
+
+
+def apply_cpu_variant(c: ml_collections.ConfigDict) -> None:
+    """A run that finishes in minutes on a laptop CPU."""
+    c.batch_size = 8
+    c.num_train_steps = 300
+    c.log_every = 25
+    c.eval_every = 150
+    c.checkpoint_every = 150
+    c.eval.num_examples = 32
+    c.eval.batch_size = 8
+    c.optimizer.warmup_steps = 20
