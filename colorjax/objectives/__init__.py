@@ -1,19 +1,40 @@
-"""Training families. `make_objective(config, num_train_steps)` picks one from the model name."""
+"""Training families. `make_objective(config, num_train_steps)` picks one from the model name.
+
+Every objective has `init(rng, batch)`, a pure `train_step(state, batch, rng)`, a pure
+`predict(state, gray_l, rng)`, and `downsample_factor` (what image_size must divide by).
+"""
 
 from __future__ import annotations
 
-# Model name -> training family. Later families register here; the loop never changes.
+import importlib
+
+# Model name -> training family; the loop never changes when a family is added.
 MODEL_FAMILIES = {
     "resnet": "regression",
     "unet": "regression",
+    "gan": "adversarial",
+    "unetgan": "adversarial",
+    "pix2pix_resnet": "adversarial",
+    "wgan_gp": "adversarial",
+    "basicvae": "vae",
+    "unetvae": "vae",
+    "unetddpm": "diffusion",
+    "unetddim": "diffusion",
+}
+
+# Family -> (module, class). Imported lazily so a family's code loads only when used.
+_FAMILY_CLASSES = {
+    "regression": ("colorjax.objectives.regression", "RegressionObjective"),
+    "adversarial": ("colorjax.objectives.adversarial", "AdversarialObjective"),
+    "vae": ("colorjax.objectives.vae", "VAEObjective"),
+    "diffusion": ("colorjax.objectives.diffusion", "DiffusionObjective"),
 }
 
 
 def make_objective(config, num_train_steps: int):
     """The objective that trains `config.model.name`."""
     name = config.model.name
-    family = MODEL_FAMILIES.get(name)
-    if family == "regression":
-        from colorjax.objectives.regression import RegressionObjective
-        return RegressionObjective(config, num_train_steps)
-    raise ValueError(f"config.model.name={name!r} is unknown; allowed: {sorted(MODEL_FAMILIES)}")
+    if name not in MODEL_FAMILIES:
+        raise ValueError(f"config.model.name={name!r} is unknown; allowed: {sorted(MODEL_FAMILIES)}")
+    module, cls = _FAMILY_CLASSES[MODEL_FAMILIES[name]]
+    return getattr(importlib.import_module(module), cls)(config, num_train_steps)

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from colorjax.models import build_regression_model
+from colorjax.models import build_regression_model, downsample_factor
 from colorjax.objectives.base import (TrainState, ema_update, eval_params, init_ema, is_finite,
                                       make_optimizer, pixel_loss)
 
@@ -16,6 +16,7 @@ class RegressionObjective:
 
     def __init__(self, config, num_train_steps: int):
         self.model = build_regression_model(config.model)
+        self.downsample_factor = downsample_factor(self.model)
         self.tx = make_optimizer(config.optimizer, num_train_steps)
         self.loss_kind = config.loss
         self.ema_decay = float(config.ema_decay)
@@ -47,5 +48,5 @@ class RegressionObjective:
 
     def predict(self, state, gray_l, rng):
         del rng
-        return self.model.apply({"params": eval_params(state.ema_params, state.params), **state.model_state},
-                                gray_l, train=False)
+        params = eval_params(state.ema_params, state.params)
+        return self.model.apply({"params": params, **state.model_state}, gray_l, train=False)
