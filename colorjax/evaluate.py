@@ -36,6 +36,19 @@ def image_metrics(l, ab_pred, ab_true, lpips_distance) -> dict:
     }
 
 
+def lpips_on_small_images(lpips, params):
+    """LPIPS distance that bilinearly upsamples images below the backbone's minimum size
+    (e.g. 16 px test images; AlexNet needs 31 px) instead of refusing them."""
+    def dist(x, y):
+        h, w = x.shape[1:3]
+        if min(h, w) < lpips.min_size:
+            s = lpips.min_size / min(h, w)
+            shape = (x.shape[0], round(h * s), round(w * s), 3)
+            x, y = (jax.image.resize(v, shape, "bilinear") for v in (x, y))
+        return lpips.distance(params, x, y)
+    return dist
+
+
 def _masked_sums(per_image: dict, mask) -> dict:
     # PSNR is +inf for a perfect image; keep it out of the sums rather than poison the mean.
     return {k: jnp.sum(jnp.where(mask > 0, jnp.nan_to_num(v, posinf=100.0), 0.0))
@@ -62,11 +75,11 @@ class Evaluator:
 
     def _model_batch_sums(self, state, batch, rng, lpips_params):
         ab = self.objective.predict(state, batch["l"], rng)
-        dist = lambda x, y: self.lpips.distance(lpips_params, x, y)
+        dist = lpips_on_small_images(self.lpips, lpips_params)
         return _masked_sums(image_metrics(batch["l"], ab, batch["ab"], dist), batch["mask"])
 
     def _gray_batch_sums(self, batch, lpips_params):
-        dist = lambda x, y: self.lpips.distance(lpips_params, x, y)
+        dist = lpips_on_small_images(self.lpips, lpips_params)
         gray = jnp.zeros_like(batch["ab"])
         return _masked_sums(image_metrics(batch["l"], gray, batch["ab"], dist), batch["mask"])
 

@@ -182,3 +182,14 @@ def test_loader_wraps_forbidden_global(tmp_path, monkeypatch):
     with pytest.raises(lp.LPIPSWeightsError, match=r"could not be read safely"):
         lp.load_params("alex", weights_dir=tmp_path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("net,size", [("alex", 30), ("vgg", 15)])
+def test_too_small_images_are_refused_not_nan(net, size):
+    metric = lp.LPIPS(net)
+    x = np.full((1, size, size, 3), 0.5, np.float32)
+    with pytest.raises(ValueError, match="at least"):
+        metric(x, x)
+    ok = metric.min_size
+    gray, black = np.full((1, ok, ok, 3), 0.5, np.float32), np.zeros((1, ok, ok, 3), np.float32)
+    assert np.isfinite(metric(gray, black)).all()

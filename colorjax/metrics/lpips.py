@@ -284,6 +284,12 @@ class LPIPSNet(nn.Module):
 # ---------------------------------------------------------------------------------------
 
 
+# Smallest H and W whose features survive every pooling layer (AlexNet: 11x11/4 conv and two
+# 3x3/2 pools; VGG16: four 2x2/2 pools before relu5_3). Smaller inputs would give empty
+# feature maps and a NaN mean, so they are refused.
+MIN_SIZE = {"alex": 31, "vgg": 16}
+
+
 def _as_images(x: Any, what: str) -> jax.Array:
     x = jnp.asarray(x, dtype=jnp.float32)
     if x.ndim != 4 or x.shape[-1] != 3:
@@ -301,6 +307,7 @@ class LPIPS:
     def __init__(self, net: str = "alex", weights_dir: str | Path | None = None):
         _check_net(net)
         self.net = net
+        self.min_size = MIN_SIZE[net]
         self.module = LPIPSNet(net)
         self.params = load_params(net, weights_dir)
         self._jitted = jax.jit(self.distance)
@@ -310,6 +317,9 @@ class LPIPS:
         x, y = _as_images(x, "x"), _as_images(y, "y")
         if x.shape != y.shape:
             raise ValueError(f"LPIPS inputs differ in shape: {x.shape} vs {y.shape}")
+        if min(x.shape[1:3]) < self.min_size:
+            raise ValueError(f"LPIPS({self.net!r}) needs images of at least {self.min_size}x"
+                             f"{self.min_size} pixels, got {x.shape[1]}x{x.shape[2]}")
         return self.module.apply(params, x, y)
 
     apply_fn = distance  # alias: lpips.apply_fn(params, x, y)

@@ -1,0 +1,92 @@
+"""Regression objectives: real steps that learn, and data parallelism equal to one device."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from skimage import data as skdata
+from skimage.transform import resize
+
+from colorjax import color, parallel, train
+from colorjax.configs import load_config
+from colorjax.objectives import make_objective
+
+
+def photo_batch(n=4, size=16):
+    """Crops of a real photo (astronaut), in network range."""
+    img = resize(skdata.astronaut(), (64, 64), anti_aliasing=True).astype(np.float32)
+    crops = [img[i * 8:i * 8 + size, i * 8:i * 8 + size] for i in range(n)]
+    l, ab = color.rgb_to_model_inputs(np.stack(crops))
+    return {"l": jnp.asarray(l), "ab": jnp.asarray(ab)}
+
+
+def tiny_config(model):
+    c = load_config(model, "cpu")
+    c.model.features = (8, 16, 32)
+    c.model.width = 8
+    c.data.image_size = 16
+    c.optimizer.warmup_steps = 0
+    c.optimizer.learning_rate = 3e-3
+    c.optimizer.schedule = "constant"
+    return c
+
+
+@pytest.mark.parametrize("model", ["unet", "resnet"])
+def test_loss_decreases_on_a_fixed_batch(model):
+    config = tiny_config(model)
+    obj = make_objective(config, 100)
+    batch = photo_batch()
+    state = obj.init(jax.random.key(0), batch)
+    step = jax.jit(obj.train_step)
+    losses = []
+    for i in range(30):
+        state, m = step(state, batch, jax.random.key(i))
+        losses.append(float(m["loss"]))
+        assert bool(m["finite"])
+    assert int(state.step) == 30
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3]), losses
+    ab = obj.predict(state, batch["l"], jax.random.key(0))
+    assert ab.shape == batch["ab"].shape
+
+
+@pytest.mark.parametrize("loss", ["l1", "huber"])
+def test_other_losses_run(loss):
+    config = tiny_config("unet")
+    config.loss = loss
+    obj = make_objective(config, 10)
+    batch = photo_batch(2)
+    state = obj.init(jax.random.key(0), batch)
+    state, m = jax.jit(obj.train_step)(state, batch, jax.random.key(1))
+    assert np.isfinite(float(m["loss"]))
+
+
+def test_two_devices_equal_one_device_batchnorm_included():
+    assert jax.device_count() >= 2, "tests/conftest.py forces two host devices"
+    config = tiny_config("unet")
+    assert config.model.norm == "batch"
+    batch = photo_batch(4)
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()[:2]):
+        mesh = parallel.create_mesh(devices)
+        obj = make_objective(config, 10)
+        state = jax.jit(obj.init, out_shardings=parallel.replicated(mesh))(
+            jax.random.key(0), batch)
+        step = train.make_train_step(obj, mesh)
+        losses = []
+        for _ in range(3):
+            sharded = jax.device_put(batch, parallel.data_sharded(mesh))
+            assert len(sharded["l"].sharding.device_set) == len(devices)
+            state, m = step(state, sharded, jax.random.key(7))
+            losses.append(float(m["loss"]))
+        results.append((losses, jax.device_get(state.params), jax.device_get(state.model_state)))
+    (l1, p1, s1), (l2, p2, s2) = results
+    np.testing.assert_allclose(l1, l2, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves((p1, s1)), jax.tree.leaves((p2, s2))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_model_is_named():
+    config = tiny_config("unet")
+    config.model.name = "transformer"
+    with pytest.raises(ValueError, match="config.model.name.*allowed"):
+        make_objective(config, 1)
