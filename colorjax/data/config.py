@@ -1,0 +1,151 @@
+"""``config.data``: the defaults, and checks of each field that name the field when it is wrong."""
+
+from __future__ import annotations
+
+import ml_collections
+
+# Chosen from ../shared/data/imagenet-samples (see colorjax/data/README.md): its three
+# gray photos stored as RGB measure 0.00, 0.01 and 0.27 levels; the least colourful
+# real colour photo (a brown beetle on a gray card) measures 2.66. 1.0 sits between.
+DEFAULT_GRAY_THRESHOLD = 1.0
+DEFAULT_MIN_SIZE = 32
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+    """Defaults of ``config.data``; every field is described beside it."""
+    c = ml_collections.ConfigDict()
+    # -- what to read ---------------------------------------------------------------------
+    # 'colorjax_demo' (built-in, offline), a folder dataset made by
+    # `python -m colorjax.data.prepare --name=...`, or a TFDS catalog name such as
+    # 'imagenette/160px' prepared in array_record format.
+    c.name = "colorjax_demo"
+    # A folder of photos ('' = none). Wins over `name`; prepared on first use into
+    # data_dir and prepared again only when the folder's files change.
+    c.folder = ""
+    # Where prepared datasets live ('' = $COLORJAX_DATA_DIR or
+    # ~/.cache/colorjax/tensorflow_datasets; catalog names are also looked up in
+    # $TFDS_DATA_DIR or ~/tensorflow_datasets).
+    c.data_dir = ""
+    # Evaluation data, when it differs from the training data ('' = same as name/folder).
+    c.eval_name = ""
+    c.eval_folder = ""
+    # Split evaluated by default (TFDS names: 'train', 'validation', 'test'; a folder's
+    # val/ subfolder is 'validation'). The loop passes it to create_eval_iterator.
+    c.eval_split = "validation"
+    c.train_split = "train"
+    # Feature holding the image in TFDS catalog datasets.
+    c.image_key = "image"
+    # Let TFDS download and prepare a catalog dataset that is not prepared yet (needs
+    # internet, and TensorFlow for most builders: pip install 'colorjax[tensorflow]').
+    c.download = False
+    # -- what the model sees --------------------------------------------------------------
+    c.image_size = 64  # S: batches are (b, S, S, 1) L and (b, S, S, 2) ab
+    # Train images are resized so their shorter side is this, then cropped to S
+    # (0 = image_size). Eval images: shorter side to S, then the center S x S crop.
+    c.resize_shorter_to = 0
+    c.random_crop = True  # train: random crop position (False: center crop)
+    c.hflip = True  # train: horizontal flip with probability 1/2
+    # Decode JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling) when that still covers
+    # the target size: several times faster for large photos, visually the same.
+    c.jpeg_draft = True
+    # -- order and speed -------------------------------------------------------------------
+    c.shuffle = True  # train: global shuffle, reshuffled every epoch
+    c.shuffle_seed = -1  # -1 or None: the run's seed; also seeds the augmentations
+    c.workers = 0  # grain worker processes (0 = all in the training process)
+    c.worker_buffer = 2  # batches each worker prepares ahead
+    c.read_threads = 2  # threads per process (or worker) preparing batches
+    c.prefetch = 2  # batches prepared ahead by those threads
+    # -- preparing folders (part of a prepared folder's cache key) ------------------------
+    # Smallest accepted shorter side, in pixels, at prepare time; smaller files are
+    # rejected as 'too_small' (upscaling them would teach blur).
+    c.min_size = DEFAULT_MIN_SIZE
+    # Near-gray limit: a colour file is rejected as 'near_gray' when the mean over its
+    # pixels of max(R,G,B) - min(R,G,B), in 8-bit levels (0..255), is below this.
+    c.gray_threshold = DEFAULT_GRAY_THRESHOLD
+    # Hash-split fractions for folders without train/ val/ test/ subfolders.
+    c.val_fraction = 0.1
+    c.test_fraction = 0.0
+    return c
+
+
+_FIELD = "config.data."
+
+
+def fill_defaults(data_config) -> ml_collections.ConfigDict:
+    """``data_config`` over the defaults; unknown fields are an error (usually a typo)."""
+    cfg = default_data_config()
+    given = dict(data_config.items()) if hasattr(data_config, "items") else dict(data_config)
+    unknown = sorted(set(given) - set(cfg.keys()))
+    if unknown:
+        raise ValueError(
+            f"Unknown field(s) {', '.join(_FIELD + k for k in unknown)}; "
+            f"known fields: {', '.join(sorted(cfg.keys()))}."
+        )
+    # A fresh ConfigDict: assigning into the defaults would raise TypeError on a type
+    # change (e.g. a string image_size) before check_fields can name the field.
+    return ml_collections.ConfigDict({**cfg.to_dict(), **given})
+
+
+def _int(cfg, key, lo, hi=None, extra=""):
+    v = cfg[key]
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{_FIELD}{key} must be an integer {rng}{extra}; got {v!r}.")
+    return v
+
+
+def _float(cfg, key, lo, hi, hi_open=True):
+    v = cfg[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < lo or v > hi or (hi_open and v == hi):
+        raise ValueError(f"{_FIELD}{key} must be a number in [{lo}, {hi}{')' if hi_open else ']'}; got {v!r}.")
+    return float(v)
+
+
+def _bool(cfg, key):
+    if not isinstance(cfg[key], bool):
+        raise ValueError(f"{_FIELD}{key} must be True or False; got {cfg[key]!r}.")
+
+
+def _str(cfg, key):
+    if not isinstance(cfg[key], str):
+        raise ValueError(f"{_FIELD}{key} must be a string; got {cfg[key]!r}.")
+
+
+def check_fields(data_config) -> ml_collections.ConfigDict:
+    """Type and range checks of every field (no file access). Returns the filled config."""
+    cfg = fill_defaults(data_config)
+    for key in ("name", "folder", "data_dir", "eval_name", "eval_folder", "eval_split",
+                "train_split", "image_key"):
+        if cfg[key] is None:
+            with cfg.unlocked():
+                cfg[key] = ""
+        _str(cfg, key)
+    if not cfg.name and not cfg.folder:
+        raise ValueError(
+            f"{_FIELD}name is empty and {_FIELD}folder is not set: name a dataset "
+            "(e.g. 'colorjax_demo') or set a folder of photos."
+        )
+    for key in ("random_crop", "hflip", "jpeg_draft", "shuffle", "download"):
+        _bool(cfg, key)
+    _int(cfg, "image_size", 8, 4096)
+    if cfg.resize_shorter_to != 0:
+        _int(cfg, "resize_shorter_to", cfg.image_size, None,
+             extra=f" (config.data.image_size={cfg.image_size}), or 0 for image_size")
+    _int(cfg, "workers", 0, 256)
+    _int(cfg, "worker_buffer", 1, 1024)
+    _int(cfg, "read_threads", 0, 256)
+    _int(cfg, "prefetch", 0, 1024)
+    _int(cfg, "min_size", 1)
+    _float(cfg, "gray_threshold", 0.0, 255.0, hi_open=False)
+    _float(cfg, "val_fraction", 0.0, 1.0)
+    _float(cfg, "test_fraction", 0.0, 1.0)
+    if cfg.val_fraction + cfg.test_fraction >= 1.0:
+        raise ValueError(
+            f"{_FIELD}val_fraction + {_FIELD}test_fraction must be below 1; got "
+            f"{cfg.val_fraction} + {cfg.test_fraction}."
+        )
+    seed = cfg.shuffle_seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < -1
+                             or seed >= 2**32):
+        raise ValueError(f"{_FIELD}shuffle_seed must be None, -1 or an integer in [0, 2**32); got {seed!r}.")
+    return cfg

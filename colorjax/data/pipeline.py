@@ -1,0 +1,437 @@
+"""The grain input pipeline: prepared TFDS split -> (L, ab) batches, per process shard.
+
+Train, per process::
+
+    records[process_index::process_count]       # disjoint shards that cover the split
+      .shuffle(seed).repeat()                   # global shuffle, a new order every epoch
+      .map_with_index(decode -> RGB -> resize shorter side -> crop -> flip -> Lab -> scale)
+      .batch(b)                                 # b = global_batch_size // process_count
+
+Every batch is a pure function of (seed, process, batch number): augmentations draw from
+``np.random.default_rng([seed, process_index, position in the stream])``, and the position
+already encodes the epoch. The iterator's state is therefore just the number of batches
+taken; restoring it restarts the grain iterator at that batch, with any number of worker
+processes (workers only change who computes a batch, not its content).
+
+Eval: the first ``num_examples`` records of the split, sharded the same way, center crop,
+no flip, padded with ``mask == 0`` examples so that every process yields the same number
+of full batches.
+
+Worker processes are started with ``spawn``: scripts that train with ``workers > 0``
+need the usual ``if __name__ == "__main__":`` guard.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import grain
+from absl import flags, logging
+import jax
+import numpy as np
+
+from colorjax import color
+from colorjax.data import builders, demo, folder, images
+from colorjax.data.config import check_fields
+
+STATE_VERSION = 1
+_PREPARE_CMD = "python -m colorjax.data.prepare --src=DIR --name=NAME"
+
+
+# --- which data --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A dataset named by the config, located (and prepared, when asked)."""
+
+    field: str  # the config field that named it, for error messages
+    label: str  # e.g. "folder /data/photos", "colorjax_demo", "imagenette/160px"
+    builder_dir: Path | None  # None until prepared
+    splits: tuple[str, ...]  # splits it has (or will have once prepared)
+    image_key: str = "image"
+
+
+def _data_fields(cfg, for_eval: bool) -> tuple[str, str]:
+    if for_eval and (cfg.eval_folder or cfg.eval_name):
+        return "eval_folder", "eval_name"
+    return "folder", "name"
+
+
+def _folder_splits(path: Path, cfg) -> tuple[str, ...]:
+    """Splits a folder will have, from its top-level subfolders alone (cheap)."""
+    subs = {p.name.lower() for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    named = {folder.SPLIT_FOLDERS[s] for s in subs & folder.SPLIT_FOLDERS.keys()}
+    if named:
+        return tuple(s for s in builders.SPLITS if s in named)
+    out = ["train"]
+    if cfg.val_fraction > 0:
+        out.append("validation")
+    if cfg.test_fraction > 0:
+        out.append("test")
+    return tuple(out)
+
+
+def _available(cfg) -> str:
+    names = set(builders.list_prepared(builders.search_dirs(cfg.data_dir))) | {demo.NAME}
+    return ", ".join(sorted(names))
+
+
+def _not_found(cfg, field: str, name: str) -> ValueError:
+    dirs = ", ".join(os.fspath(d) for d in builders.search_dirs(cfg.data_dir))
+    return ValueError(
+        f"config.data.{field}={name!r}: no such dataset. Available: {_available(cfg)} "
+        f"(prepared in {dirs}; TFDS catalog names prepared in array_record format are "
+        f"found there too). To use a folder of photos set config.data.folder=DIR, or "
+        f"prepare it once: {_PREPARE_CMD} [--data_dir=...]."
+    )
+
+
+def _catalog_help(name: str, data_dir: Path) -> str:
+    base = name.split(":")[0]
+    return (
+        f"Prepare it once, on a machine with internet access:\n"
+        f"  pip install 'colorjax[tensorflow]'   # most TFDS builders (cifar10, imagenette, "
+        f"coco, ...) use TensorFlow while preparing; reading does not\n"
+        f"  python -c \"import tensorflow_datasets as tfds; tfds.builder('{base}', "
+        f"data_dir='{data_dir}').download_and_prepare(file_format='array_record')\"\n"
+        f"then copy {data_dir}/{base.split('/')[0]} to this machine's data dir "
+        f"(config.data.data_dir), or set config.data.download=True to let training do it."
+    )
+
+
+def resolve(cfg, *, for_eval: bool = False, prepare: bool = False) -> Resolved:
+    """Find the train (or eval) dataset of a checked config; prepare it if ``prepare``."""
+    folder_field, name_field = _data_fields(cfg, for_eval)
+    if cfg[folder_field]:
+        path = Path(cfg[folder_field]).expanduser()
+        if not path.is_dir():
+            raise ValueError(f"config.data.{folder_field}={cfg[folder_field]!r} is not a folder.")
+        label = f"folder {path.resolve()}"
+        if not prepare:
+            return Resolved(folder_field, label, None, _folder_splits(path, cfg))
+        report = folder.prepare_folder(
+            path, data_dir=cfg.data_dir or None, val_fraction=cfg.val_fraction,
+            test_fraction=cfg.test_fraction, min_size=cfg.min_size,
+            gray_threshold=cfg.gray_threshold, progress=jax.process_index() == 0,
+        )
+        if not report.cached and jax.process_index() == 0:
+            print(report, flush=True)
+        return Resolved(folder_field, label, Path(report.path), tuple(report.splits))
+    name = cfg[name_field]
+    if name == demo.NAME:
+        if not prepare:
+            return Resolved(name_field, name, None, ("train", "validation"))
+        report = demo.prepare_demo(cfg.data_dir or None, progress=jax.process_index() == 0)
+        return Resolved(name_field, name, Path(report.path), tuple(report.splits))
+    found = builders.find_prepared(name, builders.search_dirs(cfg.data_dir))
+    if found is not None:
+        info = builders.read_info(found)
+        if not builders.has_array_record(info):
+            raise ValueError(
+                f"config.data.{name_field}={name!r} is prepared at {found} in "
+                f"{info['file_format']} format, which grain cannot read. Prepare it again with "
+                f"file_format='array_record', or convert it: tfds convert_format "
+                f"--dataset_version_dir={found} --out_file_format=array_record"
+            )
+        key = "image" if (found.parent.parent / builders.PREPARE_INFO).exists() else cfg.image_key
+        return Resolved(name_field, name, found, tuple(info["splits"]), key)
+    import tensorflow_datasets as tfds  # noqa: PLC0415
+
+    base = name.split(":")[0].split("/")[0]
+    if base not in tfds.list_builders(with_community_datasets=False):
+        raise _not_found(cfg, name_field, name)
+    data_dir = builders.colorjax_data_dir(cfg.data_dir)
+    if not cfg.download:
+        raise ValueError(
+            f"config.data.{name_field}={name!r} is a TFDS catalog dataset that is not prepared "
+            f"(array_record) in {', '.join(map(os.fspath, builders.search_dirs(cfg.data_dir)))}.\n"
+            + _catalog_help(name, data_dir)
+        )
+    if not prepare:
+        return Resolved(name_field, name, None, (), cfg.image_key)
+    try:
+        builder = tfds.builder(name, data_dir=os.fspath(data_dir))
+        builder.download_and_prepare(file_format="array_record")
+    except Exception as e:  # noqa: BLE001  no network, no TensorFlow, manual download...
+        raise ValueError(
+            f"config.data.{name_field}={name!r}: TFDS could not download and prepare it "
+            f"({type(e).__name__}: {e}).\n" + _catalog_help(name, data_dir)
+        ) from e
+    found = Path(builder.data_dir)
+    return Resolved(name_field, name, found, tuple(builders.read_info(found)["splits"]), cfg.image_key)
+
+
+def _check_split(res: Resolved, split: str, field: str) -> None:
+    base = re.sub(r"\[.*\]$", "", split)  # TFDS slicing such as 'train[:90%]' is allowed
+    if res.splits and base not in res.splits:
+        raise ValueError(
+            f"{field}={split!r}: {res.label} has splits {', '.join(res.splits)} "
+            f"(named by config.data.{res.field})."
+        )
+
+
+def validate_data_config(data_config, split: str | None = None):
+    """Check ``config.data`` before anything heavy; raises ValueError naming the bad field.
+
+    Checks every field, that the training data exists and has ``train_split`` and, when
+    ``split`` is given, that the evaluation data (``eval_name``/``eval_folder``, else the
+    training data) has that split. Does not prepare anything. Returns the filled config.
+    """
+    cfg = check_fields(data_config)
+    _check_split(resolve(cfg), cfg.train_split, "config.data.train_split")
+    if split is not None:
+        _check_split(resolve(cfg, for_eval=True), split, "split")
+    return cfg
+
+
+def _open(cfg, split: str, for_eval: bool, split_field: str) -> builders.ImageBytesSource:
+    res = resolve(cfg, for_eval=for_eval, prepare=True)
+    _check_split(res, split, split_field)
+    return builders.ImageBytesSource(res.builder_dir, split, res.image_key)
+
+
+def num_examples(data_config, split: str, for_eval: bool = False) -> int:
+    """Images in ``split`` of the training data (or of the eval data), over all processes."""
+    cfg = check_fields(data_config)
+    return len(_open(cfg, split, for_eval, "split"))
+
+
+# --- per-example work (picklable: runs in grain workers) --------------------------------
+
+
+def _to_model(rgb8: np.ndarray) -> dict[str, np.ndarray]:
+    l, ab = color.rgb_to_model_inputs(rgb8.astype(np.float32) * np.float32(1 / 255))
+    return {"l": l, "ab": ab}
+
+
+class _TrainExample:
+    """(position in the stream, image bytes) -> augmented {'l', 'ab'}."""
+
+    def __init__(self, seed: int, process_index: int, cfg):
+        self.seed, self.process_index = seed, process_index
+        self.size = cfg.image_size
+        self.shorter = cfg.resize_shorter_to or cfg.image_size
+        self.random_crop, self.hflip, self.draft = cfg.random_crop, cfg.hflip, cfg.jpeg_draft
+
+    def __call__(self, position: int, data: bytes) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([self.seed, self.process_index, position])
+        offset = tuple(rng.random(2)) if self.random_crop else (0.5, 0.5)
+        flip = self.hflip and rng.random() < 0.5
+        im = images.open_rgb(data, self.shorter, self.draft)
+        rgb = np.asarray(images.crop_resize(im, self.shorter, self.size, offset))
+        return _to_model(rgb[:, ::-1] if flip else rgb)
+
+
+class _EvalExample:
+    """Index in the shard -> center-cropped {'l', 'ab', 'mask'}; past the end: padding."""
+
+    def __init__(self, source, indices: range, cfg):
+        self.source, self.indices = source, indices
+        self.size, self.draft = cfg.image_size, cfg.jpeg_draft
+
+    def __call__(self, i: int) -> dict[str, np.ndarray]:
+        s = self.size
+        if i >= len(self.indices):
+            return {"l": np.zeros((s, s, 1), np.float32), "ab": np.zeros((s, s, 2), np.float32),
+                    "mask": np.float32(0.0)}
+        im = images.open_rgb(self.source[self.indices[i]], s, self.draft)
+        out = _to_model(np.asarray(images.crop_resize(im, s, s)))
+        out["mask"] = np.float32(1.0)
+        return out
+
+
+def _iterate(ds: grain.MapDataset, cfg, shared_memory: bool = True):
+    """A grain iterator over ``ds`` with the configured threads and worker processes."""
+    it_ds = ds.to_iter_dataset(
+        grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=cfg.prefetch)
+    )
+    if not shared_memory:
+        # Workers then pickle their outputs through a queue instead of shared memory.
+        it_ds = grain.experimental.WithOptionsIterDataset(
+            it_ds, grain.experimental.DatasetOptions(min_shm_size=2**62)
+        )
+    if cfg.workers > 0:
+        if not flags.FLAGS.is_parsed():
+            # grain's worker processes read its absl flags; outside an absl app (tests,
+            # notebooks) use their defaults instead of failing.
+            flags.FLAGS.mark_as_parsed()
+        it_ds = it_ds.mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=cfg.workers,
+                                         per_worker_buffer_size=cfg.worker_buffer)
+        )
+    return iter(it_ds)
+
+
+def _plain(batch: dict) -> dict[str, np.ndarray]:
+    # Batches from worker processes live in shared memory (grain's SharedMemoryArray),
+    # freed when the array is collected; copying them out (about 1 ms for 6 MB) means a
+    # caller that keeps a batch, or exits holding one, cannot leak shared memory.
+    return {k: np.array(v) if type(v) is not np.ndarray else v for k, v in batch.items()}
+
+
+def _close(it) -> None:
+    if it is not None and hasattr(it, "close"):
+        it.close()
+
+
+# --- iterators ---------------------------------------------------------------------------
+
+
+class TrainIterator:
+    """Infinite iterator of training batches with a JSON-serialisable, restorable state.
+
+    ``get_state()`` is a small dict (it can be saved as it is, e.g. with orbax
+    ``JsonSave``, or with ``encode_state``); ``set_state()`` makes the next batch the one
+    that followed when the state was taken.
+    """
+
+    def __init__(self, batches: grain.MapDataset, cfg, meta: dict):
+        self._batches, self._cfg, self._meta = batches, cfg, meta
+        self._next = 0
+        self._it = None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        if self._it is None:
+            ds = self._batches[self._next :] if self._next else self._batches
+            self._it = _iterate(ds, self._cfg)
+        batch = _plain(next(self._it))
+        self._next += 1
+        return batch
+
+    def get_state(self) -> dict:
+        return {"version": STATE_VERSION, "next_batch": self._next, **self._meta}
+
+    def set_state(self, state: dict) -> None:
+        if isinstance(state, (bytes, str)):
+            state = decode_state(state)
+        mismatch = {k: (state.get(k), v) for k, v in self._meta.items() if state.get(k) != v}
+        data_changed = {k: mismatch.pop(k) for k in ("dataset", "num_examples") if k in mismatch}
+        if state.get("version") != STATE_VERSION or mismatch:
+            raise ValueError(
+                "The data iterator state does not belong to this pipeline, so restoring it "
+                f"would not replay the same batches (saved vs now: {mismatch}, "
+                f"version {state.get('version')} vs {STATE_VERSION})."
+            )
+        if data_changed:  # e.g. photos added to the folder: resume, but say it is not a replay
+            logging.warning("Data changed since the iterator state was saved (saved vs now: %s); "
+                            "resuming at batch %s of the new data.", data_changed,
+                            state["next_batch"])
+        self.close()
+        self._next = int(state["next_batch"])
+
+    def close(self) -> None:
+        """Stop worker processes and threads (also done when garbage-collected)."""
+        _close(self._it)
+        self._it = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001  interpreter shutdown
+            pass
+
+
+class EvalIterable:
+    """Finite, re-iterable eval batches ``{'l', 'ab', 'mask'}``; ``len()`` batches."""
+
+    def __init__(self, batches: grain.MapDataset, cfg, num_batches: int, num_real: int):
+        self._batches, self._cfg = batches, cfg
+        self.num_batches, self.num_examples = num_batches, num_real  # num_real: this process
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self):
+        # When a finite dataset ends in the workers, grain 0.2.18 leaves one shared memory
+        # batch per worker unfreed until exit: a leak per eval pass. Pickle eval batches.
+        it = _iterate(self._batches, self._cfg, shared_memory=False)
+        try:
+            for batch in it:
+                yield _plain(batch)
+        finally:
+            _close(it)
+
+
+def _batch_per_process(global_batch_size: int) -> tuple[int, int, int]:
+    pc, pi = jax.process_count(), jax.process_index()
+    if isinstance(global_batch_size, bool) or not isinstance(global_batch_size, int) or global_batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {global_batch_size!r}.")
+    if global_batch_size % pc:
+        raise ValueError(
+            f"batch_size={global_batch_size} (global) is not divisible by the "
+            f"{pc} processes (jax.process_count()); use a multiple of {pc}."
+        )
+    return global_batch_size // pc, pi, pc
+
+
+def create_train_iterator(data_config, *, global_batch_size: int, seed: int) -> TrainIterator:
+    """Infinite training batches ``{'l': (b,S,S,1), 'ab': (b,S,S,2)}`` float32 for this process."""
+    cfg = check_fields(data_config)
+    b, pi, pc = _batch_per_process(global_batch_size)
+    source = _open(cfg, cfg.train_split, False, "config.data.train_split")
+    if len(source) < pc:
+        raise ValueError(
+            f"config.data.train_split={cfg.train_split!r} has {len(source)} images, fewer than "
+            f"the {pc} processes."
+        )
+    data_seed = seed if cfg.shuffle_seed in (None, -1) else cfg.shuffle_seed
+    data_seed = int(data_seed) % 2**32
+    ds = grain.MapDataset.source(source)[pi::pc]
+    if cfg.shuffle:
+        ds = ds.shuffle(seed=data_seed)
+    ds = ds.repeat(None).map_with_index(_TrainExample(data_seed, pi, cfg))
+    ds = ds.batch(b, drop_remainder=True)
+    meta = {
+        "dataset": f"{source.builder_dir}:{cfg.train_split}", "num_examples": len(source),
+        "seed": data_seed, "batch_size": b, "process_index": pi, "process_count": pc,
+        "image_size": cfg.image_size,
+    }
+    return TrainIterator(ds, cfg, meta)
+
+
+def create_eval_iterator(data_config, *, split: str, global_batch_size: int,
+                         num_examples: int | None = None) -> EvalIterable:
+    """Deterministic eval batches ``{'l', 'ab', 'mask'}`` of ``split`` for this process.
+
+    Uses the first ``num_examples`` images of the split (all when None), split over the
+    processes; padding examples (mask 0) fill the last batch, and every process yields
+    ``ceil(ceil(n / processes) / b)`` batches.
+    """
+    cfg = check_fields(data_config)
+    b, pi, pc = _batch_per_process(global_batch_size)
+    source = _open(cfg, split, True, "split")
+    n = len(source) if num_examples is None else min(int(num_examples), len(source))
+    if n < 1:
+        raise ValueError(f"split={split!r} of the eval data has no images (num_examples={num_examples}).")
+    local = range(pi, n, pc)
+    num_batches = math.ceil(math.ceil(n / pc) / b)
+    ds = grain.MapDataset.range(num_batches * b).map(_EvalExample(source, local, cfg)).batch(b)
+    return EvalIterable(ds, cfg, num_batches, len(local))
+
+
+# --- state helpers -----------------------------------------------------------------------
+
+
+def encode_state(state: dict) -> bytes:
+    """Iterator state -> UTF-8 JSON bytes (the state is already a JSON-compatible dict)."""
+    return json.dumps(state, sort_keys=True).encode("utf-8")
+
+
+def decode_state(data: bytes | str) -> dict:
+    """Inverse of ``encode_state``."""
+    return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
