@@ -205,9 +205,12 @@ class ImageBytesSource:
         self.builder_dir = os.fspath(builder_dir)
         self.split = split
         self.image_key = image_key
-        self._num_records = read_info(Path(builder_dir))["splits"][split]
         self.indices = None if indices is None else list(indices)
         self._source = None
+        # A plain split's size is in dataset_info.json; a slice ('train[:90%]') needs TFDS.
+        self._num_records = read_info(Path(builder_dir))["splits"].get(split)
+        if self._num_records is None:
+            self._num_records = len(self._open())
 
     def __len__(self) -> int:
         return self._num_records if self.indices is None else len(self.indices)
