@@ -193,7 +193,8 @@ def test_eval_data_can_differ_from_train_data(small, tmp_path):
     ("train_split", "training", r"config\.data\.train_split='training'.*train"),
     ("name", "cifar10", r"(?s)config\.data\.name='cifar10'.*colorjax\[tensorflow\].*download_and_prepare"),
 ])
-def test_bad_fields_are_named(small, field, value, match):
+def test_bad_fields_are_named(small, field, value, match, tmp_path, monkeypatch):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # no cifar10 prepared there
     cfg, _ = small
     cfg = dict(cfg.items())
     cfg[field] = value

@@ -49,10 +49,9 @@ def colorjax_data_dir(configured: str | os.PathLike | None) -> Path:
 
 
 def search_dirs(configured: str | os.PathLike | None) -> list[Path]:
-    """Directories searched for prepared datasets: the configured one only, if set."""
-    if configured:
-        return [Path(configured).expanduser()]
-    return [default_data_dir(), tfds_default_data_dir()]
+    """Directories searched for prepared datasets, in order: colorjax's, then TFDS's own."""
+    dirs = [colorjax_data_dir(configured), tfds_default_data_dir()]
+    return [d for i, d in enumerate(dirs) if d not in dirs[:i]]
 
 
 def dataset_dir(data_dir: Path, name: str) -> Path:

@@ -22,16 +22,16 @@ def default_data_config() -> ml_collections.ConfigDict:
     # A folder of photos ('' = none). Wins over `name`; prepared on first use into
     # data_dir and prepared again only when the folder's files change.
     c.folder = ""
-    # Where prepared datasets live ('' = $COLORJAX_DATA_DIR or
-    # ~/.cache/colorjax/tensorflow_datasets; catalog names are also looked up in
-    # $TFDS_DATA_DIR or ~/tensorflow_datasets).
+    # Where datasets are prepared ('' = $COLORJAX_DATA_DIR or
+    # ~/.cache/colorjax/tensorflow_datasets). Names are looked up here first, then in
+    # TFDS's own data dir ($TFDS_DATA_DIR or ~/tensorflow_datasets).
     c.data_dir = ""
     # Evaluation data, when it differs from the training data ('' = same as name/folder).
     c.eval_name = ""
     c.eval_folder = ""
-    # Split evaluated by default (TFDS names: 'train', 'validation', 'test'; a folder's
-    # val/ subfolder is 'validation'). The loop passes it to create_eval_iterator.
-    c.eval_split = "validation"
+    # Split names are TFDS's: 'train', 'validation', 'test' (a folder's val/ subfolder is
+    # 'validation'); slices such as 'train[:90%]' work too. The eval split is the
+    # loop's config.eval.split.
     c.train_split = "train"
     # Feature holding the image in TFDS catalog datasets.
     c.image_key = "image"
@@ -114,8 +114,8 @@ def _str(cfg, key):
 def check_fields(data_config) -> ml_collections.ConfigDict:
     """Type and range checks of every field (no file access). Returns the filled config."""
     cfg = fill_defaults(data_config)
-    for key in ("name", "folder", "data_dir", "eval_name", "eval_folder", "eval_split",
-                "train_split", "image_key"):
+    for key in ("name", "folder", "data_dir", "eval_name", "eval_folder", "train_split",
+                "image_key"):
         if cfg[key] is None:
             with cfg.unlocked():
                 cfg[key] = ""

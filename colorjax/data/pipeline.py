@@ -139,7 +139,7 @@ def resolve(cfg, *, for_eval: bool = False, prepare: bool = False) -> Resolved:
                 f"file_format='array_record', or convert it: tfds convert_format "
                 f"--dataset_version_dir={found} --out_file_format=array_record"
             )
-        key = "image" if (found.parent.parent / builders.PREPARE_INFO).exists() else cfg.image_key
+        key = "image" if (found.parent / builders.PREPARE_INFO).exists() else cfg.image_key
         return Resolved(name_field, name, found, tuple(info["splits"]), key)
     import tensorflow_datasets as tfds  # noqa: PLC0415
 
