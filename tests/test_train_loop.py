@@ -112,7 +112,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
 
 @pytest.mark.parametrize("override,field", [
     ("--config.model.name=transformer", "config.model.name"),
-    ("--config.data.image_size=36", "config.data.image_size"),
+    ("--config.data.image_size=33", "config.data.image_size"),
     ("--config.batch_size=3", "config.batch_size"),
     ("--config.data.name=no_such_dataset", "config.data.name"),
     ("--config.loss=cosine", "config.loss"),
