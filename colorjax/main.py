@@ -6,7 +6,7 @@ for a checkpoint). Any config field can be overridden: `--config.batch_size=32`.
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
@@ -20,6 +20,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # TFDS and orbax log every file they open at INFO; colorjax reports progress itself.
+    logging.set_verbosity(logging.WARNING)
     from colorjax import parallel, train
 
     parallel.initialize_distributed()
