@@ -25,6 +25,14 @@ class Objective(Protocol):
 
     def predict(self, state: Any, gray_l: jax.Array, rng: jax.Array) -> jax.Array: ...
 
+    # Inference without the training state (exports, `colorjax.Colorizer`):
+    # `predict(state, l, rng) == predict_with(inference_variables(state), l, rng)`, where
+    # `inference_variables` keeps only what prediction needs (EMA params, BatchNorm
+    # statistics; no optimizer state, discriminator or VAE encoder).
+    def inference_variables(self, state: Any) -> Any: ...
+
+    def predict_with(self, variables: Any, gray_l: jax.Array, rng: jax.Array) -> jax.Array: ...
+
 
 @flax.struct.dataclass
 class TrainState:

@@ -46,7 +46,14 @@ class RegressionObjective:
         return new_state, {"loss": loss, "grad_norm": grad_norm,
                            "finite": is_finite(loss, grad_norm)}
 
-    def predict(self, state, gray_l, rng):
+    def inference_variables(self, state):
+        """What prediction needs, and all an export holds: (EMA) params and BN statistics."""
+        return {"params": eval_params(state.ema_params, state.params), **state.model_state}
+
+    def predict_with(self, variables, gray_l, rng):
+        """Pure prediction from `inference_variables` alone (used by exports too)."""
         del rng
-        params = eval_params(state.ema_params, state.params)
-        return self.model.apply({"params": params, **state.model_state}, gray_l, train=False)
+        return self.model.apply(variables, gray_l, train=False)
+
+    def predict(self, state, gray_l, rng):
+        return self.predict_with(self.inference_variables(state), gray_l, rng)

@@ -1,0 +1,379 @@
+"""Adversarial colorizers: `gan`, `unetgan` (pix2pix), `pix2pix_resnet` (NoGAN, then GAN) and
+`wgan_gp`. One generator G: L -> ab and one discriminator/critic D: (L, ab) -> score, each
+with its own optax optimizer, trained in one jitted step:
+
+    fake = G(L)                                   one forward; its VJP is kept for G's update
+    D update(s) on (L, ab) vs (L, stop_grad(fake)) n_critic times (skipped in the NoGAN phase)
+    G update: adv_weight * adv(D(L, fake)) + l1_weight * |fake - ab| + perceptual term
+
+G's update sees the freshly updated D, as in pix2pix. The phase is a function of the
+checkpointed `state.step`, so a resumed run continues in the right phase.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from colorjax.color import model_outputs_to_rgb
+from colorjax.models import downsample_factor
+from colorjax.models.discriminators import build_discriminator, min_input_size
+from colorjax.models.generators import build_generator
+from colorjax.objectives.base import (OPTIMIZERS, SCHEDULES, ema_update, eval_params,
+                                      init_ema, is_finite, make_optimizer)
+
+ADV_LOSSES = ("bce", "wgan_gp")
+# Generator used when `config.model.generator` is not set.
+DEFAULT_GENERATORS = {"gan": "encoder_decoder", "unetgan": "unet",
+                      "pix2pix_resnet": "resnet_unet", "wgan_gp": "residual_unet"}
+# Discriminator metrics (zeros while D is idle in the NoGAN phase).
+D_METRICS = ("d_loss", "d_real", "d_fake", "gp", "d_grad_norm")
+
+
+@flax.struct.dataclass
+class GANState:
+    """Generator fields carry the names of `TrainState`'s (params, model_state, opt_state,
+    ema_params), so code that reads a generator from any state works unchanged."""
+
+    step: jax.Array
+    params: Any
+    model_state: Any
+    opt_state: Any
+    ema_params: Any
+    disc_params: Any
+    disc_model_state: Any
+    disc_opt_state: Any
+
+
+# --- losses --------------------------------------------------------------------------
+
+
+def bce_discriminator_loss(real_logits, fake_logits) -> jax.Array:
+    """Real -> 1, fake -> 0, halved as in pix2pix to slow D down (Isola et al. 2017, 3.3)."""
+    real = optax.sigmoid_binary_cross_entropy(real_logits, jnp.ones_like(real_logits))
+    fake = optax.sigmoid_binary_cross_entropy(fake_logits, jnp.zeros_like(fake_logits))
+    return 0.5 * (jnp.mean(real) + jnp.mean(fake))
+
+
+def bce_generator_loss(fake_logits) -> jax.Array:
+    """Non-saturating generator loss: fakes should be classified real."""
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits, jnp.ones_like(fake_logits)))
+
+
+def critic_values(out) -> jax.Array:
+    """One critic value per image: the mean over patches (N, ...) -> (N,)."""
+    return jnp.mean(out.reshape(out.shape[0], -1), axis=1)
+
+
+def safe_norm(x, axis=-1) -> jax.Array:
+    """Euclidean norm whose gradient at 0 is 0 rather than NaN (sqrt'(0) is infinite)."""
+    sq = jnp.sum(jnp.square(x), axis=axis)
+    positive = sq > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
+
+def gradient_penalty(critic_fn, l, ab_real, ab_fake, rng) -> jax.Array:
+    """WGAN-GP penalty E[(||grad_ab D(L, ab_hat)||_2 - 1)^2] (Gulrajani et al. 2017, eq. 3).
+
+    ab_hat = eps * real + (1 - eps) * fake with eps ~ U[0, 1] per image. L is the condition
+    shared by real and fake, so only ab is interpolated and differentiated. `critic_fn(l, ab)`
+    returns (N,) and must not couple samples (no BatchNorm): then the gradient of the sum
+    is each image's own gradient.
+    """
+    n = ab_real.shape[0]
+    eps = jax.random.uniform(rng, (n,) + (1,) * (ab_real.ndim - 1), ab_real.dtype)
+    ab_hat = eps * ab_real + (1.0 - eps) * ab_fake
+    grads = jax.grad(lambda ab: jnp.sum(critic_fn(l, ab)))(ab_hat)
+    return jnp.mean(jnp.square(safe_norm(grads.reshape(n, -1)) - 1.0))
+
+
+def perceptual_loss(vgg_params, layer_weights, l, ab_pred, ab_true) -> jax.Array:
+    """Sum_k w_k * mean|phi_k(pred) - phi_k(true)| over the 5 VGG16 taps of the LPIPS
+    backbone, on the Lab -> sRGB composites (DeOldify's FeatureLoss: L1 on features)."""
+    from colorjax.metrics.lpips import vgg16_features
+
+    pred = vgg16_features(vgg_params, model_outputs_to_rgb(l, ab_pred))
+    true = vgg16_features(vgg_params, model_outputs_to_rgb(l, lax.stop_gradient(ab_true)))
+    total = jnp.zeros((), jnp.float32)
+    for w, fp, ft in zip(layer_weights, pred, true):
+        if w:
+            total = total + w * jnp.mean(jnp.abs(fp - lax.stop_gradient(ft)))
+    return total
+
+
+def _interleave(a, b):
+    """Rows a0, b0, a1, b1, ...: each device's shard of the result holds its own rows of
+    a and b, so judging real and fake in one call needs no cross-device shuffle."""
+    return jnp.stack([a, b], axis=1).reshape((2 * a.shape[0],) + a.shape[1:])
+
+
+def _deinterleave(x):
+    x = x.reshape((x.shape[0] // 2, 2) + x.shape[1:])
+    return x[:, 0], x[:, 1]
+
+
+# --- config checks -------------------------------------------------------------------
+
+
+def _choice(value, allowed, field):
+    if value not in allowed:
+        raise ValueError(f"{field}={value!r} is not allowed; allowed: {list(allowed)}")
+
+
+def _at_least(value, low, field, kind=float):
+    if kind(value) != value or value < low:
+        raise ValueError(f"{field}={value!r} is not allowed; allowed: "
+                         f"{'integers' if kind is int else 'numbers'} >= {low}")
+
+
+def validate_adversarial_config(config) -> None:
+    """Raise ValueError naming the bad field and what it may be (no compilation)."""
+    from colorjax.models.blocks import NORMS
+    from colorjax.models.discriminators import DISCRIMINATORS
+    from colorjax.models.generators import GENERATORS
+
+    _choice(config.model.name, sorted(DEFAULT_GENERATORS), "config.model.name")
+    _choice(config.model.get("generator", DEFAULT_GENERATORS[config.model.name]),
+            sorted(GENERATORS), "config.model.generator")
+    if "adversarial" not in config or "disc_optimizer" not in config:
+        raise ValueError("adversarial models need config.adversarial and config.disc_optimizer "
+                         "(see configs/gan.py)")
+    adv = config.adversarial
+    _choice(adv.loss, ADV_LOSSES, "config.adversarial.loss")
+    _choice(adv.discriminator, sorted(DISCRIMINATORS), "config.adversarial.discriminator")
+    _choice(adv.disc_norm, NORMS, "config.adversarial.disc_norm")
+    if adv.loss == "wgan_gp":
+        # The penalty is per sample; BatchNorm mixes samples (Gulrajani et al. 2017, 4).
+        _choice(adv.disc_norm, ("instance", "group", "none"),
+                "config.adversarial.disc_norm (with loss='wgan_gp')")
+    for field in ("adv_weight", "l1_weight", "gp_weight", "perceptual_weight"):
+        _at_least(adv[field], 0, f"config.adversarial.{field}")
+    for field, low in (("n_critic", 1), ("nogan_steps", 0), ("disc_features", 1),
+                       ("disc_layers", 1)):
+        _at_least(adv[field], low, f"config.adversarial.{field}", int)
+    weights = tuple(adv.perceptual_layer_weights)
+    if len(weights) != 5 or any(float(w) < 0 for w in weights):
+        raise ValueError(f"config.adversarial.perceptual_layer_weights={weights!r} is not "
+                         "allowed; allowed: 5 numbers >= 0 (relu1_2 .. relu5_3 of VGG16)")
+    _choice(config.disc_optimizer.name, OPTIMIZERS, "config.disc_optimizer.name")
+    _choice(config.disc_optimizer.schedule, SCHEDULES, "config.disc_optimizer.schedule")
+    if config.disc_optimizer.learning_rate <= 0:
+        raise ValueError(f"config.disc_optimizer.learning_rate="
+                         f"{config.disc_optimizer.learning_rate} is not allowed; allowed: > 0")
+    size = config.get("data", {}).get("image_size", None)
+    low = min_input_size(adv.discriminator, adv.disc_layers)
+    if size is not None and int(size) < low:
+        raise ValueError(
+            f"config.data.image_size={size} is too small for a {adv.discriminator!r} "
+            f"discriminator with config.adversarial.disc_layers={adv.disc_layers}; allowed: "
+            f">= {low} (or fewer disc_layers)")
+
+
+# --- the objective -------------------------------------------------------------------
+
+
+class AdversarialObjective:
+    """G and D, each with its own optimizer, in one `GANState`; `predict` runs G (its EMA)."""
+
+    def __init__(self, config, num_train_steps: int):
+        validate_adversarial_config(config)
+        adv = config.adversarial
+        self.generator = build_generator(
+            config.model.get("generator", DEFAULT_GENERATORS[config.model.name]),
+            config.model.features, config.model.norm)
+        self.discriminator = build_discriminator(adv.discriminator, adv.disc_features,
+                                                 adv.disc_layers, adv.disc_norm)
+        self.downsample_factor = downsample_factor(self.generator)
+        self.loss_kind = adv.loss
+        self.adv_weight = float(adv.adv_weight)
+        self.l1_weight = float(adv.l1_weight)
+        self.gp_weight = float(adv.gp_weight)
+        self.n_critic = int(adv.n_critic)
+        self.nogan_steps = int(adv.nogan_steps)
+        self.perceptual_weight = float(adv.perceptual_weight)
+        self.layer_weights = tuple(float(w) for w in adv.perceptual_layer_weights)
+        self.ema_decay = float(config.ema_decay)
+        self.gen_tx = make_optimizer(config.optimizer, num_train_steps)
+        # D's optimizer counts D updates: n_critic per step, none in the NoGAN phase.
+        disc_updates = max(1, num_train_steps - self.nogan_steps) * self.n_critic
+        self.disc_tx = make_optimizer(config.disc_optimizer, disc_updates)
+        self.disc_batchnorm = adv.disc_norm == "batch"
+        self.use_perceptual = self.perceptual_weight > 0 and any(self.layer_weights)
+        # The frozen VGG16 is a constant of the jitted step, never part of the state.
+        self.vgg_params = None
+        if self.use_perceptual:
+            from colorjax.metrics.lpips import load_params
+            self.vgg_params = load_params("vgg")
+
+    # -- state ------------------------------------------------------------------------
+
+    def init(self, rng, batch):
+        g_rng, d_rng = jax.random.split(rng)
+        g_vars = dict(self.generator.init(g_rng, batch["l"], train=False))
+        d_vars = dict(self.discriminator.init(d_rng, batch["l"], batch["ab"], train=False))
+        params, disc_params = g_vars.pop("params"), d_vars.pop("params")
+        return GANState(
+            step=jnp.zeros((), jnp.int32), params=params, model_state=g_vars,
+            opt_state=self.gen_tx.init(params), ema_params=init_ema(params, self.ema_decay),
+            disc_params=disc_params, disc_model_state=d_vars,
+            disc_opt_state=self.disc_tx.init(disc_params))
+
+    # -- networks ---------------------------------------------------------------------
+
+    def _generate(self, params, model_state, l):
+        """G in train mode: (ab, new BatchNorm statistics)."""
+        return self.generator.apply({"params": params, **model_state}, l, train=True,
+                                    mutable=list(model_state))
+
+    def _judge(self, disc_params, disc_state, l, ab_real, ab_fake):
+        """D's outputs for real and fake (L, ab) pairs from one call, so BatchNorm statistics
+        are over real and fake together, the same in D's and G's updates."""
+        out, new_state = self.discriminator.apply(
+            {"params": disc_params, **disc_state}, _interleave(l, l),
+            _interleave(ab_real, ab_fake), train=True, mutable=list(disc_state))
+        real, fake = _deinterleave(out)
+        return real, fake, new_state
+
+    def _critic(self, disc_params, disc_state):
+        """Per-image critic value (N,); no BatchNorm (checked), so samples do not mix."""
+        def fn(l, ab):
+            out = self.discriminator.apply({"params": disc_params, **disc_state}, l, ab,
+                                           train=True, mutable=list(disc_state))[0]
+            return critic_values(out)
+        return fn
+
+    def _gan_phase(self, step):
+        """True from step `nogan_steps` on (a traced bool, or the constant True)."""
+        return True if self.nogan_steps == 0 else step >= self.nogan_steps
+
+    # -- discriminator ----------------------------------------------------------------
+
+    def _disc_loss(self, disc_params, disc_state, l, ab_real, ab_fake, rng):
+        real, fake, new_state = self._judge(disc_params, disc_state, l, ab_real, ab_fake)
+        if self.loss_kind == "bce":
+            loss = bce_discriminator_loss(real, fake)
+            gp = jnp.zeros((), jnp.float32)
+            d_real, d_fake = jnp.mean(jax.nn.sigmoid(real)), jnp.mean(jax.nn.sigmoid(fake))
+        else:
+            d_real, d_fake = jnp.mean(critic_values(real)), jnp.mean(critic_values(fake))
+            gp = gradient_penalty(self._critic(disc_params, disc_state), l, ab_real, ab_fake,
+                                  rng)
+            loss = d_fake - d_real + self.gp_weight * gp
+        return loss, (new_state, {"d_loss": loss, "d_real": d_real, "d_fake": d_fake, "gp": gp})
+
+    def _disc_update(self, disc, l, ab_real, ab_fake, rng):
+        params, model_state, opt_state = disc
+        (_, (model_state, metrics)), grads = jax.value_and_grad(self._disc_loss, has_aux=True)(
+            params, model_state, l, ab_real, ab_fake, rng)
+        updates, opt_state = self.disc_tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        metrics = {**metrics, "d_grad_norm": optax.tree.norm(grads)}
+        return (params, dict(model_state), opt_state), {
+            k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+
+    def _disc_updates(self, disc, l, ab_real, ab_fake, rng):
+        """`n_critic` updates of D on the same batch and the same (fixed-G) fakes; only the
+        gradient-penalty interpolation changes between them (rng folded with the index).
+        Metrics are those of the last update."""
+        disc, metrics = self._disc_update(disc, l, ab_real, ab_fake, jax.random.fold_in(rng, 0))
+        if self.n_critic > 1:
+            def body(i, carry):
+                return self._disc_update(carry[0], l, ab_real, ab_fake,
+                                         jax.random.fold_in(rng, i))
+            disc, metrics = lax.fori_loop(1, self.n_critic, body, (disc, metrics))
+        return disc, metrics
+
+    def discriminator_step(self, state, batch, ab_fake, rng):
+        """D's n_critic updates against fixed fakes; G's fields are returned untouched."""
+        disc = (state.disc_params, state.disc_model_state, state.disc_opt_state)
+        disc, metrics = self._disc_updates(disc, batch["l"], batch["ab"],
+                                           lax.stop_gradient(ab_fake), rng)
+        return state.replace(disc_params=disc[0], disc_model_state=disc[1],
+                             disc_opt_state=disc[2]), metrics
+
+    # -- generator --------------------------------------------------------------------
+
+    def _gen_adv_loss(self, state, l, ab_real, ab_fake):
+        if self.disc_batchnorm:
+            # Judge fakes next to reals for the same BatchNorm statistics as in D's update;
+            # D's running statistics are only advanced by D's own update.
+            fake = self._judge(state.disc_params, state.disc_model_state, l,
+                               lax.stop_gradient(ab_real), ab_fake)[1]
+        else:
+            fake = self.discriminator.apply(
+                {"params": state.disc_params, **state.disc_model_state}, l, ab_fake,
+                train=True, mutable=list(state.disc_model_state))[0]
+        if self.loss_kind == "bce":
+            return bce_generator_loss(fake)
+        return -jnp.mean(critic_values(fake))
+
+    def _gen_loss(self, ab_fake, state, batch, gan_on):
+        """G's total loss as a function of its output (the VJP carries it to G's params)."""
+        l, ab = batch["l"], batch["ab"]
+        l1 = jnp.mean(jnp.abs(ab_fake - ab))
+        zero = jnp.zeros((), jnp.float32)
+        perc = zero
+        if self.use_perceptual:
+            perc = perceptual_loss(self.vgg_params, self.layer_weights, l, ab_fake, ab)
+        if gan_on is True:
+            adv = self._gen_adv_loss(state, l, ab, ab_fake)
+        else:  # NoGAN phase: D is not even run
+            adv = lax.cond(gan_on, lambda f: self._gen_adv_loss(state, l, ab, f),
+                           lambda f: zero, ab_fake)
+        total = self.adv_weight * adv + self.l1_weight * l1 + self.perceptual_weight * perc
+        return total, {"g_adv": adv, "g_l1": l1, "g_perceptual": perc}
+
+    def _forward(self, state, l):
+        """G's output, its VJP and its new BatchNorm statistics: one forward for both
+        D's update (as a constant) and G's (through the VJP)."""
+        fake, vjp_fn, model_state = jax.vjp(
+            lambda p: self._generate(p, state.model_state, l), state.params, has_aux=True)
+        return fake, vjp_fn, dict(model_state)
+
+    def _gen_update(self, state, batch, fake, vjp_fn, model_state, gan_on):
+        (loss, metrics), d_fake = jax.value_and_grad(
+            lambda f: self._gen_loss(f, state, batch, gan_on), has_aux=True)(fake)
+        (grads,) = vjp_fn(d_fake)
+        updates, opt_state = self.gen_tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        state = state.replace(params=params, model_state=model_state, opt_state=opt_state,
+                              ema_params=ema_update(state.ema_params, params, self.ema_decay))
+        return state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **metrics}
+
+    def generator_step(self, state, batch, rng):
+        """One G update against the current D; D's fields are returned untouched."""
+        del rng
+        gan_on = self._gan_phase(state.step)
+        fake, vjp_fn, model_state = self._forward(state, batch["l"])
+        return self._gen_update(state, batch, fake, vjp_fn, model_state, gan_on)
+
+    # -- the step ---------------------------------------------------------------------
+
+    def train_step(self, state, batch, rng):
+        gan_on = self._gan_phase(state.step)
+        fake, vjp_fn, model_state = self._forward(state, batch["l"])
+        if gan_on is True:
+            state, d_metrics = self.discriminator_step(state, batch, fake, rng)
+        else:
+            zeros = {k: jnp.zeros((), jnp.float32) for k in D_METRICS}
+            state, d_metrics = lax.cond(
+                gan_on, lambda s: self.discriminator_step(s, batch, fake, rng),
+                lambda s: (s, zeros), state)
+        state, g_metrics = self._gen_update(state, batch, fake, vjp_fn, model_state, gan_on)
+        metrics = {**g_metrics, **d_metrics,
+                   "gan_phase": jnp.asarray(gan_on, jnp.float32)}
+        metrics["finite"] = is_finite(*(metrics[k] for k in (
+            "loss", "grad_norm", "g_adv", "g_l1", "g_perceptual", "d_loss", "gp",
+            "d_grad_norm")))
+        return state.replace(step=state.step + 1), metrics
+
+    def predict(self, state, gray_l, rng):
+        del rng
+        params = eval_params(state.ema_params, state.params)
+        return self.generator.apply({"params": params, **state.model_state}, gray_l,
+                                    train=False)
