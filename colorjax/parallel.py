@@ -20,13 +20,27 @@ DATA_AXIS = "data"
 def initialize_distributed() -> None:
     """Join a multi-process run when the environment describes one; no-op otherwise.
 
-    `jax.distributed.initialize()` reads SLURM, Open MPI or the JAX_COORDINATOR_ADDRESS /
-    JAX_NUM_PROCESSES / JAX_PROCESS_ID variables (set by the scripts in `launch/`).
+    Either JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID are set (the
+    scripts in `launch/` do), or SLURM (or Open MPI) describes the job and
+    `jax.distributed.initialize()` reads it. CPU processes exchange data through gloo.
     """
     if jax.distributed.is_initialized():
         return
     env = os.environ
-    if env.get("JAX_COORDINATOR_ADDRESS") or int(env.get("SLURM_NTASKS", "1")) > 1:
+    explicit = env.get("JAX_COORDINATOR_ADDRESS")
+    if not explicit and int(env.get("SLURM_NTASKS", "1")) <= 1 \
+            and int(env.get("OMPI_COMM_WORLD_SIZE", "1")) <= 1:
+        return
+    # Only affects the CPU backend: lets CPU processes (tests, launch/local_cpu.sh) all-reduce.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if explicit:
+        missing = [k for k in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if k not in env]
+        if missing:
+            raise ValueError(f"JAX_COORDINATOR_ADDRESS is set but {missing} are not")
+        jax.distributed.initialize(coordinator_address=explicit,
+                                   num_processes=int(env["JAX_NUM_PROCESSES"]),
+                                   process_id=int(env["JAX_PROCESS_ID"]))
+    else:
         jax.distributed.initialize()
 
 
