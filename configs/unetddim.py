@@ -1,0 +1,20 @@
+"""Diffusion colorizer, DDIM sampling (Song et al. 2021; 50 steps, η = 0).
+
+The same network, trained the same way, as `configs/unetddpm.py` ("the model is the same"):
+only the sampler differs, so a unetddpm checkpoint can be evaluated with this config.
+"""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))  # configs import their shared defaults
+import unetddpm  # noqa: E402
+
+
+def get_config(variant: str = ""):
+    c = unetddpm.get_config(variant)
+    c.model.name = "unetddim"
+    c.sampler.name = "ddim"
+    c.sampler.steps = 50
+    c.sampler.eta = 0.0
+    return c
