@@ -31,6 +31,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         warmup_steps=200, end_lr_factor=0.05, grad_clip_norm=1.0,
     ))
     c.ema_decay = 0.0  # 0 disables the EMA copy of parameters
+    # Mixed precision: networks compute in this dtype; parameters, optimizer state,
+    # losses and checkpoints stay float32. float32 | bfloat16
+    c.precision = "float32"
 
     c.log_every = 50
     c.eval_every = 1000

@@ -94,3 +94,31 @@ def test_unknown_model_is_named():
     config.model.name = "transformer"
     with pytest.raises(ValueError, match="config.model.name.*allowed"):
         make_objective(config, 1)
+
+
+def test_bfloat16_mixed_precision_tracks_float32():
+    """bf16 compute, f32 parameters and optimizer state: the loss follows float32's."""
+    curves = {}
+    for precision in ("float32", "bfloat16"):
+        config = tiny_config("unet")
+        config.precision = precision
+        obj = make_objective(config, 100)
+        batch = photo_batch()
+        state = obj.init(jax.random.key(0), batch)
+        step = jax.jit(obj.train_step)
+        losses = []
+        for i in range(20):
+            state, m = step(state, batch, jax.random.key(i))
+            losses.append(float(m["loss"]))
+        assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.params))
+        assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.opt_state)
+                   if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating))
+        curves[precision] = np.array(losses)
+        if precision == "bfloat16":
+            hlo = step.lower(state, batch, jax.random.key(0)).as_text()
+            assert "bf16" in hlo, "the network should really compute in bfloat16"
+    f32, bf16 = curves["float32"], curves["bfloat16"]
+    assert np.all(np.isfinite(bf16))
+    assert bf16[-1] < 0.6 * bf16[0]  # it learns
+    np.testing.assert_allclose(bf16[-5:].mean(), f32[-5:].mean(), rtol=0.25)
+    np.testing.assert_allclose(bf16[0], f32[0], rtol=0.02)

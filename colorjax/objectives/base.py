@@ -103,6 +103,40 @@ def eval_params(ema_params, params):
     return params if ema_params is None else ema_params
 
 
+PRECISIONS = ("float32", "bfloat16")
+
+
+def compute_dtype(config):
+    """`config.precision`: the dtype the networks compute in (parameters stay float32)."""
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"config.precision={config.precision!r} is not allowed; "
+                         f"allowed: {list(PRECISIONS)}")
+    return jnp.dtype(config.precision)
+
+
+def cast_floats(tree, dtype):
+    """Cast the floating-point leaves of a pytree (integers, keys and None untouched)."""
+    def cast(x):
+        if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating):
+            return jnp.asarray(x, dtype)
+        return x
+    return jax.tree.map(cast, tree)
+
+
+def apply_in_precision(model, variables, *args, dtype=jnp.float32, **kwargs):
+    """`model.apply` computing in `dtype` with float32 master weights (mixed precision).
+
+    For bfloat16 the parameters and inputs are cast down for the forward pass (gradients
+    flow back to the float32 parameters through the cast) and every output, including
+    updated BatchNorm statistics, is cast back to float32, so losses, optimizer state and
+    checkpoints stay float32.
+    """
+    if dtype == jnp.float32:
+        return model.apply(variables, *args, **kwargs)
+    out = model.apply(cast_floats(variables, dtype), *cast_floats(args, dtype), **kwargs)
+    return cast_floats(out, jnp.float32)
+
+
 LOSSES = ("mse", "l1", "huber")
 
 

@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import optax
 
 from colorjax.models import build_regression_model, downsample_factor
-from colorjax.objectives.base import (TrainState, ema_update, eval_params, init_ema, is_finite,
-                                      make_optimizer, pixel_loss)
+from colorjax.objectives.base import (TrainState, apply_in_precision, compute_dtype, ema_update,
+                                      eval_params, init_ema, is_finite, make_optimizer,
+                                      pixel_loss)
 
 
 class RegressionObjective:
@@ -20,6 +21,7 @@ class RegressionObjective:
         self.tx = make_optimizer(config.optimizer, num_train_steps)
         self.loss_kind = config.loss
         self.ema_decay = float(config.ema_decay)
+        self.dtype = compute_dtype(config)
 
     def init(self, rng, batch):
         variables = self.model.init(rng, batch["l"], train=False)
@@ -31,9 +33,9 @@ class RegressionObjective:
     def train_step(self, state, batch, rng):
         del rng  # deterministic networks
         def loss_fn(params):
-            pred, new_model_state = self.model.apply(
-                {"params": params, **state.model_state}, batch["l"], train=True,
-                mutable=list(state.model_state))
+            pred, new_model_state = apply_in_precision(
+                self.model, {"params": params, **state.model_state}, batch["l"], train=True,
+                mutable=list(state.model_state), dtype=self.dtype)
             return pixel_loss(self.loss_kind, pred, batch["ab"]), new_model_state
 
         (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -53,7 +55,7 @@ class RegressionObjective:
     def predict_with(self, variables, gray_l, rng):
         """Pure prediction from `inference_variables` alone (used by exports too)."""
         del rng
-        return self.model.apply(variables, gray_l, train=False)
+        return apply_in_precision(self.model, variables, gray_l, train=False, dtype=self.dtype)
 
     def predict(self, state, gray_l, rng):
         return self.predict_with(self.inference_variables(state), gray_l, rng)
