@@ -205,3 +205,26 @@ def test_bad_fields_are_named(small, field, value, match, tmp_path, monkeypatch)
 def test_unknown_field_is_named():
     with pytest.raises(ValueError, match=r"config\.data\.imgae_size"):
         validate_data_config({"imgae_size": 64})
+
+
+def test_other_tfds_datasets_are_found_by_name_in_tfds_data_dir(tmp_path, monkeypatch):
+    """A dataset prepared by TFDS itself (here: written without colorjax's marker file) in
+    $TFDS_DATA_DIR is read by name, from its `image_key` feature."""
+    from colorjax.data import builders
+
+    src = make_plain_folder(tmp_path / "photos", 4)
+    files = sorted(p for p in src.rglob("*") if p.is_file())
+    rows = [(str(i), p.name, str(p)) for i, p in enumerate(files)]
+    plan = {"train": rows[:2], "test": rows}
+    builders.write_dataset("other_catalog", tmp_path / "tfds_home", plan,
+                           lambda path: open(path, "rb").read(), "not colorjax's")
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds_home"))
+    cfg = default_data_config()
+    cfg.name, cfg.data_dir, cfg.image_size = "other_catalog", str(tmp_path / "empty"), S
+    validate_data_config(cfg, split="test")
+    assert num_examples(cfg, "test") == 4
+    batch = next(iter(create_eval_iterator(cfg, split="test", global_batch_size=4)))
+    assert batch["mask"].tolist() == [1, 1, 1, 1]
+    cfg.image_key = "photo"
+    with pytest.raises(ValueError, match=r"config\.data\.image_key='photo'.*image"):
+        validate_data_config(cfg)

@@ -112,6 +112,16 @@ def read_info(builder_dir: Path) -> dict:
     }
 
 
+def image_features(builder_dir: Path) -> list[str]:
+    """Top-level features of a prepared dataset that are images (from features.json)."""
+    try:
+        spec = json.loads((Path(builder_dir) / "features.json").read_text())
+        feats = spec["featuresDict"]["features"]
+    except (OSError, ValueError, KeyError):
+        return []
+    return [k for k, v in feats.items() if v.get("pythonClassName", "").endswith(".Image")]
+
+
 def has_array_record(info: dict) -> bool:
     return "array_record" in [info["file_format"], *info["alternative_file_formats"]]
 

@@ -140,6 +140,12 @@ def resolve(cfg, *, for_eval: bool = False, prepare: bool = False) -> Resolved:
                 f"--dataset_version_dir={found} --out_file_format=array_record"
             )
         key = "image" if (found.parent / builders.PREPARE_INFO).exists() else cfg.image_key
+        available = builders.image_features(found)
+        if available and key not in available:
+            raise ValueError(
+                f"config.data.image_key={key!r}: {name} has no such image feature; its image "
+                f"features: {', '.join(available)}."
+            )
         return Resolved(name_field, name, found, tuple(info["splits"]), key)
     import tensorflow_datasets as tfds  # noqa: PLC0415
 
