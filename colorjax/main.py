@@ -1,7 +1,9 @@
 """Entry point: `python -m colorjax.main --config=configs/unet.py --workdir=runs/unet`.
 
 Modes: train (resumes from the workdir's latest checkpoint), eval (metrics table and grids
-for a checkpoint). Any config field can be overridden: `--config.batch_size=32`.
+for a checkpoint), export (an inference artifact for `colorjax.Colorizer`, by default in
+`workdir/export/step_<N>`; `--config.eval.step` picks the checkpoint). Any config field
+can be overridden: `--config.batch_size=32`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:variant]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
-flags.DEFINE_enum("mode", "train", ["train", "eval"], "What to do.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "export"], "What to do.")
+flags.DEFINE_string("export_dir", None,
+                    "--mode=export: where to write the export (default: workdir/export/step_<N>).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -22,6 +26,12 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # TFDS and orbax log every file they open at INFO; colorjax reports progress itself.
     logging.set_verbosity(logging.WARNING)
+    if FLAGS.mode == "export":
+        # Only the checkpoint and the objective: no data pipeline, no training loop.
+        from colorjax.export import export_checkpoint
+        path = export_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.export_dir)
+        print(f"exported to {path}", flush=True)
+        return
     from colorjax import parallel, train
 
     parallel.initialize_distributed()

@@ -1,0 +1,457 @@
+"""Colorize your own photos with an exported model: `Colorizer` (Python) and a CLI.
+
+    python -m colorjax.colorize --model=EXPORT_DIR --input=FILE_OR_DIR --output=DIR \
+        [--num_samples=N] [--size=S] [--compare] [--batch_size=B] [--seed=K]
+
+How a photo is colorized (any size, any mode PIL reads):
+
+1. EXIF orientation is applied (files only). Gray photos (modes 1/L/LA/I/I;16/F, or RGB with
+   three equal channels) are used as they are; colour photos are made gray first: their
+   CIELAB L is kept, their colour becomes the "truth" panel of `--compare`.
+   Transparent pixels are composited over white.
+2. The full-resolution L is resized (bilinear, antialiased) to S x S, the model's working
+   size (default: the size it was trained at). This is a plain resize of the whole photo,
+   not a crop: the aspect ratio is squeezed for the network, but every pixel gets colour.
+3. The predicted ab (S x S) is resized bilinearly back to the photo's size and combined with
+   the photo's own full-resolution L, so the result has exactly the input's size and
+   sharpness: only the colour is at the model's resolution, which the eye barely notices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import threading
+
+import jax
+import numpy as np
+from PIL import Image, ImageOps
+
+from colorjax import color
+from colorjax.export import ExportError, read_export
+
+_GRAY_MODES = ("1", "L", "LA", "La", "I", "F")
+# Lab -> RGB of a large photo is done in stripes of about this many pixels (bounded memory).
+_STRIPE_PIXELS = 1 << 20
+
+
+@dataclasses.dataclass
+class Photo:
+    """One input photo: CIELAB L (H, W) in [0, 100]; the colour original (H, W, 3) in [0, 1]
+    when the input had colour, else None."""
+
+    l: np.ndarray
+    truth: np.ndarray | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), as PIL says it."""
+        return self.l.shape[1], self.l.shape[0]
+
+
+# --- inputs ---------------------------------------------------------------------------
+
+
+def _gray_photo(values: np.ndarray) -> Photo:
+    """Gray levels in [0, 1] -> Photo. L is computed as for an RGB image with equal channels,
+    so a gray photo and its RGB copy give the same L."""
+    v = np.clip(values.astype(np.float32), 0.0, 1.0)
+    lab = color.rgb_to_lab(np.broadcast_to(v[..., None], v.shape + (3,)))
+    return Photo(l=lab[..., 0])
+
+
+def _rgb_photo(rgb: np.ndarray) -> Photo:
+    """8-bit or [0, 1] float RGB -> Photo; equal channels count as gray (no truth)."""
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+        return _gray_photo(_unit(rgb[..., 0]))
+    rgb = _unit(rgb)
+    return Photo(l=color.rgb_to_lab(rgb)[..., 0], truth=rgb)
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    """Integer or float pixel values -> float32 in [0, 1]."""
+    if a.dtype == np.bool_:
+        return a.astype(np.float32)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / 65535.0
+    if np.issubdtype(a.dtype, np.floating):
+        if a.size and (np.nanmin(a) < -1e-3 or np.nanmax(a) > 1.0 + 1e-3):
+            raise ValueError("float images must have values in [0, 1]; got "
+                             f"[{np.nanmin(a):.4g}, {np.nanmax(a):.4g}] (pass uint8 for 0..255)")
+        return np.clip(np.nan_to_num(a.astype(np.float32)), 0.0, 1.0)
+    raise ValueError(f"unsupported pixel dtype {a.dtype}; use uint8, uint16, bool or float")
+
+
+def _over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    a = _unit(alpha)[..., None]
+    return _unit(rgb) * a + (1.0 - a)
+
+
+def photo_from_array(a: np.ndarray) -> Photo:
+    """(H, W), (H, W, 1|2|3|4) arrays: gray, gray+alpha, RGB or RGBA (uint8, uint16, float)."""
+    a = np.asarray(a)
+    if a.ndim == 2:
+        return _gray_photo(_unit(a))
+    if a.ndim == 3 and a.shape[-1] in (1, 2, 3, 4):
+        c = a.shape[-1]
+        if c == 1:
+            return _gray_photo(_unit(a[..., 0]))
+        if c == 2:
+            return _gray_photo(_over_white(a[..., :1], a[..., 1])[..., 0])
+        if c == 4:
+            return _rgb_photo(_over_white(a[..., :3], a[..., 3]))
+        return _rgb_photo(a)
+    raise ValueError(f"an image array must be (H, W) or (H, W, 1|2|3|4); got {a.shape}")
+
+
+def photo_from_pil(im: Image.Image) -> Photo:
+    """Any PIL image, pixels as stored (apply EXIF orientation before, see `open_photo`)."""
+    mode = im.mode
+    if mode.startswith("I;16"):
+        return _gray_photo(np.asarray(im, dtype=np.float32) / 65535.0)
+    if mode == "I":  # 32-bit ints: 16-bit data in practice, 8-bit when it fits
+        a = np.asarray(im, dtype=np.float32)
+        return _gray_photo(a / (255.0 if a.size and a.max() <= 255 else 65535.0))
+    if mode == "F":
+        a = np.asarray(im, dtype=np.float32)
+        return _gray_photo(a if a.size and a.max() <= 1.0 else a / 255.0)
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode == "P" and "transparency" in im.info):
+        rgba = np.asarray(im.convert("RGBA"))
+        return photo_from_array(rgba)
+    if mode in ("1", "L"):
+        return _gray_photo(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)
+    return _rgb_photo(np.asarray(im.convert("RGB")))
+
+
+def open_photo(path_or_file) -> Photo:
+    """Read an image file (path or file object) PIL can decode, EXIF orientation applied."""
+    with Image.open(path_or_file) as im:
+        im = ImageOps.exif_transpose(im)
+        im.load()
+        return photo_from_pil(im)
+
+
+def to_photo(image) -> Photo:
+    """A PIL image, a numpy array or a Photo -> Photo."""
+    if isinstance(image, Photo):
+        return image
+    if isinstance(image, Image.Image):
+        return photo_from_pil(image)
+    return photo_from_array(np.asarray(image))
+
+
+# --- resizing and Lab -> RGB on the host -----------------------------------------------
+
+
+def _resize_plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear (antialiased when shrinking) float32 resize of one 2-D plane."""
+    if plane.shape == (height, width):
+        return plane.astype(np.float32)
+    im = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32))
+    return np.asarray(im.resize((width, height), Image.BILINEAR), dtype=np.float32)
+
+
+def lab_to_rgb_striped(l: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """Lab (L (H, W), ab (H, W, 2) in Lab units) -> sRGB float32 (H, W, 3), in stripes."""
+    h, w = l.shape
+    out = np.empty((h, w, 3), np.float32)
+    rows = max(1, _STRIPE_PIXELS // max(w, 1))
+    for y in range(0, h, rows):
+        lab = np.concatenate([l[y:y + rows, :, None], ab[y:y + rows]], axis=-1)
+        out[y:y + rows] = color.lab_to_rgb(lab)
+    return out
+
+
+def gray_of(photo: Photo) -> np.ndarray:
+    """The gray image the model sees, sRGB float32 (H, W, 3)."""
+    return lab_to_rgb_striped(photo.l, np.zeros(photo.l.shape + (2,), np.float32))
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+# --- the colorizer --------------------------------------------------------------------
+
+
+class Colorizer:
+    """An exported model, ready to colorize photos of any size.
+
+    `Colorizer.load(path)` restores an export (`python -m colorjax.main --mode=export`);
+    `colorize(image)` returns the colour image. Safe to call from several threads.
+    """
+
+    def __init__(self, objective, variables, config, metadata: dict, *, size: int | None = None,
+                 batch_size: int = 8, seed: int = 0):
+        self.objective, self.config, self.metadata = objective, config, metadata
+        self.variables = variables
+        self.model_name: str = metadata["model"]
+        self.samples: bool = bool(metadata.get("samples", False))
+        self.image_size = int(metadata["image_size"])
+        self.downsample_factor = int(getattr(objective, "downsample_factor", 1))
+        self.batch_size = int(batch_size)
+        if self.batch_size <= 0:
+            raise ValueError(f"batch_size={batch_size} must be positive")
+        self.seed = int(seed)
+        self.size = self.check_size(size)
+        self._predict = jax.jit(objective.predict_with)
+        # One jitted call at a time: compilation caches and host buffers are then never
+        # contended, and a busy server does not oversubscribe the CPU/GPU.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: str, *, size: int | None = None, batch_size: int = 8,
+             seed: int = 0) -> "Colorizer":
+        """Restore an export directory. Raises `ExportError` for anything that is not one."""
+        config, metadata, objective, variables = read_export(path)
+        return cls(objective, variables, config, metadata, size=size, batch_size=batch_size,
+                   seed=seed)
+
+    def __repr__(self):
+        return (f"Colorizer(model={self.model_name!r}, step={self.metadata.get('step')}, "
+                f"size={self.size}, samples={self.samples})")
+
+    def check_size(self, size: int | None) -> int:
+        """The working size: `size`, or the trained size; must divide by the downsample factor."""
+        if size is None:
+            return self.image_size
+        f = self.downsample_factor
+        if int(size) != size or size <= 0 or size % f:
+            raise ValueError(
+                f"size={size} is not allowed for {self.model_name!r}, which halves the image to "
+                f"1/{f}; allowed: positive multiples of {f} (it was trained at "
+                f"{self.image_size})")
+        return int(size)
+
+    def check_num_samples(self, num_samples: int) -> int:
+        if int(num_samples) != num_samples or num_samples < 1:
+            raise ValueError(f"num_samples={num_samples} must be a positive integer")
+        if num_samples > 1 and not self.samples:
+            raise ValueError(f"num_samples={num_samples}: {self.model_name!r} is deterministic "
+                             "(one colorization per photo); several samples need a VAE or "
+                             "diffusion model")
+        return int(num_samples)
+
+    # -- prediction in network units at the working size --
+
+    def predict_ab(self, l_norm, rng=None) -> np.ndarray:
+        """ab (N, S, S, 2) in network range for l_norm (N, S, S, 1): `predict_with` under jit."""
+        rng = jax.random.key(self.seed) if rng is None else rng
+        with self._lock:
+            return np.asarray(self._predict(self.variables, np.asarray(l_norm, np.float32), rng))
+
+    def _predict_batch(self, l_small: np.ndarray, sample: int, chunk: int,
+                       pad_to: int) -> np.ndarray:
+        """Zero-pad (n, S, S, 1) to `pad_to` rows: jit compiles once per padded shape."""
+        n = l_small.shape[0]
+        padded = max(n, pad_to)
+        if padded > n:
+            pad = np.zeros((padded - n,) + l_small.shape[1:], np.float32)
+            l_small = np.concatenate([l_small, pad])
+        rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.seed), sample), chunk)
+        return self.predict_ab(l_small, rng)[:n]
+
+    # -- photos in, colour out --
+
+    def predict_photos(self, photos: list[Photo], num_samples: int = 1,
+                       size: int | None = None, fixed_batch: bool = False
+                       ) -> list[list[np.ndarray]]:
+        """For each photo, `num_samples` ab planes (H, W, 2) in Lab units at its full size.
+
+        Batches are zero-padded to `batch_size` when there are that many photos or with
+        `fixed_batch` (one compilation for a whole folder), else to the next power of two
+        (a single photo does not pay for a full batch).
+        """
+        num_samples = self.check_num_samples(num_samples)
+        s = self.size if size is None else self.check_size(size)
+        pad_to = (self.batch_size if fixed_batch or len(photos) >= self.batch_size
+                  else min(self.batch_size, _pow2_at_least(len(photos))))
+        results: list[list[np.ndarray]] = [[] for _ in photos]
+        for start in range(0, len(photos), self.batch_size):
+            chunk = photos[start:start + self.batch_size]
+            l_small = np.stack([color.normalize_l(_resize_plane(p.l, s, s))[..., None]
+                                for p in chunk])
+            for k in range(num_samples):
+                ab = color.denormalize_ab(
+                    self._predict_batch(l_small, k, start // self.batch_size, pad_to))
+                for i, p in enumerate(chunk):
+                    w, h = p.size
+                    results[start + i].append(
+                        np.stack([_resize_plane(ab[i, ..., c], w, h) for c in (0, 1)], -1))
+        return results
+
+    def colorize_photos(self, photos: list[Photo], num_samples: int = 1,
+                        size: int | None = None, fixed_batch: bool = False
+                        ) -> list[list[np.ndarray]]:
+        """For each photo, `num_samples` sRGB float32 images (H, W, 3): its own full-size L
+        with the predicted ab."""
+        abs_ = self.predict_photos(photos, num_samples, size, fixed_batch)
+        return [[lab_to_rgb_striped(p.l, ab) for ab in abs_i] for p, abs_i in zip(photos, abs_)]
+
+    def colorize(self, image, num_samples: int = 1, size: int | None = None):
+        """Colorize a PIL image, a numpy array, or a list (or (N, H, W[, C]) array) of them.
+
+        Returns the same kind: PIL in -> PIL RGB out; integer arrays -> uint8 (H, W, 3);
+        float arrays (values in [0, 1]) -> float32 in [0, 1]. With num_samples > 1 (VAE and
+        diffusion models) each image becomes a list of samples (arrays gain an axis).
+        """
+        if isinstance(image, (list, tuple)):
+            photos = [to_photo(x) for x in image]
+            outs = self.colorize_photos(photos, num_samples, size)
+            return [self._as_input_kind(x, o, num_samples) for x, o in zip(image, outs)]
+        if isinstance(image, np.ndarray) and image.ndim == 4:
+            outs = self.colorize_photos([to_photo(x) for x in image], num_samples, size)
+            return np.stack([self._as_input_kind(image[0], o, num_samples) for o in outs])
+        out = self.colorize_photos([to_photo(image)], num_samples, size)[0]
+        return self._as_input_kind(image, out, num_samples)
+
+    @staticmethod
+    def _as_input_kind(image, samples: list[np.ndarray], num_samples: int):
+        if isinstance(image, Image.Image):
+            kind = [Image.fromarray(to_uint8(s)) for s in samples]
+        elif isinstance(image, Photo) or np.issubdtype(np.asarray(image).dtype, np.floating):
+            kind = samples
+        else:
+            kind = [to_uint8(s) for s in samples]
+        if num_samples == 1:
+            return kind[0]
+        return kind if not isinstance(image, np.ndarray) else np.stack(kind)
+
+
+# --- command line ---------------------------------------------------------------------
+
+
+def image_files(root: str) -> tuple[list[str], int]:
+    """Files under `root` (recursively, sorted) whose extension PIL registers; and how many
+    other files were ignored."""
+    exts = {e.lower() for e in Image.registered_extensions()}
+    found, ignored = [], 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            if os.path.splitext(name)[1].lower() in exts:
+                found.append(os.path.join(dirpath, name))
+            else:
+                ignored += 1
+    return found, ignored
+
+
+def output_stems(paths: list[str], root: str) -> dict[str, str]:
+    """Output path stem (relative to the output dir) per input; `a.jpg` and `a.png` in the
+    same folder become `a_jpg` and `a_png` instead of overwriting each other."""
+    rel = {p: os.path.relpath(p, root) if os.path.isdir(root) else os.path.basename(p)
+           for p in paths}
+    stems = {p: os.path.splitext(r)[0] for p, r in rel.items()}
+    counts: dict[str, int] = {}
+    for s in stems.values():
+        counts[s] = counts.get(s, 0) + 1
+    return {p: s if counts[s] == 1 else s + "_" + os.path.splitext(rel[p])[1][1:].lower()
+            for p, s in stems.items()}
+
+
+def compare_strip(photo: Photo, colors: list[np.ndarray]) -> np.ndarray:
+    """gray | colour(s) | truth (when the input had colour), side by side, uint8."""
+    panels = [gray_of(photo), *colors] + ([photo.truth] if photo.truth is not None else [])
+    return to_uint8(np.concatenate(panels, axis=1))
+
+
+def _save(rgb8: np.ndarray, path: str, fmt: str) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    if fmt == "jpg":
+        Image.fromarray(rgb8).save(path, quality=95, subsampling=0)
+    else:
+        Image.fromarray(rgb8).save(path, compress_level=3)
+
+
+def run(args) -> int:
+    """The CLI: returns the exit status (0 when at least one photo was colorized)."""
+    from tqdm import tqdm
+
+    try:
+        colorizer = Colorizer.load(args.model, size=args.size, batch_size=args.batch_size,
+                                   seed=args.seed)
+        colorizer.check_num_samples(args.num_samples)
+    except (ExportError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if os.path.isdir(args.input):
+        paths, ignored = image_files(args.input)
+    elif os.path.isfile(args.input):
+        paths, ignored = [args.input], 0
+    else:
+        print(f"error: --input={args.input}: no such file or directory", file=sys.stderr)
+        return 2
+    if not paths:
+        print(f"error: no image files in {args.input}" +
+              (f" ({ignored} files with other extensions ignored)" if ignored else ""),
+              file=sys.stderr)
+        return 2
+    stems = output_stems(paths, args.input)
+    ext = "jpg" if args.format == "jpg" else "png"
+    print(f"{colorizer}: {len(paths)} photos from {args.input} -> {args.output}", flush=True)
+
+    done, skipped = 0, []
+    bar = tqdm(total=len(paths), unit="photo", dynamic_ncols=True, file=sys.stderr)
+    for start in range(0, len(paths), args.batch_size):
+        batch = []
+        for path in paths[start:start + args.batch_size]:
+            try:
+                batch.append((path, open_photo(path)))
+            except Exception as e:  # noqa: BLE001 - any decode failure: report, go on
+                skipped.append(path)
+                bar.write(f"skipped {path}: {type(e).__name__}: {e}", file=sys.stderr)
+                bar.update(1)
+        if not batch:
+            continue
+        outs = colorizer.colorize_photos([p for _, p in batch], args.num_samples,
+                                         fixed_batch=True)
+        for (path, photo), colors in zip(batch, outs):
+            stem = os.path.join(args.output, stems[path])
+            for k, rgb in enumerate(colors):
+                suffix = f"_sample{k + 1}" if args.num_samples > 1 else ""
+                _save(to_uint8(rgb), f"{stem}{suffix}.{ext}", args.format)
+            if args.compare:
+                _save(compare_strip(photo, colors), f"{stem}_compare.{ext}", args.format)
+            done += 1
+            bar.update(1)
+    bar.close()
+    print(f"colorized {done} photo(s) into {args.output}" +
+          (f"; skipped {len(skipped)} unreadable file(s)" if skipped else "") +
+          (f"; ignored {ignored} non-image file(s)" if ignored else ""), flush=True)
+    return 0 if done else 1
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m colorjax.colorize",
+                                description="Colorize photos with an exported colorjax model.")
+    p.add_argument("--model", required=True, help="export directory (--mode=export)")
+    p.add_argument("--input", required=True, help="an image file or a folder (recursive)")
+    p.add_argument("--output", required=True, help="folder for the results")
+    p.add_argument("--num_samples", type=int, default=1,
+                   help="colorizations per photo (VAE and diffusion models)")
+    p.add_argument("--size", type=int, default=None,
+                   help="working size of the model (default: the size it was trained at)")
+    p.add_argument("--compare", action="store_true",
+                   help="also write gray | color (| truth) strips")
+    p.add_argument("--batch_size", type=int, default=8, help="photos per model call")
+    p.add_argument("--seed", type=int, default=0, help="random seed of sampling models")
+    p.add_argument("--format", choices=("png", "jpg"), default="png", help="output format")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

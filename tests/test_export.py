@@ -1,0 +1,215 @@
+"""Exports: --mode=export writes only inference variables; Colorizer.load restores them and
+predicts exactly what the training-time `predict` does; bad directories fail clearly.
+
+`tiny_workdir`/`tiny_export` are shared with tests/test_colorize.py and tests/test_serve*.py
+(imported from this module, built once per session).
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from colorjax import color, export
+from colorjax.configs import load_config
+from colorjax.objectives import make_objective
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SIZE = 32
+# The same tiny UNet on the command line (for --mode=export in a subprocess).
+TINY_FLAGS = ["--config=configs/unet.py:cpu", "--config.model.features=(8, 16)",
+              f"--config.data.image_size={SIZE}", "--config.ema_decay=0.5"]
+_CACHE = {}
+
+
+def tiny_config():
+    c = load_config("unet", "cpu")
+    c.model.features = (8, 16)
+    c.data.image_size = SIZE
+    c.ema_decay = 0.5  # an EMA copy exists, so the test can tell which parameters are exported
+    return c
+
+
+def _filled(abstract, seed):
+    """A concrete state with the abstract one's structure: random floats, zero integers.
+    (No compilation: cheaper than running `init` on a loaded CPU.)"""
+    leaves, treedef = jax.tree.flatten(abstract)
+    rng = np.random.default_rng(seed)
+    out = [jnp.asarray(rng.normal(0.0, 0.2, l.shape).astype(l.dtype))
+           if jnp.issubdtype(l.dtype, jnp.floating) else jnp.zeros(l.shape, l.dtype)
+           for l in leaves]
+    return jax.tree.unflatten(treedef, out)
+
+
+def tiny_state(config, seed=0):
+    """A unet train state whose EMA params, params and BatchNorm statistics all differ."""
+    obj = make_objective(config, 10)
+    batch = {"l": jnp.zeros((1, SIZE, SIZE, 1)), "ab": jnp.zeros((1, SIZE, SIZE, 2))}
+    state = _filled(jax.eval_shape(obj.init, jax.random.key(0), batch), seed)
+    var = jax.tree.map(jnp.abs, state.model_state)  # BatchNorm variances must be positive
+    state = state.replace(model_state=var, step=jnp.asarray(2, jnp.int32))
+    return obj, state
+
+
+def tiny_workdir(root):
+    """A workdir as training leaves it: checkpoints/2 (state, data, config) and eval/*.json."""
+    from colorjax.checkpoint import TrainCheckpointer
+
+    if "workdir" not in _CACHE:
+        config = tiny_config()
+        obj, state = tiny_state(config)
+        wd = pathlib.Path(root) / "workdir"
+        ckpt = TrainCheckpointer(str(wd / "checkpoints"), async_save=False)
+        ckpt.save(2, state, {"iterator": "x"}, config)
+        ckpt.close()
+        (wd / "eval").mkdir()
+        table = {"unet": {"ssim": 0.5, "ciede2000": 9.0}, "gray baseline (ab = 0)": {"ssim": 0.4}}
+        (wd / "eval" / "validation_step_1.json").write_text(json.dumps({"old": {}}))
+        (wd / "eval" / "validation_step_2.json").write_text(json.dumps(table))
+        _CACHE["workdir"] = (wd, config, obj, state)
+    return _CACHE["workdir"]
+
+
+def tiny_export(root):
+    """(export dir, config, objective, train state) of the tiny workdir, exported once."""
+    if "export" not in _CACHE:
+        wd, config, obj, state = tiny_workdir(root)
+        path = export.export_checkpoint(config, str(wd))
+        _CACHE["export"] = (pathlib.Path(path), config, obj, state)
+    return _CACHE["export"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    return tiny_export(tmp_path_factory.getbasetemp() / "colorjax_export")
+
+
+def test_export_holds_only_inference_variables(exported):
+    path, config, obj, state = exported
+    assert path == path.parent.parent.parent / "workdir" / "export" / "step_2"
+    meta = json.loads((path / "metadata.json").read_text())
+    assert meta["format"] == "colorjax-export" and meta["format_version"] == 1
+    assert (meta["model"], meta["family"], meta["step"], meta["image_size"]) == \
+        ("unet", "regression", 2, SIZE)
+    assert meta["samples"] is False and meta["colorjax_version"]
+    assert meta["metrics"]["file"] == os.path.join("eval", "validation_step_2.json")
+    assert meta["metrics"]["table"]["unet"]["ciede2000"] == 9.0
+    assert json.loads((path / "config.json").read_text())["model"]["features"] == [8, 16]
+
+    _, _, _, variables = export.read_export(str(path))
+    assert set(variables) == {"params", "batch_stats"}  # no optimizer state, no step
+    for saved, ema, raw in zip(jax.tree.leaves(variables["params"]),
+                               jax.tree.leaves(state.ema_params), jax.tree.leaves(state.params)):
+        np.testing.assert_array_equal(saved, ema)  # the EMA copy, not the raw parameters
+        assert not np.array_equal(saved, raw)
+    for saved, stat in zip(jax.tree.leaves(variables["batch_stats"]),
+                           jax.tree.leaves(state.model_state)):
+        np.testing.assert_array_equal(saved, stat)
+
+
+def test_loaded_colorizer_predicts_what_training_predicts(exported):
+    from colorjax import Colorizer
+
+    path, config, obj, state = exported
+    colorizer = Colorizer.load(str(path))
+    rgb = np.random.default_rng(1).uniform(size=(3, SIZE, SIZE, 3)).astype(np.float32)
+    l_norm, _ = color.rgb_to_model_inputs(rgb)
+    rng = jax.random.key(3)
+    expected = np.asarray(jax.jit(obj.predict)(state, jnp.asarray(l_norm), rng))
+    np.testing.assert_allclose(colorizer.predict_ab(l_norm, rng), expected, atol=1e-5)
+
+    # The whole photo path at the working size: ab in Lab units, as predict gives it.
+    photos = [_photo(x) for x in rgb]
+    got = colorizer.predict_photos(photos)
+    for i in range(3):
+        np.testing.assert_allclose(got[i][0], color.denormalize_ab(expected[i]), atol=1e-3)
+
+
+def _photo(rgb):
+    from colorjax.colorize import to_photo
+    return to_photo(rgb)
+
+
+def test_cli_export_then_load_in_a_light_process(exported, tmp_path):
+    wd = exported[0].parents[2] / "workdir"
+    out = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "colorjax.main", *TINY_FLAGS, f"--workdir={wd}",
+           "--mode=export", f"--export_dir={out}"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"exported to {out}" in res.stdout
+    assert json.loads((out / "metadata.json").read_text())["step"] == 2
+
+    # Loading neither imports the training loop nor the data pipeline; `import colorjax`
+    # alone does not even import JAX.
+    code = (
+        "import sys, colorjax\n"
+        "assert 'jax' not in sys.modules\n"
+        f"c = colorjax.Colorizer.load({str(out)!r})\n"
+        "bad = [m for m in sys.modules if m.startswith(('colorjax.train', 'colorjax.data',"
+        " 'colorjax.checkpoint', 'colorjax.evaluate', 'tensorflow_datasets', 'grain'))]\n"
+        "assert not bad, bad\n"
+        "import numpy as np\n"
+        "print(c.colorize(np.zeros((5, 7), np.uint8)).shape)\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "(5, 7, 3)" in res.stdout
+
+
+def test_export_of_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at all"):
+        export.export_checkpoint(tiny_config(), str(tmp_path / "empty"))
+
+
+def test_export_refuses_to_overwrite_a_foreign_directory(exported, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    variables = export.read_export(str(exported[0]))[3]
+    with pytest.raises(export.ExportError, match="not a colorjax export"):
+        export.write_export(str(tmp_path), variables, exported[1], step=2)
+    # An older export is replaced (re-running --mode=export works).
+    again = export.write_export(str(exported[0]), variables, exported[1], step=2)
+    assert json.loads((pathlib.Path(again) / "metadata.json").read_text())["step"] == 2
+
+
+def test_loading_something_else_fails_clearly(exported, tmp_path):
+    from colorjax import Colorizer
+
+    path = exported[0]
+    with pytest.raises(export.ExportError, match="no export directory"):
+        Colorizer.load(str(tmp_path / "nowhere"))
+    with pytest.raises(export.ExportError, match="is not a colorjax export"):
+        Colorizer.load(str(tmp_path))
+    # A training workdir: the error points at its export.
+    with pytest.raises(export.ExportError, match="looks like a workdir; its latest export is"):
+        Colorizer.load(str(path.parents[1]))
+
+    bad = tmp_path / "bad"
+    shutil.copytree(path, bad)
+    meta = json.loads((bad / "metadata.json").read_text())
+    (bad / "metadata.json").write_text(json.dumps(meta | {"model": "transformer"}))
+    with pytest.raises(export.ExportError, match="model 'transformer', which this colorjax does "
+                                                 "not know; known models: .*unet"):
+        Colorizer.load(str(bad))
+    (bad / "metadata.json").write_text(json.dumps(meta | {"format_version": 99}))
+    with pytest.raises(export.ExportError, match="upgrade colorjax"):
+        Colorizer.load(str(bad))
+    (bad / "metadata.json").write_text("{not json")
+    with pytest.raises(export.ExportError, match="is not a colorjax export"):
+        Colorizer.load(str(bad))
+
+    # Parameters that do not fit the configured network.
+    (bad / "metadata.json").write_text(json.dumps(meta))
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["model"]["features"] = [4, 8]
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(export.ExportError, match="do not match model 'unet'"):
+        Colorizer.load(str(bad))
