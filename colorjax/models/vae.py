@@ -1,0 +1,121 @@
+"""Networks of the conditional VAE colorizers (`basicvae`, `unetvae`).
+
+- `PosteriorEncoder` q(z | L, ab): sees the gray image and its true colours, returns the
+  mean and log-variance of a `latent_dim` Gaussian. Used only in training.
+- `ConditionalDecoder` p(ab | z, L): an L -> ab network that also receives z. The image
+  structure comes from L (UNet skips for `unetvae`; for `basicvae`, the bottleneck and the
+  full-resolution L before the head), so z only has to carry the colour *choice* -- unlike
+  the original project's VAEs, which squeezed the whole image through the latent.
+
+z enters the decoder at the bottleneck (added to every position); with `condition="film"`
+it also scales and shifts every decoder level (FiLM, Perez et al. 2018), which makes z hard
+to ignore once the skips already explain the structure.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from colorjax.models.blocks import NORMS, ConvNormAct, Norm, OutputHead, activation
+from colorjax.models.unet import DoubleConv
+
+CONDITIONS = ("bottleneck", "film")
+DECODERS = {"basicvae": False, "unetvae": True}  # model name -> UNet skip connections
+
+
+class PosteriorEncoder(nn.Module):
+    """(L, ab) -> (mu, logvar), each (N, latent_dim): strided convs, global average pool."""
+
+    features: Sequence[int] = (32, 64, 128, 256)
+    latent_dim: int = 256
+    norm: str = "batch"
+    act: str = "leaky_relu"
+
+    @nn.compact
+    def __call__(self, l, ab, train: bool = False):
+        x = jnp.concatenate([l, ab], axis=-1)
+        for feats in self.features:
+            x = ConvNormAct(feats, 4, 2, self.norm, self.act)(x, train)
+        x = jnp.mean(x, axis=(1, 2))  # any image size: the latent is global
+        stats = nn.Dense(2 * self.latent_dim)(x)
+        mu, logvar = jnp.split(stats, 2, axis=-1)
+        return mu, logvar
+
+
+class FiLM(nn.Module):
+    """x * (1 + gamma(z)) + beta(z), per channel. Zero-initialised: starts as identity, so
+    the decoder begins as the plain L -> ab network and learns how much z should steer."""
+
+    @nn.compact
+    def __call__(self, x, z):
+        gb = nn.Dense(2 * x.shape[-1], kernel_init=nn.initializers.zeros)(z)
+        gamma, beta = jnp.split(gb[:, None, None, :], 2, axis=-1)
+        return x * (1.0 + gamma) + beta
+
+
+class ConditionalDecoder(nn.Module):
+    """(L (N,H,W,1), z (N,latent)) -> ab (N,H,W,2); H, W multiples of `downsample_factor`.
+
+    `skips=True` is the UNet (each level's L features concatenated on the way up);
+    `skips=False` a plain encoder-decoder whose only path around the bottleneck is the
+    gray image itself, concatenated before the last convolutions.
+    """
+
+    features: Sequence[int] = (32, 64, 128, 256)
+    skips: bool = True
+    condition: str = "film"
+    norm: str = "batch"
+    act: str = "leaky_relu"
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** (len(self.features) - 1)
+
+    @nn.compact
+    def __call__(self, l, z, train: bool = False):
+        if self.condition not in CONDITIONS:
+            raise ValueError(f"config.model.condition={self.condition!r}; allowed: {CONDITIONS}")
+        x, skips = l, []
+        for feats in self.features[:-1]:
+            x = DoubleConv(feats, self.norm, self.act)(x, train)
+            skips.append(x)
+            x = ConvNormAct(feats, 4, 2, self.norm, self.act)(x, train)
+        # z added at every bottleneck position, then mixed with L's features by the convs.
+        x = x + nn.Dense(x.shape[-1])(z)[:, None, None, :]
+        x = DoubleConv(self.features[-1], self.norm, self.act)(x, train)
+        for feats, skip in zip(reversed(self.features[:-1]), reversed(skips)):
+            x = nn.ConvTranspose(feats, (4, 4), strides=(2, 2), padding="SAME",
+                                 use_bias=self.norm == "none")(x)
+            x = activation(self.act)(Norm(self.norm)(x, train))
+            if self.skips:
+                x = jnp.concatenate([x, skip], -1)
+            x = DoubleConv(feats, self.norm, self.act)(x, train)
+            if self.condition == "film":
+                x = FiLM()(x, z)
+        if not self.skips:  # the structure of the image, at full resolution
+            x = DoubleConv(self.features[0], self.norm, self.act)(
+                jnp.concatenate([x, l], -1), train)
+        return OutputHead(2, "tanh")(x)
+
+
+def build_vae(model_config) -> tuple[PosteriorEncoder, ConditionalDecoder]:
+    """The (encoder, decoder) pair of `config.model` (`basicvae` or `unetvae`)."""
+    name = model_config.name
+    if name not in DECODERS:
+        raise ValueError(f"config.model.name={name!r} is not a VAE; allowed: {sorted(DECODERS)}")
+    if model_config.condition not in CONDITIONS:
+        raise ValueError(f"config.model.condition={model_config.condition!r}; "
+                         f"allowed: {list(CONDITIONS)}")
+    if model_config.norm not in NORMS:
+        raise ValueError(f"config.model.norm={model_config.norm!r}; allowed: {list(NORMS)}")
+    latent = int(model_config.latent_dim)
+    if latent <= 0:
+        raise ValueError(f"config.model.latent_dim={latent} must be a positive integer")
+    encoder = PosteriorEncoder(features=tuple(model_config.encoder_features),
+                               latent_dim=latent, norm=model_config.norm)
+    decoder = ConditionalDecoder(features=tuple(model_config.features), skips=DECODERS[name],
+                                 condition=model_config.condition, norm=model_config.norm)
+    return encoder, decoder

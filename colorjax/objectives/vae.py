@@ -1,0 +1,161 @@
+"""Conditional VAE colorizers (`basicvae`, `unetvae`): one gray image, many colourings.
+
+Training (Kingma and Welling 2014; conditional form of Sohn et al. 2015):
+
+    mu, logvar = q(L, ab)                          the encoder sees the true colours
+    z = mu + exp(logvar / 2) * eps, eps ~ N(0, I)  reparameterization, eps from the step's rng
+    loss = recon(p(L, z), ab) + beta(step) * KL(q || N(0, I))
+
+Scaling of the two terms, as in the original project whose beta = 0.001 we keep: the
+reconstruction is the *per-pixel mean* squared error in network units (`config.loss`,
+default mse), the KL is *summed over the latent dimensions* and averaged over the batch,
+not divided by the number of pixels. So beta prices one nat of colour information against
+a per-pixel error that does not depend on the image size, and beta keeps its meaning when
+`image_size` changes. (Dividing the KL by H*W would make it nearly free at 64 px: the
+encoder would then fill z with detail the prior cannot reproduce at test time.)
+
+Prediction needs only the decoder: z is drawn from the prior N(0, I) (`sample_mode="prior"`,
+a different colouring per rng) or set to its mode z = 0 (`"zero"`, deterministic: the
+single most likely colouring, used by default for evaluation tables).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from colorjax.models import downsample_factor
+from colorjax.models.vae import build_vae
+from colorjax.objectives.base import (TrainState, ema_update, init_ema, is_finite,
+                                      make_optimizer, pixel_loss)
+
+SAMPLE_MODES = ("prior", "zero")
+
+
+def kl_divergence(mu, logvar) -> jax.Array:
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per example, (N,): the closed form
+    0.5 * sum(mu^2 + sigma^2 - 1 - log sigma^2) over the latent dimensions."""
+    return 0.5 * jnp.sum(jnp.square(mu) + jnp.exp(logvar) - 1.0 - logvar, axis=-1)
+
+
+def reparameterize(rng, mu, logvar) -> jax.Array:
+    """z = mu + sigma * eps. `eps` is drawn over the global batch shape, so under jit with
+    a sharded batch every example (and so every device) gets its own noise; the loop folds
+    the step into `rng`, so every step draws afresh."""
+    eps = jax.random.normal(rng, mu.shape, mu.dtype)
+    return mu + jnp.exp(0.5 * logvar) * eps
+
+
+def kl_weight(step, beta: float, warmup_steps: int) -> jax.Array:
+    """beta, ramped linearly from 0 over the first `warmup_steps` (0 = no warm-up): the
+    decoder first learns to use z before the KL pushes the posterior to the prior
+    (Bowman et al. 2016, "Generating sentences from a continuous space")."""
+    beta = jnp.float32(beta)
+    if warmup_steps <= 0:
+        return beta
+    return beta * jnp.minimum(1.0, step.astype(jnp.float32) / warmup_steps)
+
+
+def check_vae_config(vae_config) -> None:
+    """ValueError naming the field and what it may be."""
+    if vae_config.sample_mode not in SAMPLE_MODES:
+        raise ValueError(f"config.vae.sample_mode={vae_config.sample_mode!r}; "
+                         f"allowed: {list(SAMPLE_MODES)}")
+    if not float(vae_config.beta) >= 0:
+        raise ValueError(f"config.vae.beta={vae_config.beta} must be a number >= 0")
+    if int(vae_config.kl_warmup_steps) < 0:
+        raise ValueError(f"config.vae.kl_warmup_steps={vae_config.kl_warmup_steps} must be "
+                         ">= 0 (0 = no warm-up)")
+
+
+class VAEObjective:
+    """Encoder q(z | L, ab) and decoder p(ab | z, L), one optimizer over both.
+
+    The state is a `TrainState` whose `params` and `model_state` are
+    `{"encoder": ..., "decoder": ...}`; `ema_params` (when on) tracks the decoder alone,
+    the only network prediction uses.
+    """
+
+    def __init__(self, config, num_train_steps: int):
+        check_vae_config(config.vae)
+        self.encoder, self.decoder = build_vae(config.model)
+        self.latent_dim = int(config.model.latent_dim)
+        self.downsample_factor = downsample_factor(self.decoder)
+        self.tx = make_optimizer(config.optimizer, num_train_steps)
+        self.loss_kind = config.loss
+        self.ema_decay = float(config.ema_decay)
+        self.beta = float(config.vae.beta)
+        self.kl_warmup_steps = int(config.vae.kl_warmup_steps)
+        self.sample_mode = config.vae.sample_mode
+
+    def init(self, rng, batch):
+        enc_rng, dec_rng = jax.random.split(rng)
+        l, ab = batch["l"], batch["ab"]
+        enc = self.encoder.init(enc_rng, l, ab, train=False)
+        z = jnp.zeros((l.shape[0], self.latent_dim), l.dtype)
+        dec = self.decoder.init(dec_rng, l, z, train=False)
+        params = {"encoder": enc.pop("params"), "decoder": dec.pop("params")}
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                          model_state={"encoder": dict(enc), "decoder": dict(dec)},
+                          opt_state=self.tx.init(params),
+                          ema_params=init_ema(params["decoder"], self.ema_decay))
+
+    def train_step(self, state, batch, rng):
+        l, ab = batch["l"], batch["ab"]
+        ms = state.model_state
+        beta = kl_weight(state.step, self.beta, self.kl_warmup_steps)
+
+        def loss_fn(params):
+            (mu, logvar), enc_state = self.encoder.apply(
+                {"params": params["encoder"], **ms["encoder"]}, l, ab, train=True,
+                mutable=list(ms["encoder"]))
+            z = reparameterize(rng, mu, logvar)
+            pred, dec_state = self.decoder.apply(
+                {"params": params["decoder"], **ms["decoder"]}, l, z, train=True,
+                mutable=list(ms["decoder"]))
+            recon = pixel_loss(self.loss_kind, pred, ab)
+            kl = jnp.mean(kl_divergence(mu, logvar))
+            aux = {"recon": recon, "kl": kl, "mu_sq": jnp.mean(jnp.square(mu)),
+                   "sigma_sq": jnp.mean(jnp.exp(logvar)),
+                   "model_state": {"encoder": dict(enc_state), "decoder": dict(dec_state)}}
+            return recon + beta * kl, aux
+
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        grad_norm = optax.tree.norm(grads)
+        new_state = state.replace(
+            step=state.step + 1, params=params, model_state=aux.pop("model_state"),
+            opt_state=opt_state,
+            ema_params=ema_update(state.ema_params, params["decoder"], self.ema_decay))
+        metrics = {"loss": loss, "grad_norm": grad_norm, "beta": beta, **aux,
+                   "finite": is_finite(loss, grad_norm)}
+        return new_state, metrics
+
+    # --- prediction: the decoder alone -------------------------------------------------
+
+    def latent(self, rng, n: int, mode: str | None = None) -> jax.Array:
+        """(n, latent_dim) latents: prior samples, or the prior's mode z = 0."""
+        mode = mode or self.sample_mode
+        if mode == "zero":
+            return jnp.zeros((n, self.latent_dim), jnp.float32)
+        if mode == "prior":
+            return jax.random.normal(rng, (n, self.latent_dim), jnp.float32)
+        raise ValueError(f"sample mode {mode!r}; allowed: {list(SAMPLE_MODES)}")
+
+    def decode(self, variables, gray_l, z) -> jax.Array:
+        """ab for given latents, from the decoder's variables only."""
+        return self.decoder.apply(variables, gray_l, z, train=False)
+
+    def inference_variables(self, state):
+        """Decoder (EMA) params and BatchNorm statistics; nothing of the encoder."""
+        params = state.params["decoder"] if state.ema_params is None else state.ema_params
+        return {"params": params, **state.model_state["decoder"]}
+
+    def predict_with(self, variables, gray_l, rng):
+        """Pure prediction honoring `config.vae.sample_mode` (used by exports too)."""
+        return self.decode(variables, gray_l, self.latent(rng, gray_l.shape[0]))
+
+    def predict(self, state, gray_l, rng):
+        return self.predict_with(self.inference_variables(state), gray_l, rng)

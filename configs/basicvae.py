@@ -1,0 +1,36 @@
+"""Conditional VAE, plain encoder-decoder decoder: q(z | L, ab) at training time,
+p(ab | z, L) with z at the bottleneck (and FiLM on every decoder level) and the gray
+image concatenated at full resolution before the head. Loss = MSE + beta * KL."""
+
+import pathlib
+import sys
+
+import ml_collections
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))  # configs import their shared defaults
+import default  # noqa: E402
+
+
+def add_vae_fields(c, variant: str = "") -> None:
+    """The fields both VAEs share (`unetvae.py` calls this too)."""
+    c.model.latent_dim = 256  # the original project's latent size
+    c.model.encoder_features = (32, 64, 128, 256)  # posterior encoder, one stride-2 conv each
+    c.model.condition = "film"  # film | bottleneck: where z enters the decoder
+    c.vae = ml_collections.ConfigDict(dict(
+        beta=0.001,  # KL weight, the original's; KL summed over latent dims (not per pixel)
+        kl_warmup_steps=0,  # > 0: beta ramps linearly from 0 over this many steps
+        # How predict draws z: "zero" (the prior's mode: deterministic, the single most
+        # likely colouring; what evaluation tables report) or "prior" (z ~ N(0, I): a
+        # different plausible colouring per rng).
+        sample_mode="zero",
+    ))
+    if variant == "cpu":
+        c.model.features = (16, 32, 64, 128)
+        c.model.encoder_features = (16, 32, 64, 128)
+
+
+def get_config(variant: str = ""):
+    c = default.get_config(variant)
+    c.model.name = "basicvae"
+    add_vae_fields(c, variant)
+    return c
