@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from colorjax import color
-from colorjax.export import ExportError, read_export
+from colorjax.export import SAMPLING_OVERRIDES, ExportError, read_export
 
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "F")
 # Lab -> RGB of a large photo is done in stripes of about this many pixels (bounded memory).
@@ -203,6 +203,7 @@ class Colorizer:
         self.seed = int(seed)
         self.size = self.check_size(size)
         self._predict = jax.jit(objective.predict_with)
+        self._predict_samples = None  # built on first use, see `_sampling_predict`
         # One jitted call at a time: compilation caches and host buffers are then never
         # contended, and a busy server does not oversubscribe the CPU/GPU.
         self._lock = threading.Lock()
@@ -242,14 +243,36 @@ class Colorizer:
 
     # -- prediction in network units at the working size --
 
-    def predict_ab(self, l_norm, rng=None) -> np.ndarray:
-        """ab (N, S, S, 2) in network range for l_norm (N, S, S, 1): `predict_with` under jit."""
+    def _sampling_predict(self):
+        """`predict_with` of the objective configured to draw samples (e.g. a VAE's z from
+        the prior instead of its mode); the same variables serve both."""
+        overrides = SAMPLING_OVERRIDES.get(self.metadata.get("family"), {})
+        if not overrides:
+            return self._predict
+        if self._predict_samples is None:
+            import ml_collections
+
+            from colorjax.objectives import make_objective
+            config = ml_collections.ConfigDict(self.config.to_dict())
+            for path, value in overrides.items():
+                *parents, leaf = path.split(".")
+                node = config
+                for name in parents:
+                    node = node[name]
+                node[leaf] = value
+            self._predict_samples = jax.jit(make_objective(config, 1).predict_with)
+        return self._predict_samples
+
+    def predict_ab(self, l_norm, rng=None, sampling: bool = False) -> np.ndarray:
+        """ab (N, S, S, 2) in network range for l_norm (N, S, S, 1): `predict_with` under jit.
+        `sampling` selects the sampling configuration (what num_samples > 1 uses)."""
         rng = jax.random.key(self.seed) if rng is None else rng
         with self._lock:
-            return np.asarray(self._predict(self.variables, np.asarray(l_norm, np.float32), rng))
+            fn = self._sampling_predict() if sampling else self._predict
+            return np.asarray(fn(self.variables, np.asarray(l_norm, np.float32), rng))
 
     def _predict_batch(self, l_small: np.ndarray, sample: int, chunk: int,
-                       pad_to: int) -> np.ndarray:
+                       pad_to: int, sampling: bool) -> np.ndarray:
         """Zero-pad (n, S, S, 1) to `pad_to` rows: jit compiles once per padded shape."""
         n = l_small.shape[0]
         padded = max(n, pad_to)
@@ -257,7 +280,7 @@ class Colorizer:
             pad = np.zeros((padded - n,) + l_small.shape[1:], np.float32)
             l_small = np.concatenate([l_small, pad])
         rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.seed), sample), chunk)
-        return self.predict_ab(l_small, rng)[:n]
+        return self.predict_ab(l_small, rng, sampling)[:n]
 
     # -- photos in, colour out --
 
@@ -265,6 +288,9 @@ class Colorizer:
                        size: int | None = None, fixed_batch: bool = False
                        ) -> list[list[np.ndarray]]:
         """For each photo, `num_samples` ab planes (H, W, 2) in Lab units at its full size.
+
+        One sample is the model's configured prediction (a VAE's default is its most likely
+        colouring, z = 0); several are draws (a VAE's z from the prior; diffusion noise).
 
         Batches are zero-padded to `batch_size` when there are that many photos or with
         `fixed_batch` (one compilation for a whole folder), else to the next power of two
@@ -281,7 +307,8 @@ class Colorizer:
                                 for p in chunk])
             for k in range(num_samples):
                 ab = color.denormalize_ab(
-                    self._predict_batch(l_small, k, start // self.batch_size, pad_to))
+                    self._predict_batch(l_small, k, start // self.batch_size, pad_to,
+                                        sampling=num_samples > 1))
                 for i, p in enumerate(chunk):
                     w, h = p.size
                     results[start + i].append(
@@ -377,6 +404,8 @@ def run(args) -> int:
     """The CLI: returns the exit status (0 when at least one photo was colorized)."""
     from tqdm import tqdm
 
+    args.model, args.input, args.output = (os.path.expanduser(p) for p in
+                                           (args.model, args.input, args.output))
     try:
         colorizer = Colorizer.load(args.model, size=args.size, batch_size=args.batch_size,
                                    seed=args.seed)

@@ -213,3 +213,64 @@ def test_loading_something_else_fails_clearly(exported, tmp_path):
     (bad / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(export.ExportError, match="do not match model 'unet'"):
         Colorizer.load(str(bad))
+
+
+# --- the other families: whatever is in the tree and exportable today ----------------------
+
+
+def _family_config(model):
+    """A test-sized config of `model`, or skip when its config/objective is not there yet."""
+    from colorjax.configs import CONFIG_DIR
+    if not (CONFIG_DIR / f"{model}.py").is_file():
+        pytest.skip(f"configs/{model}.py is not in the tree yet")
+    c = load_config(model, "cpu")
+    c.data.image_size = 16
+    c.ema_decay = 0.5
+    if model == "resnet":
+        c.model.width = 8
+    elif model.endswith("vae"):
+        c.model.features, c.model.encoder_features, c.model.latent_dim = (8, 16), (8, 16), 4
+    elif model == "unetgan":
+        c.model.features = (8, 16)
+        c.adversarial.disc_features, c.adversarial.disc_layers = 8, 2
+    elif model in ("unetddpm", "unetddim"):
+        c.model.features, c.model.attention_levels, c.model.dropout = (8, 16), (1,), 0.0
+        c.diffusion.timesteps = 20
+        c.sampler.name, c.sampler.steps = "ddim", 3
+    try:
+        obj = make_objective(c, 10)
+    except (ImportError, AttributeError) as e:
+        pytest.skip(f"{model}'s objective is not usable yet: {e}")
+    if not hasattr(obj, "inference_variables"):
+        pytest.skip(f"{model}'s objective has no inference_variables yet")
+    return c, obj
+
+
+@pytest.mark.parametrize("model", ["resnet", "unetgan", "unetvae", "unetddim"])
+def test_other_families_export_and_predict_the_same(model, tmp_path):
+    from colorjax import Colorizer
+
+    config, obj = _family_config(model)
+    batch = {"l": jnp.zeros((1, 16, 16, 1)), "ab": jnp.zeros((1, 16, 16, 2))}
+    state = _filled(jax.eval_shape(obj.init, jax.random.key(0), batch), seed=1)
+    state = state.replace(model_state=jax.tree.map(jnp.abs, state.model_state))
+    variables = obj.inference_variables(state)
+    path = export.write_export(str(tmp_path / model), variables, config, step=7)
+    colorizer = Colorizer.load(path)
+    meta = colorizer.metadata
+    assert meta["model"] == model and meta["samples"] == (model in ("unetvae", "unetddim"))
+    # Neither a VAE's encoder nor a GAN's discriminator nor any optimizer state.
+    paths = " ".join(jax.tree_util.keystr(k) for k, _ in
+                     jax.tree_util.tree_flatten_with_path(colorizer.variables)[0]).lower()
+    for word in ("encoder", "disc", "opt", "mu", "nu", "count"):
+        assert f"'{word}" not in paths, (word, paths)
+
+    l_norm = color.normalize_l(np.random.default_rng(2).uniform(0, 100, (2, 16, 16, 1)))
+    rng = jax.random.key(5)
+    np.testing.assert_allclose(colorizer.predict_ab(l_norm, rng),
+                               jax.jit(obj.predict)(state, jnp.asarray(l_norm, jnp.float32), rng),
+                               atol=1e-5)
+    if colorizer.samples:  # two photos: the batch shape compiled above, no new compilation
+        gray = np.full((20, 30), 128, np.uint8)
+        two = colorizer.colorize([gray, gray], num_samples=2)[0]
+        assert two.shape == (2, 20, 30, 3) and not np.array_equal(two[0], two[1])

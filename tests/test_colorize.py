@@ -1,0 +1,204 @@
+"""Colorizing photos: any size and mode, full-resolution L kept, the CLI over a folder,
+samples for models that sample, clear errors."""
+
+import io
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from colorjax import color
+from colorjax.colorize import Colorizer, Photo, main, open_photo, to_photo
+
+import test_export  # the shared tiny export (tests/ is on sys.path under pytest)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    return test_export.tiny_export(tmp_path_factory.getbasetemp() / "colorjax_export")
+
+
+@pytest.fixture(scope="module")
+def colorizer(exported):
+    return Colorizer.load(str(exported[0]), batch_size=4)
+
+
+def astronaut(w=517, h=333):
+    """A real colour photograph at an odd size."""
+    return np.asarray(Image.fromarray(skdata.astronaut()).resize((w, h), Image.BILINEAR))
+
+
+def lab_l(rgb8):
+    return color.rgb_to_lab(rgb8.astype(np.float32) / 255.0)[..., 0]
+
+
+def test_odd_size_in_same_size_out_with_the_inputs_own_lightness(colorizer):
+    rgb = astronaut()  # 333 x 517
+    out = colorizer.colorize(rgb)
+    assert out.shape == (333, 517, 3) and out.dtype == np.uint8
+    # Full-resolution L: the output is as sharp as the input (only ab came from 32 x 32).
+    assert np.abs(lab_l(out) - lab_l(rgb)).mean() < 1.0
+    assert np.abs(out.astype(int) - rgb).max() > 0
+
+    pil = colorizer.colorize(Image.fromarray(rgb).convert("L"))
+    assert isinstance(pil, Image.Image) and pil.size == (517, 333) and pil.mode == "RGB"
+    gray = np.asarray(Image.fromarray(rgb).convert("L"))
+    assert np.abs(lab_l(np.asarray(pil)) - lab_l(np.repeat(gray[..., None], 3, -1))).mean() < 1.0
+
+
+def test_color_input_is_made_gray_first(colorizer):
+    rgb = astronaut(65, 47)
+    gray3 = np.repeat(np.asarray(Image.fromarray(rgb).convert("L"))[..., None], 3, -1)
+    photo, photo_gray = to_photo(rgb), to_photo(gray3)
+    assert photo.truth is not None and photo_gray.truth is None  # equal channels = gray
+    # What the model sees from a colour photo is its CIELAB L alone: the colour is kept
+    # only as the "truth" panel of --compare.
+    np.testing.assert_allclose(photo.l, color.rgb_to_lab(rgb / 255.0)[..., 0], atol=1e-4)
+    np.testing.assert_array_equal(colorizer.predict_photos([photo])[0][0],
+                                  colorizer.predict_photos([Photo(l=photo.l)])[0][0])
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "I;16", "I", "F", "1", "P", "RGBA", "CMYK", "YCbCr"])
+def test_pil_modes(colorizer, mode):
+    base = Image.fromarray(astronaut(31, 17))
+    im = base.convert(mode) if mode not in ("I;16", "I") else Image.fromarray(
+        np.asarray(base.convert("L"), np.uint16) * 257)
+    if mode == "I":
+        im = im.convert("I")
+    out = colorizer.colorize(im)
+    assert out.size == (31, 17) and out.mode == "RGB"
+    if mode in ("L", "LA", "I;16", "I", "F"):  # gray at any bit depth: the same lightness
+        np.testing.assert_allclose(to_photo(im).l, to_photo(base.convert("L")).l, atol=0.5)
+
+
+def test_arrays_lists_and_batches(colorizer):
+    rgb = astronaut(40, 30)
+    assert colorizer.colorize(rgb[..., 0]).shape == (30, 40, 3)               # (H, W) gray
+    assert colorizer.colorize(rgb[..., :1]).shape == (30, 40, 3)              # (H, W, 1)
+    rgba = np.concatenate([rgb, np.full((30, 40, 1), 255, np.uint8)], -1)
+    np.testing.assert_array_equal(colorizer.colorize(rgba), colorizer.colorize(rgb))
+    f = colorizer.colorize(rgb.astype(np.float32) / 255.0)
+    assert f.dtype == np.float32 and 0 <= f.min() and f.max() <= 1
+    u16 = colorizer.colorize(rgb.astype(np.uint16) * 257)
+    assert u16.dtype == np.uint8
+    # Batched: a list of different sizes, and an (N, H, W, C) array; same as one by one.
+    outs = colorizer.colorize([rgb, astronaut(17, 23), Image.fromarray(rgb)])
+    assert [np.asarray(o).shape for o in outs] == [(30, 40, 3), (23, 17, 3), (30, 40, 3)]
+    np.testing.assert_array_equal(outs[0], colorizer.colorize(rgb))
+    stack = colorizer.colorize(np.stack([rgb] * 5))  # more than batch_size=4: two chunks
+    assert stack.shape == (5, 30, 40, 3)
+    np.testing.assert_array_equal(stack[4], outs[0])
+    with pytest.raises(ValueError, match=r"float images must have values in \[0, 1\]"):
+        colorizer.colorize(rgb.astype(np.float32))
+    with pytest.raises(ValueError, match="must be \\(H, W\\) or"):
+        colorizer.colorize(np.zeros((4, 4, 5)))
+
+
+def test_exif_orientation_is_respected(tmp_path):
+    rgb = astronaut(40, 30)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise when displayed
+    Image.fromarray(rgb).save(tmp_path / "r.jpg", exif=exif)
+    photo = open_photo(tmp_path / "r.jpg")
+    assert photo.size == (30, 40)
+
+
+class NoisyObjective:
+    """A stand-in sampling model: the tiny unet's ab plus rng-dependent noise."""
+
+    def __init__(self, base):
+        self.base, self.downsample_factor = base, base.downsample_factor
+
+    def predict_with(self, variables, gray_l, rng):
+        ab = self.base.predict_with(variables, gray_l, rng)
+        return ab + 0.2 * jax.random.normal(rng, ab.shape)
+
+
+def test_sampling_models_give_several_different_colorizations(colorizer, exported, tmp_path):
+    meta = dict(colorizer.metadata, samples=True, family="diffusion")
+    sampler = Colorizer(NoisyObjective(colorizer.objective), colorizer.variables,
+                        colorizer.config, meta, batch_size=2)
+    rgb = astronaut(45, 21)
+    three = sampler.colorize(rgb, num_samples=3)
+    assert three.shape == (3, 21, 45, 3)
+    assert not np.array_equal(three[0], three[1])
+    np.testing.assert_array_equal(sampler.colorize(rgb, num_samples=3), three)  # seeded
+    assert len(sampler.colorize(Image.fromarray(rgb), num_samples=2)) == 2
+
+
+def test_deterministic_models_refuse_samples_and_sizes_are_checked(colorizer, exported):
+    with pytest.raises(ValueError, match="'unet' is deterministic"):
+        colorizer.colorize(astronaut(8, 8), num_samples=2)
+    with pytest.raises(ValueError, match="size=33 is not allowed .* multiples of 2"):
+        Colorizer.load(str(exported[0]), size=33)
+    assert colorizer.colorize(astronaut(50, 20), size=64).shape == (20, 50, 3)
+
+
+def _write_inputs(folder: pathlib.Path):
+    """A folder as users have them: odd sizes, modes, EXIF, a broken file, a non-image."""
+    (folder / "sub").mkdir(parents=True)
+    rgb = astronaut()
+    Image.fromarray(rgb).save(folder / "astronaut.jpg", quality=92)
+    Image.fromarray(rgb).save(folder / "astronaut.png")                  # same stem as the jpg
+    Image.fromarray(rgb[:101, :203]).convert("L").save(folder / "sub" / "gray.png")
+    Image.fromarray(np.asarray(Image.fromarray(rgb[:50, :70]).convert("L"), np.uint16) * 257
+                    ).save(folder / "gray16.png")
+    Image.fromarray(np.concatenate([rgb[:40, :60], np.full((40, 60, 1), 128, np.uint8)], -1)
+                    ).save(folder / "alpha.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb[:30, :40]).save(folder / "rotated.jpg", exif=exif)
+    (folder / "broken.jpg").write_bytes(b"this is not a JPEG")
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    (folder / "truncated.png").write_bytes(buf.getvalue()[:2000])
+    (folder / "notes.txt").write_text("not an image")
+
+
+def test_cli_folder(exported, tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    _write_inputs(src)
+    code = main([f"--model={exported[0]}", f"--input={src}", f"--output={out}", "--compare",
+                 "--batch_size=2"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    sizes = {p.relative_to(out).as_posix(): Image.open(p).size for p in out.rglob("*.png")}
+    assert sizes == {
+        "astronaut_jpg.png": (517, 333), "astronaut_jpg_compare.png": (3 * 517, 333),
+        "astronaut_png.png": (517, 333), "astronaut_png_compare.png": (3 * 517, 333),
+        "sub/gray.png": (203, 101), "sub/gray_compare.png": (2 * 203, 101),  # no truth
+        "gray16.png": (70, 50), "gray16_compare.png": (2 * 70, 50),
+        "alpha.png": (60, 40), "alpha_compare.png": (3 * 60, 40),
+        "rotated.png": (30, 40), "rotated_compare.png": (3 * 30, 40),  # EXIF applied
+    }
+    assert "skipped" in captured.err and "broken.jpg" in captured.err
+    assert "truncated.png" in captured.err
+    assert "colorized 6 photo(s)" in captured.out and "skipped 2" in captured.out
+    assert "ignored 1 non-image" in captured.out
+    # The compare strip: gray | colour | truth; its middle is the written colorization.
+    strip = np.asarray(Image.open(out / "astronaut_png_compare.png"))
+    np.testing.assert_array_equal(strip[:, 517:1034], np.asarray(Image.open(out / "astronaut_png.png")))
+    np.testing.assert_array_equal(strip[:, 1034:], astronaut())
+
+
+def test_cli_single_file_and_errors(exported, tmp_path, capsys):
+    Image.fromarray(astronaut(21, 13)).save(tmp_path / "one.jpg")
+    assert main([f"--model={exported[0]}", f"--input={tmp_path / 'one.jpg'}",
+                 f"--output={tmp_path / 'o'}", "--size=64", "--format=jpg"]) == 0
+    assert Image.open(tmp_path / "o" / "one.jpg").size == (21, 13)
+    capsys.readouterr()
+
+    assert main([f"--model={exported[0]}", f"--input={tmp_path}", f"--output={tmp_path / 'x'}",
+                 "--num_samples=3"]) == 2
+    assert "deterministic" in capsys.readouterr().err
+    assert main([f"--model={exported[0]}", f"--input={tmp_path}", f"--output={tmp_path / 'x'}",
+                 "--size=31"]) == 2
+    assert "multiples of 2" in capsys.readouterr().err
+    assert main([f"--model={tmp_path}", f"--input={tmp_path}", f"--output={tmp_path / 'x'}"]) == 2
+    assert "is not a colorjax export" in capsys.readouterr().err
+    assert main([f"--model={exported[0]}", f"--input={tmp_path / 'nope'}",
+                 f"--output={tmp_path / 'x'}"]) == 2
+    assert "no such file" in capsys.readouterr().err
