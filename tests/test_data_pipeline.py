@@ -105,11 +105,11 @@ def test_batch_size_must_divide_over_processes(small, monkeypatch):
         create_train_iterator(cfg, global_batch_size=5, seed=0)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_save_take_restore_take_is_identical(small, workers):
+@pytest.mark.parametrize("workers,threads", [(0, 0), (0, 2), (2, 1)])
+def test_save_take_restore_take_is_identical(small, workers, threads):
     cfg, _ = small
     cfg = cfg.copy_and_resolve_references()
-    cfg.workers = workers
+    cfg.workers, cfg.read_threads = workers, threads
     it = create_train_iterator(cfg, global_batch_size=4, seed=7)
     try:
         _take(it, 3)
@@ -123,7 +123,7 @@ def test_save_take_restore_take_is_identical(small, workers):
         it.close()
     # A new run restoring the state sees the same batches, and so does workers=0.
     plain = cfg.copy_and_resolve_references()
-    plain.workers = 0
+    plain.workers, plain.read_threads = 0, 0
     fresh = create_train_iterator(plain, global_batch_size=4, seed=7)
     fresh.set_state(saved)
     assert _same(_take(fresh, 2), after)
