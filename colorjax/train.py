@@ -167,6 +167,8 @@ def train_and_evaluate(config, workdir: str):
     ckpt.close()
     if start >= total_steps:
         print(f"nothing to do: {workdir} is already at step {start} of {total_steps}")
+    elif stop.raised:  # preempted: exit promptly; rerunning the command resumes
+        print(f"stopped at step {int(jax.device_get(state.step))}; checkpoint saved", flush=True)
     else:
         final = int(jax.device_get(state.step))
         rows = {config.model.name: evaluator.evaluate(state),
