@@ -24,8 +24,9 @@ from colorjax.color import model_outputs_to_rgb
 from colorjax.models import downsample_factor
 from colorjax.models.discriminators import build_discriminator, min_input_size
 from colorjax.models.generators import build_generator
-from colorjax.objectives.base import (OPTIMIZERS, SCHEDULES, ema_update, eval_params,
-                                      init_ema, is_finite, make_optimizer)
+from colorjax.objectives.base import (OPTIMIZERS, SCHEDULES, apply_in_precision,
+                                      compute_dtype, ema_update, eval_params, init_ema,
+                                      is_finite, make_optimizer)
 
 ADV_LOSSES = ("bce", "wgan_gp")
 # Generator used when `config.model.generator` is not set.
@@ -198,17 +199,21 @@ class AdversarialObjective:
         self.perceptual_weight = float(adv.perceptual_weight)
         self.layer_weights = tuple(float(w) for w in adv.perceptual_layer_weights)
         self.ema_decay = float(config.ema_decay)
+        self.dtype = compute_dtype(config)  # G and D compute in it; VGG16 stays float32
         self.gen_tx = make_optimizer(config.optimizer, num_train_steps)
         # D's optimizer counts D updates: n_critic per step, none in the NoGAN phase.
         disc_updates = max(1, num_train_steps - self.nogan_steps) * self.n_critic
         self.disc_tx = make_optimizer(config.disc_optimizer, disc_updates)
         self.disc_batchnorm = adv.disc_norm == "batch"
         self.use_perceptual = self.perceptual_weight > 0 and any(self.layer_weights)
-        # The frozen VGG16 is a constant of the jitted step, never part of the state.
-        self.vgg_params = None
-        if self.use_perceptual:
-            from colorjax.metrics.lpips import load_params
-            self.vgg_params = load_params("vgg")
+
+    @property
+    def vgg_params(self):
+        """The frozen VGG16 of the perceptual loss: a constant of the jitted step, never in
+        the state (not trained, not checkpointed). Loaded when a train step is first traced,
+        so exports and inference never read it."""
+        from colorjax.metrics.lpips import load_params
+        return load_params("vgg")  # cached per process by lpips
 
     # -- state ------------------------------------------------------------------------
 
@@ -227,24 +232,26 @@ class AdversarialObjective:
 
     def _generate(self, params, model_state, l):
         """G in train mode: (ab, new BatchNorm statistics)."""
-        return self.generator.apply({"params": params, **model_state}, l, train=True,
-                                    mutable=list(model_state))
+        return apply_in_precision(self.generator, {"params": params, **model_state}, l,
+                                  train=True, mutable=list(model_state), dtype=self.dtype)
+
+    def _discriminate(self, disc_params, disc_state, l, ab):
+        """D in train mode (batch statistics): (outputs, new BatchNorm statistics)."""
+        return apply_in_precision(self.discriminator, {"params": disc_params, **disc_state},
+                                  l, ab, train=True, mutable=list(disc_state), dtype=self.dtype)
 
     def _judge(self, disc_params, disc_state, l, ab_real, ab_fake):
         """D's outputs for real and fake (L, ab) pairs from one call, so BatchNorm statistics
         are over real and fake together, the same in D's and G's updates."""
-        out, new_state = self.discriminator.apply(
-            {"params": disc_params, **disc_state}, _interleave(l, l),
-            _interleave(ab_real, ab_fake), train=True, mutable=list(disc_state))
+        out, new_state = self._discriminate(disc_params, disc_state, _interleave(l, l),
+                                            _interleave(ab_real, ab_fake))
         real, fake = _deinterleave(out)
         return real, fake, new_state
 
     def _critic(self, disc_params, disc_state):
         """Per-image critic value (N,); no BatchNorm (checked), so samples do not mix."""
         def fn(l, ab):
-            out = self.discriminator.apply({"params": disc_params, **disc_state}, l, ab,
-                                           train=True, mutable=list(disc_state))[0]
-            return critic_values(out)
+            return critic_values(self._discriminate(disc_params, disc_state, l, ab)[0])
         return fn
 
     def _gan_phase(self, step):
@@ -305,9 +312,7 @@ class AdversarialObjective:
             fake = self._judge(state.disc_params, state.disc_model_state, l,
                                lax.stop_gradient(ab_real), ab_fake)[1]
         else:
-            fake = self.discriminator.apply(
-                {"params": state.disc_params, **state.disc_model_state}, l, ab_fake,
-                train=True, mutable=list(state.disc_model_state))[0]
+            fake = self._discriminate(state.disc_params, state.disc_model_state, l, ab_fake)[0]
         if self.loss_kind == "bce":
             return bce_generator_loss(fake)
         return -jnp.mean(critic_values(fake))
@@ -372,8 +377,17 @@ class AdversarialObjective:
             "d_grad_norm")))
         return state.replace(step=state.step + 1), metrics
 
+    # -- prediction: the generator alone ----------------------------------------------
+
+    def inference_variables(self, state):
+        """What prediction needs (and all an export holds): G's (EMA) params and its BN
+        statistics; no discriminator, no optimizer states."""
+        return {"params": eval_params(state.ema_params, state.params), **state.model_state}
+
+    def predict_with(self, variables, gray_l, rng):
+        del rng  # deterministic generator
+        return apply_in_precision(self.generator, variables, gray_l, train=False,
+                                  dtype=self.dtype)
+
     def predict(self, state, gray_l, rng):
-        del rng
-        params = eval_params(state.ema_params, state.params)
-        return self.generator.apply({"params": params, **state.model_state}, gray_l,
-                                    train=False)
+        return self.predict_with(self.inference_variables(state), gray_l, rng)

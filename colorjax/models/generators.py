@@ -1,0 +1,134 @@
+"""Generators of the adversarial colorizers (L -> ab), besides the plain UNet in unet.py.
+
+- `EncoderDecoder`: the original project's GAN generator, a UNet without skip connections.
+- `ResNetUNet`: encoder of residual blocks, decoder that upsamples and concatenates the
+  encoder's features (the DeOldify / "pix2pix with a ResNet backbone" shape).
+- `ResidualUNet`: residual blocks on both paths (Zhang, Liu, Wang, "Road extraction by deep
+  residual U-Net", 2018), the WGAN-GP generator.
+
+All take L (N,H,W,1) in [-1, 1] and return ab (N,H,W,2) in [-1, 1]; H and W must be
+multiples of `downsample_factor` = 2**(len(features) - 1).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from colorjax.models.blocks import ConvNormAct, Norm, OutputHead, activation
+from colorjax.models.unet import DoubleConv, UNet
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convs with an identity (or 1x1 projection) shortcut; `strides` 2 halves."""
+
+    features: int
+    strides: int = 1
+    norm: str = "batch"
+    act: str = "leaky_relu"
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        y = ConvNormAct(self.features, 3, self.strides, self.norm, self.act)(x, train)
+        y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=self.norm == "none")(y)
+        y = Norm(self.norm)(y, train)
+        shortcut = x
+        if x.shape[-1] != self.features or self.strides != 1:
+            shortcut = nn.Conv(self.features, (1, 1), strides=self.strides,
+                               use_bias=self.norm == "none")(x)
+            shortcut = Norm(self.norm)(shortcut, train)
+        return activation(self.act)(y + shortcut)
+
+
+class _Up(nn.Module):
+    """x2 transposed conv -> Norm -> activation (the decoders' upsampling)."""
+
+    features: int
+    norm: str = "batch"
+    act: str = "leaky_relu"
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME",
+                             use_bias=self.norm == "none")(x)
+        return activation(self.act)(Norm(self.norm)(x, train))
+
+
+class _Generator(nn.Module):
+    features: Sequence[int] = (32, 64, 128, 256)
+    norm: str = "batch"
+    act: str = "leaky_relu"
+    out_channels: int = 2
+    out_act: str = "tanh"
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** (len(self.features) - 1)
+
+
+class EncoderDecoder(_Generator):
+    """Encoder-decoder without skips: everything the decoder knows passes the bottleneck."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        for feats in self.features[:-1]:
+            x = DoubleConv(feats, self.norm, self.act)(x, train)
+            x = ConvNormAct(feats, 4, 2, self.norm, self.act)(x, train)
+        x = DoubleConv(self.features[-1], self.norm, self.act)(x, train)
+        for feats in reversed(self.features[:-1]):
+            x = _Up(feats, self.norm, self.act)(x, train)
+            x = DoubleConv(feats, self.norm, self.act)(x, train)
+        return OutputHead(self.out_channels, self.out_act)(x)
+
+
+class ResNetUNet(_Generator):
+    """Residual encoder (two ResBlocks per level, the first strided), UNet decoder."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = ConvNormAct(self.features[0], 3, 1, self.norm, self.act)(x, train)  # stem
+        x = ResBlock(self.features[0], 1, self.norm, self.act)(x, train)
+        skips = [x]
+        for feats in self.features[1:]:
+            x = ResBlock(feats, 2, self.norm, self.act)(x, train)
+            x = ResBlock(feats, 1, self.norm, self.act)(x, train)
+            skips.append(x)
+        skips.pop()  # the bottleneck is x itself
+        for feats, skip in zip(reversed(self.features[:-1]), reversed(skips)):
+            x = _Up(feats, self.norm, self.act)(x, train)
+            x = DoubleConv(feats, self.norm, self.act)(jnp.concatenate([x, skip], -1), train)
+        return OutputHead(self.out_channels, self.out_act)(x)
+
+
+class ResidualUNet(_Generator):
+    """UNet whose every double conv is a residual block (encoder and decoder)."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        skips = []
+        for feats in self.features[:-1]:
+            x = ResBlock(feats, 1, self.norm, self.act)(x, train)
+            skips.append(x)
+            x = ConvNormAct(feats, 4, 2, self.norm, self.act)(x, train)
+        x = ResBlock(self.features[-1], 1, self.norm, self.act)(x, train)
+        for feats, skip in zip(reversed(self.features[:-1]), reversed(skips)):
+            x = _Up(feats, self.norm, self.act)(x, train)
+            x = ResBlock(feats, 1, self.norm, self.act)(jnp.concatenate([x, skip], -1), train)
+        return OutputHead(self.out_channels, self.out_act)(x)
+
+
+GENERATORS = {
+    "encoder_decoder": EncoderDecoder,
+    "unet": UNet,
+    "resnet_unet": ResNetUNet,
+    "residual_unet": ResidualUNet,
+}
+
+
+def build_generator(name: str, features: Sequence[int], norm: str) -> nn.Module:
+    """Generator by name (`config.model.generator`)."""
+    if name not in GENERATORS:
+        raise ValueError(f"config.model.generator={name!r}; allowed: {sorted(GENERATORS)}")
+    return GENERATORS[name](features=tuple(features), norm=norm)

@@ -1,0 +1,22 @@
+"""pix2pix with a ResNet encoder, trained first without the adversary (DeOldify's "NoGAN"):
+for `nogan_steps` the generator alone learns 100 * L1 + a VGG16 feature loss on the Lab ->
+RGB composites; then the PatchGAN joins (the feature loss stays, as in DeOldify)."""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))  # configs import their shared defaults
+import default  # noqa: E402
+import gan  # noqa: E402
+
+
+def get_config(variant: str = ""):
+    c = default.get_config(variant)
+    c.model.name = "pix2pix_resnet"
+    gan.add_adversarial_fields(c, variant)
+    c.model.generator = "resnet_unet"
+    c.adversarial.nogan_steps = c.num_train_steps // 2
+    # With DeOldify's layer weights the feature term of a gray (ab = 0) prediction is about
+    # 4x the 100 * L1 term (measured on skimage photos); 0.25 makes them comparable.
+    c.adversarial.perceptual_weight = 0.25
+    return c

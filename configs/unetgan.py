@@ -1,0 +1,17 @@
+"""UNet-GAN (pix2pix, Isola et al. 2017): UNet generator, 70x70 PatchGAN judging (L, ab),
+G loss = BCE adversarial + 100 * L1, Adam(2e-4, b1=0.5) for both networks."""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))  # configs import their shared defaults
+import default  # noqa: E402
+import gan  # noqa: E402
+
+
+def get_config(variant: str = ""):
+    c = default.get_config(variant)
+    c.model.name = "unetgan"
+    gan.add_adversarial_fields(c, variant)
+    c.model.generator = "unet"
+    return c
