@@ -228,7 +228,7 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, {
                 "model": self.service.colorizer.model_name, "width": w, "height": h,
                 "num_samples": n, "had_color": photo.truth is not None,
-                "gray": png_data_url(to_uint8(gray_of(photo)[..., 1])),
+                "gray": png_data_url(gray_of(photo)),
                 "colors": [png_data_url(to_uint8(c)) for c in colors],
             })
         except RequestError as e:
