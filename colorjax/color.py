@@ -70,7 +70,8 @@ def rgb_to_lab(rgb):
     m = xp.asarray(XYZ_FROM_RGB.T / D65_WHITE[None, :], dtype=xp.float32)
     xyz = lin @ m  # already divided by the white point
     safe = xp.maximum(xyz, _LAB_EPS)  # cube root of small / negative values is never taken
-    f = xp.where(xyz > _LAB_EPS, safe ** (1.0 / 3.0), _LAB_KAPPA * xyz + _LAB_OFFSET)
+    # cbrt rather than ** (1/3): same values, about twice as fast in NumPy workers.
+    f = xp.where(xyz > _LAB_EPS, xp.cbrt(safe), _LAB_KAPPA * xyz + _LAB_OFFSET)
     fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
     lab = xp.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
     return lab.astype(xp.float32)
