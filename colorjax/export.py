@@ -154,6 +154,9 @@ def export_checkpoint(config, workdir: str, export_dir: str | None = None) -> st
 
     objective = make_objective(config, max(1, int(config.num_train_steps)))
     _check_objective(objective, config.model.name)
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise FileNotFoundError(f"no checkpoints in {os.path.abspath(workdir)} "
+                                f"({os.path.join(workdir, 'checkpoints')} is absent); train first")
     ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"), async_save=False)
     try:
         step = ckpt.latest_step() if config.eval.step < 0 else int(config.eval.step)
@@ -164,6 +167,7 @@ def export_checkpoint(config, workdir: str, export_dir: str | None = None) -> st
                 f"{ckpt.all_steps()}); train first")
         sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         target = _abstract_train_state(objective, int(config.data.image_size), sharding)
+        _check_checkpoint_matches(os.path.join(ckpt.directory, str(step)), target)
         state, _ = ckpt.restore(step, target)
     finally:
         ckpt.close()
@@ -171,6 +175,24 @@ def export_checkpoint(config, workdir: str, export_dir: str | None = None) -> st
     export_dir = export_dir or os.path.join(workdir, "export", f"step_{step}")
     return write_export(export_dir, variables, config, step=step,
                         metrics=latest_metrics(workdir), source=os.path.abspath(workdir))
+
+
+def _check_checkpoint_matches(step_dir: str, target) -> None:
+    """A clear error, before orbax's long one, when --config is not the training config."""
+    state_dir = os.path.join(step_dir, "state")
+    if not os.path.isdir(state_dir):
+        return  # an unexpected layout: let the restore report it
+    import pathlib
+    # The handler reads the item's tree metadata (the Checkpointer would also look for
+    # step-level metadata, which a CheckpointManager item does not have, and warn).
+    saved = ocp.StandardCheckpointHandler().metadata(pathlib.Path(state_dir))
+    mismatch = _tree_mismatch(saved.tree if hasattr(saved, "tree") else saved, target,
+                              "the checkpoint", "--config's model")
+    if mismatch:
+        raise ExportError(
+            f"the checkpoint {step_dir} does not match the model --config describes: "
+            f"{mismatch}. Pass the --config file and overrides used for training (they are "
+            f"saved in {os.path.join(step_dir, 'config')}).")
 
 
 # --- reading --------------------------------------------------------------------------
@@ -248,16 +270,25 @@ def read_export(path: str, sharding=None):
     return config, metadata, objective, variables
 
 
-def _tree_mismatch(saved, expected) -> str:
-    """'' when both trees have the same paths, shapes and dtypes; else the first differences."""
+def _key_name(k) -> str:
+    for attr in ("key", "name", "idx"):  # DictKey, GetAttrKey, SequenceKey / FlattenedIndexKey
+        if hasattr(k, attr):
+            return str(getattr(k, attr))
+    return str(k)
+
+
+def _tree_mismatch(saved, expected, saved_name="the export", expected_name="the model") -> str:
+    """'' when both trees have the same paths, shapes and dtypes; else the first differences.
+    Paths are compared by name, so a saved dict matches a dataclass with those fields."""
     def table(tree):
         leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-        return {jax.tree_util.keystr(k): (tuple(v.shape), str(v.dtype)) for k, v in leaves}
+        return {"/".join(_key_name(k) for k in path): (tuple(v.shape), str(v.dtype))
+                for path, v in leaves}
 
     a, b = table(saved), table(expected)
-    problems = [f"{k} missing from the export" for k in sorted(b.keys() - a.keys())]
-    problems += [f"{k} not in the model" for k in sorted(a.keys() - b.keys())]
-    problems += [f"{k}: saved {a[k][0]} {a[k][1]}, model wants {b[k][0]} {b[k][1]}"
-                 for k in sorted(a.keys() & b.keys()) if a[k] != b[k]]
+    problems = [f"{k} missing from {saved_name}" for k in sorted(b.keys() - a.keys())]
+    problems += [f"{k} not in {expected_name}" for k in sorted(a.keys() - b.keys())]
+    problems += [f"{k}: {saved_name} has {a[k][0]} {a[k][1]}, {expected_name} wants "
+                 f"{b[k][0]} {b[k][1]}" for k in sorted(a.keys() & b.keys()) if a[k] != b[k]]
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
     return "; ".join(problems[:3]) + more

@@ -8,6 +8,8 @@ can be overridden: `--config.batch_size=32`.
 
 from __future__ import annotations
 
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -28,8 +30,11 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     if FLAGS.mode == "export":
         # Only the checkpoint and the objective: no data pipeline, no training loop.
-        from colorjax.export import export_checkpoint
-        path = export_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.export_dir)
+        from colorjax.export import ExportError, export_checkpoint
+        try:
+            path = export_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.export_dir)
+        except (ExportError, FileNotFoundError) as e:
+            sys.exit(f"error: {e}")  # a user's mistake: the message, not a traceback
         print(f"exported to {path}", flush=True)
         return
     from colorjax import parallel, train

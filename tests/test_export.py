@@ -165,9 +165,20 @@ def test_cli_export_then_load_in_a_light_process(exported, tmp_path):
     assert "(5, 7, 3)" in res.stdout
 
 
-def test_export_of_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint at all"):
+def test_export_of_missing_or_mismatched_checkpoint_is_a_clear_error(exported, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoints in .*train first"):
         export.export_checkpoint(tiny_config(), str(tmp_path / "empty"))
+    assert not (tmp_path / "empty").exists()
+    wd = exported[0].parents[1]
+    other = tiny_config()
+    other.model.features = (4, 8)  # not what was trained
+    with pytest.raises(export.ExportError, match="does not match the model --config describes: "
+                                                 ".*Pass the --config file and overrides"):
+        export.export_checkpoint(other, str(wd), str(tmp_path / "x"))
+    other = tiny_config()
+    other.eval.step = 5
+    with pytest.raises(FileNotFoundError, match=r"for step 5 .*available: \[2\]"):
+        export.export_checkpoint(other, str(wd), str(tmp_path / "x"))
 
 
 def test_export_refuses_to_overwrite_a_foreign_directory(exported, tmp_path):
