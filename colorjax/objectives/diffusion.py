@@ -185,5 +185,13 @@ class DiffusionObjective:
                     clip=self.data_scale)  # x̂_0 clipped to ab in [-1, 1]
         return jnp.clip(x0 / self.data_scale, -1.0, 1.0)
 
+    def inference_variables(self, state):
+        """What sampling needs, and all an export holds: the (EMA) parameters."""
+        return {"params": eval_params(state.ema_params, state.params)}
+
+    def predict_with(self, variables, gray_l, rng):
+        """Pure sampling from `inference_variables` alone (used by exports too)."""
+        return self.sample(variables["params"], gray_l, rng)
+
     def predict(self, state, gray_l, rng):
-        return self.sample(eval_params(state.ema_params, state.params), gray_l, rng)
+        return self.predict_with(self.inference_variables(state), gray_l, rng)
