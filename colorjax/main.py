@@ -20,6 +20,9 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and sam
 flags.DEFINE_enum("mode", "train", ["train", "eval", "export"], "What to do.")
 flags.DEFINE_string("export_dir", None,
                     "--mode=export: where to write the export (default: workdir/export/step_<N>).")
+flags.DEFINE_string("compilation_cache", None,
+                    "JAX persistent compilation cache directory ('none' disables; default "
+                    "$COLORJAX_COMPILATION_CACHE or ~/.cache/colorjax/jax_compilation_cache).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -37,9 +40,10 @@ def main(argv):
             sys.exit(f"error: {e}")  # a user's mistake: the message, not a traceback
         print(f"exported to {path}", flush=True)
         return
-    from colorjax import parallel, train
+    from colorjax import parallel, runtime, train
 
     parallel.initialize_distributed()
+    runtime.enable_compilation_cache(FLAGS.compilation_cache)
     if FLAGS.mode == "train":
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     elif FLAGS.mode == "eval":

@@ -167,3 +167,19 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(tmp_path, m
     assert "checkpoint is step 6" in str(err.value)
     ckpts = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert ckpts[-1] == 6
+
+
+def test_compilation_cache_is_used_by_default_and_can_be_disabled(tmp_path):
+    cache = tmp_path / "cache"
+    env_cache = {"COLORJAX_COMPILATION_CACHE": str(cache)}
+    old = {k: os.environ.get(k) for k in env_cache}
+    os.environ.update(env_cache)
+    try:
+        run_cli(tmp_path / "a", "--config.num_train_steps=2", "--config.eval_every=1000",
+                "--config.log_every=1")
+        assert cache.is_dir() and any(cache.iterdir()), "nothing was cached"
+        run_cli(tmp_path / "b", "--config.num_train_steps=2", "--config.eval_every=1000",
+                "--config.log_every=1", "--compilation_cache=none")
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
