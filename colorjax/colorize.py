@@ -301,10 +301,10 @@ class Colorizer:
 
     # -- photos in, colour out --
 
-    def predict_photos(self, photos: list[Photo], num_samples: int = 1,
-                       size: int | None = None, fixed_batch: bool = False
-                       ) -> list[list[np.ndarray]]:
-        """For each photo, `num_samples` ab planes (H, W, 2) in Lab units at its full size.
+    def predict_small(self, photos: list[Photo], num_samples: int = 1,
+                      size: int | None = None, fixed_batch: bool = False
+                      ) -> list[list[np.ndarray]]:
+        """For each photo, `num_samples` ab planes (S, S, 2) in Lab units at the working size.
 
         One sample is the model's configured prediction (a VAE's default is its most likely
         colouring, z = 0); several are draws (a VAE's z from the prior; diffusion noise).
@@ -326,19 +326,32 @@ class Colorizer:
                 ab = color.denormalize_ab(
                     self._predict_batch(l_small, k, start // self.batch_size, pad_to,
                                         sampling=num_samples > 1))
-                for i, p in enumerate(chunk):
-                    w, h = p.size
-                    results[start + i].append(
-                        np.stack([_resize_plane(ab[i, ..., c], w, h) for c in (0, 1)], -1))
+                for i in range(len(chunk)):
+                    results[start + i].append(ab[i])
         return results
 
+    @staticmethod
+    def full_size_ab(photo: Photo, ab_small: np.ndarray) -> np.ndarray:
+        """ab (S, S, 2) resized bilinearly to the photo's size (H, W, 2)."""
+        w, h = photo.size
+        return np.stack([_resize_plane(ab_small[..., c], w, h) for c in (0, 1)], -1)
+
+    @classmethod
+    def finish(cls, photo: Photo, ab_small: np.ndarray) -> np.ndarray:
+        """sRGB float32 (H, W, 3): the photo's own full-size L with the upsampled ab."""
+        return lab_to_rgb_striped(photo.l, cls.full_size_ab(photo, ab_small))
+
+    def predict_photos(self, photos: list[Photo], num_samples: int = 1,
+                       size: int | None = None) -> list[list[np.ndarray]]:
+        """For each photo, `num_samples` ab planes (H, W, 2) in Lab units at its full size."""
+        small = self.predict_small(photos, num_samples, size)
+        return [[self.full_size_ab(p, ab) for ab in abs_] for p, abs_ in zip(photos, small)]
+
     def colorize_photos(self, photos: list[Photo], num_samples: int = 1,
-                        size: int | None = None, fixed_batch: bool = False
-                        ) -> list[list[np.ndarray]]:
-        """For each photo, `num_samples` sRGB float32 images (H, W, 3): its own full-size L
-        with the predicted ab."""
-        abs_ = self.predict_photos(photos, num_samples, size, fixed_batch)
-        return [[lab_to_rgb_striped(p.l, ab) for ab in abs_i] for p, abs_i in zip(photos, abs_)]
+                        size: int | None = None) -> list[list[np.ndarray]]:
+        """For each photo, `num_samples` sRGB float32 images (H, W, 3) of its size."""
+        small = self.predict_small(photos, num_samples, size)
+        return [[self.finish(p, ab) for ab in abs_] for p, abs_ in zip(photos, small)]
 
     def colorize(self, image, num_samples: int = 1, size: int | None = None):
         """Colorize a PIL image, a numpy array, or a list (or (N, H, W[, C]) array) of them.
@@ -406,7 +419,8 @@ def output_stems(paths: list[str], root: str) -> dict[str, str]:
 def compare_strip(photo: Photo, colors: list[np.ndarray]) -> np.ndarray:
     """gray | colour(s) | truth (when the input had colour), side by side, uint8."""
     gray = gray_of(photo)
-    panels = [np.stack([gray] * 3, -1), *(to_uint8(c) for c in colors)]
+    panels = [np.stack([gray] * 3, -1), *(c if c.dtype == np.uint8 else to_uint8(c)
+                                          for c in colors)]
     return np.concatenate(panels + ([photo.truth] if photo.truth is not None else []), axis=1)
 
 
@@ -460,15 +474,19 @@ def run(args) -> int:
                 bar.update(1)
         if not batch:
             continue
-        outs = colorizer.colorize_photos([p for _, p in batch], args.num_samples,
-                                         fixed_batch=True)
-        for (path, photo), colors in zip(batch, outs):
+        # Predict the batch at the working size; then one photo at a time at full size, so
+        # only one photo's full-resolution buffers are alive at once.
+        small = colorizer.predict_small([p for _, p in batch], args.num_samples,
+                                        fixed_batch=True)
+        for i, ((path, photo), abs_) in enumerate(zip(batch, small)):
             stem = os.path.join(args.output, stems[path])
-            for k, rgb in enumerate(colors):
+            colors = [to_uint8(colorizer.finish(photo, ab)) for ab in abs_]
+            for k, rgb8 in enumerate(colors):
                 suffix = f"_sample{k + 1}" if args.num_samples > 1 else ""
-                _save(to_uint8(rgb), f"{stem}{suffix}.{ext}", args.format)
+                _save(rgb8, f"{stem}{suffix}.{ext}", args.format)
             if args.compare:
                 _save(compare_strip(photo, colors), f"{stem}_compare.{ext}", args.format)
+            batch[i] = None  # free the photo's full-resolution L before the next one
             done += 1
             bar.update(1)
     bar.close()
