@@ -36,6 +36,8 @@ def add_adversarial_fields(c: ml_collections.ConfigDict, variant: str) -> None:
     # pix2pix: Adam(2e-4, b1=0.5) for both networks, no warm-up, no clipping.
     c.optimizer.update(dict(name="adam", learning_rate=2e-4, b1=0.5, b2=0.999,
                             schedule="constant", warmup_steps=0, grad_clip_norm=0.0))
+    # D's own optimizer, same fields. Its schedule and warm-up count D updates: n_critic per
+    # step, none during the NoGAN phase.
     c.disc_optimizer = ml_collections.ConfigDict(c.optimizer.to_dict())
     if variant == "cpu":
         c.model.features = (16, 32, 64, 128)

@@ -15,7 +15,9 @@ def get_config(variant: str = ""):
     c.model.name = "pix2pix_resnet"
     gan.add_adversarial_fields(c, variant)
     c.model.generator = "resnet_unet"
-    c.adversarial.nogan_steps = c.num_train_steps // 2
+    # Half the run without the adversary; a reference, so --config.num_train_steps=N moves
+    # the switch to N // 2 unless --config.adversarial.nogan_steps is given too.
+    c.adversarial.nogan_steps = c.get_ref("num_train_steps") // 2
     # With DeOldify's layer weights the feature term of a gray (ab = 0) prediction is about
     # 4x the 100 * L1 term (measured on skimage photos); 0.25 makes them comparable.
     c.adversarial.perceptual_weight = 0.25

@@ -19,4 +19,8 @@ def get_config(variant: str = ""):
                               disc_norm="instance"))
     for opt in (c.optimizer, c.disc_optimizer):
         opt.update(dict(learning_rate=1e-4, b1=0.0, b2=0.9))
+    if variant == "cpu":
+        # Five critic updates, each with a double backward for the penalty, dominate a
+        # step; a half-width critic makes it ~3x faster on a CPU.
+        c.adversarial.disc_features = 8
     return c
