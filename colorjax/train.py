@@ -48,7 +48,11 @@ def create_state(config, objective, mesh, total_steps: int):
     del total_steps
     init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
     init = jax.jit(objective.init, out_shardings=parallel.replicated(mesh))
-    return init(init_rng, _example_batch(config))
+    # The replicated init needs no partitionable random bits, and XLA compiles the
+    # non-partitionable threefry several times faster here (measured on CPU: 25 s vs 139 s
+    # for the cpu UNet). Initial values depend only on the seed, as before.
+    with jax.threefry_partitionable(False):
+        return init(init_rng, _example_batch(config))
 
 
 def make_train_step(objective, mesh):
