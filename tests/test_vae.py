@@ -24,7 +24,7 @@ def photo_batch(n=4, size=16):
 
 def tiny_config(model="unetvae"):
     c = load_config(model, "cpu")
-    c.model.features = (8, 16, 32)
+    c.model.features = (8, 16)  # tiny: initializing a network compiles slowly on CPU
     c.model.encoder_features = (8, 16)
     c.model.latent_dim = 8
     c.data.image_size = 16
@@ -92,21 +92,22 @@ def test_bad_config_named_at_construction(field, value, message):
 
 @pytest.fixture(scope="module", params=["unetvae", "basicvae"])
 def trained(request):
-    """(objective, state, batch, metrics per step) after 20 real steps on a fixed batch."""
+    """(objective, jitted step, state, batch, metrics per step) after 20 real steps on a
+    fixed batch. Shared by the tests below: initializing a network compiles slowly on CPU."""
     config = tiny_config(request.param)
     obj = make_objective(config, 100)
     batch = photo_batch()
-    state = obj.init(jax.random.key(0), batch)
+    state = jax.jit(obj.init)(jax.random.key(0), batch)  # eager init runs op by op: slow
     step = jax.jit(obj.train_step)
     history = []
     for i in range(20):
         state, m = step(state, batch, jax.random.key(i))
         history.append(jax.device_get(m))
-    return obj, state, batch, history
+    return obj, step, state, batch, history
 
 
 def test_reconstruction_falls_and_everything_is_logged(trained):
-    obj, state, batch, history = trained
+    obj, _, state, batch, history = trained
     assert int(state.step) == 20
     assert {"loss", "grad_norm", "finite", "recon", "kl", "mu_sq", "sigma_sq"} <= set(history[0])
     assert all(bool(m["finite"]) and np.ndim(m["finite"]) == 0 for m in history)
@@ -118,7 +119,7 @@ def test_reconstruction_falls_and_everything_is_logged(trained):
 
 
 def test_zero_mode_is_deterministic(trained):
-    obj, state, batch, _ = trained
+    obj, _, state, batch, _ = trained
     assert obj.sample_mode == "zero"  # the config default, what evaluation reports
     predict = jax.jit(obj.predict)
     a = predict(state, batch["l"], jax.random.key(1))
@@ -128,10 +129,11 @@ def test_zero_mode_is_deterministic(trained):
 
 
 def test_prior_mode_two_rngs_give_different_colours(trained):
-    obj, state, batch, _ = trained
+    obj, _, state, batch, _ = trained
     variables = obj.inference_variables(state)
     z1, z2 = (obj.latent(jax.random.key(k), 4, "prior") for k in (1, 2))
-    a, b = obj.decode(variables, batch["l"], z1), obj.decode(variables, batch["l"], z2)
+    decode = jax.jit(obj.decode)
+    a, b = decode(variables, batch["l"], z1), decode(variables, batch["l"], z2)
     # Mean |difference| above 0.5 Lab units of ab: z steers the colours.
     assert float(jnp.mean(jnp.abs(a - b))) * color.AB_SCALE > 0.5
     assert float(jnp.max(jnp.abs(a))) <= 1.0
@@ -139,13 +141,13 @@ def test_prior_mode_two_rngs_give_different_colours(trained):
     config = tiny_config("unetvae" if obj.decoder.skips else "basicvae")
     config.vae.sample_mode = "prior"
     obj_prior = make_objective(config, 1)
-    p1 = obj_prior.predict(state, batch["l"], jax.random.key(1))
-    p2 = obj_prior.predict(state, batch["l"], jax.random.key(2))
+    predict = jax.jit(obj_prior.predict)
+    p1, p2 = (predict(state, batch["l"], jax.random.key(k)) for k in (1, 2))
     assert not np.allclose(np.asarray(p1), np.asarray(p2))
 
 
 def test_prediction_needs_only_the_decoder(trained):
-    obj, state, batch, _ = trained
+    obj, _, state, batch, _ = trained
     variables = obj.inference_variables(state)
     assert set(variables) <= {"params", "batch_stats"}
     n_dec = sum(x.size for x in jax.tree.leaves(state.params["decoder"]))
@@ -157,7 +159,21 @@ def test_prediction_needs_only_the_decoder(trained):
         model_state={**state.model_state, "encoder": jax.tree.map(
             lambda x: x * jnp.nan, state.model_state["encoder"])})
     rng = jax.random.key(3)
-    expected = obj.predict_with(variables, batch["l"], rng)
-    np.testing.assert_array_equal(np.asarray(obj.predict(poisoned, batch["l"], rng)),
+    expected = jax.jit(obj.predict_with)(variables, batch["l"], rng)
+    np.testing.assert_array_equal(np.asarray(jax.jit(obj.predict)(poisoned, batch["l"], rng)),
                                   np.asarray(expected))
     assert np.all(np.isfinite(np.asarray(expected)))
+
+
+def test_bfloat16_step_is_finite_and_close_to_float32(trained):
+    obj, step, state, batch, _ = trained
+    config = tiny_config("unetvae" if obj.decoder.skips else "basicvae")
+    config.precision = "bfloat16"
+    step_bf16 = jax.jit(make_objective(config, 100).train_step)  # same state: f32 masters
+    rng = jax.random.key(99)
+    assert "bf16" in step_bf16.lower(state, batch, rng).as_text()  # really computes in bf16
+    new, m16 = step_bf16(state, batch, rng)
+    _, m32 = step(state, batch, rng)
+    assert bool(m16["finite"])
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(new.params))
+    np.testing.assert_allclose([m16["recon"], m16["kl"]], [m32["recon"], m32["kl"]], rtol=0.05)

@@ -1,4 +1,5 @@
-"""The VAE through the generic loop: config checks, sharded steps, checkpoint, evaluation."""
+"""The VAE through the generic loop: config checks, sharded steps, checkpoint, evaluation.
+(The export round trip of `unetvae` is in tests/test_export.py.)"""
 
 import json
 
@@ -6,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from colorjax import parallel, train
+from colorjax import train
 from colorjax.checkpoint import TrainCheckpointer
 from colorjax.configs import load_config
 from colorjax.objectives import make_objective
@@ -41,16 +42,16 @@ def test_loop_trains_checkpoints_and_evaluates_a_vae(tmp_path):
     report = (tmp_path / "eval" / "validation_step_3.md").read_text()
     assert "unetvae" in report and "gray baseline" in report
 
-    # The checkpoint restores onto a fresh state; its inference variables are the decoder's.
-    mesh = parallel.create_mesh()
+    # The checkpoint restores (onto the structure of the state, what a resumed run does);
+    # its inference variables are the decoder's.
     obj = make_objective(config, 3)
-    fresh = train.create_state(config, obj, mesh, 3)
     ckpt = TrainCheckpointer(str(tmp_path / "checkpoints"))
-    restored, _ = ckpt.restore(3, fresh)
+    restored, _ = ckpt.restore(3, state)  # the target gives only structure, shardings
     ckpt.close()
     for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(state.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert set(obj.inference_variables(restored)["params"]) == set(restored.params["decoder"])
+    variables = obj.inference_variables(restored)
+    assert set(variables["params"]) == set(restored.params["decoder"])
 
 
 def test_loop_rejects_a_bad_sample_mode_before_compiling(tmp_path):

@@ -84,7 +84,9 @@ class ConditionalDecoder(nn.Module):
             skips.append(x)
             x = ConvNormAct(feats, 4, 2, self.norm, self.act)(x, train)
         # z added at every bottleneck position, then mixed with L's features by the convs.
-        x = x + nn.Dense(x.shape[-1])(z)[:, None, None, :]
+        # Zero-initialised like FiLM: at init the decoder is exactly the L -> ab network, and
+        # the (mostly pure-noise) z dimensions do not drown L's features while it learns.
+        x = x + nn.Dense(x.shape[-1], kernel_init=nn.initializers.zeros)(z)[:, None, None, :]
         x = DoubleConv(self.features[-1], self.norm, self.act)(x, train)
         for feats, skip in zip(reversed(self.features[:-1]), reversed(skips)):
             x = nn.ConvTranspose(feats, (4, 4), strides=(2, 2), padding="SAME",

@@ -27,8 +27,9 @@ import optax
 
 from colorjax.models import downsample_factor
 from colorjax.models.vae import build_vae
-from colorjax.objectives.base import (TrainState, ema_update, init_ema, is_finite,
-                                      make_optimizer, pixel_loss)
+from colorjax.objectives.base import (TrainState, apply_in_precision, compute_dtype,
+                                      ema_update, init_ema, is_finite, make_optimizer,
+                                      pixel_loss)
 
 SAMPLE_MODES = ("prior", "zero")
 
@@ -88,6 +89,7 @@ class VAEObjective:
         self.beta = float(config.vae.beta)
         self.kl_warmup_steps = int(config.vae.kl_warmup_steps)
         self.sample_mode = config.vae.sample_mode
+        self.dtype = compute_dtype(config)  # networks compute in it; KL, loss stay float32
 
     def init(self, rng, batch):
         enc_rng, dec_rng = jax.random.split(rng)
@@ -107,13 +109,13 @@ class VAEObjective:
         beta = kl_weight(state.step, self.beta, self.kl_warmup_steps)
 
         def loss_fn(params):
-            (mu, logvar), enc_state = self.encoder.apply(
-                {"params": params["encoder"], **ms["encoder"]}, l, ab, train=True,
-                mutable=list(ms["encoder"]))
+            (mu, logvar), enc_state = apply_in_precision(
+                self.encoder, {"params": params["encoder"], **ms["encoder"]}, l, ab,
+                train=True, mutable=list(ms["encoder"]), dtype=self.dtype)
             z = reparameterize(rng, mu, logvar)
-            pred, dec_state = self.decoder.apply(
-                {"params": params["decoder"], **ms["decoder"]}, l, z, train=True,
-                mutable=list(ms["decoder"]))
+            pred, dec_state = apply_in_precision(
+                self.decoder, {"params": params["decoder"], **ms["decoder"]}, l, z,
+                train=True, mutable=list(ms["decoder"]), dtype=self.dtype)
             recon = pixel_loss(self.loss_kind, pred, ab)
             kl = jnp.mean(kl_divergence(mu, logvar))
             aux = {"recon": recon, "kl": kl, "mu_sq": jnp.mean(jnp.square(mu)),
@@ -146,7 +148,8 @@ class VAEObjective:
 
     def decode(self, variables, gray_l, z) -> jax.Array:
         """ab for given latents, from the decoder's variables only."""
-        return self.decoder.apply(variables, gray_l, z, train=False)
+        return apply_in_precision(self.decoder, variables, gray_l, z, train=False,
+                                  dtype=self.dtype)
 
     def inference_variables(self, state):
         """Decoder (EMA) params and BatchNorm statistics; nothing of the encoder."""

@@ -1,0 +1,161 @@
+"""Diversity and plausibility of a trained VAE colorizer's prior samples.
+
+    python benchmarks/vae_diversity.py --workdir=runs/q_unetvae [--samples=4] [--step=-1]
+        [--split=validation] [--num_examples=0] [--grid_images=6]
+
+Restores the checkpoint (and the config saved with it) from `workdir`, then over the eval
+split draws `--samples` colourings z ~ N(0, I) of every image, plus the z = 0 colouring, and
+reports per image, averaged over the split:
+
+* diversity: the mean pairwise CIEDE2000 between the samples of the same image (0 = the
+  latent is ignored);
+* plausibility: CIEDE2000 and LPIPS of each sample against the true colours, next to those
+  of z = 0 and of the gray baseline (ab = 0), and the samples' colourfulness next to the
+  truth's.
+
+Writes `workdir/diversity/<split>_step_N.{md,json,png}`; the PNG has one row per sample:
+gray | z = 0 | sample 1..S | ground truth, one column per image.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import app, flags
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from colorjax import color, data, metrics, parallel, train  # noqa: E402
+from colorjax.checkpoint import TrainCheckpointer  # noqa: E402
+from colorjax.evaluate import lpips_on_small_images, save_grid  # noqa: E402
+from colorjax.objectives import make_objective  # noqa: E402
+
+flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
+flags.DEFINE_integer("step", -1, "Checkpoint step (-1 = latest).")
+flags.DEFINE_integer("samples", 4, "Prior samples per image.")
+flags.DEFINE_string("split", "", "Eval split ('' = the run's config.eval.split).")
+flags.DEFINE_integer("num_examples", 0, "Images to use (0 = the whole split).")
+flags.DEFINE_integer("grid_images", 6, "Images (columns) in the sample grid.")
+flags.DEFINE_integer("seed", 0, "Seed of the prior samples.")
+flags.mark_flag_as_required("workdir")
+FLAGS = flags.FLAGS
+
+
+def saved_config(ckpt_dir: str, step: int) -> ml_collections.ConfigDict:
+    """The config the run saved beside its state."""
+    mngr = ocp.CheckpointManager(ckpt_dir)
+    cfg = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+    mngr.close()
+    return ml_collections.ConfigDict(cfg)
+
+
+def per_image_stats(objective, lpips, variables, l, ab_true, rng, num_samples):
+    """Per-image diversity and plausibility figures, plus the images for the grid."""
+    dist = lpips_on_small_images(lpips, lpips.params)
+    n = l.shape[0]
+    zs = [objective.latent(jax.random.fold_in(rng, k), n, "prior") for k in range(num_samples)]
+    samples = [objective.decode(variables, l, z) for z in zs]
+    ab_zero = objective.decode(variables, l, objective.latent(rng, n, "zero"))
+    lab = lambda ab: color.model_outputs_to_lab(l, ab)  # noqa: E731
+    rgb = lambda ab: color.model_outputs_to_rgb(l, ab)  # noqa: E731
+    lab_true, rgb_true = lab(ab_true), rgb(ab_true)
+    pairs = list(itertools.combinations(range(num_samples), 2))
+    pairwise = jnp.mean(jnp.stack(
+        [metrics.ciede2000(lab(samples[i]), lab(samples[j])) for i, j in pairs]), 0)
+    mean_over = lambda f: jnp.mean(jnp.stack([f(s) for s in samples]), 0)  # noqa: E731
+    stats = {
+        "pairwise_ciede2000": pairwise,
+        "prior_ciede2000": mean_over(lambda s: metrics.ciede2000(lab(s), lab_true)),
+        "prior_lpips": mean_over(lambda s: dist(rgb(s), rgb_true)),
+        "prior_colorfulness": mean_over(lambda s: metrics.colorfulness(rgb(s))),
+        "zero_ciede2000": metrics.ciede2000(lab(ab_zero), lab_true),
+        "zero_lpips": dist(rgb(ab_zero), rgb_true),
+        "zero_colorfulness": metrics.colorfulness(rgb(ab_zero)),
+        "gray_ciede2000": metrics.ciede2000(lab(jnp.zeros_like(ab_true)), lab_true),
+        "gray_lpips": dist(color.gray_rgb(l), rgb_true),
+        "gray_colorfulness": metrics.colorfulness(color.gray_rgb(l)),
+        "true_colorfulness": metrics.colorfulness(rgb_true),
+    }
+    return stats, jnp.stack([ab_zero, *samples])
+
+
+def main(argv):
+    del argv
+    ckpt_dir = os.path.join(FLAGS.workdir, "checkpoints")
+    ckpt = TrainCheckpointer(ckpt_dir)
+    step = ckpt.latest_step() if FLAGS.step < 0 else FLAGS.step
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
+    config = saved_config(ckpt_dir, step)
+    split = FLAGS.split or config.eval.split
+    mesh = parallel.create_mesh()
+    objective = make_objective(config, 1)
+    if not hasattr(objective, "latent"):
+        raise ValueError(f"{config.model.name!r} is not a VAE: it has no latent to sample")
+    state, _ = ckpt.restore(step, train.create_state(config, objective, mesh, 1))
+    ckpt.close()
+    variables = objective.inference_variables(state)
+    lpips = metrics.LPIPS(config.eval.lpips_net)
+    stats_fn = jax.jit(lambda v, l, ab, r: per_image_stats(objective, lpips, v, l, ab, r,
+                                                           FLAGS.samples))
+
+    batches = data.create_eval_iterator(config.data, split=split,
+                                        global_batch_size=config.eval.batch_size,
+                                        num_examples=FLAGS.num_examples or None)
+    sums, count, grid = {}, 0.0, {"l": [], "ab": [], "true": []}
+    rng = jax.random.key(FLAGS.seed)
+    for i, local in enumerate(batches):
+        batch = parallel.shard_batch(local, mesh)
+        stats, abs_ = jax.device_get(stats_fn(variables, batch["l"], batch["ab"],
+                                              jax.random.fold_in(rng, i)))
+        keep = np.asarray(local["mask"]) > 0
+        for k, v in stats.items():
+            sums[k] = sums.get(k, 0.0) + float(np.sum(np.asarray(v)[keep]))
+        count += float(keep.sum())
+        if sum(len(x) for x in grid["l"]) < FLAGS.grid_images:
+            grid["l"].append(np.asarray(local["l"])[keep])
+            grid["ab"].append(np.asarray(abs_)[:, keep])
+            grid["true"].append(np.asarray(local["ab"])[keep])
+    means = {k: v / count for k, v in sums.items()} | {"num_examples": count, "step": step,
+                                                      "samples": FLAGS.samples}
+
+    g = FLAGS.grid_images
+    l = np.concatenate(grid["l"])[:g]
+    abs_ = np.concatenate(grid["ab"], axis=1)[:, :g]
+    rows = [color.gray_rgb(l), *[color.model_outputs_to_rgb(l, a) for a in abs_],
+            color.model_outputs_to_rgb(l, np.concatenate(grid["true"])[:g])]
+    out = os.path.join(FLAGS.workdir, "diversity")
+    stem = os.path.join(out, f"{split}_step_{step}")
+    save_grid(rows, stem + ".png", min_tile=64)
+    table = "\n".join([
+        f"| {config.model.name} step {step}, {int(count)} images | CIEDE2000 ↓ | LPIPS ↓ "
+        "| colourfulness |", "|---|---:|---:|---:|",
+        f"| gray baseline (ab = 0) | {means['gray_ciede2000']:.3f} | {means['gray_lpips']:.4f} "
+        f"| {means['gray_colorfulness']:.2f} |",
+        f"| z = 0 | {means['zero_ciede2000']:.3f} | {means['zero_lpips']:.4f} "
+        f"| {means['zero_colorfulness']:.2f} |",
+        f"| z ~ N(0, I), mean of {FLAGS.samples} | {means['prior_ciede2000']:.3f} "
+        f"| {means['prior_lpips']:.4f} | {means['prior_colorfulness']:.2f} |",
+        f"| ground truth | 0 | 0 | {means['true_colorfulness']:.2f} |",
+        "",
+        f"Mean pairwise CIEDE2000 between the {FLAGS.samples} prior samples of the same image: "
+        f"**{means['pairwise_ciede2000']:.3f}**",
+    ])
+    with open(stem + ".md", "w") as f:
+        f.write(table + "\n")
+    with open(stem + ".json", "w") as f:
+        json.dump(means, f, indent=2)
+    print(table)
+    print(f"wrote {stem}.md, .json and .png (rows: gray, z = 0, {FLAGS.samples} samples, truth)")
+
+
+if __name__ == "__main__":
+    app.run(main)
