@@ -11,7 +11,10 @@ reports per image, averaged over the split:
   latent is ignored);
 * plausibility: CIEDE2000 and LPIPS of each sample against the true colours, next to those
   of z = 0 and of the gray baseline (ab = 0), and the samples' colourfulness next to the
-  truth's.
+  truth's;
+* what the latent can carry: the same figures with z = the posterior mean of the encoder,
+  which sees the true colours (an oracle, not a prediction: it shows how far the right z
+  moves the colours).
 
 Writes `workdir/diversity/<split>_step_N.{md,json,png}`; the PNG has one row per sample:
 gray | z = 0 | sample 1..S | ground truth, one column per image.
@@ -57,13 +60,23 @@ def saved_config(ckpt_dir: str, step: int) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(cfg)
 
 
-def per_image_stats(objective, lpips, variables, l, ab_true, rng, num_samples):
+def posterior_mean(objective, state, l, ab):
+    """The encoder's mu for (L, true ab): the latent that best explains the true colours."""
+    ms = state.model_state["encoder"]
+    mu, _ = objective.encoder.apply({"params": state.params["encoder"], **ms}, l, ab,
+                                    train=False)
+    return mu
+
+
+def per_image_stats(objective, lpips, state, l, ab_true, rng, num_samples):
     """Per-image diversity and plausibility figures, plus the images for the grid."""
     dist = lpips_on_small_images(lpips, lpips.params)
+    variables = objective.inference_variables(state)
     n = l.shape[0]
     zs = [objective.latent(jax.random.fold_in(rng, k), n, "prior") for k in range(num_samples)]
     samples = [objective.decode(variables, l, z) for z in zs]
     ab_zero = objective.decode(variables, l, objective.latent(rng, n, "zero"))
+    ab_post = objective.decode(variables, l, posterior_mean(objective, state, l, ab_true))
     lab = lambda ab: color.model_outputs_to_lab(l, ab)  # noqa: E731
     rgb = lambda ab: color.model_outputs_to_rgb(l, ab)  # noqa: E731
     lab_true, rgb_true = lab(ab_true), rgb(ab_true)
@@ -75,10 +88,16 @@ def per_image_stats(objective, lpips, variables, l, ab_true, rng, num_samples):
         "pairwise_ciede2000": pairwise,
         "prior_ciede2000": mean_over(lambda s: metrics.ciede2000(lab(s), lab_true)),
         "prior_lpips": mean_over(lambda s: dist(rgb(s), rgb_true)),
+        # The closest of the samples: does one of them find the true colouring?
+        "best_of_prior_ciede2000": jnp.min(jnp.stack(
+            [metrics.ciede2000(lab(s), lab_true) for s in samples]), 0),
         "prior_colorfulness": mean_over(lambda s: metrics.colorfulness(rgb(s))),
         "zero_ciede2000": metrics.ciede2000(lab(ab_zero), lab_true),
         "zero_lpips": dist(rgb(ab_zero), rgb_true),
         "zero_colorfulness": metrics.colorfulness(rgb(ab_zero)),
+        "posterior_ciede2000": metrics.ciede2000(lab(ab_post), lab_true),
+        "posterior_lpips": dist(rgb(ab_post), rgb_true),
+        "posterior_colorfulness": metrics.colorfulness(rgb(ab_post)),
         "gray_ciede2000": metrics.ciede2000(lab(jnp.zeros_like(ab_true)), lab_true),
         "gray_lpips": dist(color.gray_rgb(l), rgb_true),
         "gray_colorfulness": metrics.colorfulness(color.gray_rgb(l)),
@@ -102,7 +121,6 @@ def main(argv):
         raise ValueError(f"{config.model.name!r} is not a VAE: it has no latent to sample")
     state, _ = ckpt.restore(step, train.create_state(config, objective, mesh, 1))
     ckpt.close()
-    variables = objective.inference_variables(state)
     lpips = metrics.LPIPS(config.eval.lpips_net)
     stats_fn = jax.jit(lambda v, l, ab, r: per_image_stats(objective, lpips, v, l, ab, r,
                                                            FLAGS.samples))
@@ -114,7 +132,7 @@ def main(argv):
     rng = jax.random.key(FLAGS.seed)
     for i, local in enumerate(batches):
         batch = parallel.shard_batch(local, mesh)
-        stats, abs_ = jax.device_get(stats_fn(variables, batch["l"], batch["ab"],
+        stats, abs_ = jax.device_get(stats_fn(state, batch["l"], batch["ab"],
                                               jax.random.fold_in(rng, i)))
         keep = np.asarray(local["mask"]) > 0
         for k, v in stats.items():
@@ -144,6 +162,11 @@ def main(argv):
         f"| {means['zero_colorfulness']:.2f} |",
         f"| z ~ N(0, I), mean of {FLAGS.samples} | {means['prior_ciede2000']:.3f} "
         f"| {means['prior_lpips']:.4f} | {means['prior_colorfulness']:.2f} |",
+        f"| z ~ N(0, I), closest of {FLAGS.samples} to the truth (per image) | "
+        f"{means['best_of_prior_ciede2000']:.3f} | | |",
+        f"| z = encoder's mean for the true colours (oracle) | "
+        f"{means['posterior_ciede2000']:.3f} | {means['posterior_lpips']:.4f} "
+        f"| {means['posterior_colorfulness']:.2f} |",
         f"| ground truth | 0 | 0 | {means['true_colorfulness']:.2f} |",
         "",
         f"Mean pairwise CIEDE2000 between the {FLAGS.samples} prior samples of the same image: "
