@@ -15,7 +15,7 @@ def add_vae_fields(c, variant: str = "") -> None:
     """The fields both VAEs share (`unetvae.py` calls this too)."""
     c.model.latent_dim = 256  # the original project's latent size
     c.model.encoder_features = (32, 64, 128, 256)  # posterior encoder, one stride-2 conv each
-    c.model.condition = "film"  # film | bottleneck: where z enters the decoder
+    c.model.condition = "film"  # bottleneck: z added there only | film: also FiLM per level
     c.vae = ml_collections.ConfigDict(dict(
         beta=0.001,  # KL weight, the original's; KL summed over latent dims (not per pixel)
         kl_warmup_steps=0,  # > 0: beta ramps linearly from 0 over this many steps
