@@ -193,3 +193,16 @@ def test_too_small_images_are_refused_not_nan(net, size):
     ok = metric.min_size
     gray, black = np.full((1, ok, ok, 3), 0.5, np.float32), np.zeros((1, ok, ok, 3), np.float32)
     assert np.isfinite(metric(gray, black)).all()
+
+
+def test_first_load_inside_a_jit_trace_does_not_leak_tracers():
+    """The adversarial perceptual loss loads VGG16 while its train step is traced."""
+    lp._load_cached.cache_clear()
+
+    @jax.jit
+    def traced(x):
+        return lp.vgg16_features(lp.load_params("vgg"), x)[0].sum()
+
+    x = jnp.full((1, 16, 16, 3), 0.5)
+    assert np.isfinite(float(traced(x)))
+    assert np.isfinite(lp.LPIPS("vgg")(np.asarray(x), np.zeros((1, 16, 16, 3), np.float32))).all()

@@ -156,8 +156,11 @@ def _load_cached(net: str, path: Path) -> Any:
             f"LPIPS weight file {path} could not be read safely ({exc}). {_FIX_HINT}"
         ) from exc
     _check_tree(net, path, tree)
+    # Device arrays made outside any trace: the first call may come while a train step is
+    # being traced (the adversarial perceptual loss), and a cached tracer would leak.
     # jnp arrays are immutable, so sharing the cached leaves between callers is safe.
-    return jax.tree.map(jnp.asarray, tree)
+    with jax.ensure_compile_time_eval():
+        return jax.tree.map(lambda a: jax.device_put(np.asarray(a, np.float32)), tree)
 
 
 def load_params(net: str = "alex", weights_dir: str | Path | None = None) -> dict:
