@@ -87,8 +87,9 @@ def measure(config_spec: str, size: int, batch: int, steps: int, precision: str)
         peak_mem, mem_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "host RSS"
     step_time = elapsed / steps
     peak = peak_flops(device, precision)
-    # cost_analysis counts the FLOPs of the whole (global) step; MFU divides by all devices.
-    mfu = flops / step_time / (peak * jax.device_count()) if peak and flops else None
+    # cost_analysis describes the compiled per-device (SPMD) program: FLOPs per device per
+    # step (measured: halves from 1 to 2 devices at the same global batch).
+    mfu = flops / step_time / peak if peak and flops else None
     return {
         "config": config_spec, "model": config.model.name, "size": size, "batch": batch,
         "precision": precision, "devices": jax.device_count(), "device": device.device_kind,
@@ -106,7 +107,7 @@ def row(r: dict) -> str:
 
 
 HEADER = ("| config | px | batch | precision | devices | img/s | ms/step | first step s "
-          "| peak memory GB | GFLOP/step | MFU |\n|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|")
+          "| peak memory GB | GFLOP/step/device | MFU |\n|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|")
 
 
 def main():
