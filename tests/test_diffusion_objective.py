@@ -168,6 +168,15 @@ def test_predict_is_random_across_keys_and_ddim_eta0_deterministic_given_key(tra
     assert not np.allclose(a, predict(state, batch["l"], jax.random.key(4)))
 
 
+def test_ddpm_predict_runs_all_timesteps(trained_state):
+    """The unetddpm path: the same trained state, sampled by DDPM ancestral (T = 1000)."""
+    _, state, batch = trained_state
+    c = tiny_config()
+    c.model.name, c.sampler.name = "unetddpm", "ddpm"
+    ab = jax.jit(DiffusionObjective(c, 10).predict)(state, batch["l"], jax.random.key(5))
+    assert ab.shape == batch["ab"].shape and bool(jnp.all(jnp.abs(ab) <= 1.0))
+
+
 def test_config_files_differ_only_in_the_sampler():
     configs = pytest.importorskip("colorjax.configs")
     try:

@@ -30,7 +30,8 @@ def ddim_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
     (Lin et al. 2024 show that skipping it hurts); steps = T gives every timestep.
     """
     if not 1 <= steps <= num_timesteps:
-        raise ValueError(f"config.sampler.steps={steps} is not allowed; allowed: 1..{num_timesteps}")
+        raise ValueError(f"config.sampler.steps={steps} is not allowed; "
+                         f"allowed: 1..{num_timesteps}")
     return np.round(np.linspace(0, num_timesteps - 1, steps)).astype(np.int32)
 
 
