@@ -130,14 +130,24 @@ def test_sharded_train_step_learns_and_logs_buckets(trained):
     assert 0 < max(diff)
 
 
-def test_v_prediction_and_l1_train_step():
+def test_v_prediction_l1_and_bfloat16_train_step():
+    """The options off the default path, in one compilation: v target, L1 loss, and the
+    network computing in bfloat16 while parameters, loss and samples stay float32."""
     c = tiny_config(prediction="v", loss="l1")
     c.model.features, c.model.attention_levels = (4,), ()
+    c.precision = "bfloat16"
     obj = DiffusionObjective(c, 10)
     batch = toy_batch(size=8)
     state = jax.jit(obj.init)(jax.random.key(0), batch)
     state, metrics = jax.jit(obj.train_step)(state, batch, jax.random.key(1))
     assert bool(metrics["finite"]) and int(state.step) == 1
+    assert metrics["loss"].dtype == jnp.float32
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.params))
+    out = jax.jit(obj.model_fn(state.params, batch["l"]))(batch["ab"], jnp.zeros((4,), jnp.int32))
+    assert out.dtype == jnp.float32
+    jaxpr = str(jax.make_jaxpr(obj.model_fn(state.params, batch["l"]))(
+        batch["ab"], jnp.zeros((4,), jnp.int32)))
+    assert "conv_general_dilated" in jaxpr and "bf16[4,8,8,4]" in jaxpr
 
 
 @pytest.fixture(scope="module")

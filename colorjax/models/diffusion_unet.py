@@ -92,7 +92,8 @@ class DiffusionUNet(nn.Module):
     @nn.compact
     def __call__(self, x_t, l, t, train: bool = False):
         base = self.features[0]
-        temb = timestep_embedding(t, max(base, 64))  # ≥ 64 frequencies even for tiny widths
+        # ≥ 64 frequencies even for tiny widths; sin/cos in float32, then the compute dtype.
+        temb = timestep_embedding(t, max(base, 64)).astype(x_t.dtype)
         temb = nn.Dense(4 * base)(nn.silu(nn.Dense(4 * base)(temb)))
         res = lambda f: ResBlock(f, self.dropout, self.groups)
         attn = lambda: SelfAttention(self.num_heads, self.groups)

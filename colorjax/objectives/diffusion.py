@@ -24,8 +24,8 @@ from colorjax.diffusion import (PREDICTIONS, SAMPLERS, SCHEDULES, make_schedule,
                                 sample, training_target)
 from colorjax.models import downsample_factor
 from colorjax.models.diffusion_unet import DiffusionUNet
-from colorjax.objectives.base import (TrainState, ema_update, eval_params, init_ema, is_finite,
-                                      make_optimizer)
+from colorjax.objectives.base import (TrainState, apply_in_precision, compute_dtype, ema_update,
+                                      eval_params, init_ema, is_finite, make_optimizer)
 
 LOSSES = ("l1", "mse")
 # The sampler a model name implies when config.sampler.name is not set.
@@ -121,6 +121,9 @@ class DiffusionObjective:
         self.downsample_factor = downsample_factor(self.model)
         self.tx = make_optimizer(config.optimizer, num_train_steps)
         self.schedule = make_schedule(self.schedule_kind, self.num_timesteps)
+        # The network computes in config.precision; the diffusion arithmetic (x_t, the
+        # sampler's updates, the loss) always in float32.
+        self.dtype = compute_dtype(config) if "precision" in config else jnp.float32
 
     # --- training -------------------------------------------------------------------
 
@@ -150,8 +153,8 @@ class DiffusionObjective:
         target = training_target(self.prediction, self.schedule, x0, t, noise)
 
         def loss_fn(params):
-            out = self.model.apply({"params": params}, x_t, batch["l"], t, train=True,
-                                   rngs={"dropout": dropout_rng})
+            out = apply_in_precision(self.model, {"params": params}, x_t, batch["l"], t,
+                                     train=True, rngs={"dropout": dropout_rng}, dtype=self.dtype)
             err = out - target
             per_example = jnp.mean(err**2 if self.loss_kind == "mse" else jnp.abs(err),
                                    axis=tuple(range(1, err.ndim)))
@@ -172,7 +175,8 @@ class DiffusionObjective:
 
     def model_fn(self, params, gray_l):
         """The network as the samplers see it: (x_t, t) -> ε or v, conditioned on L."""
-        return lambda x_t, t: self.model.apply({"params": params}, x_t, gray_l, t, train=False)
+        return lambda x_t, t: apply_in_precision(self.model, {"params": params}, x_t, gray_l, t,
+                                                 train=False, dtype=self.dtype)
 
     def sample(self, params, gray_l, rng, sampler: str | None = None,
                steps: int | None = None, eta: float | None = None):
