@@ -48,6 +48,8 @@ flags.DEFINE_string("split", "", "Eval split ('' = the run's config.eval.split).
 flags.DEFINE_integer("num_examples", 0, "Images to use (0 = the whole split).")
 flags.DEFINE_integer("grid_images", 6, "Images (columns) in the sample grid.")
 flags.DEFINE_integer("seed", 0, "Seed of the prior samples.")
+flags.DEFINE_string("eval_name", "", "Evaluate on this dataset instead of the run's eval data "
+                    "(e.g. colorjax_demo, whose photos may be shown in docs).")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -114,6 +116,8 @@ def main(argv):
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
     config = saved_config(ckpt_dir, step)
+    if FLAGS.eval_name:
+        config.data.eval_name, config.data.eval_folder = FLAGS.eval_name, ""
     split = FLAGS.split or config.eval.split
     mesh = parallel.create_mesh()
     objective = make_objective(config, 1)
@@ -150,7 +154,7 @@ def main(argv):
     abs_ = np.concatenate(grid["ab"], axis=1)[:, :g]
     rows = [color.gray_rgb(l), *[color.model_outputs_to_rgb(l, a) for a in abs_],
             color.model_outputs_to_rgb(l, np.concatenate(grid["true"])[:g])]
-    out = os.path.join(FLAGS.workdir, "diversity")
+    out = os.path.join(FLAGS.workdir, "diversity" + (f"_{FLAGS.eval_name}" if FLAGS.eval_name else ""))
     stem = os.path.join(out, f"{split}_step_{step}")
     save_grid(rows, stem + ".png", min_tile=64)
     table = "\n".join([
