@@ -80,3 +80,13 @@ def test_gray_rgb_has_no_chroma_and_gradients_are_finite():
     assert np.all(np.isfinite(grad))
     grad = jax.grad(lambda ab: color.model_outputs_to_rgb(l_norm, ab).sum())(jnp.zeros((1, 4, 4, 2)))
     assert np.all(np.isfinite(grad))
+
+
+def test_uint8_photos_take_the_table_path_with_the_same_values():
+    rgb8 = np.random.default_rng(3).integers(0, 256, (2, 19, 23, 3), dtype=np.uint8)
+    as_float = rgb8.astype(np.float32) / 255
+    np.testing.assert_allclose(color.rgb_to_lab(rgb8), color.rgb_to_lab(as_float), atol=1e-4)
+    np.testing.assert_allclose(color.rgb_to_lab(rgb8), skcolor.rgb2lab(rgb8), atol=1e-3)
+    l8, ab8 = color.rgb_to_model_inputs(rgb8)
+    lf, abf = color.rgb_to_model_inputs(as_float)
+    np.testing.assert_allclose(l8, lf, atol=1e-6) and np.testing.assert_allclose(ab8, abf, atol=1e-6)

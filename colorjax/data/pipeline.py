@@ -212,7 +212,7 @@ def num_examples(data_config, split: str, for_eval: bool = False) -> int:
 
 
 def _to_model(rgb8: np.ndarray) -> dict[str, np.ndarray]:
-    l, ab = color.rgb_to_model_inputs(rgb8.astype(np.float32) * np.float32(1 / 255))
+    l, ab = color.rgb_to_model_inputs(np.ascontiguousarray(rgb8, dtype=np.uint8))
     return {"l": l, "ab": ab}
 
 
