@@ -28,6 +28,16 @@ class TrainCheckpointer:
     def all_steps(self) -> list[int]:
         return list(self._manager.all_steps())
 
+    def resolve_step(self, requested: int) -> int:
+        """The step `config.eval.step` names (-1 = the latest); FileNotFoundError if absent."""
+        step = self.latest_step() if requested < 0 else int(requested)
+        if step is None or step not in self.all_steps():
+            raise FileNotFoundError(
+                f"no checkpoint {'at all' if step is None else f'for step {step}'} in "
+                f"{self.directory} (config.eval.step={requested}; available: "
+                f"{self.all_steps()}); train first")
+        return step
+
     def save(self, step: int, state, data_state, config) -> None:
         self._manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),

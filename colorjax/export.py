@@ -159,12 +159,7 @@ def export_checkpoint(config, workdir: str, export_dir: str | None = None) -> st
                                 f"({os.path.join(workdir, 'checkpoints')} is absent); train first")
     ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"), async_save=False)
     try:
-        step = ckpt.latest_step() if config.eval.step < 0 else int(config.eval.step)
-        if step is None or step not in ckpt.all_steps():
-            raise FileNotFoundError(
-                f"no checkpoint {'at all' if step is None else f'for step {step}'} in "
-                f"{ckpt.directory} (config.eval.step={config.eval.step}; available: "
-                f"{ckpt.all_steps()}); train first")
+        step = ckpt.resolve_step(config.eval.step)
         sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         target = _abstract_train_state(objective, int(config.data.image_size), sharding)
         _check_checkpoint_matches(os.path.join(ckpt.directory, str(step)), target)

@@ -193,12 +193,7 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
     objective = make_objective(config, total_steps)
     state = create_state(config, objective, mesh, total_steps)
     ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-    step = ckpt.latest_step() if config.eval.step < 0 else int(config.eval.step)
-    if step is None or step not in ckpt.all_steps():
-        raise FileNotFoundError(
-            f"no checkpoint {'at all' if step is None else f'for step {step}'} in "
-            f"{ckpt.directory} (config.eval.step={config.eval.step}; available: "
-            f"{ckpt.all_steps()})")
+    step = ckpt.resolve_step(config.eval.step)
     state, _ = ckpt.restore(step, state)
     ckpt.close()
     evaluator = Evaluator(config, objective, mesh)
