@@ -28,7 +28,6 @@ import sys
 import threading
 import urllib.parse
 import warnings
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
