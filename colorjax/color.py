@@ -74,21 +74,33 @@ def rgb_to_lab(rgb):
     accepted and linearised through a 256-entry table of the same curve.
     """
     xp = _xp(rgb)
+    fx, fy, fz = _lab_f_planes(rgb)
+    return xp.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
+
+
+def _lab_f_planes(rgb):
+    """sRGB ``...HW3`` -> (f(X/Xn), f(Y/Yn), f(Z/Zn)), each ``...HW`` float32.
+
+    Works one channel plane at a time: in NumPy data workers this is about twice as fast
+    as a matrix product over interleaved channels (fewer, contiguous temporaries), and XLA
+    fuses either form the same way.
+    """
+    xp = _xp(rgb)
     if xp is np and np.asarray(rgb).dtype == np.uint8:
-        return _linear_to_lab(_LINEAR_FROM_UINT8[rgb], xp)
-    return _linear_to_lab(srgb_to_linear(_as_float(rgb)), xp)
+        r, g, b = np.take(_LINEAR_FROM_UINT8, np.moveaxis(rgb, -1, 0))
+    else:
+        lin = srgb_to_linear(_as_float(rgb))
+        r, g, b = lin[..., 0], lin[..., 1], lin[..., 2]
+    rows = (XYZ_FROM_RGB / D65_WHITE[:, None]).astype(np.float32)  # X/Xn, Y/Yn, Z/Zn
+    return tuple(_lab_f(r * m[0] + g * m[1] + b * m[2], xp) for m in rows)
 
 
-def _linear_to_lab(lin, xp):
-    """Linear-light RGB -> CIELAB (D65)."""
-    m = xp.asarray(XYZ_FROM_RGB.T / D65_WHITE[None, :], dtype=xp.float32)
-    xyz = lin @ m  # already divided by the white point
-    safe = xp.maximum(xyz, _LAB_EPS)  # cube root of small / negative values is never taken
-    # cbrt rather than ** (1/3): same values, about twice as fast in NumPy workers.
-    f = xp.where(xyz > _LAB_EPS, xp.cbrt(safe), _LAB_KAPPA * xyz + _LAB_OFFSET)
-    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
-    lab = xp.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
-    return lab.astype(xp.float32)
+def _lab_f(t, xp):
+    """CIELAB's f: the cube root above epsilon, the linear segment below."""
+    # Under jax the root's argument is kept >= epsilon so its gradient stays finite where
+    # the segment is chosen; NumPy needs no guard (cbrt is defined everywhere).
+    root = xp.cbrt(t if xp is np else xp.maximum(t, _LAB_EPS))
+    return xp.where(t > _LAB_EPS, root, _LAB_KAPPA * t + _LAB_OFFSET)
 
 
 def lab_to_rgb(lab):
@@ -135,9 +147,17 @@ def denormalize_ab(ab_norm):
 
 
 def rgb_to_model_inputs(rgb):
-    """sRGB [0, 1] ``...HW3`` -> (l_norm ``...HW1``, ab_norm ``...HW2``)."""
-    lab = rgb_to_lab(rgb)
-    return normalize_l(lab[..., :1]), normalize_ab(lab[..., 1:])
+    """sRGB ``...HW3`` (float in [0, 1], or uint8 NumPy) -> (l_norm ``...HW1``, ab_norm ``...HW2``).
+
+    The values of ``rgb_to_lab`` then ``normalize_l``/``normalize_ab``, computed straight
+    from the f planes: this is the data pipeline's per-image colour cost.
+    """
+    xp = _xp(rgb)
+    fx, fy, fz = _lab_f_planes(rgb)
+    half = L_MAX / 2
+    l_norm = (116.0 / half) * fy - (16.0 / half + 1.0)
+    ab_norm = xp.stack([(500.0 / AB_SCALE) * (fx - fy), (200.0 / AB_SCALE) * (fy - fz)], -1)
+    return l_norm[..., None], ab_norm
 
 
 def model_outputs_to_lab(l_norm, ab_norm):

@@ -89,4 +89,22 @@ def test_uint8_photos_take_the_table_path_with_the_same_values():
     np.testing.assert_allclose(color.rgb_to_lab(rgb8), skcolor.rgb2lab(rgb8), atol=1e-3)
     l8, ab8 = color.rgb_to_model_inputs(rgb8)
     lf, abf = color.rgb_to_model_inputs(as_float)
-    np.testing.assert_allclose(l8, lf, atol=1e-6) and np.testing.assert_allclose(ab8, abf, atol=1e-6)
+    np.testing.assert_allclose(l8, lf, atol=1e-6)
+    np.testing.assert_allclose(ab8, abf, atol=1e-6)
+
+
+def test_model_inputs_of_8_bit_colours_match_skimage_for_any_memory_layout():
+    # Every 5th level per channel (52^3 colours, 0 and 255 included), and the same pixels
+    # mirrored (a negative-stride view, as the pipeline's horizontal flip makes).
+    levels = np.arange(0, 256, 5, dtype=np.uint8)
+    rgb8 = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(52 * 4, 13 * 52, 3)
+    ref = skcolor.rgb2lab(rgb8)
+    for view in (rgb8, rgb8[:, ::-1]):
+        ref_view = ref if view is rgb8 else ref[:, ::-1]
+        l_norm, ab_norm = color.rgb_to_model_inputs(view)
+        assert l_norm.dtype == ab_norm.dtype == np.float32
+        np.testing.assert_allclose(color.denormalize_l(l_norm), ref_view[..., :1], atol=1e-4)
+        np.testing.assert_allclose(color.denormalize_ab(ab_norm), ref_view[..., 1:], atol=2e-4)
+        lab = color.rgb_to_lab(view)
+        np.testing.assert_allclose(l_norm, color.normalize_l(lab[..., :1]), atol=1e-6)
+        np.testing.assert_allclose(ab_norm, color.normalize_ab(lab[..., 1:]), atol=1e-6)

@@ -1,5 +1,8 @@
 """The grain pipeline: shapes, determinism, process shards, exact resume, eval padding, errors."""
 
+import platform
+import sys
+
 import jax
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ from colorjax.data import (
     create_eval_iterator, create_train_iterator, decode_state, default_data_config,
     encode_state, num_examples, prepare_demo, prepare_folder, validate_data_config,
 )
+from colorjax.data import allocator
 from test_data_fixtures import make_plain_folder
 
 N = 30  # images in the generated dataset
@@ -180,6 +184,16 @@ def test_eval_data_can_differ_from_train_data(small, tmp_path):
         validate_data_config(cfg, split="test")
 
 
+def test_allocator_setting_is_applied_and_changes_no_batch(small):
+    cfg, _ = small
+    tuned = _take(create_train_iterator(cfg, global_batch_size=4, seed=3), 3)
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert allocator.keep_freed_memory()  # mallopt accepted both settings
+    plain = cfg.copy_and_resolve_references()
+    plain.keep_freed_memory = False
+    assert _same(_take(create_train_iterator(plain, global_batch_size=4, seed=3), 3), tuned)
+
+
 @pytest.mark.parametrize("field,value,match", [
     ("image_size", "big", r"config\.data\.image_size"),
     ("image_size", 4, r"config\.data\.image_size"),
@@ -188,6 +202,7 @@ def test_eval_data_can_differ_from_train_data(small, tmp_path):
     ("gray_threshold", -1.0, r"config\.data\.gray_threshold"),
     ("val_fraction", 1.5, r"config\.data\.val_fraction"),
     ("hflip", "yes", r"config\.data\.hflip"),
+    ("keep_freed_memory", 1, r"config\.data\.keep_freed_memory"),
     ("name", "no_such_data", r"config\.data\.name='no_such_data'.*colorjax_demo.*colorjax\.data\.prepare"),
     ("folder", "/no/such/folder", r"config\.data\.folder"),
     ("train_split", "training", r"config\.data\.train_split='training'.*train"),

@@ -55,6 +55,9 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.worker_buffer = 2  # batches each worker prepares ahead
     c.read_threads = 2  # threads per process (or worker) preparing batches
     c.prefetch = 2  # batches prepared ahead by those threads
+    # Data processes keep freed memory for reuse (glibc mallopt) instead of page-faulting
+    # every image's arrays in again: ~15% less CPU per image at 256 px (colorjax/data/allocator.py).
+    c.keep_freed_memory = True
     # -- preparing folders (part of a prepared folder's cache key) ------------------------
     # Smallest accepted shorter side, in pixels, at prepare time; smaller files are
     # rejected as 'too_small' (upscaling them would teach blur).
@@ -125,7 +128,8 @@ def check_fields(data_config) -> ml_collections.ConfigDict:
             f"{_FIELD}name is empty and {_FIELD}folder is not set: name a dataset "
             "(e.g. 'colorjax_demo') or set a folder of photos."
         )
-    for key in ("random_crop", "hflip", "jpeg_draft", "shuffle", "download"):
+    for key in ("random_crop", "hflip", "jpeg_draft", "shuffle", "download",
+                "keep_freed_memory"):
         _bool(cfg, key)
     _int(cfg, "image_size", 8, 4096)
     if cfg.resize_shorter_to != 0:

@@ -36,7 +36,7 @@ import jax
 import numpy as np
 
 from colorjax import color
-from colorjax.data import builders, demo, folder, images
+from colorjax.data import allocator, builders, demo, folder, images
 from colorjax.data.config import check_fields
 
 STATE_VERSION = 1
@@ -212,7 +212,7 @@ def num_examples(data_config, split: str, for_eval: bool = False) -> int:
 
 
 def _to_model(rgb8: np.ndarray) -> dict[str, np.ndarray]:
-    l, ab = color.rgb_to_model_inputs(np.ascontiguousarray(rgb8, dtype=np.uint8))
+    l, ab = color.rgb_to_model_inputs(np.asarray(rgb8, dtype=np.uint8))  # any strides
     return {"l": l, "ab": ab}
 
 
@@ -224,8 +224,11 @@ class _TrainExample:
         self.size = cfg.image_size
         self.shorter = cfg.resize_shorter_to or cfg.image_size
         self.random_crop, self.hflip, self.draft = cfg.random_crop, cfg.hflip, cfg.jpeg_draft
+        self.keep_freed_memory = cfg.keep_freed_memory
 
     def __call__(self, position: int, data: bytes) -> dict[str, np.ndarray]:
+        if self.keep_freed_memory:  # here, so it also runs in each grain worker process
+            allocator.keep_freed_memory()
         rng = np.random.default_rng([self.seed, self.process_index, position])
         offset = tuple(rng.random(2)) if self.random_crop else (0.5, 0.5)
         flip = self.hflip and rng.random() < 0.5
@@ -240,8 +243,11 @@ class _EvalExample:
     def __init__(self, source, indices: range, cfg):
         self.source, self.indices = source, indices
         self.size, self.draft = cfg.image_size, cfg.jpeg_draft
+        self.keep_freed_memory = cfg.keep_freed_memory
 
     def __call__(self, i: int) -> dict[str, np.ndarray]:
+        if self.keep_freed_memory:
+            allocator.keep_freed_memory()
         s = self.size
         if i >= len(self.indices):
             return {"l": np.zeros((s, s, 1), np.float32), "ab": np.zeros((s, s, 2), np.float32),
@@ -254,6 +260,8 @@ class _EvalExample:
 
 def _iterate(ds: grain.MapDataset, cfg, shared_memory: bool = True):
     """A grain iterator over ``ds`` with the configured threads and worker processes."""
+    if cfg.keep_freed_memory:  # this process receives (and with 0 workers makes) the batches
+        allocator.keep_freed_memory()
     it_ds = ds.to_iter_dataset(
         grain.ReadOptions(num_threads=cfg.read_threads, prefetch_buffer_size=cfg.prefetch)
     )
