@@ -8,8 +8,6 @@ import json
 import sys
 
 import jax
-import ml_collections
-import orbax.checkpoint as ocp
 
 from colorjax import parallel, train
 from colorjax.checkpoint import TrainCheckpointer
@@ -21,10 +19,7 @@ def main(workdir: str, out: str, step: int = -1):
     ckpt_dir = f"{workdir}/checkpoints"
     ckpt = TrainCheckpointer(ckpt_dir)
     step = ckpt.latest_step() if step < 0 else step
-    mngr = ocp.CheckpointManager(ckpt_dir)
-    saved = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
-    mngr.close()
-    config = ml_collections.ConfigDict(saved)
+    config = ckpt.saved_config(step)
     config.data.eval_name, config.data.eval_folder = "colorjax_demo", ""
     config.eval.split, config.eval.num_images, config.eval.batch_size = "validation", 8, 8
     mesh = parallel.create_mesh()

@@ -30,9 +30,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import app, flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -52,14 +50,6 @@ flags.DEFINE_string("eval_name", "", "Evaluate on this dataset instead of the ru
                     "(e.g. colorjax_demo, whose photos may be shown in docs).")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
-
-
-def saved_config(ckpt_dir: str, step: int) -> ml_collections.ConfigDict:
-    """The config the run saved beside its state."""
-    mngr = ocp.CheckpointManager(ckpt_dir)
-    cfg = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
-    mngr.close()
-    return ml_collections.ConfigDict(cfg)
 
 
 def posterior_mean(objective, state, l, ab):
@@ -115,7 +105,7 @@ def main(argv):
     step = ckpt.latest_step() if FLAGS.step < 0 else FLAGS.step
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
-    config = saved_config(ckpt_dir, step)
+    config = ckpt.saved_config(step)
     if FLAGS.eval_name:
         config.data.eval_name, config.data.eval_folder = FLAGS.eval_name, ""
     split = FLAGS.split or config.eval.split

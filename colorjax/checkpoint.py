@@ -6,6 +6,7 @@ import json
 import os
 
 import jax
+import ml_collections
 import orbax.checkpoint as ocp
 
 
@@ -53,6 +54,12 @@ class TrainCheckpointer:
             data=ocp.args.JsonRestore(),
         ))
         return restored["state"], restored["data"]
+
+    def saved_config(self, step: int) -> ml_collections.ConfigDict:
+        """The config the run saved beside its state at `step` (e.g. for analysis scripts)."""
+        restored = self._manager.restore(step, args=ocp.args.Composite(
+            config=ocp.args.JsonRestore()))
+        return ml_collections.ConfigDict(restored["config"])
 
     def wait(self) -> None:
         self._manager.wait_until_finished()

@@ -1,0 +1,97 @@
+"""Where a colorizer wins or loses CIEDE2000 against the gray baseline, by the true chroma.
+
+    python benchmarks/ciede_by_chroma.py --workdir=runs/q_unet_l1 [--step=-1] [--split=...]
+
+Restores a run's checkpoint and the config saved with it, predicts every image of the eval
+split (the run's eval data), and reports the mean per-pixel CIEDE2000 of the prediction and
+of the gray baseline (ab = 0) over pixels grouped by the true chroma C*ab = |ab|. Also: the
+prediction scaled towards gray (ab x 0.5), a global tint per image (the image's mean
+predicted ab everywhere) and the share of pixels in each group.
+
+Why: CIEDE2000 judges a colour on a near-neutral pixel harshly (its chroma weighting S_C is
+small there, and a* is stretched by up to 1.5 at low chroma), so a model that tints gray
+walls and skies can lose to "no colour" while winning on colourful pixels. Writes
+`workdir/eval/<split>_step_N_by_chroma.md`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from colorjax import color, data, metrics, parallel, train  # noqa: E402
+from colorjax.checkpoint import TrainCheckpointer  # noqa: E402
+from colorjax.objectives import make_objective  # noqa: E402
+
+flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
+flags.DEFINE_integer("step", -1, "Checkpoint step (-1 = latest).")
+flags.DEFINE_string("split", "", "Eval split ('' = the run's config.eval.split).")
+flags.DEFINE_list("bins", ["0", "5", "15", "30"], "Lower edges of the true-chroma groups.")
+flags.mark_flag_as_required("workdir")
+FLAGS = flags.FLAGS
+
+
+def pixel_errors(objective, state, batches, rng):
+    """Per-pixel CIEDE2000 maps (model, gray, model x 0.5, per-image tint) and true chroma."""
+
+    @jax.jit
+    def maps(l, ab_true):
+        ab = objective.predict(state, l, rng)
+        lab_true = color.model_outputs_to_lab(l, ab_true)
+        tint = jnp.broadcast_to(jnp.mean(ab, axis=(1, 2), keepdims=True), ab.shape)
+        err = lambda p: metrics.ciede2000_map(color.model_outputs_to_lab(l, p), lab_true)  # noqa: E731
+        chroma = jnp.hypot(lab_true[..., 1], lab_true[..., 2])
+        return err(ab), err(jnp.zeros_like(ab)), err(0.5 * ab), err(tint), chroma
+
+    out = []
+    for batch in batches:
+        keep = np.asarray(batch["mask"]) > 0
+        out.append([np.asarray(m)[keep] for m in maps(batch["l"], batch["ab"])])
+    return [np.concatenate(parts) for parts in zip(*out)]
+
+
+def main(argv):
+    del argv
+    ckpt_dir = os.path.join(FLAGS.workdir, "checkpoints")
+    ckpt = TrainCheckpointer(ckpt_dir)
+    step = ckpt.latest_step() if FLAGS.step < 0 else FLAGS.step
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
+    config = ckpt.saved_config(step)
+    split = FLAGS.split or config.eval.split
+    mesh = parallel.create_mesh()
+    objective = make_objective(config, 1)
+    state, _ = ckpt.restore(step, train.create_state(config, objective, mesh, 1))
+    ckpt.close()
+    batches = data.create_eval_iterator(config.data, split=split,
+                                        global_batch_size=config.eval.batch_size)
+    model, gray, half, tint, chroma = pixel_errors(objective, state, batches,
+                                                   jax.random.key(config.seed))
+    edges = [float(b) for b in FLAGS.bins] + [np.inf]
+    lines = [f"CIEDE2000 by true chroma: {FLAGS.workdir} step {step}, {split}, "
+             f"{model.shape[0]} images", "",
+             "| true chroma | share of pixels | model | gray (ab = 0) | model ab x 0.5 | "
+             "per-image tint |", "|---|---:|---:|---:|---:|---:|"]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (chroma >= lo) & (chroma < hi)
+        lines.append(f"| {lo:g}-{hi:g} | {m.mean():.2f} | {model[m].mean():.2f} | "
+                     f"{gray[m].mean():.2f} | {half[m].mean():.2f} | {tint[m].mean():.2f} |")
+    lines.append(f"| all | 1.00 | {model.mean():.2f} | {gray.mean():.2f} | {half.mean():.2f} | "
+                 f"{tint.mean():.2f} |")
+    text = "\n".join(lines) + "\n"
+    out = Path(FLAGS.workdir) / "eval" / f"{split}_step_{step}_by_chroma.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text + f"written to {out}")
+
+
+if __name__ == "__main__":
+    jax.config.update("jax_platforms", "cpu")
+    app.run(main)
