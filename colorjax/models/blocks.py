@@ -72,6 +72,20 @@ class ConvNormAct(nn.Module):
         return activation(self.act)(x)
 
 
+class UpNormAct(nn.Module):
+    """x2 upsampling: 4x4 stride-2 transposed conv -> Norm -> activation (every decoder's)."""
+
+    features: int
+    norm: str = "batch"
+    act: str = "leaky_relu"
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME",
+                             use_bias=self.norm == "none")(x)
+        return activation(self.act)(Norm(self.norm)(x, train))
+
+
 class OutputHead(nn.Module):
     """1x1 conv to the output channels; tanh keeps ab inside the network range [-1, 1]."""
 

@@ -17,7 +17,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from colorjax.models.blocks import ConvNormAct, Norm, OutputHead, activation
+from colorjax.models.blocks import ConvNormAct, Norm, OutputHead, UpNormAct, activation
 from colorjax.models.unet import DoubleConv, UNet
 
 
@@ -42,20 +42,6 @@ class ResBlock(nn.Module):
         return activation(self.act)(y + shortcut)
 
 
-class _Up(nn.Module):
-    """x2 transposed conv -> Norm -> activation (the decoders' upsampling)."""
-
-    features: int
-    norm: str = "batch"
-    act: str = "leaky_relu"
-
-    @nn.compact
-    def __call__(self, x, train: bool):
-        x = nn.ConvTranspose(self.features, (4, 4), strides=(2, 2), padding="SAME",
-                             use_bias=self.norm == "none")(x)
-        return activation(self.act)(Norm(self.norm)(x, train))
-
-
 class _Generator(nn.Module):
     features: Sequence[int] = (32, 64, 128, 256)
     norm: str = "batch"
@@ -78,7 +64,7 @@ class EncoderDecoder(_Generator):
             x = ConvNormAct(feats, 4, 2, self.norm, self.act)(x, train)
         x = DoubleConv(self.features[-1], self.norm, self.act)(x, train)
         for feats in reversed(self.features[:-1]):
-            x = _Up(feats, self.norm, self.act)(x, train)
+            x = UpNormAct(feats, self.norm, self.act)(x, train)
             x = DoubleConv(feats, self.norm, self.act)(x, train)
         return OutputHead(self.out_channels, self.out_act)(x)
 
@@ -97,7 +83,7 @@ class ResNetUNet(_Generator):
             skips.append(x)
         skips.pop()  # the bottleneck is x itself
         for feats, skip in zip(reversed(self.features[:-1]), reversed(skips)):
-            x = _Up(feats, self.norm, self.act)(x, train)
+            x = UpNormAct(feats, self.norm, self.act)(x, train)
             x = DoubleConv(feats, self.norm, self.act)(jnp.concatenate([x, skip], -1), train)
         return OutputHead(self.out_channels, self.out_act)(x)
 
@@ -114,7 +100,7 @@ class ResidualUNet(_Generator):
             x = ConvNormAct(feats, 4, 2, self.norm, self.act)(x, train)
         x = ResBlock(self.features[-1], 1, self.norm, self.act)(x, train)
         for feats, skip in zip(reversed(self.features[:-1]), reversed(skips)):
-            x = _Up(feats, self.norm, self.act)(x, train)
+            x = UpNormAct(feats, self.norm, self.act)(x, train)
             x = ResBlock(feats, 1, self.norm, self.act)(jnp.concatenate([x, skip], -1), train)
         return OutputHead(self.out_channels, self.out_act)(x)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from colorjax.models.blocks import ConvNormAct, Norm, OutputHead, activation
+from colorjax.models.blocks import ConvNormAct, Norm, OutputHead, UpNormAct
 
 
 class BasicBlock(nn.Module):
@@ -49,7 +49,5 @@ class ResNetColorizer(nn.Module):
             x = BasicBlock(feats, strides, self.norm)(x, train)
             x = BasicBlock(feats, 1, self.norm)(x, train)
         for feats in (2 * w, w, w // 2):  # three x2 upsamplings: 1/8 -> full size
-            x = nn.ConvTranspose(feats, (4, 4), strides=(2, 2), padding="SAME", use_bias=False)(x)
-            x = Norm(self.norm)(x, train)
-            x = activation("relu")(x)
+            x = UpNormAct(feats, self.norm, "relu")(x, train)
         return OutputHead(2, self.out_act)(x)

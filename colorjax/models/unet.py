@@ -7,7 +7,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from colorjax.models.blocks import ConvNormAct, Norm, OutputHead, activation
+from colorjax.models.blocks import ConvNormAct, OutputHead, UpNormAct
 
 
 class DoubleConv(nn.Module):
@@ -47,7 +47,6 @@ class UNet(nn.Module):
             x = ConvNormAct(feats, 4, 2, self.norm, self.act)(x, train)
         x = DoubleConv(self.features[-1], self.norm, self.act)(x, train)
         for feats, skip in zip(reversed(self.features[:-1]), reversed(skips)):
-            x = nn.ConvTranspose(feats, (4, 4), strides=(2, 2), padding="SAME", use_bias=False)(x)
-            x = activation(self.act)(Norm(self.norm)(x, train))
+            x = UpNormAct(feats, self.norm, self.act)(x, train)
             x = DoubleConv(feats, self.norm, self.act)(jnp.concatenate([x, skip], -1), train)
         return OutputHead(self.out_channels, self.out_act)(x)

@@ -19,7 +19,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from colorjax.models.blocks import NORMS, ConvNormAct, Norm, OutputHead, activation
+from colorjax.models.blocks import NORMS, ConvNormAct, OutputHead, UpNormAct
 from colorjax.models.unet import DoubleConv
 
 CONDITIONS = ("bottleneck", "film")
@@ -89,9 +89,7 @@ class ConditionalDecoder(nn.Module):
         x = x + nn.Dense(x.shape[-1], kernel_init=nn.initializers.zeros)(z)[:, None, None, :]
         x = DoubleConv(self.features[-1], self.norm, self.act)(x, train)
         for feats, skip in zip(reversed(self.features[:-1]), reversed(skips)):
-            x = nn.ConvTranspose(feats, (4, 4), strides=(2, 2), padding="SAME",
-                                 use_bias=self.norm == "none")(x)
-            x = activation(self.act)(Norm(self.norm)(x, train))
+            x = UpNormAct(feats, self.norm, self.act)(x, train)
             if self.skips:
                 x = jnp.concatenate([x, skip], -1)
             x = DoubleConv(feats, self.norm, self.act)(x, train)
