@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from colorjax.models.blocks import ConvNormAct, Norm, OutputHead, UpNormAct, activation
-from colorjax.models.unet import DoubleConv, UNet
+from colorjax.models.unet import DoubleConv, LevelNet, UNet
 
 
 class ResBlock(nn.Module):
@@ -42,19 +42,7 @@ class ResBlock(nn.Module):
         return activation(self.act)(y + shortcut)
 
 
-class _Generator(nn.Module):
-    features: Sequence[int] = (32, 64, 128, 256)
-    norm: str = "batch"
-    act: str = "leaky_relu"
-    out_channels: int = 2
-    out_act: str = "tanh"
-
-    @property
-    def downsample_factor(self) -> int:
-        return 2 ** (len(self.features) - 1)
-
-
-class EncoderDecoder(_Generator):
+class EncoderDecoder(LevelNet):
     """Encoder-decoder without skips: everything the decoder knows passes the bottleneck."""
 
     @nn.compact
@@ -69,7 +57,7 @@ class EncoderDecoder(_Generator):
         return OutputHead(self.out_channels, self.out_act)(x)
 
 
-class ResNetUNet(_Generator):
+class ResNetUNet(LevelNet):
     """Residual encoder (two ResBlocks per level, the first strided), UNet decoder."""
 
     @nn.compact
@@ -88,7 +76,7 @@ class ResNetUNet(_Generator):
         return OutputHead(self.out_channels, self.out_act)(x)
 
 
-class ResidualUNet(_Generator):
+class ResidualUNet(LevelNet):
     """UNet whose every double conv is a residual block (encoder and decoder)."""
 
     @nn.compact

@@ -21,10 +21,11 @@ class DoubleConv(nn.Module):
         return ConvNormAct(self.features, 3, 1, self.norm, self.act)(x, train)
 
 
-class UNet(nn.Module):
-    """L (N,H,W,C_in) -> (N,H,W,out_channels). H, W must be multiples of 2**(len(features)-1).
+class LevelNet(nn.Module):
+    """Fields of the image-to-image networks built level by level (UNet and the generators).
 
-    `features` gives the width of each level, e.g. (32, 64, 128, 256): three downsamplings.
+    `features` gives the width of each level, e.g. (32, 64, 128, 256): three downsamplings,
+    so H and W must be multiples of `downsample_factor` = 2**(len(features)-1).
     """
 
     features: Sequence[int] = (32, 64, 128, 256)
@@ -36,6 +37,10 @@ class UNet(nn.Module):
     @property
     def downsample_factor(self) -> int:
         return 2 ** (len(self.features) - 1)
+
+
+class UNet(LevelNet):
+    """L (N,H,W,C_in) -> (N,H,W,out_channels), with a skip connection at every level."""
 
     @nn.compact
     def __call__(self, x, train: bool = False):
