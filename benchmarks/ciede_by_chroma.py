@@ -1,6 +1,7 @@
 """Where a colorizer wins or loses CIEDE2000 against the gray baseline, by the true chroma.
 
     python benchmarks/ciede_by_chroma.py --workdir=runs/q_unet_l1 [--step=-1] [--split=...]
+        [--num_examples=0]
 
 Restores a run's checkpoint and the config saved with it, predicts every image of the eval
 split (the run's eval data), and reports the mean per-pixel CIEDE2000 of the prediction and
@@ -33,6 +34,7 @@ from colorjax.objectives import make_objective  # noqa: E402
 flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
 flags.DEFINE_integer("step", -1, "Checkpoint step (-1 = latest).")
 flags.DEFINE_string("split", "", "Eval split ('' = the run's config.eval.split).")
+flags.DEFINE_integer("num_examples", 0, "Images to use (0 = the whole split).")
 flags.DEFINE_list("bins", ["0", "5", "15", "30"], "Lower edges of the true-chroma groups.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
@@ -71,7 +73,8 @@ def main(argv):
     state, _ = ckpt.restore(step, train.create_state(config, objective, mesh, 1))
     ckpt.close()
     batches = data.create_eval_iterator(config.data, split=split,
-                                        global_batch_size=config.eval.batch_size)
+                                        global_batch_size=config.eval.batch_size,
+                                        num_examples=FLAGS.num_examples or None)
     model, gray, half, tint, chroma = pixel_errors(objective, state, batches,
                                                    jax.random.key(config.seed))
     edges = [float(b) for b in FLAGS.bins] + [np.inf]
