@@ -1,7 +1,7 @@
 """Where a colorizer wins or loses CIEDE2000 against the gray baseline, by the true chroma.
 
     python benchmarks/ciede_by_chroma.py --workdir=runs/q_unet_l1 [--step=-1] [--split=...]
-        [--num_examples=0]
+        [--num_examples=0] [--image_size=0]
 
 Restores a run's checkpoint and the config saved with it, predicts every image of the eval
 split (the run's eval data), and reports the mean per-pixel CIEDE2000 of the prediction and
@@ -35,6 +35,8 @@ flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
 flags.DEFINE_integer("step", -1, "Checkpoint step (-1 = latest).")
 flags.DEFINE_string("split", "", "Eval split ('' = the run's config.eval.split).")
 flags.DEFINE_integer("num_examples", 0, "Images to use (0 = the whole split).")
+flags.DEFINE_integer("image_size", 0, "Eval crop size (0 = the run's config.data.image_size; "
+                     "e.g. 64 for a run trained on 32 px crops).")
 flags.DEFINE_list("bins", ["0", "5", "15", "30"], "Lower edges of the true-chroma groups.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
@@ -68,6 +70,8 @@ def main(argv):
         raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
     config = ckpt.saved_config(step)
     split = FLAGS.split or config.eval.split
+    if FLAGS.image_size:
+        config.data.image_size = FLAGS.image_size
     mesh = parallel.create_mesh()
     objective = make_objective(config, 1)
     state, _ = ckpt.restore(step, train.create_state(config, objective, mesh, 1))
