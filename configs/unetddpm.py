@@ -32,6 +32,9 @@ def get_config(variant: str = ""):
     c.sampler.name = "ddpm"  # ddpm (all T steps) | ddim (sampler.steps, sampler.eta)
     c.sampler.steps = 50  # DDIM steps (the original project's); DDPM always runs T
     c.sampler.eta = 0.0
+    # Noise scale of x_T and of each stochastic step: 1 = samples of the model's
+    # distribution; below 1, less colourful and closer to its most likely colouring.
+    c.sampler.temperature = 1.0
     c.ema_decay = 0.999
     c.batch_size = 64
     c.num_train_steps = 100_000

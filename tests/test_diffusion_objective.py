@@ -44,6 +44,7 @@ def toy_batch(n=4, size=16, seed=0):
     ("sampler", "steps", 0, r"\[1, 1000\]"),
     ("sampler", "steps", 1001, r"\[1, 1000\]"),
     ("sampler", "eta", -0.5, r"\[0.0, ∞\)"),
+    ("sampler", "temperature", -0.1, r"\[0.0, ∞\)"),
     ("diffusion", "timestep_buckets", 0, r"\[1, 1000\]"),
     ("diffusion", "data_scale", 0.0, r"\(0, ∞\)"),
     ("model", "dropout", 1.0, r"\[0.0, 1.0\)"),
@@ -176,6 +177,25 @@ def test_predict_is_random_across_keys_and_ddim_eta0_deterministic_given_key(tra
     a = predict(state, batch["l"], jax.random.key(3))
     np.testing.assert_array_equal(a, predict(state, batch["l"], jax.random.key(3)))
     assert not np.allclose(a, predict(state, batch["l"], jax.random.key(4)))
+
+
+@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0)])
+def test_temperature_scales_the_noise(trained_state, sampler, eta):
+    """1 is the default sampler; 0 removes every noise draw, so the key no longer matters."""
+    _, state, batch = trained_state
+
+    def predict(temperature, key):
+        c = tiny_config()
+        c.sampler.name, c.sampler.eta = sampler, eta
+        if temperature is not None:
+            c.sampler.temperature = temperature
+        return jax.jit(DiffusionObjective(c, 10).predict)(state, batch["l"], jax.random.key(key))
+
+    np.testing.assert_array_equal(predict(1.0, 6), predict(None, 6))
+    cold = predict(0.0, 6)
+    np.testing.assert_allclose(cold, predict(0.0, 7), atol=1e-6)
+    assert not np.allclose(predict(1.0, 6), predict(1.0, 7))
+    assert not np.allclose(cold, predict(0.5, 6))
 
 
 def test_ddpm_predict_runs_all_timesteps(trained_state):

@@ -5,7 +5,9 @@ loop compiles to a single XLA while-loop: no Python loop over steps, no per-step
 
 `model_fn(x_t, t)` is the network at noisy sample x_t (N, ...) and timesteps t (N,) int32,
 returning its raw output (ε or v, per `prediction`). The predicted x̂_0 is clipped to
-[-clip, clip] at every step (clip=None turns that off).
+[-clip, clip] at every step (clip=None turns that off). `temperature` scales the noise the
+stochastic samplers add at each step (x_T is drawn by the caller, see
+`DiffusionObjective.sample`); 1 is the model's distribution.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def _noise_like(key, x):
 
 def ddim_sample(model_fn: ModelFn, schedule: Schedule, x_T: jax.Array, rng: jax.Array, *,
                 steps: int, eta: float = 0.0, prediction: str = "eps",
-                clip: float | None = 1.0) -> jax.Array:
+                clip: float | None = 1.0, temperature: float = 1.0) -> jax.Array:
     """DDIM (Song et al. 2021, eq. 12) from x_T over `steps` timesteps; the network is called
     exactly `steps` times. η = 0 is deterministic; η = 1 with steps = T is DDPM ancestral
     sampling with the posterior variance β̃."""
@@ -63,7 +65,7 @@ def ddim_sample(model_fn: ModelFn, schedule: Schedule, x_T: jax.Array, rng: jax.
         if eta > 0:  # static: η = 0 draws no noise at all
             sigma = eta * jnp.sqrt((1 - a_prev) / (1 - a) * (1 - a / a_prev))
             x = x + jnp.sqrt(jnp.maximum(1 - a_prev - sigma**2, 0.0)) * eps
-            x = x + sigma * _noise_like(key, x)
+            x = x + temperature * sigma * _noise_like(key, x)
         else:
             x = x + jnp.sqrt(1 - a_prev) * eps
         return x, None
@@ -74,7 +76,8 @@ def ddim_sample(model_fn: ModelFn, schedule: Schedule, x_T: jax.Array, rng: jax.
 
 
 def ddpm_sample(model_fn: ModelFn, schedule: Schedule, x_T: jax.Array, rng: jax.Array, *,
-                prediction: str = "eps", clip: float | None = 1.0) -> jax.Array:
+                prediction: str = "eps", clip: float | None = 1.0,
+                temperature: float = 1.0) -> jax.Array:
     """Ancestral sampling (Ho et al. 2020, Algorithm 2) through all T timesteps, with x̂_0 from
     the network plugged into the posterior q(x_{t-1} | x_t, x̂_0) (Ho et al. eqs. 6-7):
     mean = c0_t x̂_0 + ct_t x_t, variance β̃_t = β_t (1 - ᾱ_{t-1}) / (1 - ᾱ_t)."""
@@ -89,7 +92,7 @@ def ddpm_sample(model_fn: ModelFn, schedule: Schedule, x_T: jax.Array, rng: jax.
         t, key = inputs
         out = model_fn(x, _timestep_vector(t, x))
         x0, _ = predict_x0_eps(prediction, schedule, x, t, out, clip)
-        x = coef_x0[t] * x0 + coef_xt[t] * x + std[t] * _noise_like(key, x)
+        x = coef_x0[t] * x0 + coef_xt[t] * x + temperature * std[t] * _noise_like(key, x)
         return x, None
 
     keys = jax.random.split(rng, T)
@@ -98,11 +101,13 @@ def ddpm_sample(model_fn: ModelFn, schedule: Schedule, x_T: jax.Array, rng: jax.
 
 
 def sample(name: str, model_fn: ModelFn, schedule: Schedule, x_T, rng, *, steps: int,
-           eta: float, prediction: str, clip: float | None) -> jax.Array:
+           eta: float, prediction: str, clip: float | None,
+           temperature: float = 1.0) -> jax.Array:
     """Dispatch by sampler name ("ddim": `steps` and `eta` used; "ddpm": all T steps)."""
     if name == "ddim":
         return ddim_sample(model_fn, schedule, x_T, rng, steps=steps, eta=eta,
-                           prediction=prediction, clip=clip)
+                           prediction=prediction, clip=clip, temperature=temperature)
     if name == "ddpm":
-        return ddpm_sample(model_fn, schedule, x_T, rng, prediction=prediction, clip=clip)
+        return ddpm_sample(model_fn, schedule, x_T, rng, prediction=prediction, clip=clip,
+                           temperature=temperature)
     raise ValueError(f"config.sampler.name={name!r} is not allowed; allowed: {list(SAMPLERS)}")

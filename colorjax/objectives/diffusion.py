@@ -105,6 +105,8 @@ class DiffusionObjective:
         self.sampler_steps = int(_number(s.steps, "config.sampler.steps", 1, self.num_timesteps,
                                          high_open=False))
         self.eta = float(_number(s.eta, "config.sampler.eta", 0.0))
+        self.temperature = float(_number(s.get("temperature", 1.0), "config.sampler.temperature",
+                                         0.0))
         self.ema_decay = float(_number(config.ema_decay, "config.ema_decay", 0.0, 1.0))
 
         features = tuple(int(f) for f in m.features)
@@ -182,11 +184,16 @@ class DiffusionObjective:
                steps: int | None = None, eta: float | None = None):
         """ab (N,H,W,2) in network range drawn with a sampler (config's unless overridden)."""
         noise_rng, sampler_rng = jax.random.split(rbg_key(rng))
-        x_T = jax.random.normal(noise_rng, gray_l.shape[:-1] + (2,), jnp.float32)
+        # Reduced temperature (< 1) starts from, and adds, less noise: samples move from a
+        # draw of the model's distribution towards its most likely colouring (cf. Glow's
+        # reduced-temperature sampling, Kingma and Dhariwal 2018).
+        x_T = self.temperature * jax.random.normal(noise_rng, gray_l.shape[:-1] + (2,),
+                                                   jnp.float32)
         x0 = sample(sampler or self.sampler, self.model_fn(params, gray_l), self.schedule, x_T,
                     sampler_rng, steps=steps or self.sampler_steps,
                     eta=self.eta if eta is None else eta, prediction=self.prediction,
-                    clip=self.data_scale)  # x̂_0 clipped to ab in [-1, 1]
+                    clip=self.data_scale,  # x̂_0 clipped to ab in [-1, 1]
+                    temperature=self.temperature)
         return jnp.clip(x0 / self.data_scale, -1.0, 1.0)
 
     def inference_variables(self, state):
