@@ -17,7 +17,6 @@ walls and skies can lose to "no colour" while winning on colourful pixels. Write
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -27,9 +26,8 @@ import numpy as np
 from absl import app, flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from colorjax import color, data, metrics, parallel, train  # noqa: E402
-from colorjax.checkpoint import TrainCheckpointer  # noqa: E402
-from colorjax.objectives import make_objective  # noqa: E402
+from colorjax import color, data, metrics  # noqa: E402
+from trained_run import load_run  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
 flags.DEFINE_integer("step", -1, "Checkpoint step (-1 = latest).")
@@ -63,19 +61,10 @@ def pixel_errors(objective, state, batches, rng):
 
 def main(argv):
     del argv
-    ckpt_dir = os.path.join(FLAGS.workdir, "checkpoints")
-    ckpt = TrainCheckpointer(ckpt_dir)
-    step = ckpt.latest_step() if FLAGS.step < 0 else FLAGS.step
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
-    config = ckpt.saved_config(step)
+    config, objective, state, step, _ = load_run(FLAGS.workdir, FLAGS.step)
     split = FLAGS.split or config.eval.split
     if FLAGS.image_size:
         config.data.image_size = FLAGS.image_size
-    mesh = parallel.create_mesh()
-    objective = make_objective(config, 1)
-    state, _ = ckpt.restore(step, train.create_state(config, objective, mesh, 1))
-    ckpt.close()
     batches = data.create_eval_iterator(config.data, split=split,
                                         global_batch_size=config.eval.batch_size,
                                         num_examples=FLAGS.num_examples or None)

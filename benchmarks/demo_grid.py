@@ -9,23 +9,17 @@ import sys
 
 import jax
 
-from colorjax import parallel, train
-from colorjax.checkpoint import TrainCheckpointer
 from colorjax.evaluate import Evaluator
-from colorjax.objectives import make_objective
+from trained_run import load_run
+
+
+def _demo_validation(config):
+    config.data.eval_name, config.data.eval_folder = "colorjax_demo", ""
+    config.eval.split, config.eval.num_images, config.eval.batch_size = "validation", 8, 8
 
 
 def main(workdir: str, out: str, step: int = -1):
-    ckpt_dir = f"{workdir}/checkpoints"
-    ckpt = TrainCheckpointer(ckpt_dir)
-    step = ckpt.latest_step() if step < 0 else step
-    config = ckpt.saved_config(step)
-    config.data.eval_name, config.data.eval_folder = "colorjax_demo", ""
-    config.eval.split, config.eval.num_images, config.eval.batch_size = "validation", 8, 8
-    mesh = parallel.create_mesh()
-    objective = make_objective(config, 1)
-    state, _ = ckpt.restore(step, train.create_state(config, objective, mesh, 1))
-    ckpt.close()
+    config, objective, state, step, mesh = load_run(workdir, step, _demo_validation)
     Evaluator(config, objective, mesh).sample_grid(state, out)
     print(json.dumps({"workdir": workdir, "step": step, "grid": out}))
 

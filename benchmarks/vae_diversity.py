@@ -34,10 +34,9 @@ import numpy as np
 from absl import app, flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from colorjax import color, data, metrics, parallel, train  # noqa: E402
-from colorjax.checkpoint import TrainCheckpointer  # noqa: E402
+from colorjax import color, data, metrics, parallel  # noqa: E402
 from colorjax.evaluate import lpips_on_small_images, save_grid  # noqa: E402
-from colorjax.objectives import make_objective  # noqa: E402
+from trained_run import load_run  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
 flags.DEFINE_integer("step", -1, "Checkpoint step (-1 = latest).")
@@ -100,21 +99,14 @@ def per_image_stats(objective, lpips, state, l, ab_true, rng, num_samples):
 
 def main(argv):
     del argv
-    ckpt_dir = os.path.join(FLAGS.workdir, "checkpoints")
-    ckpt = TrainCheckpointer(ckpt_dir)
-    step = ckpt.latest_step() if FLAGS.step < 0 else FLAGS.step
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {ckpt_dir}")
-    config = ckpt.saved_config(step)
-    if FLAGS.eval_name:
-        config.data.eval_name, config.data.eval_folder = FLAGS.eval_name, ""
-    split = FLAGS.split or config.eval.split
-    mesh = parallel.create_mesh()
-    objective = make_objective(config, 1)
+    def use_eval_name(config):
+        if FLAGS.eval_name:
+            config.data.eval_name, config.data.eval_folder = FLAGS.eval_name, ""
+
+    config, objective, state, step, mesh = load_run(FLAGS.workdir, FLAGS.step, use_eval_name)
     if not hasattr(objective, "latent"):
         raise ValueError(f"{config.model.name!r} is not a VAE: it has no latent to sample")
-    state, _ = ckpt.restore(step, train.create_state(config, objective, mesh, 1))
-    ckpt.close()
+    split = FLAGS.split or config.eval.split
     lpips = metrics.LPIPS(config.eval.lpips_net)
     stats_fn = jax.jit(lambda v, l, ab, r: per_image_stats(objective, lpips, v, l, ab, r,
                                                            FLAGS.samples))
