@@ -67,6 +67,10 @@ def linear_to_srgb(lin):
 _LINEAR_FROM_UINT8 = srgb_to_linear(np.arange(256, dtype=np.float32) / np.float32(255))
 
 
+# Rows X/Xn, Y/Yn, Z/Zn of the linear-RGB -> white-normalised XYZ matrix, float32.
+_XYZ_OVER_WHITE_ROWS = (XYZ_FROM_RGB / D65_WHITE[:, None]).astype(np.float32)
+
+
 def rgb_to_lab(rgb):
     """sRGB (``...HW3``) to CIELAB (D65), float32, matching ``skimage.color.rgb2lab``.
 
@@ -91,8 +95,7 @@ def _lab_f_planes(rgb):
     else:
         lin = srgb_to_linear(_as_float(rgb))
         r, g, b = lin[..., 0], lin[..., 1], lin[..., 2]
-    rows = (XYZ_FROM_RGB / D65_WHITE[:, None]).astype(np.float32)  # X/Xn, Y/Yn, Z/Zn
-    return tuple(_lab_f(r * m[0] + g * m[1] + b * m[2], xp) for m in rows)
+    return tuple(_lab_f(r * m[0] + g * m[1] + b * m[2], xp) for m in _XYZ_OVER_WHITE_ROWS)
 
 
 def _lab_f(t, xp):
