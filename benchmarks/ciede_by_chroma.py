@@ -7,7 +7,10 @@ Restores a run's checkpoint and the config saved with it, predicts every image o
 split (the run's eval data), and reports the mean per-pixel CIEDE2000 of the prediction and
 of the gray baseline (ab = 0) over pixels grouped by the true chroma C*ab = |ab|. Also: the
 prediction scaled towards gray (ab x 0.5), a global tint per image (the image's mean
-predicted ab everywhere) and the share of pixels in each group.
+predicted ab everywhere), the share of pixels in each group, the mean chroma the model puts
+on them, and the CIEDE2000 between two predictions with different keys: for a sampler whose
+spread matches its error this is close to its error against the truth; far below it means
+confident, wrong colours rather than uncertain ones (0 for deterministic models).
 
 Why: CIEDE2000 judges a colour on a near-neutral pixel harshly (its chroma weighting S_C is
 small there, and a* is stretched by up to 1.5 at low chroma), so a model that tints gray
@@ -41,16 +44,21 @@ FLAGS = flags.FLAGS
 
 
 def pixel_errors(objective, state, batches, rng):
-    """Per-pixel CIEDE2000 maps (model, gray, model x 0.5, per-image tint) and true chroma."""
+    """Per-pixel maps: CIEDE2000 of the model, gray, model x 0.5, per-image tint and of the
+    model against a second prediction (another key); the true and the predicted chroma."""
+    rng, rng_second = jax.random.split(rng)
 
     @jax.jit
     def maps(l, ab_true):
         ab = objective.predict(state, l, rng)
-        lab_true = color.model_outputs_to_lab(l, ab_true)
+        lab = lambda p: color.model_outputs_to_lab(l, p)  # noqa: E731
+        lab_true, lab_model = lab(ab_true), lab(ab)
         tint = jnp.broadcast_to(jnp.mean(ab, axis=(1, 2), keepdims=True), ab.shape)
-        err = lambda p: metrics.ciede2000_map(color.model_outputs_to_lab(l, p), lab_true)  # noqa: E731
-        chroma = jnp.hypot(lab_true[..., 1], lab_true[..., 2])
-        return err(ab), err(jnp.zeros_like(ab)), err(0.5 * ab), err(tint), chroma
+        err = lambda p: metrics.ciede2000_map(lab(p), lab_true)  # noqa: E731
+        chroma = lambda x: jnp.hypot(x[..., 1], x[..., 2])  # noqa: E731
+        second = metrics.ciede2000_map(lab(objective.predict(state, l, rng_second)), lab_model)
+        return (err(ab), err(jnp.zeros_like(ab)), err(0.5 * ab), err(tint), second,
+                chroma(lab_true), chroma(lab_model))
 
     out = []
     for batch in batches:
@@ -68,19 +76,20 @@ def main(argv):
     batches = data.create_eval_iterator(config.data, split=split,
                                         global_batch_size=config.eval.batch_size,
                                         num_examples=FLAGS.num_examples or None)
-    model, gray, half, tint, chroma = pixel_errors(objective, state, batches,
-                                                   jax.random.key(config.seed))
+    model, gray, half, tint, second, chroma, model_chroma = pixel_errors(
+        objective, state, batches, jax.random.key(config.seed))
     edges = [float(b) for b in FLAGS.bins] + [np.inf]
     lines = [f"CIEDE2000 by true chroma: {FLAGS.workdir} step {step}, {split}, "
              f"{model.shape[0]} images", "",
              "| true chroma | share of pixels | model | gray (ab = 0) | model ab x 0.5 | "
-             "per-image tint |", "|---|---:|---:|---:|---:|---:|"]
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (chroma >= lo) & (chroma < hi)
-        lines.append(f"| {lo:g}-{hi:g} | {m.mean():.2f} | {model[m].mean():.2f} | "
-                     f"{gray[m].mean():.2f} | {half[m].mean():.2f} | {tint[m].mean():.2f} |")
-    lines.append(f"| all | 1.00 | {model.mean():.2f} | {gray.mean():.2f} | {half.mean():.2f} | "
-                 f"{tint.mean():.2f} |")
+             "per-image tint | model vs its second draw | model's chroma |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    groups = [(f"{lo:g}-{hi:g}", (chroma >= lo) & (chroma < hi))
+              for lo, hi in zip(edges[:-1], edges[1:])] + [("all", np.ones_like(chroma, bool))]
+    for name, m in groups:
+        lines.append(f"| {name} | {m.mean():.2f} | {model[m].mean():.2f} | "
+                     f"{gray[m].mean():.2f} | {half[m].mean():.2f} | {tint[m].mean():.2f} | "
+                     f"{second[m].mean():.2f} | {model_chroma[m].mean():.2f} |")
     text = "\n".join(lines) + "\n"
     out = Path(FLAGS.workdir) / "eval" / f"{split}_step_{step}_by_chroma.md"
     out.parent.mkdir(parents=True, exist_ok=True)
