@@ -10,7 +10,9 @@ prediction scaled towards gray (ab x 0.5), a global tint per image (the image's 
 predicted ab everywhere), the share of pixels in each group, the mean chroma the model puts
 on them, and the CIEDE2000 between two predictions with different keys: for a sampler whose
 spread matches its error this is close to its error against the truth; far below it means
-confident, wrong colours rather than uncertain ones (0 for deterministic models).
+confident, wrong colours rather than uncertain ones (0 for deterministic models). A second
+table compares each image's colour cast (its mean a*, b*) between the model and the truth:
+how much it varies across images, and whether the model's follows the truth's.
 
 Why: CIEDE2000 judges a colour on a near-neutral pixel harshly (its chroma weighting S_C is
 small there, and a* is stretched by up to 1.5 at low chroma), so a model that tints gray
@@ -45,7 +47,8 @@ FLAGS = flags.FLAGS
 
 def pixel_errors(objective, state, batches, rng):
     """Per-pixel maps: CIEDE2000 of the model, gray, model x 0.5, per-image tint and of the
-    model against a second prediction (another key); the true and the predicted chroma."""
+    model against a second prediction (another key); the true and the predicted chroma.
+    Per image: the mean (a*, b*) of the truth, the model and its second prediction."""
     rng, rng_second = jax.random.split(rng)
 
     @jax.jit
@@ -56,9 +59,12 @@ def pixel_errors(objective, state, batches, rng):
         tint = jnp.broadcast_to(jnp.mean(ab, axis=(1, 2), keepdims=True), ab.shape)
         err = lambda p: metrics.ciede2000_map(lab(p), lab_true)  # noqa: E731
         chroma = lambda x: jnp.hypot(x[..., 1], x[..., 2])  # noqa: E731
-        second = metrics.ciede2000_map(lab(objective.predict(state, l, rng_second)), lab_model)
+        lab_second = lab(objective.predict(state, l, rng_second))
+        second = metrics.ciede2000_map(lab_second, lab_model)
+        cast = lambda x: jnp.mean(x[..., 1:], axis=(1, 2))  # noqa: E731
         return (err(ab), err(jnp.zeros_like(ab)), err(0.5 * ab), err(tint), second,
-                chroma(lab_true), chroma(lab_model))
+                chroma(lab_true), chroma(lab_model),
+                cast(lab_true), cast(lab_model), cast(lab_second))
 
     out = []
     for batch in batches:
@@ -76,8 +82,9 @@ def main(argv):
     batches = data.create_eval_iterator(config.data, split=split,
                                         global_batch_size=config.eval.batch_size,
                                         num_examples=FLAGS.num_examples or None)
-    model, gray, half, tint, second, chroma, model_chroma = pixel_errors(
-        objective, state, batches, jax.random.key(config.seed))
+    (model, gray, half, tint, second, chroma, model_chroma,
+     cast_true, cast_model, cast_second) = pixel_errors(objective, state, batches,
+                                                        jax.random.key(config.seed))
     edges = [float(b) for b in FLAGS.bins] + [np.inf]
     lines = [f"CIEDE2000 by true chroma: {FLAGS.workdir} step {step}, {split}, "
              f"{model.shape[0]} images", "",
@@ -90,6 +97,15 @@ def main(argv):
         lines.append(f"| {name} | {m.mean():.2f} | {model[m].mean():.2f} | "
                      f"{gray[m].mean():.2f} | {half[m].mean():.2f} | {tint[m].mean():.2f} | "
                      f"{second[m].mean():.2f} | {model_chroma[m].mean():.2f} |")
+    lines += ["", "Per-image colour cast (each image's mean a*, b*):", "",
+              "| | mean a*, b* | std across images a*, b* | correlation with the truth's a*, b* |",
+              "|---|---:|---:|---:|"]
+    for name, c in (("truth", cast_true), ("model", cast_model),
+                    ("model, second draw", cast_second)):
+        corr = [np.corrcoef(c[:, k], cast_true[:, k])[0, 1] for k in (0, 1)]
+        lines.append(f"| {name} | {c[:, 0].mean():.1f}, {c[:, 1].mean():.1f} | "
+                     f"{c[:, 0].std():.1f}, {c[:, 1].std():.1f} | "
+                     f"{corr[0]:.2f}, {corr[1]:.2f} |")
     text = "\n".join(lines) + "\n"
     out = Path(FLAGS.workdir) / "eval" / f"{split}_step_{step}_by_chroma.md"
     out.parent.mkdir(parents=True, exist_ok=True)
