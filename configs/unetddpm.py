@@ -21,6 +21,10 @@ def get_config(variant: str = ""):
     c.model.attention_levels = (2, 3)  # level indices, 0 = full resolution
     c.model.num_res_blocks = 2
     c.model.dropout = 0.1
+    # Frozen ImageNet features of L as extra conditioning: none | vgg16 (the LPIPS VGG16,
+    # hypercolumns as in Larsson et al. 2016); see colorjax/models/backbone.py.
+    c.model.backbone = "none"
+    c.model.backbone_width = 64  # channels each backbone tap is projected to
     c.diffusion = ml_collections.ConfigDict(dict(
         schedule="cosine",  # linear (Ho et al. 2020) | cosine (Nichol and Dhariwal 2021)
         timesteps=1000,

@@ -230,8 +230,10 @@ def test_loading_something_else_fails_clearly(exported, tmp_path):
 
 
 def _family_config(model):
-    """A test-sized config of `model`, or skip when its config/objective is not there yet."""
+    """A test-sized config of `model`, or skip when its config/objective is not there yet.
+    `unetddim+vgg16`: the diffusion UNet conditioned on frozen VGG16 features."""
     from colorjax.configs import CONFIG_DIR
+    model, _, backbone = model.partition("+")
     if not (CONFIG_DIR / f"{model}.py").is_file():
         pytest.skip(f"configs/{model}.py is not in the tree yet")
     c = load_config(model, "cpu")
@@ -248,6 +250,8 @@ def _family_config(model):
         c.model.features, c.model.attention_levels, c.model.dropout = (8, 16), (1,), 0.0
         c.diffusion.timesteps = 20
         c.sampler.name, c.sampler.steps = "ddim", 3
+        if backbone:
+            c.model.backbone, c.model.backbone_width = backbone, 8
     try:
         obj = make_objective(c, 10)
     except (ImportError, AttributeError) as e:
@@ -257,14 +261,18 @@ def _family_config(model):
     return c, obj
 
 
-@pytest.mark.parametrize("model", ["resnet", "unetgan", "unetvae", "unetddim"])
+@pytest.mark.parametrize("model", ["resnet", "unetgan", "unetvae", "unetddim", "unetddim+vgg16"])
 def test_other_families_export_and_predict_the_same(model, tmp_path):
     from colorjax import Colorizer
 
     config, obj = _family_config(model)
+    model = config.model.name
     batch = {"l": jnp.zeros((1, 16, 16, 1)), "ab": jnp.zeros((1, 16, 16, 2))}
     state = _filled(jax.eval_shape(obj.init, jax.random.key(0), batch), seed=1)
     state = state.replace(model_state=jax.tree.map(jnp.abs, state.model_state))
+    if "backbone" in state.model_state:  # random VGG16 weights overflow; use the real ones
+        from colorjax.models.backbone import load_backbone
+        state = state.replace(model_state={"backbone": load_backbone(config.model.backbone)})
     variables = obj.inference_variables(state)
     path = export.write_export(str(tmp_path / model), variables, config, step=7)
     colorizer = Colorizer.load(path)

@@ -2,7 +2,9 @@
 
 Inputs: the noisy ab x_t (N,H,W,2), the gray L (N,H,W,1) and the timestep t (N,). L is
 concatenated with x_t at the input (Palette's conditioning); t enters every residual block
-through a sinusoidal embedding and an MLP. GroupNorm throughout (no batch statistics, so
+through a sinusoidal embedding and an MLP. Optionally, frozen backbone features of L
+(`colorjax.models.backbone`) enter too: projected and added at the start of every encoder
+level, and pooled into the time embedding. GroupNorm throughout (no batch statistics, so
 sampling does not depend on the batch), optional self-attention at chosen levels.
 """
 
@@ -15,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from colorjax.models.backbone import Hypercolumn, hypercolumn_at
 from colorjax.models.blocks import _groups_for
 
 
@@ -75,6 +78,8 @@ class DiffusionUNet(nn.Module):
 
     `features` gives the width of each level (full resolution first); `attention_levels`
     the level indices (0 = full resolution) that get self-attention after each residual block.
+    `backbone_width` > 0 takes backbone taps (`semantic`, see `colorjax.models.backbone`),
+    projected to that many channels.
     """
 
     features: Sequence[int] = (64, 128, 256, 256)
@@ -84,17 +89,34 @@ class DiffusionUNet(nn.Module):
     num_heads: int = 4
     groups: int = 32
     out_channels: int = 2
+    backbone_width: int = 0
 
     @property
     def downsample_factor(self) -> int:
         return 2 ** (len(self.features) - 1)
 
     @nn.compact
-    def __call__(self, x_t, l, t, train: bool = False):
+    def __call__(self, x_t, l, t, train: bool = False, semantic=None):
         base = self.features[0]
+        if (semantic is not None) != (self.backbone_width > 0):
+            raise ValueError("DiffusionUNet: pass backbone taps (`semantic`) exactly when "
+                             f"backbone_width > 0 (it is {self.backbone_width})")
         # ≥ 64 frequencies even for tiny widths; sin/cos in float32, then the compute dtype.
         temb = timestep_embedding(t, max(base, 64)).astype(x_t.dtype)
         temb = nn.Dense(4 * base)(nn.silu(nn.Dense(4 * base)(temb)))
+        maps = None
+        if semantic is not None:
+            maps, pooled = Hypercolumn(self.backbone_width, self.groups, name="hypercolumn")(
+                semantic, x_t.dtype)
+            temb = temb + nn.Dense(4 * base, name="semantic_temb")(pooled)
+
+        def add_semantic(h, level):
+            """h + the hypercolumn at h's resolution (zero-initialised: starts as h)."""
+            if maps is None:
+                return h
+            s = nn.silu(hypercolumn_at(maps, h.shape[1], h.shape[2]))
+            return h + nn.Conv(h.shape[-1], (1, 1), kernel_init=nn.initializers.zeros,
+                               name=f"semantic_level{level}")(s)
         res = lambda f: ResBlock(f, self.dropout, self.groups)
         attn = lambda: SelfAttention(self.num_heads, self.groups)
         last = len(self.features) - 1
@@ -102,6 +124,7 @@ class DiffusionUNet(nn.Module):
         h = nn.Conv(base, (3, 3))(jnp.concatenate([x_t, l.astype(x_t.dtype)], axis=-1))
         skips = [h]
         for level, feats in enumerate(self.features):
+            h = add_semantic(h, level)
             for _ in range(self.num_res_blocks):
                 h = res(feats)(h, temb, train)
                 if level in self.attention_levels:

@@ -23,6 +23,7 @@ import optax
 from colorjax.diffusion import (PREDICTIONS, SAMPLERS, SCHEDULES, make_schedule, q_sample,
                                 sample, training_target)
 from colorjax.models import downsample_factor
+from colorjax.models.backbone import BACKBONES, backbone_taps, load_backbone
 from colorjax.models.diffusion_unet import DiffusionUNet
 from colorjax.objectives.base import (TrainState, apply_in_precision, compute_dtype, ema_update,
                                       eval_params, init_ema, is_finite, make_optimizer)
@@ -116,10 +117,17 @@ class DiffusionObjective:
         levels = tuple(int(a) for a in m.attention_levels)
         for a in levels:
             _number(a, "config.model.attention_levels[i]", 0, len(features))
+        # Frozen ImageNet features of L as extra conditioning (colorjax/models/backbone.py).
+        self.backbone = _choice(m.get("backbone", "none"), BACKBONES, "config.model.backbone")
+        backbone_width = 0
+        if self.backbone != "none":
+            backbone_width = int(_number(m.get("backbone_width", 64),
+                                         "config.model.backbone_width", 1))
         self.model = DiffusionUNet(
             features=features, attention_levels=levels,
             num_res_blocks=int(_number(m.num_res_blocks, "config.model.num_res_blocks", 1)),
-            dropout=float(_number(m.dropout, "config.model.dropout", 0.0, 1.0)))
+            dropout=float(_number(m.dropout, "config.model.dropout", 0.0, 1.0)),
+            backbone_width=backbone_width)
         self.downsample_factor = downsample_factor(self.model)
         self.tx = make_optimizer(config.optimizer, num_train_steps)
         self.schedule = make_schedule(self.schedule_kind, self.num_timesteps)
@@ -133,10 +141,20 @@ class DiffusionObjective:
         l = batch["l"]
         x = jnp.zeros(l.shape[:-1] + (2,), l.dtype)
         t = jnp.zeros((l.shape[0],), jnp.int32)
-        params = self.model.init(rbg_key(rng), x, l, t, train=False)["params"]
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state={},
+        # The frozen backbone is state, not params: no optimizer, EMA or weight decay on it.
+        model_state = {} if self.backbone == "none" else {"backbone": load_backbone(self.backbone)}
+        params = self.model.init(rbg_key(rng), x, l, t, train=False,
+                                 semantic=self._semantic(model_state, l))["params"]
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
                           opt_state=self.tx.init(params),
                           ema_params=init_ema(params, self.ema_decay))
+
+    def _semantic(self, model_state, gray_l):
+        """Backbone taps of L (None without a backbone): computed once per image, outside
+        the loss's gradient and outside the sampler's loop."""
+        if self.backbone == "none":
+            return None
+        return backbone_taps(self.backbone, model_state["backbone"], gray_l)
 
     def _ema_decay_at(self, step):
         """`ema_decay`, warmed up as min(decay, (1+step)/(10+step)) (TensorFlow's
@@ -153,10 +171,12 @@ class DiffusionObjective:
         noise = jax.random.normal(noise_rng, x0.shape, x0.dtype)
         x_t = q_sample(self.schedule, x0, t, noise)
         target = training_target(self.prediction, self.schedule, x0, t, noise)
+        semantic = self._semantic(state.model_state, batch["l"])
 
         def loss_fn(params):
             out = apply_in_precision(self.model, {"params": params}, x_t, batch["l"], t,
-                                     train=True, rngs={"dropout": dropout_rng}, dtype=self.dtype)
+                                     train=True, semantic=semantic,
+                                     rngs={"dropout": dropout_rng}, dtype=self.dtype)
             err = out - target
             per_example = jnp.mean(err**2 if self.loss_kind == "mse" else jnp.abs(err),
                                    axis=tuple(range(1, err.ndim)))
@@ -175,21 +195,26 @@ class DiffusionObjective:
 
     # --- sampling -------------------------------------------------------------------
 
-    def model_fn(self, params, gray_l):
-        """The network as the samplers see it: (x_t, t) -> ε or v, conditioned on L."""
+    def model_fn(self, params, gray_l, model_state=None):
+        """The network as the samplers see it: (x_t, t) -> ε or v, conditioned on L (and on
+        the backbone's features of L, computed here once, when `model_state` holds one)."""
+        semantic = self._semantic(model_state, gray_l)
         return lambda x_t, t: apply_in_precision(self.model, {"params": params}, x_t, gray_l, t,
-                                                 train=False, dtype=self.dtype)
+                                                 train=False, semantic=semantic,
+                                                 dtype=self.dtype)
 
     def sample(self, params, gray_l, rng, sampler: str | None = None,
-               steps: int | None = None, eta: float | None = None):
-        """ab (N,H,W,2) in network range drawn with a sampler (config's unless overridden)."""
+               steps: int | None = None, eta: float | None = None, model_state=None):
+        """ab (N,H,W,2) in network range drawn with a sampler (config's unless overridden).
+        `model_state` is the train state's (the frozen backbone, if the model has one)."""
         noise_rng, sampler_rng = jax.random.split(rbg_key(rng))
         # Reduced temperature (< 1) starts from, and adds, less noise: samples move from a
         # draw of the model's distribution towards its most likely colouring (cf. Glow's
         # reduced-temperature sampling, Kingma and Dhariwal 2018).
         x_T = self.temperature * jax.random.normal(noise_rng, gray_l.shape[:-1] + (2,),
                                                    jnp.float32)
-        x0 = sample(sampler or self.sampler, self.model_fn(params, gray_l), self.schedule, x_T,
+        x0 = sample(sampler or self.sampler, self.model_fn(params, gray_l, model_state),
+                    self.schedule, x_T,
                     sampler_rng, steps=steps or self.sampler_steps,
                     eta=self.eta if eta is None else eta, prediction=self.prediction,
                     clip=self.data_scale,  # x̂_0 clipped to ab in [-1, 1]
@@ -197,12 +222,14 @@ class DiffusionObjective:
         return jnp.clip(x0 / self.data_scale, -1.0, 1.0)
 
     def inference_variables(self, state):
-        """What sampling needs, and all an export holds: the (EMA) parameters."""
-        return {"params": eval_params(state.ema_params, state.params)}
+        """What sampling needs, and all an export holds: the (EMA) parameters, and the
+        frozen backbone where the model has one."""
+        return {"params": eval_params(state.ema_params, state.params), **state.model_state}
 
     def predict_with(self, variables, gray_l, rng):
         """Pure sampling from `inference_variables` alone (used by exports too)."""
-        return self.sample(variables["params"], gray_l, rng)
+        model_state = {k: v for k, v in variables.items() if k != "params"}
+        return self.sample(variables["params"], gray_l, rng, model_state=model_state)
 
     def predict(self, state, gray_l, rng):
         return self.predict_with(self.inference_variables(state), gray_l, rng)
