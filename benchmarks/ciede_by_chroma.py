@@ -40,6 +40,8 @@ flags.DEFINE_string("split", "", "Eval split ('' = the run's config.eval.split).
 flags.DEFINE_integer("num_examples", 0, "Images to use (0 = the whole split).")
 flags.DEFINE_integer("image_size", 0, "Eval crop size (0 = the run's config.data.image_size; "
                      "e.g. 64 for a run trained on 32 px crops).")
+flags.DEFINE_float("temperature", None, "Sampler temperature for diffusion runs (default: the "
+                   "run's config.sampler.temperature).")
 flags.DEFINE_list("bins", ["0", "5", "15", "30"], "Lower edges of the true-chroma groups.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
@@ -75,7 +77,11 @@ def pixel_errors(objective, state, batches, rng):
 
 def main(argv):
     del argv
-    config, objective, state, step, _ = load_run(FLAGS.workdir, FLAGS.step)
+    def set_temperature(config):
+        if FLAGS.temperature is not None:
+            config.sampler.temperature = FLAGS.temperature
+
+    config, objective, state, step, _ = load_run(FLAGS.workdir, FLAGS.step, set_temperature)
     split = FLAGS.split or config.eval.split
     if FLAGS.image_size:
         config.data.image_size = FLAGS.image_size
@@ -86,7 +92,8 @@ def main(argv):
      cast_true, cast_model, cast_second) = pixel_errors(objective, state, batches,
                                                         jax.random.key(config.seed))
     edges = [float(b) for b in FLAGS.bins] + [np.inf]
-    lines = [f"CIEDE2000 by true chroma: {FLAGS.workdir} step {step}, {split}, "
+    suffix = "" if FLAGS.temperature is None else f"_temperature{FLAGS.temperature:g}"
+    lines = [f"CIEDE2000 by true chroma: {FLAGS.workdir} step {step}{suffix}, {split}, "
              f"{model.shape[0]} images", "",
              "| true chroma | share of pixels | model | gray (ab = 0) | model ab x 0.5 | "
              "per-image tint | model vs its second draw | model's chroma |",
@@ -107,7 +114,7 @@ def main(argv):
                      f"{c[:, 0].std():.1f}, {c[:, 1].std():.1f} | "
                      f"{corr[0]:.2f}, {corr[1]:.2f} |")
     text = "\n".join(lines) + "\n"
-    out = Path(FLAGS.workdir) / "eval" / f"{split}_step_{step}_by_chroma.md"
+    out = Path(FLAGS.workdir) / "eval" / f"{split}_step_{step}{suffix}_by_chroma.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     print(text + f"written to {out}")

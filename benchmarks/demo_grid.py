@@ -1,7 +1,9 @@
 """Sample grid of a trained run on the embedded demo's validation photos (scikit-image's
 own images, which may be shown in docs; the shared research datasets may not be copied).
 
-    python benchmarks/demo_grid.py WORKDIR OUT.png [STEP]
+    python benchmarks/demo_grid.py WORKDIR OUT.png [STEP [TEMPERATURE]]
+
+TEMPERATURE overrides a diffusion run's config.sampler.temperature.
 """
 
 import json
@@ -18,12 +20,18 @@ def _demo_validation(config):
     config.eval.split, config.eval.num_images, config.eval.batch_size = "validation", 8, 8
 
 
-def main(workdir: str, out: str, step: int = -1):
-    config, objective, state, step, mesh = load_run(workdir, step, _demo_validation)
+def main(workdir: str, out: str, step: int = -1, temperature: float | None = None):
+    def edit(config):
+        _demo_validation(config)
+        if temperature is not None:
+            config.sampler.temperature = temperature
+
+    config, objective, state, step, mesh = load_run(workdir, step, edit)
     Evaluator(config, objective, mesh).sample_grid(state, out)
     print(json.dumps({"workdir": workdir, "step": step, "grid": out}))
 
 
 if __name__ == "__main__":
     jax.config.update("jax_platforms", "cpu")
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else -1)
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else -1,
+         float(sys.argv[4]) if len(sys.argv) > 4 else None)
