@@ -67,10 +67,6 @@ def unchanged_leaves(a, b) -> list[str]:
             if np.array_equal(x, y)]
 
 
-def all_changed(a, b) -> bool:
-    return not unchanged_leaves(a, b)
-
-
 def adam_count(opt_state) -> int:
     """How many updates an Adam optimizer state has seen."""
     is_adam = lambda s: isinstance(s, optax.ScaleByAdamState)
@@ -134,8 +130,14 @@ def test_one_step_changes_both_parameter_sets(name, unetgan, batch, mesh):
         run = Run(c, mesh)
     state, (metrics,) = run.steps(copy(run.state0), batch, 1)
     assert int(state.step) == 1
-    assert all_changed(run.state0.params, state.params)
-    assert all_changed(run.state0.disc_params, state.disc_params)
+    assert unchanged_leaves(run.state0.params, state.params) == []
+    # In bfloat16 the critic's last bias may keep its value: its gradient sums the backward
+    # pass's bfloat16 cotangents (sigma(real) - 1)/N and sigma(fake)/N, which cancel exactly
+    # when their float32 sum (here ~2e-4) is below bfloat16's resolution at 0.44 (2e-3). It
+    # did so with one device, not with two.
+    may_stay = ["['Dense_0']['bias']"] if name == "gan" else []
+    stayed = unchanged_leaves(run.state0.disc_params, state.disc_params)
+    assert [p for p in stayed if p not in may_stay] == []
     assert REQUIRED_METRICS <= set(metrics)
     assert bool(metrics["finite"]) and metrics["gan_phase"] == 1.0
     assert all(np.isfinite(v) for v in metrics.values())
@@ -161,13 +163,13 @@ def test_each_update_touches_only_its_own_network(unetgan, batch):
     after_d, d_metrics = jax.jit(obj.discriminator_step)(copy(state0), batch, fake, rng)
     for field in ("step", "params", "model_state", "opt_state", "ema_params"):
         assert same(getattr(state0, field), getattr(after_d, field)), field
-    assert all_changed(state0.disc_params, after_d.disc_params)
+    assert unchanged_leaves(state0.disc_params, after_d.disc_params) == []
     assert np.isfinite(float(d_metrics["d_loss"]))
 
     after_g, g_metrics = jax.jit(obj.generator_step)(copy(state0), batch, rng)
     for field in ("step", "disc_params", "disc_model_state", "disc_opt_state"):
         assert same(getattr(state0, field), getattr(after_g, field)), field
-    assert all_changed(state0.params, after_g.params)
+    assert unchanged_leaves(state0.params, after_g.params) == []
     assert np.isfinite(float(g_metrics["loss"]))
 
 
@@ -211,8 +213,8 @@ def test_pix2pix_resnet_switches_phase_at_the_configured_step_and_resumes(batch,
             assert same(run.state0.disc_params, state.disc_params)
             assert adam_count(state.disc_opt_state) == 0
         if step == 3:  # the first GAN step trains both networks
-            assert all_changed(history_state.params, state.params)
-            assert all_changed(history_state.disc_params, state.disc_params)
+            assert unchanged_leaves(history_state.params, state.params) == []
+            assert unchanged_leaves(history_state.disc_params, state.disc_params) == []
         if step in (1, 3):  # one checkpoint in each phase
             ckpt.save(step, state, {}, c)
     assert [m["gan_phase"] for m in history] == [0.0, 0.0, 1.0, 1.0]
@@ -239,7 +241,7 @@ def test_wgan_gp_runs_n_critic_critic_updates_per_generator_update(batch, mesh):
     run = Run(tiny_config("wgan", n_critic=3), mesh)
     assert run.state0.disc_model_state == {}  # InstanceNorm critic: no batch statistics
     state, (metrics,) = run.steps(copy(run.state0), batch, 1)
-    assert all_changed(run.state0.params, state.params)
+    assert unchanged_leaves(run.state0.params, state.params) == []
     # E[D(fake)] - E[D(real)] and the penalty are blind to the critic's output bias.
     assert unchanged_leaves(run.state0.disc_params, state.disc_params) == [
         f"['Conv_{run.config.adversarial.disc_layers + 1}']['bias']"]
