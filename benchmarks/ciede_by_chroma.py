@@ -77,11 +77,8 @@ def pixel_errors(objective, state, batches, rng):
 
 def main(argv):
     del argv
-    def set_temperature(config):
-        if FLAGS.temperature is not None:
-            config.sampler.temperature = FLAGS.temperature
-
-    config, objective, state, step, _ = load_run(FLAGS.workdir, FLAGS.step, set_temperature)
+    config, objective, state, step, _ = load_run(FLAGS.workdir, FLAGS.step,
+                                                 temperature=FLAGS.temperature)
     split = FLAGS.split or config.eval.split
     if FLAGS.image_size:
         config.data.image_size = FLAGS.image_size

@@ -21,12 +21,8 @@ def _demo_validation(config):
 
 
 def main(workdir: str, out: str, step: int = -1, temperature: float | None = None):
-    def edit(config):
-        _demo_validation(config)
-        if temperature is not None:
-            config.sampler.temperature = temperature
-
-    config, objective, state, step, mesh = load_run(workdir, step, edit)
+    config, objective, state, step, mesh = load_run(workdir, step, _demo_validation,
+                                                    temperature)
     Evaluator(config, objective, mesh).sample_grid(state, out)
     print(json.dumps({"workdir": workdir, "step": step, "grid": out}))
 

@@ -14,11 +14,13 @@ from colorjax.checkpoint import TrainCheckpointer  # noqa: E402
 from colorjax.objectives import make_objective  # noqa: E402
 
 
-def load_run(workdir: str, step: int = -1, edit_config: Callable | None = None):
+def load_run(workdir: str, step: int = -1, edit_config: Callable | None = None,
+             temperature: float | None = None):
     """(config, objective, state, step, mesh) of `workdir`'s checkpoint `step` (-1 = latest).
 
     `edit_config(config)` may change the saved config (e.g. the eval data) before the
-    objective is built from it.
+    objective is built from it; `temperature`, if given, replaces a diffusion run's
+    config.sampler.temperature.
     """
     ckpt_dir = os.path.join(workdir, "checkpoints")
     ckpt = TrainCheckpointer(ckpt_dir)
@@ -29,6 +31,8 @@ def load_run(workdir: str, step: int = -1, edit_config: Callable | None = None):
         config = ckpt.saved_config(step)
         if edit_config is not None:
             edit_config(config)
+        if temperature is not None:
+            config.sampler.temperature = temperature
         mesh = parallel.create_mesh()
         objective = make_objective(config, 1)
         state, _ = ckpt.restore(step, train.create_state(config, objective, mesh, 1))
