@@ -122,7 +122,8 @@ class Evaluator:
         for i, local in enumerate(self._batches(split)):
             batch = parallel.shard_batch(local, self.mesh)
             ab = self._predict(state, batch["l"], jax.random.fold_in(self.rng, i))
-            keep = local["mask"] > 0 if jax.process_count() == 1 else slice(None)
+            # Gathers are collectives: every process runs them; only process 0 saves.
+            keep = parallel.to_host(batch["mask"]) > 0  # drop the padding rows
             ls.append(parallel.to_host(batch["l"])[keep])
             preds.append(parallel.to_host(ab)[keep])
             trues.append(parallel.to_host(batch["ab"])[keep])

@@ -32,7 +32,12 @@ def main(argv):
     # TFDS and orbax log every file they open at INFO; colorjax reports progress itself.
     logging.set_verbosity(logging.WARNING)
     if FLAGS.mode == "export":
-        # Only the checkpoint and the objective: no data pipeline, no training loop.
+        # Only the checkpoint and the objective: no data pipeline, no training loop. It
+        # reads one checkpoint and writes one directory, so in a multi-process launch
+        # process 0 does it alone, as a single process, and the others have nothing to do.
+        from colorjax import parallel
+        if parallel.launched_process_id() != 0:
+            return
         from colorjax.export import ExportError, export_checkpoint
         try:
             path = export_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.export_dir)

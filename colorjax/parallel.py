@@ -44,6 +44,20 @@ def initialize_distributed() -> None:
         jax.distributed.initialize()
 
 
+def launched_process_id() -> int:
+    """This process's id in a multi-process launch, from the environment alone (without
+    joining the others): JAX_PROCESS_ID (launch/local_cpu.sh), SLURM_PROCID or
+    OMPI_COMM_WORLD_RANK; 0 for a single process."""
+    env = os.environ
+    if env.get("JAX_COORDINATOR_ADDRESS"):
+        return int(env.get("JAX_PROCESS_ID", "0"))
+    if int(env.get("SLURM_NTASKS", "1")) > 1:
+        return int(env.get("SLURM_PROCID", "0"))
+    if int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1:
+        return int(env.get("OMPI_COMM_WORLD_RANK", "0"))
+    return 0
+
+
 def create_mesh(devices=None) -> Mesh:
     """A 1-D mesh over all devices of all processes."""
     devices = jax.devices() if devices is None else devices
@@ -77,6 +91,13 @@ def check_batch_divisible(global_batch: int, field: str = "config.batch_size") -
         raise ValueError(
             f"{field}={global_batch} must be divisible by the number of devices "
             f"({n_dev}) and processes ({n_proc}); allowed: multiples of {n_dev}.")
+
+
+def barrier(name: str) -> None:
+    """Wait until every process has reached this point (a no-op with one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices(name)
 
 
 def to_host(tree):

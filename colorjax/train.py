@@ -55,11 +55,25 @@ def create_state(config, objective, mesh, total_steps: int):
         return init(init_rng, _example_batch(config))
 
 
+STOP_VOTE = "stop_vote"  # batch key: this process's stop request, one entry per row
+
+
 def make_train_step(objective, mesh):
-    """The jitted step: rng derived from the step count, so a resumed run replays exactly."""
+    """The jitted step: rng derived from the step count, so a resumed run replays exactly.
+
+    A batch may carry `STOP_VOTE` rows (1 where a process was asked to stop); the step
+    returns their maximum as the replicated metric `stop_requested`, so every process
+    learns of a SIGTERM that reached any of them from the same step, with no collective of
+    its own. The objective never sees the votes.
+    """
     def step(state, batch, base_rng):
+        batch = dict(batch)
+        votes = batch.pop(STOP_VOTE, None)
         rng = jax.random.fold_in(base_rng, state.step)
-        return objective.train_step(state, batch, rng)
+        state, metrics = objective.train_step(state, batch, rng)
+        if votes is not None:
+            metrics = {**metrics, "stop_requested": jnp.max(votes)}
+        return state, metrics
 
     repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
     return jax.jit(step, in_shardings=(repl, sharded, repl), out_shardings=(repl, repl),
@@ -106,13 +120,13 @@ def train_and_evaluate(config, workdir: str):
     if start:
         state, data_state = ckpt.restore(start, state)
         train_iter.set_state(data_state)
-        print(f"resumed from step {start} in {workdir}", flush=True)
+        _printer()(f"resumed from step {start} in {workdir}")
 
     train_step = make_train_step(objective, mesh)
     train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
-    writer = MetricWriter(workdir, config)
+    writer = MetricWriter(workdir, config)  # writes on process 0 only
     evaluator = Evaluator(config, objective, mesh)
-    is_main = jax.process_index() == 0
+    say = _printer()
 
     def save(step):
         ckpt.save(step, state, train_iter.get_state(), config)
@@ -131,58 +145,70 @@ def train_and_evaluate(config, workdir: str):
         evaluator.sample_grid(state, os.path.join(workdir, "samples", f"step_{step}.png"))
         return results
 
-    pending, previous = [], None
+    # Every process runs every line below in the same order: each evaluation, gather and
+    # checkpoint is a collective. Only the writer, the progress bar and `say` are process 0's.
+    pending, previous, stopping = [], None, False
     t0, images = time.time(), 0
-    bar = tqdm(total=total_steps, initial=start, disable=not is_main, unit="step",
-               dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(total=total_steps, initial=start, disable=jax.process_index() != 0,
+               unit="step", dynamic_ncols=True, mininterval=1.0)
     with _StopFlag() as stop:
-        if start < total_steps and is_main:
+        if start < total_steps:
             writer.write(start, evaluator.gray_baseline(), prefix="eval_gray_baseline")
         for step in range(start + 1, total_steps + 1):
-            batch = parallel.shard_batch(next(train_iter), mesh)
+            local = next(train_iter)
+            local[STOP_VOTE] = np.full(len(local["l"]), float(stop.raised), np.float32)
+            batch = parallel.shard_batch(local, mesh)
             state, step_metrics = train_step(state, batch, train_rng)
             if previous is not None:  # check step-1 while step runs: no pipeline stall
                 check_finite(*previous)
+                # The vote is a replicated output: all processes stop after the same step.
+                stopping = bool(jax.device_get(previous[1]["stop_requested"]))
             previous = (step, step_metrics)
             pending.append(step_metrics)
             images += config.batch_size
             bar.update(1)
 
             last = step == total_steps
-            if step % config.log_every == 0 or last or stop.raised:
+            if step % config.log_every == 0 or last or stopping:
                 check_finite(step, step_metrics)
                 fetched = jax.device_get(pending)
                 means = {k: float(np.mean([m[k] for m in fetched]))
-                         for k in fetched[0] if k != "finite"}
+                         for k in fetched[0] if k not in ("finite", "stop_requested")}
                 elapsed = time.time() - t0
                 means["images_per_sec"] = images / max(elapsed, 1e-9)
                 writer.write(step, means, echo=False)
                 bar.set_postfix(loss=f"{means['loss']:.4g}",
                                 img_s=f"{means['images_per_sec']:.1f}")
                 pending, t0, images = [], time.time(), 0
-            if step % config.checkpoint_every == 0 or last or stop.raised:
+            if step % config.checkpoint_every == 0 or last or stopping:
                 check_finite(step, step_metrics)
                 save(step)
             if step % config.eval_every == 0 or last:
                 evaluate(step)
-            if stop.raised:
+            if stopping:
                 break
     bar.close()
     ckpt.close()
     if start >= total_steps:
-        print(f"nothing to do: {workdir} is already at step {start} of {total_steps}")
-    elif stop.raised:  # preempted: exit promptly; rerunning the command resumes
-        print(f"stopped at step {int(jax.device_get(state.step))}; checkpoint saved", flush=True)
+        say(f"nothing to do: {workdir} is already at step {start} of {total_steps}")
+    elif stopping:  # preempted: exit promptly; rerunning the command resumes
+        say(f"stopped at step {int(jax.device_get(state.step))}; checkpoint saved")
     else:
         final = int(jax.device_get(state.step))
         rows = {config.model.name: evaluator.evaluate(state),
                 "gray baseline (ab = 0)": evaluator.gray_baseline()}
         md, _ = write_report(rows, os.path.join(workdir, "eval"),
                              f"{config.eval.split}_step_{final}")
-        if is_main:
-            print(open(md).read() if md else "", flush=True)
+        say(open(md).read() if md else "")
     writer.close()
     return state
+
+
+def _printer():
+    """`print` on process 0 (flushed), a no-op elsewhere: one copy of every message."""
+    if jax.process_index() != 0:
+        return lambda *args, **kwargs: None
+    return lambda *args, **kwargs: print(*args, **kwargs, flush=True)
 
 
 def evaluate_checkpoint(config, workdir: str) -> dict:
@@ -203,7 +229,7 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
     out = os.path.join(workdir, "eval")
     md, js = write_report(rows, out, f"{split}_step_{step}")
     evaluator.sample_grid(state, os.path.join(out, f"{split}_step_{step}.png"), split)
-    if jax.process_index() == 0:
-        print(open(md).read(), flush=True)
-        print(f"wrote {md}, {js} and the sample grid", flush=True)
+    say = _printer()
+    say(open(md).read() if md else "")
+    say(f"wrote {md}, {js} and the sample grid")
     return rows

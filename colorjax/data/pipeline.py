@@ -1,16 +1,20 @@
 """The grain input pipeline: prepared TFDS split -> (L, ab) batches, per process shard.
 
-Train, per process::
+Train: one global stream of examples, whatever the number of processes::
 
-    records[process_index::process_count]       # disjoint shards that cover the split
-      .shuffle(seed).repeat()                   # global shuffle, a new order every epoch
+    records.shuffle(seed).repeat()              # global shuffle, a new order every epoch
       .map_with_index(decode -> RGB -> resize shorter side -> crop -> flip -> Lab -> scale)
       .batch(b)                                 # b = global_batch_size // process_count
+      [process_index::process_count]            # this process's rows of each global batch
 
-Every batch is a pure function of (seed, process, batch number): augmentations draw from
-``np.random.default_rng([seed, process_index, position in the stream])``, and the position
-already encodes the epoch. The iterator's state is therefore just the number of batches
-taken; restoring it restarts the grain iterator at that batch, with any number of worker
+Global batch k is stream positions ``k*B .. (k+1)*B - 1`` (B the global batch); process i
+takes the i-th block of b of them, so the processes' rows concatenated in process order are
+the batch one process would read: a run on N processes sees the same global batches as a
+run on one (the multi-process tests compare their parameters). The map is lazy, so each
+process decodes only its own rows. Augmentations draw from
+``np.random.default_rng([seed, 0, position in the stream])``, and the position already
+encodes the epoch. The iterator's state is therefore just the number of batches taken;
+restoring it restarts the grain iterator at that batch, with any number of worker
 processes (workers only change who computes a batch, not its content).
 
 Eval: the first ``num_examples`` records of the split, sharded the same way, center crop,
@@ -35,7 +39,7 @@ from absl import flags, logging
 import jax
 import numpy as np
 
-from colorjax import color
+from colorjax import color, parallel
 from colorjax.data import allocator, builders, demo, folder, images
 from colorjax.data.config import check_fields
 
@@ -105,6 +109,24 @@ def _catalog_help(name: str, data_dir: Path) -> str:
     )
 
 
+def _process_0_first(prepare):
+    """Run ``prepare`` on process 0 while the others wait, then on the others.
+
+    With a data dir that all processes share, the others then find process 0's dataset
+    (prepare is cached, and locked against concurrent runs); with a data dir per host,
+    each host prepares its own copy. Process 0 alone prints the report either way.
+    """
+    if jax.process_count() == 1:
+        return prepare()
+    if jax.process_index() != 0:
+        parallel.barrier("colorjax: process 0 prepared the data")
+        return prepare()  # a failure of process 0 fails here too, with the same message
+    try:
+        return prepare()
+    finally:  # also on failure: the others must not wait for ever
+        parallel.barrier("colorjax: process 0 prepared the data")
+
+
 def resolve(cfg, *, for_eval: bool = False, prepare: bool = False) -> Resolved:
     """Find the train (or eval) dataset of a checked config; prepare it if ``prepare``."""
     folder_field, name_field = _data_fields(cfg, for_eval)
@@ -115,11 +137,11 @@ def resolve(cfg, *, for_eval: bool = False, prepare: bool = False) -> Resolved:
         label = f"folder {path.resolve()}"
         if not prepare:
             return Resolved(folder_field, label, None, _folder_splits(path, cfg))
-        report = folder.prepare_folder(
+        report = _process_0_first(lambda: folder.prepare_folder(
             path, data_dir=cfg.data_dir or None, val_fraction=cfg.val_fraction,
             test_fraction=cfg.test_fraction, min_size=cfg.min_size,
             gray_threshold=cfg.gray_threshold, progress=jax.process_index() == 0,
-        )
+        ))
         if not report.cached and jax.process_index() == 0:
             print(report, flush=True)
         return Resolved(folder_field, label, Path(report.path), tuple(report.splits))
@@ -127,7 +149,8 @@ def resolve(cfg, *, for_eval: bool = False, prepare: bool = False) -> Resolved:
     if name == demo.NAME:
         if not prepare:
             return Resolved(name_field, name, None, ("train", "validation"))
-        report = demo.prepare_demo(cfg.data_dir or None, progress=jax.process_index() == 0)
+        report = _process_0_first(
+            lambda: demo.prepare_demo(cfg.data_dir or None, progress=jax.process_index() == 0))
         return Resolved(name_field, name, Path(report.path), tuple(report.splits))
     found = builders.find_prepared(name, builders.search_dirs(cfg.data_dir))
     if found is not None:
@@ -219,8 +242,8 @@ def _to_model(rgb8: np.ndarray) -> dict[str, np.ndarray]:
 class _TrainExample:
     """(position in the stream, image bytes) -> augmented {'l', 'ab'}."""
 
-    def __init__(self, seed: int, process_index: int, cfg):
-        self.seed, self.process_index = seed, process_index
+    def __init__(self, seed: int, cfg):
+        self.seed = seed
         self.size = cfg.image_size
         self.shorter = cfg.resize_shorter_to or cfg.image_size
         self.random_crop, self.hflip, self.draft = cfg.random_crop, cfg.hflip, cfg.jpeg_draft
@@ -229,7 +252,9 @@ class _TrainExample:
     def __call__(self, position: int, data: bytes) -> dict[str, np.ndarray]:
         if self.keep_freed_memory:  # here, so it also runs in each grain worker process
             allocator.keep_freed_memory()
-        rng = np.random.default_rng([self.seed, self.process_index, position])
+        # The 0 stood for the process index when each process read a stream of its own;
+        # kept so that single-process runs (and their checkpoints) see the same batches.
+        rng = np.random.default_rng([self.seed, 0, position])
         offset = tuple(rng.random(2)) if self.random_crop else (0.5, 0.5)
         flip = self.hflip and rng.random() < 0.5
         im = images.open_rgb(data, self.shorter, self.draft)
@@ -398,22 +423,21 @@ def create_train_iterator(data_config, *, global_batch_size: int, seed: int) -> 
     cfg = check_fields(data_config)
     b, pi, pc = _batch_per_process(global_batch_size)
     source = _open(cfg, cfg.train_split, False, "config.data.train_split")
-    if len(source) < pc:
-        raise ValueError(
-            f"config.data.train_split={cfg.train_split!r} has {len(source)} images, fewer than "
-            f"the {pc} processes."
-        )
+    if not len(source):
+        raise ValueError(f"config.data.train_split={cfg.train_split!r} has no images.")
     data_seed = seed if cfg.shuffle_seed in (None, -1) else cfg.shuffle_seed
     data_seed = int(data_seed) % 2**32
-    ds = grain.MapDataset.source(source)[pi::pc]
+    ds = grain.MapDataset.source(source)
     if cfg.shuffle:
         ds = ds.shuffle(seed=data_seed)
-    ds = ds.repeat(None).map_with_index(_TrainExample(data_seed, pi, cfg))
-    ds = ds.batch(b, drop_remainder=True)
+    ds = ds.repeat(None).map_with_index(_TrainExample(data_seed, cfg))
+    ds = ds.batch(b, drop_remainder=True)[pi::pc]  # block pi of every global batch
+    # The stream depends on the global batch only: a run may resume on another number of
+    # processes. (States saved before kept the per-process batch and the process layout;
+    # with one process those equal the global batch, and the extra keys are not compared.)
     meta = {
         "dataset": f"{source.builder_dir}:{cfg.train_split}", "num_examples": len(source),
-        "seed": data_seed, "batch_size": b, "process_index": pi, "process_count": pc,
-        "image_size": cfg.image_size,
+        "seed": data_seed, "batch_size": global_batch_size, "image_size": cfg.image_size,
     }
     return TrainIterator(ds, cfg, meta)
 
