@@ -92,14 +92,41 @@ def test_process_shards_are_disjoint_and_cover_the_data(small, monkeypatch):
     shard0 = _eval_examples(cfg, monkeypatch, 0, 2)
     shard1 = _eval_examples(cfg, monkeypatch, 1, 2)
     assert not set(shard0) & set(shard1) and set(shard0) | set(shard1) == set(everything)
-    # Training reads the same shards: one epoch of each process, un-augmented, is its shard.
-    cfg2 = cfg.copy_and_resolve_references()
-    cfg2.random_crop, cfg2.hflip = False, False
-    for index, shard in ((0, shard0), (1, shard1)):
-        _fake_processes(monkeypatch, index, 2)
-        it = create_train_iterator(cfg2, global_batch_size=6, seed=0)  # 3 per process
-        first_epoch = [x.tobytes() for b in _take(it, 5) for x in b["l"]]
-        assert sorted(first_epoch) == sorted(shard)
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_processes_read_the_global_batches_of_one_process(small, monkeypatch, count):
+    """Process i's rows are block i of each global batch, augmentations included, so a run
+    on several processes trains on exactly the batches of a run on one."""
+    cfg, _ = small
+    B = 6
+    _fake_processes(monkeypatch, 0, 1)
+    one = _take(create_train_iterator(cfg, global_batch_size=B, seed=3), 7)  # > 1 epoch
+    one_eval = list(create_eval_iterator(cfg, split="train", global_batch_size=B,
+                                         num_examples=N - 1))
+    per_process, per_process_eval = [], []
+    for index in range(count):
+        _fake_processes(monkeypatch, index, count)
+        it = create_train_iterator(cfg, global_batch_size=B, seed=3)
+        per_process.append(_take(it, 7))
+        assert it.get_state() == {**one_state(cfg, B), "next_batch": 7}
+        per_process_eval.append(list(create_eval_iterator(
+            cfg, split="train", global_batch_size=B, num_examples=N - 1)))
+    for k in range(7):
+        for key in ("l", "ab"):
+            np.testing.assert_array_equal(
+                np.concatenate([p[k][key] for p in per_process]), one[k][key])
+    assert len(one_eval) == len(per_process_eval[0])  # ceil(29 / 6) batches everywhere
+    for k in range(len(one_eval)):
+        for key in ("l", "ab", "mask"):
+            np.testing.assert_array_equal(
+                np.concatenate([p[k][key] for p in per_process_eval]), one_eval[k][key])
+
+
+def one_state(cfg, global_batch):
+    """The state of a fresh one-process iterator (without its position)."""
+    state = create_train_iterator(cfg, global_batch_size=global_batch, seed=3).get_state()
+    return {k: v for k, v in state.items() if k != "next_batch"}
 
 
 def test_batch_size_must_divide_over_processes(small, monkeypatch):

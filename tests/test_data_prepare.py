@@ -155,3 +155,22 @@ def test_imagenet_samples_grayscale_all_found(tmp_path, shared_data):
     rejected = Path(report.rejected_list).read_text()
     for f in mode_l:
         assert f"grayscale\t{f.name}\tmode L" in rejected
+
+
+def test_concurrent_first_use_prepares_once(tmp_path):
+    """Two processes preparing the same folder at once (as two runs on one machine do):
+    one prepares, the other waits on the lock and finds its dataset."""
+    src = make_plain_folder(tmp_path / "photos", 60)
+    code = ("import sys, json; from colorjax.data import prepare_folder; "
+            "r = prepare_folder(sys.argv[1], 'raced', sys.argv[2], progress=False); "
+            "print(json.dumps({'cached': r.cached, 'splits': r.splits}))")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(src), str(tmp_path / "tfds")],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert sorted(r["cached"] for r in reports) == [False, True]
+    assert reports[0]["splits"] == reports[1]["splits"]
+    assert sum(reports[0]["splits"].values()) == 60

@@ -1,76 +1,277 @@
-"""Two real processes joined by jax.distributed on 127.0.0.1 (gloo CPU collectives).
+"""The real CLI (`python -m colorjax.main`) under `launch/local_cpu.sh`: two processes
+joined by jax.distributed on 127.0.0.1 (gloo CPU collectives).
 
-Each reads its own data shard and trains a few steps; parameters must be identical in
-both, equal to one process training on the same global batches, and the checkpoint the two
-wrote together must restore in one process.
+Every run has a hard timeout that kills all its processes and prints the last lines of
+each. The data is one generated photo folder (train 24, val 7: an odd split), prepared on
+first use by the first two-process run of the module.
 """
 
+import json
 import os
-import pathlib
+import signal
 import subprocess
 import sys
+import time
 
-import jax
 import numpy as np
 import pytest
+from PIL import Image
 
-from colorjax import data, parallel, train
-from colorjax.checkpoint import TrainCheckpointer
-from colorjax.objectives import make_objective
+from multiprocess_helpers import (
+    LAUNCHER, REPO, assert_states_close, checkpoint_state, config_of, finish, flags_of,
+    kill_all, process_lines, run, start)
+from test_data_fixtures import colorful
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from multiprocess_config import tiny_config  # noqa: E402
+VAL_IMAGES = 7  # not a multiple of the process count
+TINY = {
+    "model.features": (8, 16), "data.image_size": 32, "batch_size": 4,
+    "eval.batch_size": 4, "eval.num_examples": 0, "eval.num_images": 4,
+    "optimizer.warmup_steps": 0, "log_every": 2,
+}
+# Per family: what makes it tiny, and how long it trains.
+MODELS = {
+    "unet": {},
+    "unetgan": {"adversarial.disc_features": 8},
+    "unetvae": {"model.latent_dim": 8},
+    "unetddim": {"model.attention_levels": (1,), "sampler.steps": 2},
+}
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-STEPS = 3
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """A folder of generated colour photos with train/ and val/ splits, and a fresh data
+    dir that no process has prepared it in yet."""
+    root = tmp_path_factory.mktemp("mp_photos")
+    for split, count, offset in (("train", 24, 0), ("val", VAL_IMAGES, 100)):
+        (root / "photos" / split).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(colorful(offset + i, 40, 48)).save(root / "photos" / split / f"{i}.png")
+    return root / "photos", root / "tfds"
 
 
-def flat(tree):
-    return {jax.tree_util.keystr(k): np.asarray(v)
-            for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+def overrides(model, photos, **more):
+    return {**TINY, **MODELS[model], "data.folder": str(photos[0]), **more}
 
 
-@pytest.mark.parametrize("model", ["unet", "unetgan"])
-def test_two_processes_train_like_one(tmp_path, model):
+def cli_args(model, workdir, o, mode="train"):
+    return [f"--config=configs/{model}.py:cpu", f"--workdir={workdir}", f"--mode={mode}",
+            *flags_of(o)]
+
+
+def table(workdir, step):
+    return json.loads((workdir / "eval" / f"validation_step_{step}.json").read_text())
+
+
+def records(workdir):
+    return [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+
+
+UNET_STEPS = 40
+
+
+@pytest.fixture(scope="module")
+def unet_runs(photos, tmp_path_factory):
+    """The unet run on two processes (the first use of the photo folder), and the same
+    flags on one process with two devices."""
+    root = tmp_path_factory.mktemp("mp_unet")
+    o = overrides("unet", photos, num_train_steps=UNET_STEPS, checkpoint_every=5,
+                  eval_every=20)
+    two = run(cli_args("unet", root / "two", o), processes=2, data_dir=photos[1])
+    one = run(cli_args("unet", root / "one", o), processes=1, data_dir=photos[1],
+              devices_per_process=2, launcher=False)
+    return root, o, two, one
+
+
+def test_two_processes_prepare_the_folder_once(unet_runs, photos):
+    _, _, out, _ = unet_runs
+    p0, p1 = process_lines(out, 0), process_lines(out, 1)
+    reports = [line for line in p0 if line.startswith("Dataset ")]
+    assert len(reports) == 1 and "prepared in" in reports[0], "\n".join(p0[:20])
+    assert not any(line.startswith("Dataset ") or "Checking" in line for line in p1)
+    prepared = json.loads(next(photos[1].glob("*/colorjax_prepare.json")).read_text())
+    assert prepared["report"]["splits"] == {"train": 24, "validation": VAL_IMAGES}
+
+
+def test_two_processes_train_like_one(unet_runs):
+    root, o, two, one = unet_runs
+    config = config_of("unet", o)
+    step2, state2, data2 = checkpoint_state(root / "two", config)
+    step1, state1, data1 = checkpoint_state(root / "one", config)
+    assert step2 == step1 == UNET_STEPS and data2["next_batch"] == data1["next_batch"]
+    assert_states_close(state2, state1)
+    # Logged, checkpointed and evaluated once, by process 0.
+    recs = records(root / "two")
+    keys = [(r["step"], r["split"]) for r in recs]
+    assert len(keys) == len(set(keys))
+    assert [s for s, split in keys if split == "train"] == list(range(2, UNET_STEPS + 1, 2))
+    assert [s for s, split in keys if split == "eval"] == [20, 40]
+    assert sorted(int(p.name) for p in (root / "two" / "checkpoints").iterdir()
+                  if p.name.isdigit()) == [30, 35, 40]
+    assert (root / "two" / "samples" / "step_40.png").is_file()
+    assert sum("| gray baseline (ab = 0) |" in line for line in two.splitlines()) == 1
+    assert not any("gray baseline" in line for line in process_lines(two, 1))
+
+
+def test_odd_split_counts_every_image_once_and_matches_one_process(unet_runs):
+    root, _, _, _ = unet_runs
+    t2, t1 = table(root / "two", UNET_STEPS), table(root / "one", UNET_STEPS)
+    for name in ("unet", "gray baseline (ab = 0)"):
+        assert t2[name]["num_examples"] == t1[name]["num_examples"] == VAL_IMAGES
+    # The same images in the same global batches: the gray baseline is the same numbers.
+    for k, v in t1["gray baseline (ab = 0)"].items():
+        assert t2["gray baseline (ab = 0)"][k] == pytest.approx(v, rel=1e-5), k
+    for k in ("ssim", "ciede2000", "lpips"):
+        assert t2["unet"][k] == pytest.approx(t1["unet"][k], rel=1e-3), k
+    grid2 = np.asarray(Image.open(root / "two" / "samples" / f"step_{UNET_STEPS}.png"))
+    grid1 = np.asarray(Image.open(root / "one" / "samples" / f"step_{UNET_STEPS}.png"))
+    assert grid2.shape == grid1.shape and np.mean(np.abs(grid2.astype(int) - grid1)) < 1
+
+
+def test_sigkill_both_processes_then_resume_equals_uninterrupted(unet_runs, photos):
+    root, o, _, _ = unet_runs
+    workdir = root / "killed"
+    proc = start(cli_args("unet", workdir, o), processes=2, data_dir=photos[1])
+    ckpts = workdir / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir()):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed; make it longer"
+    kill_all(proc)  # SIGKILL to the launcher and both processes at once
+    proc.communicate()
+    done = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+    assert done < UNET_STEPS
+
+    out = run(cli_args("unet", workdir, o), processes=2, data_dir=photos[1])
+    assert f"resumed from step" in "\n".join(process_lines(out, 0))
+    config = config_of("unet", o)
+    step_k, state_k, data_k = checkpoint_state(workdir, config)
+    step_u, state_u, data_u = checkpoint_state(root / "two", config)
+    assert step_k == step_u == UNET_STEPS and data_k == data_u
+    assert_states_close(state_k, state_u)
+
+
+def test_eval_and_export_modes_under_two_processes(unet_runs, photos):
+    root, o, _, _ = unet_runs
+    workdir = root / "two"
+    trained = table(workdir, UNET_STEPS)
+    (workdir / "eval" / f"validation_step_{UNET_STEPS}.json").unlink()
+    out = run(cli_args("unet", workdir, o, mode="eval"), processes=2, data_dir=photos[1])
+    evaluated = table(workdir, UNET_STEPS)
+    assert evaluated["unet"]["num_examples"] == VAL_IMAGES
+    for k, v in trained["unet"].items():  # the same checkpoint, the same batches
+        assert evaluated["unet"][k] == pytest.approx(v, rel=1e-4), k
+    assert (workdir / "eval" / f"validation_step_{UNET_STEPS}.png").is_file()
+    assert not process_lines(out, 1) or not any("|" in l for l in process_lines(out, 1))
+
+    out = run(cli_args("unet", workdir, o, mode="export"), processes=2, data_dir=photos[1])
+    path = workdir / "export" / f"step_{UNET_STEPS}"
+    assert any(l == f"exported to {path}" for l in process_lines(out, 0)), out[-2000:]
+    assert not process_lines(out, 1)
+    import colorjax
+    colorizer = colorjax.Colorizer.load(str(path))
+    photo = np.asarray(Image.open(next((photos[0] / "val").iterdir())))
+    assert colorizer.colorize(photo).shape == photo.shape
+
+
+@pytest.mark.parametrize("model", ["unetgan", "unetvae", "unetddim"])
+def test_other_families_train_like_one_process(model, photos, tmp_path, unet_runs):
+    del unet_runs  # only so that the folder is prepared by the run that tests it
+    o = overrides(model, photos, num_train_steps=4, checkpoint_every=2, eval_every=4)
+    two = run(cli_args(model, tmp_path / "two", o), processes=2, data_dir=photos[1])
+    run(cli_args(model, tmp_path / "one", o), processes=1, data_dir=photos[1],
+        devices_per_process=2, launcher=False)
+    config = config_of(model, o)
+    _, state2, _ = checkpoint_state(tmp_path / "two", config)
+    _, state1, _ = checkpoint_state(tmp_path / "one", config)
+    assert_states_close(state2, state1)
+    t2, t1 = table(tmp_path / "two", 4), table(tmp_path / "one", 4)
+    assert t2[model]["num_examples"] == VAL_IMAGES
+    for k in ("ssim", "ciede2000"):  # samplers draw the same noise for the same batches
+        assert t2[model][k] == pytest.approx(t1[model][k], rel=1e-3), k
+    assert sum("| gray baseline (ab = 0) |" in line for line in two.splitlines()) == 1
+
+
+def test_two_processes_of_two_devices_each(photos, tmp_path, unet_runs):
+    root, o, _, _ = unet_runs
+    out = run(cli_args("unet", tmp_path / "four", o), processes=2, data_dir=photos[1],
+              devices_per_process=2)
+    config = config_of("unet", o)
+    _, state4, _ = checkpoint_state(tmp_path / "four", config)
+    _, state1, _ = checkpoint_state(root / "one", config)
+    # Same math; the cross-device means add four partial sums instead of two (float
+    # reassociation, ~3e-6 in Adam's moments after 40 steps).
+    assert_states_close(state4, state1, rtol=1e-4, atol=1e-5)
+    assert table(tmp_path / "four", UNET_STEPS)["unet"]["num_examples"] == VAL_IMAGES
+    assert sum("| gray baseline (ab = 0) |" in line for line in out.splitlines()) == 1
+
+
+# --- the launcher itself --------------------------------------------------------------------
+
+SLEEPER = "import os, sys, time; i = int(os.environ['JAX_PROCESS_ID']); {body}"
+
+
+def launch_python(body: str, n: int = 2, **env):
+    return subprocess.Popen(
+        ["bash", str(LAUNCHER), str(n), sys.executable, "-c", SLEEPER.format(body=body)],
+        cwd=REPO, env=dict(os.environ, **env), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def children_of(proc) -> list[int]:
+    """Processes of `proc`'s session still alive (the launched Python processes)."""
+    out = subprocess.run(["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True)
+    return [int(line.split()[0]) for line in out.stdout.splitlines()
+            if int(line.split()[1]) == proc.pid and "python" in line and "-c" in line]
+
+
+def wait_for_children(proc, n, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(children_of(proc)) == n:
+            return
+        time.sleep(0.05)
+    kill_all(proc)
+    pytest.fail(f"the launcher did not start {n} processes")
+
+
+def test_launcher_stops_everything_when_one_process_dies():
+    # Process 1 fails; process 0 ignores SIGTERM, as one stuck in a collective does.
+    body = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "time.sleep(1); sys.exit(3) if i == 1 else time.sleep(600)")
+    t0 = time.time()
+    proc = launch_python(body, KILL_AFTER="2")
+    out = finish(proc, 60, "launcher with a failing process", check=False)
+    assert proc.returncode == 3, out
+    assert time.time() - t0 < 15
+    assert "process 1 exited with status 3" in out
+    assert not children_of(proc)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killing_the_launcher_takes_its_processes(sig):
+    proc = launch_python("time.sleep(600)")
+    wait_for_children(proc, 2)
+    procs = children_of(proc)
+    os.kill(proc.pid, sig)  # the launcher only, not its process group
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(p) for p in procs):
+        time.sleep(0.05)
+    left = [p for p in procs if _alive(p)]
+    kill_all(proc)
+    proc.communicate()
+    assert not left, f"still running after the launcher got {sig.name}: {left}"
+
+
+def _alive(pid: int) -> bool:
     try:
-        config = tiny_config(model)
-        make_objective(config, STEPS)
-    except (ImportError, ModuleNotFoundError, ValueError) as e:
-        pytest.skip(f"{model} is not available: {e}")
-    data.prepare_demo()  # prepared once here, not raced by the two workers
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)
-    out = subprocess.run(
-        ["bash", str(REPO / "launch" / "local_cpu.sh"), "2", sys.executable,
-         str(REPO / "tests" / "multiprocess_worker.py"), model, str(tmp_path), str(STEPS)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-6000:]
-    assert "process 0 done" in out.stdout and "process 1 done" in out.stdout
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
-    p0, p1 = (dict(np.load(tmp_path / f"params_{i}.npz")) for i in (0, 1))
-    for k in p0:  # replicated parameters: bitwise the same in both processes
-        np.testing.assert_array_equal(p0[k], p1[k], err_msg=k)
 
-    # The two shards are different data, and together they are the global batch.
-    b0, b1 = (np.load(tmp_path / f"batches_{i}.npz") for i in (0, 1))
-    assert not np.allclose(b0["l_0"], b1["l_0"])
-    mesh = parallel.create_mesh(jax.devices()[:2])
-    obj = make_objective(config, STEPS)
-    state = train.create_state(config, obj, mesh, STEPS)
-    step_fn = train.make_train_step(obj, mesh)
-    rng = jax.random.fold_in(jax.random.key(config.seed), 1)
-    for i in range(STEPS):
-        batch = {k: np.concatenate([b0[f"{k}_{i}"], b1[f"{k}_{i}"]]) for k in ("l", "ab")}
-        state, _ = step_fn(state, jax.device_put(batch, parallel.data_sharded(mesh)), rng)
-    single = flat(jax.device_get(state.params))
-    for k in p0:
-        np.testing.assert_allclose(single[k], p0[k], rtol=1e-5, atol=1e-6, err_msg=k)
-
-    # The checkpoint written jointly by both processes restores here, in one process.
-    ckpt = TrainCheckpointer(str(tmp_path / "checkpoints"))
-    assert ckpt.latest_step() == STEPS
-    restored, data_state = ckpt.restore(STEPS, train.create_state(config, obj, mesh, STEPS))
-    ckpt.close()
-    assert data_state["next_batch"] == STEPS
-    for k, v in flat(jax.device_get(restored.params)).items():
-        np.testing.assert_array_equal(v, p0[k], err_msg=k)
+def test_launcher_refuses_a_bad_process_count():
+    out = subprocess.run(["bash", str(LAUNCHER), "two", "true"], capture_output=True, text=True)
+    assert out.returncode == 2 and "positive integer" in out.stderr

@@ -17,9 +17,10 @@ encodes the epoch. The iterator's state is therefore just the number of batches 
 restoring it restarts the grain iterator at that batch, with any number of worker
 processes (workers only change who computes a batch, not its content).
 
-Eval: the first ``num_examples`` records of the split, sharded the same way, center crop,
-no flip, padded with ``mask == 0`` examples so that every process yields the same number
-of full batches.
+Eval: the first ``num_examples`` records of the split in global batches laid out the same
+way (process i reads block i of each), center crop, no flip; the last global batch is padded
+with ``mask == 0`` examples, so every process yields the same number of full batches and
+the global batches, hence the metrics, do not depend on the number of processes.
 
 Worker processes are started with ``spawn``: scripts that train with ``workers > 0``
 need the usual ``if __name__ == "__main__":`` guard.
@@ -263,9 +264,10 @@ class _TrainExample:
 
 
 class _EvalExample:
-    """Index in the shard -> center-cropped {'l', 'ab', 'mask'}; past the end: padding."""
+    """Index in this process's rows -> center-cropped {'l', 'ab', 'mask'}; padding where
+    the record index is -1."""
 
-    def __init__(self, source, indices: range, cfg):
+    def __init__(self, source, indices: list[int], cfg):
         self.source, self.indices = source, indices
         self.size, self.draft = cfg.image_size, cfg.jpeg_draft
         self.keep_freed_memory = cfg.keep_freed_memory
@@ -274,7 +276,7 @@ class _EvalExample:
         if self.keep_freed_memory:
             allocator.keep_freed_memory()
         s = self.size
-        if i >= len(self.indices):
+        if self.indices[i] < 0:
             return {"l": np.zeros((s, s, 1), np.float32), "ab": np.zeros((s, s, 2), np.float32),
                     "mask": np.float32(0.0)}
         im = images.open_rgb(self.source[self.indices[i]], s, self.draft)
@@ -446,9 +448,10 @@ def create_eval_iterator(data_config, *, split: str, global_batch_size: int,
                          num_examples: int | None = None) -> EvalIterable:
     """Deterministic eval batches ``{'l', 'ab', 'mask'}`` of ``split`` for this process.
 
-    Uses the first ``num_examples`` images of the split (all when None), split over the
-    processes; padding examples (mask 0) fill the last batch, and every process yields
-    ``ceil(ceil(n / processes) / b)`` batches.
+    Uses the first ``num_examples`` images of the split (all when None). Global batch k
+    holds images ``k*B .. (k+1)*B - 1`` (B = ``global_batch_size``), process i reads its
+    i-th block of b = B / processes of them, and padding examples (mask 0) fill the last
+    global batch: every process yields ``ceil(n / B)`` batches.
     """
     cfg = check_fields(data_config)
     b, pi, pc = _batch_per_process(global_batch_size)
@@ -456,10 +459,11 @@ def create_eval_iterator(data_config, *, split: str, global_batch_size: int,
     n = len(source) if num_examples is None else min(int(num_examples), len(source))
     if n < 1:
         raise ValueError(f"split={split!r} of the eval data has no images (num_examples={num_examples}).")
-    local = range(pi, n, pc)
-    num_batches = math.ceil(math.ceil(n / pc) / b)
-    ds = grain.MapDataset.range(num_batches * b).map(_EvalExample(source, local, cfg)).batch(b)
-    return EvalIterable(ds, cfg, num_batches, len(local))
+    num_batches = math.ceil(n / global_batch_size)
+    positions = [k * global_batch_size + pi * b + j for k in range(num_batches) for j in range(b)]
+    local = [p if p < n else -1 for p in positions]
+    ds = grain.MapDataset.range(len(local)).map(_EvalExample(source, local, cfg)).batch(b)
+    return EvalIterable(ds, cfg, num_batches, sum(p >= 0 for p in local))
 
 
 # --- state helpers -----------------------------------------------------------------------
