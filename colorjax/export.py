@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from colorjax import integrity
+
 FORMAT = "colorjax-export"
 FORMAT_VERSION = 1
 VARIABLES, CONFIG, METADATA = "variables", "config.json", "metadata.json"
@@ -128,6 +130,8 @@ def write_export(export_dir: str, variables, config, *, step: int,
         ckptr.close()
         with open(os.path.join(tmp, CONFIG), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
+        # Digests of everything but the metadata itself, checked by every load.
+        metadata["sha256"] = integrity.digest_tree(tmp)
         with open(os.path.join(tmp, METADATA), "w") as f:
             json.dump(metadata, f, indent=2)
         if os.path.exists(export_dir):
@@ -143,23 +147,38 @@ def write_export(export_dir: str, variables, config, *, step: int,
     return export_dir
 
 
-def export_checkpoint(config, workdir: str, export_dir: str | None = None) -> str:
+def export_checkpoint(config, workdir: str, export_dir: str | None = None,
+                      overridden: list[str] | None = None) -> str:
     """`--mode=export`: the workdir's checkpoint `config.eval.step` (-1 = latest) as an export.
 
-    Restores the train state onto abstract shapes (no initialization is run), keeps
-    `inference_variables(state)`, writes it with the config and metadata. Returns the path.
+    With `overridden` (the `--config.<field>` flags given), the config is the one saved in
+    the checkpoint with those runtime fields applied (`run_config.merge`); with None,
+    `config` is used as it is. Restores the train state onto abstract shapes (no
+    initialization is run), verifies it, keeps `inference_variables(state)`, writes it with
+    the config and metadata. Returns the path.
     """
+    from colorjax import run_config
     from colorjax.checkpoint import TrainCheckpointer
     from colorjax.objectives import make_objective
 
-    objective = make_objective(config, max(1, int(config.num_train_steps)))
-    _check_objective(objective, config.model.name)
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):
         raise FileNotFoundError(f"no checkpoints in {os.path.abspath(workdir)} "
                                 f"({os.path.join(workdir, 'checkpoints')} is absent); train first")
     ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"), async_save=False)
     try:
         step = ckpt.resolve_step(config.eval.step)
+        if overridden is not None:
+            try:
+                config = run_config.merge(ckpt.saved_config(step), config, overridden)
+            except run_config.RunConfigError as e:
+                raise ExportError(str(e)) from None
+        problem = ckpt.problem(step)
+        if problem:
+            raise ExportError(f"checkpoint step {step} in {ckpt.directory} is damaged: "
+                              f"{problem}; export another step (--config.eval.step=N; "
+                              f"available: {ckpt.all_steps()})")
+        objective = make_objective(config, max(1, int(config.num_train_steps)))
+        _check_objective(objective, config.model.name)
         sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         target = _abstract_train_state(objective, int(config.data.image_size), sharding)
         _check_checkpoint_matches(os.path.join(ckpt.directory, str(step)), target)
@@ -231,6 +250,15 @@ def read_metadata(path: str) -> dict:
     for f in (CONFIG, VARIABLES):
         if not os.path.exists(os.path.join(path, f)):
             raise ExportError(f"{path} is an incomplete export: {f} is missing")
+    recorded = metadata.get("sha256")
+    if recorded is not None:  # exports before digests were recorded have none
+        problem = (integrity.first_problem(path, recorded) if isinstance(recorded, dict)
+                   else "its sha256 table is not a mapping")
+        if problem:
+            raise ExportError(
+                f"{path} is a damaged export: {problem}. Export the run again "
+                "(python -m colorjax.main --config=... --workdir=W --mode=export) or copy "
+                "it again from its source")
     return metadata
 
 

@@ -39,20 +39,29 @@ def main(argv):
         if parallel.launched_process_id() != 0:
             return
         from colorjax.export import ExportError, export_checkpoint
+        from colorjax.run_config import overridden_fields
         try:
-            path = export_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.export_dir)
+            path = export_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.export_dir,
+                                     overridden=overridden_fields(sys.argv))
         except (ExportError, FileNotFoundError) as e:
             sys.exit(f"error: {e}")  # a user's mistake: the message, not a traceback
         print(f"exported to {path}", flush=True)
         return
-    from colorjax import parallel, runtime, train
+    from colorjax import parallel, run_config, runtime, train
+    from colorjax.checkpoint import DamagedCheckpointError
 
     parallel.initialize_distributed()
     runtime.enable_compilation_cache(FLAGS.compilation_cache)
-    if FLAGS.mode == "train":
-        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    elif FLAGS.mode == "eval":
-        train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
+    try:
+        if FLAGS.mode == "train":
+            train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        elif FLAGS.mode == "eval":
+            # The run's saved config, with only the fields given on the command line.
+            train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir,
+                                      overridden=run_config.overridden_fields(sys.argv))
+    except (DamagedCheckpointError, train.NonFiniteLossError, run_config.RunConfigError,
+            FileNotFoundError) as e:
+        sys.exit(f"error: {e}")  # what went wrong and what to do: no traceback
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from colorjax import data, parallel
-from colorjax.checkpoint import TrainCheckpointer
+from colorjax import data, parallel, run_config
+from colorjax.checkpoint import DamagedCheckpointError, TrainCheckpointer
 from colorjax.config_checks import validate_config
 from colorjax.evaluate import Evaluator, write_report
 from colorjax.objectives import make_objective
@@ -116,9 +116,10 @@ def train_and_evaluate(config, workdir: str):
     state = create_state(config, objective, mesh, total_steps)
 
     ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-    start = ckpt.latest_step() or 0
+    # The newest checkpoint that verifies (sha256) and restores; damaged ones are set aside.
+    start, state, data_state = ckpt.restore_newest_good(state, report=_printer())
+    start = start or 0
     if start:
-        state, data_state = ckpt.restore(start, state)
         train_iter.set_state(data_state)
         _printer()(f"resumed from step {start} in {workdir}")
 
@@ -133,11 +134,11 @@ def train_and_evaluate(config, workdir: str):
 
     def check_finite(step, step_metrics):
         if not bool(jax.device_get(step_metrics["finite"])):
-            ckpt.wait()
-            last = ckpt.latest_step()
+            good = ckpt.newest_verified_step()
+            where = (f"The newest checkpoint that verifies is step {good} in {ckpt.directory}"
+                     if good is not None else f"No checkpoint in {ckpt.directory} verifies")
             raise NonFiniteLossError(
-                f"loss or gradients became NaN/Inf at step {step}; stopping. The last good "
-                f"checkpoint is step {last} in {ckpt.directory}.")
+                f"loss or gradients became NaN/Inf at step {step}; stopping. {where}.")
 
     def evaluate(step):
         results = evaluator.evaluate(state)
@@ -211,15 +212,26 @@ def _printer():
     return lambda *args, **kwargs: print(*args, **kwargs, flush=True)
 
 
-def evaluate_checkpoint(config, workdir: str) -> dict:
-    """`--mode=eval`: metrics table (markdown + JSON) and sample grid for a checkpoint."""
+def evaluate_checkpoint(config, workdir: str, overridden: list[str] | None = None) -> dict:
+    """`--mode=eval`: metrics table (markdown + JSON) and sample grid for a checkpoint.
+
+    With `overridden` (the `--config.<field>` flags given), the run's saved config is used
+    with those runtime fields applied (`run_config.merge`); with None, `config` as it is.
+    """
+    ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+    step = ckpt.resolve_step(config.eval.step)
+    if overridden is not None:
+        config = run_config.merge(ckpt.saved_config(step), config, overridden)
     validate_config(config, training=False)
+    problem = ckpt.problem(step)
+    if problem:
+        raise DamagedCheckpointError(
+            f"checkpoint step {step} in {ckpt.directory} is damaged: {problem}; evaluate "
+            f"another step (--config.eval.step=N; available: {ckpt.all_steps()})")
     mesh = parallel.create_mesh()
     total_steps = num_train_steps(config)
     objective = make_objective(config, total_steps)
     state = create_state(config, objective, mesh, total_steps)
-    ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-    step = ckpt.resolve_step(config.eval.step)
     state, _ = ckpt.restore(step, state)
     ckpt.close()
     evaluator = Evaluator(config, objective, mesh)

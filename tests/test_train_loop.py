@@ -164,7 +164,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(tmp_path, m
                         lambda *a, **k: Poisoned(real(*a, **k)))
     with pytest.raises(train.NonFiniteLossError, match="at step 7") as err:
         train.train_and_evaluate(config, str(tmp_path))
-    assert "checkpoint is step 6" in str(err.value)
+    assert "newest checkpoint that verifies is step 6" in str(err.value)
     ckpts = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert ckpts[-1] == 6
 

@@ -1,0 +1,116 @@
+"""The config of an existing run, for `--mode=eval` and `--mode=export`.
+
+A checkpoint holds the config it was trained with. Evaluating or exporting starts from it,
+so no training flag has to be repeated; the command line may change only what does not
+change the trained model (the eval split and data, the sampler, batch sizes, ...). A
+model-changing flag that differs from the run's value is an error naming each field.
+"""
+
+from __future__ import annotations
+
+import json
+
+import ml_collections
+
+# Fields (and sections) a command line may set for an existing run: none of them changes
+# the parameters or what the trained network computes.
+RUNTIME_FIELDS = (
+    "eval", "data", "sampler", "batch_size", "seed", "wandb", "precision",
+    "num_train_steps", "num_epochs", "log_every", "eval_every", "checkpoint_every",
+    "keep_checkpoints", "vae.sample_mode",
+)
+# Models that are one network trained one way, told apart only by their sampler
+# (configs/unetddim.py evaluates a unetddpm run).
+SAME_NETWORK = ({"unetddpm", "unetddim"},)
+
+
+class RunConfigError(ValueError):
+    """The command line asks for a different model than the run trained."""
+
+
+def overridden_fields(argv: list[str]) -> list[str]:
+    """Dotted names of the `--config.<field>` flags on a command line."""
+    out = []
+    for arg in argv:
+        if arg.startswith("--config."):
+            out.append(arg[len("--config."):].split("=", 1)[0])
+    return out
+
+
+def _is_runtime(field: str) -> bool:
+    return any(field == f or field.startswith(f + ".") for f in RUNTIME_FIELDS)
+
+
+def _get(tree: dict, field: str):
+    node = tree
+    for part in field.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(field)
+        node = node[part]
+    return node
+
+
+def _set(tree: dict, field: str, value) -> None:
+    *parents, leaf = field.split(".")
+    node = tree
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def _plain(value):
+    """JSON form, so that a tuple on the command line equals the list a checkpoint saved."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _fill_missing(saved: dict, current: dict) -> None:
+    """Fields the run's colorjax did not have yet take today's defaults."""
+    for key, value in current.items():
+        if key not in saved:
+            saved[key] = value
+        elif isinstance(value, dict) and isinstance(saved[key], dict):
+            _fill_missing(saved[key], value)
+
+
+def merge(saved: ml_collections.ConfigDict, cli: ml_collections.ConfigDict,
+          overridden: list[str]) -> ml_collections.ConfigDict:
+    """The run's config, with the command line's runtime fields applied.
+
+    `cli` is the config `--config` built (file plus overrides); `overridden` the fields
+    given as `--config.<field>`. Raises RunConfigError naming every model-changing field
+    whose command-line value differs from the run's.
+    """
+    run = _plain(saved.to_dict())
+    current = _plain(json.loads(cli.to_json_best_effort()))
+    _fill_missing(run, current)
+    problems = []
+    name, run_name = current["model"]["name"], run["model"]["name"]
+    if name != run_name:
+        if any({name, run_name} <= group for group in SAME_NETWORK):
+            run["model"]["name"] = name  # the same network, sampled the other way
+            run["sampler"] = current["sampler"]
+        else:
+            problems.append(f"config.model.name: the run trained {run_name!r}, --config "
+                            f"gives {name!r}")
+    for field in overridden:
+        if field == "model.name":
+            continue
+        try:
+            value = _get(current, field)
+        except KeyError:
+            continue  # not a field: the config checks name it
+        if _is_runtime(field):
+            _set(run, field, value)
+            continue
+        try:
+            trained = _get(run, field)
+        except KeyError:
+            trained = None
+        if trained != value:
+            problems.append(f"config.{field}: the run trained with {trained!r}, the command "
+                            f"line gives {value!r}")
+    if problems:
+        raise RunConfigError(
+            "the command line changes the trained model; drop these flags (the run's own "
+            "values are used without them): " + "; ".join(problems))
+    return ml_collections.ConfigDict(run)
