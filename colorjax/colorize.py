@@ -1,7 +1,7 @@
 """Colorize your own photos with an exported model: `Colorizer` (Python) and a CLI.
 
     python -m colorjax.colorize --model=EXPORT_DIR --input=FILE_OR_DIR --output=DIR \
-        [--num_samples=N] [--size=S] [--compare] [--batch_size=B] [--seed=K]
+        [--overwrite] [--num_samples=N] [--size=S] [--compare] [--batch_size=B] [--seed=K]
 
 How a photo is colorized (any size, any mode PIL reads):
 
@@ -20,10 +20,12 @@ How a photo is colorized (any size, any mode PIL reads):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
 import threading
+from collections import Counter
 
 import jax
 import numpy as np
@@ -385,6 +387,28 @@ class Colorizer:
 
 # --- command line ---------------------------------------------------------------------
 
+OUTPUT_RULES = """\
+output names (the same inputs and options always give the same names):
+  Each photo is written under the output folder at its path relative to --input (a single
+  file: its own name), with the extension of --format: in/sub/x.jpg -> out/sub/x.png.
+  The source extension stays in the name only where two inputs in one folder share a name
+  apart from it (case ignored): a.jpg, a.png -> a_jpg.png, a_png.png; a lone b.jpg -> b.png.
+  A name still taken (case ignored), by an earlier input (in sorted order, upper case first)
+  or by another file of this run such as a compare strip, gets _2, _3, ...:
+  b.JPG, b.jpg -> b_jpg.png, b_jpg_2.png; c.png, c_compare.png with --compare -> c.png,
+  c_compare.png (c.png's strip), c_compare_2.png, c_compare_2_compare.png.
+  --num_samples=N > 1 writes NAME_sample1 ... NAME_sampleN instead of NAME; --compare adds
+  NAME_compare.
+
+safety (all checked before the model loads; exit status 2):
+  Inputs are never written over or into: an output folder equal to or inside the input
+  folder, or an output that is an input file (real paths, symlinks and hard links resolved),
+  is refused. The list of inputs is fixed before anything is written. Existing outputs are
+  not replaced unless --overwrite: without it the run stops, saying how many exist and
+  naming the first. An output folder that cannot be written is reported. A file that cannot
+  be written during the run is reported, the others go on, and the exit status is 1.
+"""
+
 
 def image_files(root: str) -> tuple[list[str], int]:
     """Files under `root` (recursively, sorted) whose extension PIL registers; and how many
@@ -403,17 +427,34 @@ def image_files(root: str) -> tuple[list[str], int]:
     return found, ignored
 
 
-def output_stems(paths: list[str], root: str) -> dict[str, str]:
-    """Output path stem (relative to the output dir) per input; `a.jpg` and `a.png` in the
-    same folder become `a_jpg` and `a_png` instead of overwriting each other."""
-    rel = {p: os.path.relpath(p, root) if os.path.isdir(root) else os.path.basename(p)
-           for p in paths}
-    stems = {p: os.path.splitext(r)[0] for p, r in rel.items()}
-    counts: dict[str, int] = {}
-    for s in stems.values():
-        counts[s] = counts.get(s, 0) + 1
-    return {p: s if counts[s] == 1 else s + "_" + os.path.splitext(rel[p])[1][1:].lower()
-            for p, s in stems.items()}
+def output_stems(rels: list[str], suffixes=("",)) -> list[str]:
+    """The output stem (path relative to the output folder, no extension) of each input,
+    given by its relative path `rels[i]`, under the rules of `OUTPUT_RULES`.
+
+    `suffixes` are what each input's files add to its stem (e.g. "" and "_compare"): a stem
+    is free only when none of the names it would write is taken, ignoring case (so that the
+    names stay distinct on case-insensitive file systems too).
+    """
+    bases = [os.path.splitext(r)[0] for r in rels]
+    shared = Counter(b.lower() for b in bases)
+    wanted = [b if shared[b.lower()] == 1 else f"{b}_{os.path.splitext(r)[1][1:].lower()}"
+              for b, r in zip(bases, rels)]
+    taken: set[str] = set()
+    stems = []
+    for want in wanted:
+        stem, n = want, 1
+        while any((stem + s).lower() in taken for s in suffixes):
+            n += 1
+            stem = f"{want}_{n}"
+        taken.update((stem + s).lower() for s in suffixes)
+        stems.append(stem)
+    return stems
+
+
+def output_suffixes(num_samples: int, compare: bool) -> list[str]:
+    """What each photo's files add to its stem, in the order they are written."""
+    samples = [f"_sample{k + 1}" for k in range(num_samples)] if num_samples > 1 else [""]
+    return samples + (["_compare"] if compare else [])
 
 
 def compare_strip(photo: Photo, colors: list[np.ndarray]) -> np.ndarray:
@@ -425,19 +466,143 @@ def compare_strip(photo: Photo, colors: list[np.ndarray]) -> np.ndarray:
 
 
 def _save(rgb8: np.ndarray, path: str, fmt: str) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    if fmt == "jpg":
-        Image.fromarray(rgb8).save(path, quality=95, subsampling=0)
+    """Write through a hidden temporary file beside `path`, then rename it into place: an
+    interrupted run leaves no half-written image, and a symlink at `path` is replaced rather
+    than written through. (Hidden files are never read as inputs, see `image_files`.)"""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:  # open(), unlike mkstemp, honours the umask
+            if fmt == "jpg":
+                Image.fromarray(rgb8).save(f, "JPEG", quality=95, subsampling=0)
+            else:
+                Image.fromarray(rgb8).save(f, "PNG", compress_level=3)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _existing_ancestor(path: str) -> str:
+    """`path` itself or its nearest ancestor that exists."""
+    path = os.path.abspath(path)
+    while not os.path.lexists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _is_within(path: str, folder: str) -> bool:
+    """Whether `path` (existing or not) is `folder` or lies inside it, symlinks resolved.
+    Ancestors are compared with `samefile`, which also sees through case-insensitive names
+    and bind mounts where comparing strings would not."""
+    p = os.path.realpath(path)
+    while True:
+        if os.path.exists(p) and os.path.samefile(p, folder):
+            return True
+        parent = os.path.dirname(p)
+        if parent == p:
+            return False
+        p = parent
+
+
+def _file_id(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _gather_inputs(args) -> tuple[list[str], list[str], int] | str:
+    """(input paths, their paths relative to --input, files ignored), fixed once here before
+    anything is written; or an error message."""
+    if os.path.isdir(args.input):
+        paths, ignored = image_files(args.input)
+        rels = [os.path.relpath(p, args.input) for p in paths]
+    elif os.path.isfile(args.input):
+        paths, ignored = [args.input], 0
+        rels = [os.path.basename(args.input)]
     else:
-        Image.fromarray(rgb8).save(path, compress_level=3)
+        return f"--input={args.input}: no such file or directory"
+    if not paths:
+        return (f"no image files in {args.input}" +
+                (f" ({ignored} files with other extensions ignored)" if ignored else ""))
+    return paths, rels, ignored
+
+
+def check_outputs(args, paths: list[str], outputs: list[str]) -> str | None:
+    """Why the planned `outputs` may not be written (see the safety rules of `OUTPUT_RULES`),
+    or None. Only looks at the file system: nothing is created."""
+    out = args.output
+    ancestor = _existing_ancestor(out)
+    if not os.path.isdir(ancestor):
+        what = "is a file" if ancestor == os.path.abspath(out) else f"is under the file {ancestor}"
+        return f"--output={out} {what}, not a folder"
+    if os.path.isdir(args.input) and _is_within(out, args.input):
+        return (f"--output={out} is the input folder or inside it (--input={args.input}); "
+                "colorize never writes into its inputs: choose an output folder outside it")
+    if os.path.isdir(args.input):  # also when the input folder lies inside the output folder
+        first_in = {}  # output folder -> its first output, checked once per folder
+        for o in outputs:
+            first_in.setdefault(os.path.dirname(o), o)
+        for folder, first in first_in.items():
+            if _is_within(folder, args.input):
+                return (f"--output={out}: {first} would lie inside --input={args.input}; "
+                        "colorize never writes into its inputs")
+    # Only an output that exists can be an input; comparing (device, inode) sees through
+    # symlinks and hard links alike.
+    inputs = {_file_id(p): p for p in paths}
+    existing = [o for o in outputs if os.path.lexists(o)]
+    for o in existing:
+        same = inputs.get(_file_id(o)) if os.path.exists(o) else None
+        if same:
+            return (f"--output={out}: {o} would replace the input {same}; "
+                    "choose another output folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"--output={out}: cannot write in {ancestor} (permission denied)"
+    if existing and not args.overwrite:
+        what = (f"output file {existing[0]} already exists" if len(existing) == 1 else
+                f"{len(existing)} output files already exist (the first: {existing[0]})")
+        return f"{what}; pass --overwrite to replace, or choose another --output"
+    return None
+
+
+def _write_photo(colorizer, photo: Photo, abs_, files: list[str], args, bar) -> int:
+    """Finish and save one photo's files (colorizations, then its strip); how many were
+    written. A file that cannot be written is reported and the others go on."""
+    colors = [to_uint8(colorizer.finish(photo, ab)) for ab in abs_]
+    images = colors + ([compare_strip(photo, colors)] if args.compare else [])
+    written = 0
+    for rgb8, path in zip(images, files):
+        try:
+            _save(rgb8, path, args.format)
+            written += 1
+        except OSError as e:
+            bar.write(f"could not write {path}: {e.strerror or e}", file=sys.stderr)
+    return written
 
 
 def run(args) -> int:
-    """The CLI: returns the exit status (0 when at least one photo was colorized)."""
+    """The CLI: returns the exit status (0 when at least one photo was colorized and every
+    file was written; 2 for a usage error, reported before the model loads)."""
     from tqdm import tqdm
 
     args.model, args.input, args.output = (os.path.expanduser(p) for p in
                                            (args.model, args.input, args.output))
+    gathered = _gather_inputs(args)
+    if isinstance(gathered, str):
+        print(f"error: {gathered}", file=sys.stderr)
+        return 2
+    paths, rels, ignored = gathered
+    ext = "jpg" if args.format == "jpg" else "png"
+    # (An invalid --num_samples is named once the model is known; plan as for one.)
+    suffixes = output_suffixes(max(args.num_samples, 1), args.compare)
+    stems = output_stems(rels, suffixes)
+    files = {p: [os.path.join(args.output, f"{stem}{s}.{ext}") for s in suffixes]
+             for p, stem in zip(paths, stems)}
+    problem = check_outputs(args, paths, [f for fs in files.values() for f in fs])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         colorizer = Colorizer.load(args.model, size=args.size, batch_size=args.batch_size,
                                    seed=args.seed)
@@ -445,23 +610,9 @@ def run(args) -> int:
     except (ExportError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if os.path.isdir(args.input):
-        paths, ignored = image_files(args.input)
-    elif os.path.isfile(args.input):
-        paths, ignored = [args.input], 0
-    else:
-        print(f"error: --input={args.input}: no such file or directory", file=sys.stderr)
-        return 2
-    if not paths:
-        print(f"error: no image files in {args.input}" +
-              (f" ({ignored} files with other extensions ignored)" if ignored else ""),
-              file=sys.stderr)
-        return 2
-    stems = output_stems(paths, args.input)
-    ext = "jpg" if args.format == "jpg" else "png"
     print(f"{colorizer}: {len(paths)} photos from {args.input} -> {args.output}", flush=True)
 
-    done, skipped = 0, []
+    done, written, failed, skipped = 0, 0, 0, []
     bar = tqdm(total=len(paths), unit="photo", dynamic_ncols=True, file=sys.stderr)
     for start in range(0, len(paths), args.batch_size):
         batch = []
@@ -479,29 +630,31 @@ def run(args) -> int:
         small = colorizer.predict_small([p for _, p in batch], args.num_samples,
                                         fixed_batch=True)
         for i, ((path, photo), abs_) in enumerate(zip(batch, small)):
-            stem = os.path.join(args.output, stems[path])
-            colors = [to_uint8(colorizer.finish(photo, ab)) for ab in abs_]
-            for k, rgb8 in enumerate(colors):
-                suffix = f"_sample{k + 1}" if args.num_samples > 1 else ""
-                _save(rgb8, f"{stem}{suffix}.{ext}", args.format)
-            if args.compare:
-                _save(compare_strip(photo, colors), f"{stem}_compare.{ext}", args.format)
+            n = _write_photo(colorizer, photo, abs_, files[path], args, bar)
+            written, failed = written + n, failed + len(files[path]) - n
+            if n == len(files[path]):
+                done += 1
             batch[i] = None  # free the photo's full-resolution L before the next one
-            done += 1
             bar.update(1)
     bar.close()
-    print(f"colorized {done} photo(s) into {args.output}" +
+    print(f"colorized {done} photo(s) into {args.output} ({written} file(s) written)" +
+          (f"; could not write {failed} file(s)" if failed else "") +
           (f"; skipped {len(skipped)} unreadable file(s)" if skipped else "") +
           (f"; ignored {ignored} non-image file(s)" if ignored else ""), flush=True)
-    return 0 if done else 1
+    return 0 if done and not failed else 1
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m colorjax.colorize",
-                                description="Colorize photos with an exported colorjax model.")
+                                description="Colorize photos with an exported colorjax model.",
+                                epilog=OUTPUT_RULES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="export directory (--mode=export)")
     p.add_argument("--input", required=True, help="an image file or a folder (recursive)")
-    p.add_argument("--output", required=True, help="folder for the results")
+    p.add_argument("--output", required=True,
+                   help="folder for the results (not the input folder nor inside it)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs that already exist (never an input)")
     p.add_argument("--num_samples", type=int, default=1,
                    help="colorizations per photo (VAE and diffusion models)")
     p.add_argument("--size", type=int, default=None,

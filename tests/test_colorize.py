@@ -1,8 +1,13 @@
 """Colorizing photos: any size and mode, full-resolution L kept, the CLI over a folder,
-samples for models that sample, clear errors."""
+samples for models that sample, clear errors; the CLI never touches its inputs, names its
+outputs uniquely and replaces none without --overwrite."""
 
+import hashlib
 import io
+import os
 import pathlib
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -11,7 +16,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from colorjax import color
-from colorjax.colorize import Colorizer, Photo, main, open_photo, to_photo
+from colorjax.colorize import Colorizer, Photo, main, open_photo, output_stems, to_photo
 
 import test_export  # the shared tiny export (tests/ is on sys.path under pytest)
 
@@ -178,9 +183,23 @@ def _write_inputs(folder: pathlib.Path):
     (folder / "notes.txt").write_text("not an image")
 
 
+def _tree(folder: pathlib.Path) -> dict[str, str]:
+    """{relative path: sha1 (or "-> target" for a symlink)} of every file under `folder`,
+    hidden ones included: what a run must leave unchanged, or exactly what it wrote."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).as_posix()
+        if p.is_symlink():
+            out[rel] = "-> " + os.readlink(p)
+        elif p.is_file():
+            out[rel] = hashlib.sha1(p.read_bytes()).hexdigest()
+    return out
+
+
 def test_cli_folder(exported, tmp_path, capsys):
     src, out = tmp_path / "in", tmp_path / "out"
     _write_inputs(src)
+    before = _tree(src)
     code = main([f"--model={exported[0]}", f"--input={src}", f"--output={out}", "--compare",
                  "--batch_size=2"])
     captured = capsys.readouterr()
@@ -196,7 +215,9 @@ def test_cli_folder(exported, tmp_path, capsys):
     }
     assert "skipped" in captured.err and "broken.jpg" in captured.err
     assert "truncated.png" in captured.err
-    assert "colorized 6 photo(s)" in captured.out and "skipped 2" in captured.out
+    assert "colorized 6 photo(s)" in captured.out and "(12 file(s) written)" in captured.out
+    assert "skipped 2" in captured.out
+    assert _tree(src) == before
     assert "ignored 1 non-image" in captured.out
     # The compare strip: gray | colour | truth; its middle is the written colorization.
     strip = np.asarray(Image.open(out / "astronaut_png_compare.png"))
@@ -209,16 +230,216 @@ def test_cli_single_file_and_errors(exported, tmp_path, capsys):
     assert main([f"--model={exported[0]}", f"--input={tmp_path / 'one.jpg'}",
                  f"--output={tmp_path / 'o'}", "--size=64", "--format=jpg"]) == 0
     assert Image.open(tmp_path / "o" / "one.jpg").size == (21, 13)
+    # Into the input's own folder: allowed, as the output is another file; the input stays.
+    before = hashlib.sha1((tmp_path / "one.jpg").read_bytes()).digest()
+    assert main([f"--model={exported[0]}", f"--input={tmp_path / 'one.jpg'}",
+                 f"--output={tmp_path}"]) == 0
+    assert Image.open(tmp_path / "one.png").size == (21, 13)
+    assert hashlib.sha1((tmp_path / "one.jpg").read_bytes()).digest() == before
+    (tmp_path / "one.png").unlink()
     capsys.readouterr()
 
-    assert main([f"--model={exported[0]}", f"--input={tmp_path}", f"--output={tmp_path / 'x'}",
+    one = f"--input={tmp_path / 'one.jpg'}"
+    assert main([f"--model={exported[0]}", one, f"--output={tmp_path / 'x'}",
                  "--num_samples=3"]) == 2
     assert "deterministic" in capsys.readouterr().err
-    assert main([f"--model={exported[0]}", f"--input={tmp_path}", f"--output={tmp_path / 'x'}",
-                 "--size=31"]) == 2
+    assert main([f"--model={exported[0]}", one, f"--output={tmp_path / 'x'}", "--size=31"]) == 2
     assert "multiples of 2" in capsys.readouterr().err
-    assert main([f"--model={tmp_path}", f"--input={tmp_path}", f"--output={tmp_path / 'x'}"]) == 2
+    assert main([f"--model={tmp_path}", one, f"--output={tmp_path / 'x'}"]) == 2
     assert "is not a colorjax export" in capsys.readouterr().err
     assert main([f"--model={exported[0]}", f"--input={tmp_path / 'nope'}",
                  f"--output={tmp_path / 'x'}"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+# --- the CLI and the user's files -------------------------------------------------------
+
+
+def test_help_states_the_output_rules(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for rule in ("--overwrite", "in/sub/x.jpg -> out/sub/x.png", "a_jpg.png, a_png.png",
+                 "b_jpg_2.png", "c_compare_2.png", "inside the input", "symlinks"):
+        assert rule in text, rule
+
+
+def test_output_stems_keep_the_extension_only_where_needed_then_count():
+    rels = ["a.jpg", "a.png", "a_jpg.png", "b.JPG", "b.jpg", "c.png", "c_compare.png",
+            "d.jpg", "sub/a.jpg", "Sub/x.jpg", "sub/x.png"]
+    assert output_stems(rels, ["", "_compare"]) == [
+        "a_jpg", "a_png", "a_jpg_2",   # a.jpg and a.png share a folder and a name
+        "b_jpg", "b_jpg_2",            # ... also when they differ only in case
+        "c", "c_compare_2",            # c_compare.png would collide with c.png's strip
+        "d", "sub/a",                  # alone: no extension in the name
+        "Sub/x_jpg", "sub/x_png"]      # folders differing in case are one on macOS
+    # Without compare strips c_compare.png keeps its name; samples are names of their own.
+    assert output_stems(["c.png", "c_compare.png"], [""]) == ["c", "c_compare"]
+    assert output_stems(["c.png", "c_sample1.png"], ["_sample1", "_sample2"]) == [
+        "c", "c_sample1"]
+
+
+def test_cli_every_input_gets_its_own_outputs(exported, tmp_path, capsys):
+    """The collisions of issue 17: nine photos in, eighteen files out, each traceable."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    # Each input has its own size, so each output can be traced back to its input.
+    expected = {"a.jpg": "a_jpg", "a.png": "a_png", "a_jpg.png": "a_jpg_2",
+                "b.JPG": "b_jpg", "b.jpg": "b_jpg_2", "c.png": "c", "c_compare.png":
+                "c_compare_2", "d.jpg": "d", "sub/a.jpg": "sub/a"}
+    sizes = {name: (20 + 3 * i, 12 + i) for i, name in enumerate(expected)}
+    for name, (w, h) in sizes.items():
+        fmt = "JPEG" if name.lower().endswith(".jpg") else "PNG"
+        Image.fromarray(astronaut(w, h)).save(src / name, fmt)
+    before = _tree(src)
+    code = main([f"--model={exported[0]}", f"--input={src}", f"--output={out}", "--compare",
+                 "--batch_size=4"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert set(_tree(out)) == {f"{s}{k}.png" for s in expected.values()
+                               for k in ("", "_compare")}
+    for name, stem in expected.items():
+        w, h = sizes[name]
+        assert Image.open(out / f"{stem}.png").size == (w, h), name
+        strip = np.asarray(Image.open(out / f"{stem}_compare.png"))
+        np.testing.assert_array_equal(strip[:, 2 * w:], np.asarray(Image.open(src / name)))
+    assert "colorized 9 photo(s)" in captured.out and "(18 file(s) written)" in captured.out
+    assert _tree(src) == before
+
+
+def _refused(capsys, argv, what: str) -> str:
+    """Run the CLI, expect exit status 2 and one line on stderr that mentions `what`."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    assert what in err and "Traceback" not in err, err
+    return err
+
+
+def _photo_tree(root: pathlib.Path) -> None:
+    (root / "sub").mkdir(parents=True)
+    Image.fromarray(astronaut(30, 20)).save(root / "p1.png")
+    Image.fromarray(astronaut(25, 15)).save(root / "p2.jpg")
+    Image.fromarray(astronaut(17, 13)).save(root / "sub" / "p3.png")
+
+
+@pytest.mark.parametrize("case", ["same folder", "inside", "symlink to it", "input file",
+                                  "symlinked output file", "hard-linked output file",
+                                  "mirrored into the input"])
+def test_cli_never_writes_over_or_into_its_inputs(exported, tmp_path, capsys, case):
+    src = tmp_path / "photos"
+    _photo_tree(src)
+    inp, out = src, src
+    if case == "inside":
+        out = src / "colorized"
+    elif case == "symlink to it":
+        out = tmp_path / "link"
+        out.symlink_to(src, target_is_directory=True)
+    elif case == "input file":  # --input=FILE --output=its folder
+        inp = src / "p1.png"
+    elif case in ("symlinked output file", "hard-linked output file"):
+        out = tmp_path / "out"
+        out.mkdir()
+        if case.startswith("sym"):
+            (out / "p1.png").symlink_to(src / "p1.png")
+        else:
+            os.link(src / "p1.png", out / "p1.png")
+    elif case == "mirrored into the input":  # photos/photos/x.png -> (out=.)/photos/x.png
+        out = tmp_path
+        (src / "photos").mkdir()
+        Image.fromarray(astronaut(9, 7)).save(src / "photos" / "x.png")
+    reason = ("would lie inside --input" if case.startswith("mirrored") else
+              "would replace the input" if "file" in case else "is the input folder or inside it")
+    before = _tree(tmp_path)
+    # --overwrite does not make any of these allowed.
+    _refused(capsys, [f"--model={exported[0]}", f"--input={inp}", f"--output={out}",
+                      "--compare", "--overwrite"], reason)
+    assert _tree(tmp_path) == before
+
+
+def test_cli_refusals_come_before_the_model_loads_and_without_traceback(tmp_path):
+    """The real command line, with a --model that is not an export at all: the refusal is
+    what the user hears, in one line, before any work."""
+    src = tmp_path / "photos"
+    _photo_tree(src)
+    before = _tree(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "colorjax.colorize", f"--model={tmp_path / 'no_export'}",
+         f"--input={src}", f"--output={src}"],
+        capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "never writes into its inputs" in proc.stderr
+    assert proc.stdout == ""
+    assert _tree(tmp_path) == before
+
+
+def test_cli_rerun_refuses_existing_outputs_unless_overwrite(exported, tmp_path, capsys):
+    """Output folder around the input folder: a rerun reads none of its own outputs back in,
+    refuses up front to replace them, and with --overwrite writes the same files again."""
+    top = tmp_path / "top"
+    src = top / "photos"
+    _photo_tree(src)
+    inputs = _tree(src)
+    argv = [f"--model={exported[0]}", f"--input={src}", f"--output={top}", "--compare"]
+    assert main(argv) == 0
+    assert "colorized 3 photo(s)" in capsys.readouterr().out
+    first = {k: v for k, v in _tree(top).items() if not k.startswith("photos/")}
+    assert set(first) == {"p1.png", "p1_compare.png", "p2.png", "p2_compare.png",
+                          "sub/p3.png", "sub/p3_compare.png"}
+
+    # Without --overwrite: refused before the model loads (a bogus --model proves it).
+    _refused(capsys, [f"--model={tmp_path / 'no_export'}", *argv[1:]],
+             f"6 output files already exist (the first: {top / 'p1.png'}); pass --overwrite")
+    (top / "p2.png").unlink()
+    _refused(capsys, argv, "5 output files already exist")
+    assert _tree(src) == inputs
+
+    # --overwrite: the same three photos, the same files; a symlink among the outputs is
+    # replaced, not written through.
+    elsewhere = tmp_path / "elsewhere.png"
+    Image.fromarray(astronaut(5, 5)).save(elsewhere)
+    kept = elsewhere.read_bytes()
+    (top / "p2.png").symlink_to(elsewhere)
+    assert main([*argv, "--overwrite"]) == 0
+    assert "colorized 3 photo(s) into" in capsys.readouterr().out
+    assert {k: v for k, v in _tree(top).items() if not k.startswith("photos/")} == first
+    assert not (top / "p2.png").is_symlink() and elsewhere.read_bytes() == kept
+    assert _tree(src) == inputs
+
+
+def test_cli_unwritable_output_is_reported_before_the_model_loads(tmp_path, capsys,
+                                                                   monkeypatch):
+    src = tmp_path / "photos"
+    _photo_tree(src)
+    (tmp_path / "notes.txt").write_text("a file")
+    no_model = f"--model={tmp_path / 'no_export'}"
+    _refused(capsys, [no_model, f"--input={src}", f"--output={tmp_path / 'notes.txt'}"],
+             "is a file, not a folder")
+    _refused(capsys, [no_model, f"--input={src}", f"--output={tmp_path / 'notes.txt' / 'o'}"],
+             "is under the file")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    if os.geteuid() == 0:  # root writes anywhere: make the folder read-only as a mount would
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: (
+            os.path.realpath(p) != str(locked.resolve()) and access(p, mode)))
+    _refused(capsys, [no_model, f"--input={src}", f"--output={locked / 'o'}"],
+             f"cannot write in {locked} (permission denied)")
+    assert not (tmp_path / "notes.txt" / "o").exists()
+
+
+def test_cli_a_file_that_cannot_be_written_is_reported_and_not_counted(exported, tmp_path,
+                                                                        capsys):
+    src, out = tmp_path / "photos", tmp_path / "out"
+    _photo_tree(src)
+    (out / "p1.png").mkdir(parents=True)  # in the way of p1's colorization
+    code = main([f"--model={exported[0]}", f"--input={src}", f"--output={out}", "--overwrite"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"could not write {out / 'p1.png'}" in captured.err
+    assert ("colorized 2 photo(s) into" in captured.out and "(2 file(s) written); could not "
+            "write 1 file(s)" in captured.out)
+    assert set(_tree(out)) == {"p2.png", "sub/p3.png"}  # no temporary file left behind
