@@ -4,14 +4,22 @@ Modes: train (resumes from the workdir's latest checkpoint), eval (metrics table
 for a checkpoint), export (an inference artifact for `colorjax.Colorizer`, by default in
 `workdir/export/step_<N>`; `--config.eval.step` picks the checkpoint). Any config field
 can be overridden: `--config.batch_size=32`.
+
+A mistake in the flags or the config (an unknown field, a value that is not allowed) ends
+the program before anything compiles, with one line on stderr and exit status 2:
+`config error: config.<field>: <what is wrong>; allowed: <...>`. `COLORJAX_DEBUG=1` adds
+the traceback.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from colorjax import cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:variant]).",
@@ -25,10 +33,79 @@ flags.DEFINE_string("compilation_cache", None,
                     "$COLORJAX_COMPILATION_CACHE or ~/.cache/colorjax/jax_compilation_cache).")
 flags.mark_flags_as_required(["config", "workdir"])
 
+# What a config field's value must look like on the command line, by the default's type.
+_TYPE_WORDS = {bool: "True or False", int: "integers", float: "numbers", str: "strings",
+               tuple: "tuples, e.g. '(8, 16)'"}
+
+
+def _config_path(argv) -> str | None:
+    """The value of --config in `argv` (`--config=X` or `--config X`), if there is one."""
+    for i, arg in enumerate(argv):
+        if m := re.fullmatch(r"--?config=(.*)", arg):
+            return m.group(1)
+        if re.fullmatch(r"--?config", arg) and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def _overrides(argv) -> list[tuple[str, str | None]]:
+    """(field, value) of each --config.<field>[=value] (and --noconfig.<field>) in argv."""
+    found = []
+    for arg in argv:
+        if m := re.fullmatch(r"--?(?:no)?config\.([^=]+)(?:=(.*))?", arg, re.DOTALL):
+            found.append((m.group(1), m.group(2)))
+    return found
+
+
+def _explain_flag_error(error: Exception, argv) -> str:
+    """The one line that says what is wrong with the command line behind `error`.
+
+    ml_collections reports an unknown override field as a KeyError traceback and a
+    config file that fails to load as an error wrapped in others, so the config file is
+    loaded again here and each override checked against it: that names the field."""
+    from colorjax.config_checks import unknown_field_error
+    from colorjax.configs import load_config
+
+    path = _config_path(argv)
+    if path is None:
+        return cli.flag_error(error)
+    try:
+        config = load_config(path)
+    except Exception as e:  # noqa: BLE001  a missing file, a bad variant, a broken file
+        return f"config error: --config={path}: {e}"
+    for field, _ in _overrides(argv):
+        if (unknown := unknown_field_error(config, field)) is not None:
+            return f"config error: {unknown}"
+    if m := re.match(r"flag --config\.([\w.]+)=(.*?): (.*)", str(error), re.DOTALL):
+        field, value, why = m.groups()
+        kind = type(_leaf(config, field))
+        return (f"config error: config.{field}: {value!r} is not allowed ({why}); allowed: "
+                f"{_TYPE_WORDS.get(kind, kind.__name__ + ' values')}")
+    if isinstance(error, flags.Error) and "config" not in str(error):
+        return cli.flag_error(error)  # another flag (--mode, --workdir)
+    return f"config error: {error}"
+
+
+def _leaf(config, dotted: str):
+    """`config.<dotted>` (a field that exists)."""
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, but every mistake in one line with exit status 2."""
+    try:
+        args = FLAGS(argv)
+        FLAGS.config.keys()  # a config file that failed to load raises only when read
+        return args
+    except Exception as e:  # noqa: BLE001  explained in one line; COLORJAX_DEBUG=1 shows it
+        cli.fail(_explain_flag_error(e, argv))
+
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        cli.fail(f"error: unexpected arguments: {argv[1:]}; see --helpshort")
     # TFDS and orbax log every file they open at INFO; colorjax reports progress itself.
     logging.set_verbosity(logging.WARNING)
     if FLAGS.mode == "export":
@@ -49,6 +126,7 @@ def main(argv):
         return
     from colorjax import parallel, run_config, runtime, train
     from colorjax.checkpoint import DamagedCheckpointError
+    from colorjax.config_checks import ConfigError
 
     parallel.initialize_distributed()
     runtime.enable_compilation_cache(FLAGS.compilation_cache)
@@ -62,7 +140,9 @@ def main(argv):
     except (DamagedCheckpointError, train.NonFiniteLossError, run_config.RunConfigError,
             FileNotFoundError) as e:
         sys.exit(f"error: {e}")  # what went wrong and what to do: no traceback
+    except ConfigError as e:  # raised by validate_config, before anything compiles
+        cli.fail(f"config error: {e}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 import ml_collections
 
 # Chosen from ../shared/data/imagenet-samples (see colorjax/data/README.md): its three
@@ -74,16 +76,21 @@ def default_data_config() -> ml_collections.ConfigDict:
 _FIELD = "config.data."
 
 
+def _error(key: str, value, allowed: str) -> ValueError:
+    """The one-line form of every config error: `config.data.<key>: ...; allowed: ...`."""
+    return ValueError(f"{_FIELD}{key}: {value!r} is not allowed; allowed: {allowed}")
+
+
 def fill_defaults(data_config) -> ml_collections.ConfigDict:
     """``data_config`` over the defaults; unknown fields are an error (usually a typo)."""
     cfg = default_data_config()
     given = dict(data_config.items()) if hasattr(data_config, "items") else dict(data_config)
     unknown = sorted(set(given) - set(cfg.keys()))
     if unknown:
-        raise ValueError(
-            f"Unknown field(s) {', '.join(_FIELD + k for k in unknown)}; "
-            f"known fields: {', '.join(sorted(cfg.keys()))}."
-        )
+        close = difflib.get_close_matches(unknown[0], list(cfg.keys()), n=1, cutoff=0.0)
+        hint = f" (closest known field: {_FIELD}{close[0]})" if close else ""
+        raise ValueError(f"{_FIELD}{unknown[0]}: no such field{hint}; allowed: the fields "
+                         f"of config.data: {', '.join(sorted(cfg.keys()))}")
     # A fresh ConfigDict: assigning into the defaults would raise TypeError on a type
     # change (e.g. a string image_size) before check_fields can name the field.
     return ml_collections.ConfigDict({**cfg.to_dict(), **given})
@@ -93,25 +100,25 @@ def _int(cfg, key, lo, hi=None, extra=""):
     v = cfg[key]
     if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
         rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ValueError(f"{_FIELD}{key} must be an integer {rng}{extra}; got {v!r}.")
+        raise _error(key, v, f"integers {rng}{extra}")
     return v
 
 
 def _float(cfg, key, lo, hi, hi_open=True):
     v = cfg[key]
     if isinstance(v, bool) or not isinstance(v, (int, float)) or v < lo or v > hi or (hi_open and v == hi):
-        raise ValueError(f"{_FIELD}{key} must be a number in [{lo}, {hi}{')' if hi_open else ']'}; got {v!r}.")
+        raise _error(key, v, f"numbers in [{lo}, {hi}{')' if hi_open else ']'}")
     return float(v)
 
 
 def _bool(cfg, key):
     if not isinstance(cfg[key], bool):
-        raise ValueError(f"{_FIELD}{key} must be True or False; got {cfg[key]!r}.")
+        raise _error(key, cfg[key], "True or False")
 
 
 def _str(cfg, key):
     if not isinstance(cfg[key], str):
-        raise ValueError(f"{_FIELD}{key} must be a string; got {cfg[key]!r}.")
+        raise _error(key, cfg[key], "strings")
 
 
 def check_fields(data_config) -> ml_collections.ConfigDict:
@@ -125,8 +132,8 @@ def check_fields(data_config) -> ml_collections.ConfigDict:
         _str(cfg, key)
     if not cfg.name and not cfg.folder:
         raise ValueError(
-            f"{_FIELD}name is empty and {_FIELD}folder is not set: name a dataset "
-            "(e.g. 'colorjax_demo') or set a folder of photos."
+            f"{_FIELD}name: '' is not allowed while {_FIELD}folder is not set; allowed: a "
+            "dataset name (e.g. 'colorjax_demo'), or set a folder of photos"
         )
     for key in ("random_crop", "hflip", "jpeg_draft", "shuffle", "download",
                 "keep_freed_memory"):
@@ -145,11 +152,11 @@ def check_fields(data_config) -> ml_collections.ConfigDict:
     _float(cfg, "test_fraction", 0.0, 1.0)
     if cfg.val_fraction + cfg.test_fraction >= 1.0:
         raise ValueError(
-            f"{_FIELD}val_fraction + {_FIELD}test_fraction must be below 1; got "
-            f"{cfg.val_fraction} + {cfg.test_fraction}."
+            f"{_FIELD}val_fraction: {cfg.val_fraction} + {_FIELD}test_fraction "
+            f"{cfg.test_fraction} is not allowed; allowed: a sum below 1"
         )
     seed = cfg.shuffle_seed
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < -1
                              or seed >= 2**32):
-        raise ValueError(f"{_FIELD}shuffle_seed must be None, -1 or an integer in [0, 2**32); got {seed!r}.")
+        raise _error("shuffle_seed", seed, "None, -1 or integers in [0, 2**32)")
     return cfg

@@ -5,11 +5,14 @@
 
 Then train with ``--config.data.name=NAME`` (and the same ``--config.data.data_dir``).
 Training with ``--config.data.folder=DIR`` does the same on first use, so running this by
-hand is optional. Prints what was kept and why the other files were dropped.
+hand is optional. Prints what was kept and why the other files were dropped. A mistake
+(a missing folder, a bad name, no usable photo) is one line on stderr naming the folder
+or file, exit status 2.
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 
+from colorjax import cli
 from colorjax.data import config, folder
 
 
@@ -30,7 +33,9 @@ def _define_flags():
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        cli.fail(f"error: unexpected arguments: {argv[1:]}; see --helpshort")
+    logging.set_verbosity(logging.WARNING)  # TFDS logs every shard it writes at INFO
     f = flags.FLAGS
     try:
         report = folder.prepare_folder(
@@ -38,8 +43,8 @@ def main(argv):
             test_fraction=f.test_fraction, min_size=f.min_size,
             gray_threshold=f.gray_threshold, force=f.force,
         )
-    except ValueError as e:
-        raise app.UsageError(str(e)) from e
+    except (ValueError, OSError) as e:  # the user's folder or flags, not a bug: one line
+        cli.fail(f"error: {e}")
     print(report)
     print(f"Train with: --config.data.name={report.name}"
           + (f" --config.data.data_dir={f.data_dir}" if f.data_dir else ""))
@@ -47,4 +52,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)
