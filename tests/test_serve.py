@@ -1,12 +1,19 @@
 """The upload page's server: colorized answers of the input's size, clear 4xx answers for bad
-requests (after which it keeps serving), several requests at once."""
+requests (after which it keeps serving), several requests at once; and its hardening: read
+deadlines, caps on connections and photos in work (503 + Retry-After), the longest side,
+query values, Host and Origin checks, a port in use in one line."""
 
 import base64
 import concurrent.futures
 import http.client
 import io
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -15,19 +22,26 @@ from PIL import Image
 from skimage import data as skdata
 
 from colorjax.colorize import Colorizer
-from colorjax.serve import make_server, parse_multipart
+from colorjax.serve import ColorizeService, RequestError, make_server, parse_multipart
 
 import test_export  # the shared tiny export (tests/ is on sys.path under pytest)
 
 MAX_PIXELS = 300_000
 MAX_UPLOAD_MB = 0.2
+MAX_SIDE = 2000
+TIMEOUT = 1.5  # --timeout of the test servers: stalls are cut off quickly
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     path = test_export.tiny_export(tmp_path_factory.getbasetemp() / "colorjax_export")[0]
-    srv = make_server(Colorizer.load(str(path)), "127.0.0.1", 0, quiet=True,
-                      max_pixels=MAX_PIXELS, max_upload_mb=MAX_UPLOAD_MB, max_concurrent=2)
+    srv = make_server(Colorizer.load(str(path)), "127.0.0.1", 0, quiet=True, timeout=TIMEOUT,
+                      max_pixels=MAX_PIXELS, max_upload_mb=MAX_UPLOAD_MB, max_side=MAX_SIDE,
+                      max_concurrent=2)
+    yield from _running(srv)
+
+
+def _running(srv):
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield srv.server_address[:2]
@@ -98,7 +112,7 @@ def test_upload_gives_a_colorized_image_of_the_same_size(server):
     # Raw bytes as the body and a PNG answer (for curl).
     status, ctype, body = request(server, "POST", "/api/colorize?format=png",
                                   photo_bytes(101, 99, "PNG", "L"), {"Content-Type": "image/png"})
-    assert status == 200 and ctype == "image/png"
+    assert status == 200 and ctype == "image/png", body
     assert Image.open(io.BytesIO(body)).size == (101, 99)
 
 
@@ -170,3 +184,244 @@ def test_parse_multipart():
     fields = parse_multipart(ctype, body)
     assert fields["image"] == ("x.jpg", b"\r\n--abc\r\nbinary\r\n")
     assert fields["num_samples"] == (None, b"3")
+
+
+# --- hardening ------------------------------------------------------------------------
+
+
+class StubColorizer:
+    """What the server needs of a Colorizer, without a model: answers zeros, and with
+    `hold` set waits in `colorize_photos` until released (to fill the slots)."""
+
+    model_name, metadata, size, samples = "stub", {"step": 0}, 32, False
+
+    def __init__(self, hold=False):
+        self.hold, self.entered, self.release = hold, threading.Semaphore(0), threading.Event()
+
+    def colorize_photos(self, photos, num_samples=1):
+        self.entered.release()
+        if self.hold:
+            assert self.release.wait(30), "the test never released the stub"
+        return [[np.zeros(p.l.shape + (3,), np.float32)] * num_samples for p in photos]
+
+
+@pytest.fixture
+def stub_server():
+    """(address, server, stub) of a model-free server with small caps; started lazily."""
+    servers = []
+
+    def start(hold=False, **options):
+        stub = StubColorizer(hold)
+        srv = make_server(stub, "127.0.0.1", 0, quiet=True, **options)
+        gen = _running(srv)
+        servers.append((gen, stub))
+        return next(gen), srv, stub
+
+    yield start
+    for gen, stub in servers:
+        stub.release.set()
+        next(gen, None)
+
+
+def exchange(addr, method, path, body=None, headers=None, skip_host=False):
+    """(status, headers, parsed JSON or raw body) of one request on a fresh connection."""
+    conn = http.client.HTTPConnection(*addr, timeout=60)
+    try:
+        conn.putrequest(method, path, skip_host=skip_host or "Host" in (headers or {}))
+        for k, v in {"Content-Length": str(len(body or b"")), **(headers or {})}.items():
+            conn.putheader(k, v)
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.getheader("Content-Type") == "application/json":
+            data = json.loads(data)
+        return resp.status, resp, data
+    finally:
+        conn.close()
+
+
+def test_unknown_query_parameters_and_values_are_refused(server):
+    img = photo_bytes(40, 30, "PNG")
+    for query, message in [("?format=exe", "format='exe' is not allowed; allowed: json, png"),
+                           ("?fromat=png", "unknown query parameter 'fromat'; allowed: format"),
+                           ("?format=png&format=json", "given 2 times"),
+                           ("?num_samples=x", "not an integer")]:
+        status, _, out = exchange(server, "POST", "/api/colorize" + query, img)
+        assert status == 400 and message in out["error"], (query, out)
+    status, resp, _ = exchange(server, "POST", "/api/colorize?format=json", img)
+    assert status == 200 and resp.getheader("Content-Type") == "application/json"
+
+
+def test_host_header_must_name_this_server(server, stub_server):
+    port = server[1]
+    for host in (f"evil.example:{port}", "evil.example", f"127.0.0.2:{port}", "local host"):
+        for method, body in (("GET", None), ("POST", photo_bytes(20, 20))):
+            status, _, out = exchange(server, method, "/api/info" if method == "GET"
+                                      else "/api/colorize", body, {"Host": host})
+            assert status == 400 and "--allowed_hosts" in out["error"], (host, method, out)
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "LOCALHOST", f"[::1]:{port}"):
+        assert exchange(server, "GET", "/api/info", headers={"Host": host})[0] == 200, host
+    # No Host at all, or two, is refused too.
+    assert exchange(server, "GET", "/api/info", skip_host=True)[0] == 400
+    sock = _raw(server, f"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                        "Host: evil.example\r\nConnection: close\r\n\r\n".encode())
+    assert _answer(sock)[0].startswith(b"HTTP/1.1 400 ")
+    sock.close()
+    # --allowed_hosts adds names; "*" allows any.
+    addr, _, _ = stub_server(allowed_hosts=("photos.lan",))
+    assert exchange(addr, "GET", "/api/info", headers={"Host": "photos.lan:80"})[0] == 200
+    assert exchange(addr, "GET", "/api/info", headers={"Host": "other.lan"})[0] == 400
+    addr, _, _ = stub_server(allowed_hosts=("*",))
+    assert exchange(addr, "GET", "/api/info", headers={"Host": "other.lan"})[0] == 200
+
+
+def test_cross_origin_posts_are_refused(server):
+    own = f"http://{server[0]}:{server[1]}"
+    img = photo_bytes(20, 20, "PNG")
+    # What a form or fetch on another site's page sends ("simple" requests, no preflight).
+    for origin in ("http://evil.example", "null", own.replace("http:", "https:"),
+                   f"http://localhost:{server[1]}"):
+        status, _, out = exchange(server, "POST", "/api/colorize", img,
+                                  {"Origin": origin, "Content-Type": "text/plain"})
+        assert status == 403 and "cross-origin" in out["error"], (origin, out)
+    # The server's own page, and clients that send no Origin (curl), are served.
+    assert exchange(server, "POST", "/api/colorize", img, {"Origin": own})[0] == 200
+    assert exchange(server, "POST", "/api/colorize", img)[0] == 200
+
+
+def _raw(addr, data: bytes) -> socket.socket:
+    sock = socket.create_connection(addr, timeout=30)
+    sock.sendall(data)
+    return sock
+
+
+def _answer(sock) -> tuple[bytes, float]:
+    """Everything the server sends until it closes, and when it closed (monotonic)."""
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out, time.monotonic()
+
+
+def test_a_body_shorter_than_its_content_length_gets_408(server):
+    start = time.monotonic()
+    sock = _raw(server, b"POST /api/colorize HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        b"Content-Length: 150000\r\n\r\n" + b"x" * 100)
+    out, end = _answer(sock)
+    sock.close()
+    assert out.startswith(b"HTTP/1.1 408 ") and b"did not arrive in time" in out
+    assert TIMEOUT <= end - start < TIMEOUT + 3
+
+
+@pytest.mark.parametrize("kind", ["silent", "partial request line", "partial headers",
+                                  "drip-fed headers", "idle keep-alive"])
+def test_stalled_connections_are_closed_after_the_timeout(server, kind):
+    head = {"silent": b"", "partial request line": b"GET /api/in",
+            "partial headers": b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A",
+            "drip-fed headers": b"GET /api/info HTTP/1.1\r\n",
+            "idle keep-alive": b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"}[kind]
+    start = time.monotonic()
+    sock = _raw(server, head)
+    if kind == "drip-fed headers":  # never silent for long, but the headers never end
+        sock.settimeout(0.3)
+        try:
+            for _ in range(int(4 * TIMEOUT / 0.3)):
+                sock.sendall(b"X")
+                if sock.recv(1) == b"":
+                    break
+        except TimeoutError:
+            pass
+        except OSError:  # the server closed; our write or read saw it
+            pass
+        sock.settimeout(30)
+    try:
+        out, end = _answer(sock)
+    except ConnectionResetError:
+        out, end = b"", time.monotonic()
+    sock.close()
+    assert end - start < TIMEOUT + 3, kind
+    if kind == "idle keep-alive":  # answered, then closed after TIMEOUT of silence
+        assert out.startswith(b"HTTP/1.1 200 ") and end - start >= TIMEOUT
+    else:
+        assert b"200 OK" not in out
+
+
+def test_excess_connections_get_503_with_retry_after(stub_server):
+    addr, srv, _ = stub_server(max_connections=2, timeout=20)
+    stalled = [_raw(addr, b"GET /api/in") for _ in range(2)]
+    deadline = time.monotonic() + 10
+    while srv.open_connections < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    status, resp, out = exchange(addr, "GET", "/api/info")
+    assert status == 503 and resp.getheader("Retry-After") == "2", out
+    assert "--max_connections" in out["error"]
+    for sock in stalled:  # once they go, the server takes new connections again
+        sock.close()
+    while srv.open_connections and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert exchange(addr, "GET", "/api/info")[0] == 200
+
+
+def test_photos_in_work_are_capped_and_small_photos_have_their_own_lane(stub_server):
+    addr, srv, stub = stub_server(hold=True, max_concurrent=1, max_waiting=1,
+                                  small_pixels=10_000, timeout=20)
+    big, small = photo_bytes(200, 100, "PNG"), photo_bytes(50, 50, "PNG")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        first = pool.submit(exchange, addr, "POST", "/api/colorize", big)
+        assert stub.entered.acquire(timeout=20)  # the one big slot is taken
+        waiting = pool.submit(exchange, addr, "POST", "/api/colorize", big)
+        deadline = time.monotonic() + 10
+        while srv.RequestHandlerClass.service.big._waiters < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        # The queue is full: refused at once, not queued.
+        status, resp, out = exchange(addr, "POST", "/api/colorize", big)
+        assert status == 503 and resp.getheader("Retry-After") == "2", out
+        assert "--max_concurrent" in out["error"]
+        # A small photo does not wait behind the big ones.
+        small_answer = pool.submit(exchange, addr, "POST", "/api/colorize", small)
+        assert stub.entered.acquire(timeout=20)
+        assert not first.done() and not waiting.done()
+        stub.release.set()
+        assert small_answer.result(30)[0] == 200
+        assert first.result(30)[0] == 200 and waiting.result(30)[0] == 200
+
+
+def _png(w, h):
+    buf = io.BytesIO()
+    Image.new("L", (w, h), 128).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_extreme_aspect_ratios_are_refused_before_decoding():
+    """16,000,000 x 1 is within the pixel limit but was one 16-megapixel stripe (2.3 GB)."""
+    service = ColorizeService(StubColorizer())  # the default limits
+    data = _png(16_000_000, 1)
+    assert len(data) < 100_000
+    start = time.monotonic()
+    for w, h in ((16_000_000, 1), (1, 16_000_000), (16385, 900)):
+        with pytest.raises(RequestError) as e:
+            service.decode(data if (w, h) == (16_000_000, 1) else _png(w, h))
+        assert e.value.status == 413 and "--max_side" in e.value.message, (w, h)
+    assert time.monotonic() - start < 10
+    assert service.decode(_png(16384, 3)).size == (16384, 3)
+
+
+def test_extreme_aspect_ratio_over_http(server):
+    status, _, out = exchange(server, "POST", "/api/colorize", _png(100_000, 2))
+    assert status == 413 and "--max_side" in out["error"]
+
+
+def test_a_port_in_use_is_one_line():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "colorjax.serve", "--model=/nonexistent", f"--port={port}"],
+            capture_output=True, text=True, timeout=120,
+            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
