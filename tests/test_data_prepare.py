@@ -174,3 +174,10 @@ def test_concurrent_first_use_prepares_once(tmp_path):
     assert sorted(r["cached"] for r in reports) == [False, True]
     assert reports[0]["splits"] == reports[1]["splits"]
     assert sum(reports[0]["splits"].values()) == 60
+
+
+def test_rejections_name_the_file_not_a_buffer(tmp_path):
+    (tmp_path / "notes.jpg").write_text("this is not an image\n")
+    res = images.check_image(str(tmp_path / "notes.jpg"), min_size=1, gray_threshold=1.0)
+    assert res.reason == "not_an_image" and "notes.jpg" in res.detail
+    assert "BytesIO" not in res.detail

@@ -130,6 +130,8 @@ def check_image(
             im = Image.open(io.BytesIO(raw))
         except Image.DecompressionBombError as e:
             return Checked("too_large", str(e))
+        except Image.UnidentifiedImageError:  # its message names the buffer, not the file
+            return Checked("not_an_image", f"cannot identify {os.path.basename(path)} as an image")
         except Exception as e:  # noqa: BLE001  any failure to identify the file
             return Checked("not_an_image", f"{type(e).__name__}: {e}")
         mode, fmt, size = im.mode, im.format, im.size
