@@ -167,14 +167,18 @@ def _resize_plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def lab_to_rgb_striped(l: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """Lab (L (H, W), ab (H, W, 2) in Lab units) -> sRGB float32 (H, W, 3), in stripes."""
+    """Lab (L (H, W), ab (H, W, 2) in Lab units) -> sRGB float32 (H, W, 3), in pieces.
+
+    Pieces are counted in pixels, not rows, so the temporaries stay at _STRIPE_PIXELS
+    whatever the aspect ratio (one row of a 16,000,000 x 1 photo is 16 M pixels)."""
     h, w = l.shape
-    out = np.empty((h, w, 3), np.float32)
-    rows = max(1, _STRIPE_PIXELS // max(w, 1))
-    for y in range(0, h, rows):
-        lab = np.concatenate([l[y:y + rows, :, None], ab[y:y + rows]], axis=-1)
-        out[y:y + rows] = color.lab_to_rgb(lab)
-    return out
+    out = np.empty((h * w, 3), np.float32)
+    flat_l, flat_ab = l.reshape(-1), ab.reshape(-1, 2)
+    for i in range(0, h * w, _STRIPE_PIXELS):
+        lab = np.concatenate([flat_l[i:i + _STRIPE_PIXELS, None],
+                              flat_ab[i:i + _STRIPE_PIXELS]], axis=-1)
+        out[i:i + _STRIPE_PIXELS] = color.lab_to_rgb(lab)
+    return out.reshape(h, w, 3)
 
 
 _LUT_L = np.linspace(0.0, 100.0, 4097, dtype=np.float32)

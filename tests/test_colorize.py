@@ -443,3 +443,26 @@ def test_cli_a_file_that_cannot_be_written_is_reported_and_not_counted(exported,
     assert ("colorized 2 photo(s) into" in captured.out and "(2 file(s) written); could not "
             "write 1 file(s)" in captured.out)
     assert set(_tree(out)) == {"p2.png", "sub/p3.png"}  # no temporary file left behind
+
+
+def test_lab_to_rgb_pieces_are_bounded_in_pixels_whatever_the_aspect_ratio():
+    import tracemalloc
+
+    from colorjax import color
+    from colorjax.colorize import _STRIPE_PIXELS, lab_to_rgb_striped
+
+    rng = np.random.default_rng(0)
+    for shape in ((5, 7), (1, _STRIPE_PIXELS + 5), (_STRIPE_PIXELS + 3, 1)):
+        l = rng.uniform(0, 100, shape).astype(np.float32)
+        ab = rng.uniform(-60, 60, shape + (2,)).astype(np.float32)
+        want = color.lab_to_rgb(np.concatenate([l[..., None], ab], -1))
+        np.testing.assert_allclose(lab_to_rgb_striped(l, ab), want, atol=1e-5)
+    # One row of 4 M pixels: the output (48 MB) plus pieces of _STRIPE_PIXELS, not 4 M-pixel
+    # temporaries (several times the output).
+    n = 4 * _STRIPE_PIXELS
+    l, ab = np.full((1, n), 50, np.float32), np.zeros((1, n, 2), np.float32)
+    tracemalloc.start()
+    lab_to_rgb_striped(l, ab)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 12 * n + 40 * 4 * _STRIPE_PIXELS, peak
