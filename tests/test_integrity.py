@@ -162,3 +162,16 @@ def test_export_and_eval_read_the_runs_config(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     table = json.loads((wd / "eval" / "validation_step_2.json").read_text())
     assert table["unet"]["num_examples"] == 4
+
+
+def test_serve_refuses_to_start_on_a_damaged_export(export_copy):
+    import subprocess
+    import sys
+    from test_train_loop import REPO
+    flip_bytes(largest_file(export_copy / "variables"))
+    out = subprocess.run([sys.executable, "-m", "colorjax.serve", f"--model={export_copy}",
+                          "--port=0"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "damaged export" in lines[0], out.stderr[-2000:]
