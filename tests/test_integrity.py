@@ -175,3 +175,14 @@ def test_serve_refuses_to_start_on_a_damaged_export(export_copy):
     assert out.returncode != 0
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "damaged export" in lines[0], out.stderr[-2000:]
+
+
+def test_export_of_a_damaged_checkpoint_names_it_and_the_steps_left(three_checkpoints):
+    root, _ = three_checkpoints
+    flip_bytes(largest_file(root / "6"))
+    with pytest.raises(export.ExportError, match=r"checkpoint step 6 .* is damaged: .*"
+                                                 r"available: \[2, 4, 6\]"):
+        export.export_checkpoint(tiny_config(), str(root.parent))
+    config = tiny_config()
+    config.eval.step = 4
+    assert export.export_checkpoint(config, str(root.parent)).endswith("step_4")

@@ -19,7 +19,7 @@ from PIL import Image
 
 from multiprocess_helpers import (
     LAUNCHER, REPO, assert_states_close, checkpoint_state, config_of, finish, flags_of,
-    kill_all, process_lines, run, start)
+    kill_all, process_lines, run, start, where_each_process_was)
 from test_data_fixtures import colorful
 
 VAL_IMAGES = 7  # not a multiple of the process count
@@ -172,11 +172,16 @@ def kill_after_first_checkpoint(args, data_dir, workdir):
     proc = start(args, processes=2, data_dir=data_dir)
     ckpts = workdir / "checkpoints"
     deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir()):
-            break
+    while proc.poll() is None and not (ckpts.is_dir() and any(p.name.isdigit()
+                                                               for p in ckpts.iterdir())):
+        if time.time() > deadline:
+            kill_all(proc)
+            pytest.fail("no checkpoint after 240 s (killed).\n"
+                        + where_each_process_was(proc.communicate()[0]))
         time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed; make it longer"
+    if proc.poll() is not None:
+        pytest.fail("the run ended before it could be killed; make it longer.\n"
+                    + where_each_process_was(proc.communicate()[0]))
     kill_all(proc)  # SIGKILL to the launcher and both processes at once
     proc.communicate()
     return max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
@@ -234,12 +239,17 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(photos, tmp_path, un
     workdir = tmp_path / "stopped"
     proc = start(cli_args("unet", workdir, o), processes=2, data_dir=photos[1])
     deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if (workdir / "metrics.jsonl").is_file() and "train" in (workdir / "metrics.jsonl").read_text():
-            break
+    log = workdir / "metrics.jsonl"
+    while proc.poll() is None and not (log.is_file() and '"train"' in log.read_text()):
+        if time.time() > deadline:
+            kill_all(proc)
+            pytest.fail("no training step logged after 240 s (killed).\n"
+                        + where_each_process_was(proc.communicate()[0]))
         time.sleep(0.05)
     p1 = [pid for pid in children_of(proc) if _env_of(pid).get("JAX_PROCESS_ID") == "1"]
-    assert len(p1) == 1, "process 1 not found"
+    if len(p1) != 1:
+        kill_all(proc)
+        pytest.fail("process 1 is not running.\n" + where_each_process_was(proc.communicate()[0]))
     os.kill(p1[0], signal.SIGTERM)
     out = finish(proc, 120, "two processes after SIGTERM to process 1")
     stopped = [l for l in process_lines(out, 0) if l.startswith("stopped at step")]
