@@ -42,7 +42,8 @@ def peak_flops(device, precision: str) -> float | None:
     return None
 
 
-def measure(config_spec: str, size: int, batch: int, steps: int, precision: str) -> dict:
+def measure(config_spec: str, size: int, batch: int, steps: int, precision: str,
+            features: tuple[int, ...] | None = None) -> dict:
     import jax
     import numpy as np
 
@@ -54,6 +55,8 @@ def measure(config_spec: str, size: int, batch: int, steps: int, precision: str)
     config.data.image_size = size
     config.batch_size = batch
     config.precision = precision
+    if features is not None:  # e.g. the widths of a PyTorch peer (vs_pytorch.py)
+        config.model.features = tuple(features)
     mesh = parallel.create_mesh()
     obj = make_objective(config, steps + 1)
     state = train.create_state(config, obj, mesh, steps + 1)

@@ -1,0 +1,182 @@
+"""colorjax's UNet (colorjax/models/unet.py) written in PyTorch, for benchmarks only.
+
+Runs in its own Python (torch is never a colorjax dependency; on the build machines:
+`python3 -m venv .venv-torch && .venv-torch/bin/pip install torch==2.13.0 numpy`):
+
+    .venv-torch/bin/python benchmarks/torch_unet.py time --features=16,32,64,128 --size=64 --batch=16
+    .venv-torch/bin/python benchmarks/torch_unet.py check --npz=PARAMS.npz   # see vs_pytorch.py
+
+`check` loads colorjax's parameters (an .npz of flattened Flax paths, written by
+benchmarks/vs_pytorch.py) and writes the network's outputs, in eval and in train mode, for
+the input stored in the same file. Layers match colorjax's one for one: 3x3 conv (SAME),
+BatchNorm (momentum 0.9 in Flax = 0.1 in PyTorch, eps 1e-5), LeakyReLU(0.2), 4x4 stride-2
+conv down, 4x4 stride-2 transposed conv up, 1x1 conv head with tanh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def conv_norm_act(cin, cout, k, s):
+    # Flax "SAME" for k=3,s=1 and for k=4,s=2 (even sizes) pads 1 on each side.
+    return nn.Sequential(nn.Conv2d(cin, cout, k, s, padding=1, bias=False),
+                         nn.BatchNorm2d(cout, eps=1e-5, momentum=0.1), nn.LeakyReLU(0.2))
+
+
+class TorchUNet(nn.Module):
+    def __init__(self, features, in_channels=1, out_channels=2):
+        super().__init__()
+        f = list(features)
+        self.enc, self.down = nn.ModuleList(), nn.ModuleList()
+        c = in_channels
+        for feats in f[:-1]:
+            self.enc.append(nn.Sequential(conv_norm_act(c, feats, 3, 1),
+                                          conv_norm_act(feats, feats, 3, 1)))
+            self.down.append(conv_norm_act(feats, feats, 4, 2))
+            c = feats
+        self.mid = nn.Sequential(conv_norm_act(c, f[-1], 3, 1), conv_norm_act(f[-1], f[-1], 3, 1))
+        c = f[-1]
+        self.up, self.dec = nn.ModuleList(), nn.ModuleList()
+        for feats in reversed(f[:-1]):
+            self.up.append(nn.Sequential(nn.ConvTranspose2d(c, feats, 4, 2, padding=1, bias=False),
+                                         nn.BatchNorm2d(feats, eps=1e-5, momentum=0.1),
+                                         nn.LeakyReLU(0.2)))
+            self.dec.append(nn.Sequential(conv_norm_act(2 * feats, feats, 3, 1),
+                                          conv_norm_act(feats, feats, 3, 1)))
+            c = feats
+        self.head = nn.Conv2d(c, out_channels, 1)
+
+    def forward(self, x):
+        skips = []
+        for enc, down in zip(self.enc, self.down):
+            x = enc(x)
+            skips.append(x)
+            x = down(x)
+        x = self.mid(x)
+        for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
+            x = dec(torch.cat([up(x), skip], 1))
+        return torch.tanh(self.head(x))
+
+    # --- colorjax's parameters -----------------------------------------------------------
+
+    def flax_names(self):
+        """(flax module path, torch module) for every layer with parameters, in the order
+        Flax names them (DoubleConv_i counts encoder, bottleneck, then decoder)."""
+        n = len(self.enc)
+        out = []
+        def double(prefix, seq):
+            out.append((f"{prefix}/ConvNormAct_0", seq[0]))
+            out.append((f"{prefix}/ConvNormAct_1", seq[1]))
+        for i in range(n):
+            double(f"DoubleConv_{i}", self.enc[i])
+            out.append((f"ConvNormAct_{i}", self.down[i]))
+        double(f"DoubleConv_{n}", self.mid)
+        for j in range(n):
+            out.append((f"UpNormAct_{j}", self.up[j]))
+            double(f"DoubleConv_{n + 1 + j}", self.dec[j])
+        out.append(("OutputHead_0/Conv_0", self.head))
+        return out
+
+    @torch.no_grad()
+    def load_flax(self, arrays: dict) -> None:
+        def get(key):
+            return torch.from_numpy(np.ascontiguousarray(arrays[key]))
+        for path, mod in self.flax_names():
+            if isinstance(mod, nn.Conv2d):  # the head
+                mod.weight.copy_(get(f"params/{path}/kernel").permute(3, 2, 0, 1))
+                mod.bias.copy_(get(f"params/{path}/bias"))
+                continue
+            conv, bn = mod[0], mod[1]
+            if isinstance(conv, nn.ConvTranspose2d):
+                # Flax correlates the dilated input with the kernel as it is; PyTorch's
+                # transposed conv is the conv's gradient: the same with the kernel flipped.
+                k = get(f"params/{path}/ConvTranspose_0/kernel").flip(0, 1)
+                conv.weight.copy_(k.permute(2, 3, 0, 1))
+            else:
+                conv.weight.copy_(get(f"params/{path}/Conv_0/kernel").permute(3, 2, 0, 1))
+            norm = f"{path}/Norm_0/BatchNorm_0"
+            bn.weight.copy_(get(f"params/{norm}/scale"))
+            bn.bias.copy_(get(f"params/{norm}/bias"))
+            bn.running_mean.copy_(get(f"batch_stats/{norm}/mean"))
+            bn.running_var.copy_(get(f"batch_stats/{norm}/var"))
+
+
+def check(npz: str, out: str) -> None:
+    arrays = dict(np.load(npz))
+    features = [int(v) for v in arrays["features"]]
+    model = TorchUNet(features)
+    model.load_flax(arrays)
+    x = torch.from_numpy(arrays["input"]).permute(0, 3, 1, 2)
+    model.eval()
+    with torch.no_grad():
+        y_eval = model(x).permute(0, 2, 3, 1).numpy()
+    model.train()
+    with torch.no_grad():
+        y_train = model(x).permute(0, 2, 3, 1).numpy()
+    np.savez(out, eval=y_eval, train=y_train,
+             num_params=np.int64(sum(p.numel() for p in model.parameters())))
+
+
+def time_steps(features, size, batch, steps, threads, warmup=3) -> dict:
+    """Images/s of a training step: MSE, Adam(2e-4) with global-norm clipping at 1."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = TorchUNet(features).train()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-4)
+    rng = np.random.default_rng(0)
+    l = torch.from_numpy(rng.uniform(-1, 1, (batch, 1, size, size)).astype(np.float32))
+    ab = torch.from_numpy(rng.uniform(-0.5, 0.5, (batch, 2, size, size)).astype(np.float32))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.mean((model(l) - ab) ** 2)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return loss
+
+    t0 = time.perf_counter()
+    step()
+    first = time.perf_counter() - t0
+    for _ in range(warmup - 1):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    elapsed = time.perf_counter() - t0
+    return {"framework": "pytorch", "torch": torch.__version__, "threads": threads,
+            "images_per_sec": batch * steps / elapsed, "step_ms": 1e3 * elapsed / steps,
+            "first_step_s": first, "loss": float(loss),
+            "num_params": sum(p.numel() for p in model.parameters())}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("time")
+    t.add_argument("--features", default="16,32,64,128")
+    t.add_argument("--size", type=int, default=64)
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--steps", type=int, default=10)
+    t.add_argument("--threads", type=int, default=2)
+    c = sub.add_parser("check")
+    c.add_argument("--npz", required=True)
+    c.add_argument("--out", required=True)
+    a = p.parse_args()
+    if a.cmd == "check":
+        check(a.npz, a.out)
+    else:
+        features = [int(v) for v in a.features.split(",")]
+        print(json.dumps(time_steps(features, a.size, a.batch, a.steps, a.threads)))
+
+
+if __name__ == "__main__":
+    main()
