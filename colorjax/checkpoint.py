@@ -118,6 +118,15 @@ class TrainCheckpointer:
             return f"{DIGESTS} cannot be read"
         return integrity.first_problem(self.step_dir(step), recorded)
 
+    def check_step(self, step: int, action: str) -> None:
+        """Raise DamagedCheckpointError naming the damage, and the steps to `action`
+        instead, when checkpoint `step` does not verify."""
+        problem = self.problem(step)
+        if problem:
+            raise DamagedCheckpointError(
+                f"checkpoint step {step} in {self.directory} is damaged: {problem}; {action} "
+                f"another step (--config.eval.step=N; available: {self.all_steps()})")
+
     def newest_verified_step(self) -> int | None:
         """The newest step whose recorded digests all match (after pending saves)."""
         self.wait()
@@ -140,8 +149,8 @@ class TrainCheckpointer:
                 try:
                     state, data_state = self.restore(step, target_state)
                 except Exception as e:  # noqa: BLE001  orbax/TensorStore: unreadable files
-                    problem = f"it cannot be restored ({type(e).__name__}: " \
-                              f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''})"
+                    first = (str(e).strip().splitlines() or [""])[0][:200]
+                    problem = f"it cannot be restored ({type(e).__name__}: {first})"
                 else:
                     self._set_aside(damaged, report, f"resuming from step {step}, the newest "
                                                      "checkpoint that verifies")

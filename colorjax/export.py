@@ -158,7 +158,7 @@ def export_checkpoint(config, workdir: str, export_dir: str | None = None,
     the config and metadata. Returns the path.
     """
     from colorjax import run_config
-    from colorjax.checkpoint import TrainCheckpointer
+    from colorjax.checkpoint import DamagedCheckpointError, TrainCheckpointer
     from colorjax.objectives import make_objective
 
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):
@@ -172,11 +172,10 @@ def export_checkpoint(config, workdir: str, export_dir: str | None = None,
                 config = run_config.merge(ckpt.saved_config(step), config, overridden)
             except run_config.RunConfigError as e:
                 raise ExportError(str(e)) from None
-        problem = ckpt.problem(step)
-        if problem:
-            raise ExportError(f"checkpoint step {step} in {ckpt.directory} is damaged: "
-                              f"{problem}; export another step (--config.eval.step=N; "
-                              f"available: {ckpt.all_steps()})")
+        try:
+            ckpt.check_step(step, "export")
+        except DamagedCheckpointError as e:
+            raise ExportError(str(e)) from None
         objective = make_objective(config, max(1, int(config.num_train_steps)))
         _check_objective(objective, config.model.name)
         sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])

@@ -57,6 +57,12 @@ def _overrides(argv) -> list[tuple[str, str | None]]:
     return found
 
 
+def _overridden_fields(argv) -> list[str]:
+    """Dotted names of the config fields the command line sets (for eval and export, which
+    start from the run's saved config)."""
+    return [field for field, _ in _overrides(argv)]
+
+
 def _explain_flag_error(error: Exception, argv) -> str:
     """The one line that says what is wrong with the command line behind `error`.
 
@@ -116,10 +122,9 @@ def main(argv):
         if parallel.launched_process_id() != 0:
             return
         from colorjax.export import ExportError, export_checkpoint
-        from colorjax.run_config import overridden_fields
         try:
             path = export_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.export_dir,
-                                     overridden=overridden_fields(sys.argv))
+                                     overridden=_overridden_fields(sys.argv))
         except (ExportError, FileNotFoundError) as e:
             sys.exit(f"error: {e}")  # a user's mistake: the message, not a traceback
         print(f"exported to {path}", flush=True)
@@ -136,7 +141,7 @@ def main(argv):
         elif FLAGS.mode == "eval":
             # The run's saved config, with only the fields given on the command line.
             train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir,
-                                      overridden=run_config.overridden_fields(sys.argv))
+                                      overridden=_overridden_fields(sys.argv))
     except (DamagedCheckpointError, train.NonFiniteLossError, run_config.RunConfigError,
             FileNotFoundError) as e:
         sys.exit(f"error: {e}")  # what went wrong and what to do: no traceback

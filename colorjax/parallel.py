@@ -27,13 +27,13 @@ def initialize_distributed() -> None:
     if jax.distributed.is_initialized():
         return
     env = os.environ
-    explicit = env.get("JAX_COORDINATOR_ADDRESS")
-    if not explicit and int(env.get("SLURM_NTASKS", "1")) <= 1 \
-            and int(env.get("OMPI_COMM_WORLD_SIZE", "1")) <= 1:
+    launcher = _launcher()
+    if launcher is None:
         return
     # Only affects the CPU backend: lets CPU processes (tests, launch/local_cpu.sh) all-reduce.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    if explicit:
+    if launcher == "explicit":
+        explicit = env["JAX_COORDINATOR_ADDRESS"]
         missing = [k for k in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if k not in env]
         if missing:
             raise ValueError(f"JAX_COORDINATOR_ADDRESS is set but {missing} are not")
@@ -44,18 +44,29 @@ def initialize_distributed() -> None:
         jax.distributed.initialize()
 
 
-def launched_process_id() -> int:
-    """This process's id in a multi-process launch, from the environment alone (without
-    joining the others): JAX_PROCESS_ID (launch/local_cpu.sh), SLURM_PROCID or
-    OMPI_COMM_WORLD_RANK; 0 for a single process."""
+def _launcher() -> str | None:
+    """Which environment describes a multi-process run: 'explicit' (JAX_COORDINATOR_ADDRESS,
+    as launch/local_cpu.sh sets), 'slurm' or 'ompi'; None for a single process."""
     env = os.environ
     if env.get("JAX_COORDINATOR_ADDRESS"):
-        return int(env.get("JAX_PROCESS_ID", "0"))
+        return "explicit"
     if int(env.get("SLURM_NTASKS", "1")) > 1:
-        return int(env.get("SLURM_PROCID", "0"))
+        return "slurm"
     if int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1:
-        return int(env.get("OMPI_COMM_WORLD_RANK", "0"))
-    return 0
+        return "ompi"
+    return None
+
+
+# Where each launcher puts this process's id.
+_PROCESS_ID_VARIABLE = {"explicit": "JAX_PROCESS_ID", "slurm": "SLURM_PROCID",
+                        "ompi": "OMPI_COMM_WORLD_RANK"}
+
+
+def launched_process_id() -> int:
+    """This process's id in a multi-process launch, from the environment alone (without
+    joining the others); 0 for a single process."""
+    launcher = _launcher()
+    return int(os.environ.get(_PROCESS_ID_VARIABLE[launcher], "0")) if launcher else 0
 
 
 def create_mesh(devices=None) -> Mesh:

@@ -28,15 +28,6 @@ class RunConfigError(ValueError):
     """The command line asks for a different model than the run trained."""
 
 
-def overridden_fields(argv: list[str]) -> list[str]:
-    """Dotted names of the `--config.<field>` flags on a command line."""
-    out = []
-    for arg in argv:
-        if arg.startswith("--config."):
-            out.append(arg[len("--config."):].split("=", 1)[0])
-    return out
-
-
 def _is_runtime(field: str) -> bool:
     return any(field == f or field.startswith(f + ".") for f in RUNTIME_FIELDS)
 

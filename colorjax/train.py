@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from colorjax import data, parallel, run_config
-from colorjax.checkpoint import DamagedCheckpointError, TrainCheckpointer
+from colorjax.checkpoint import TrainCheckpointer
 from colorjax.config_checks import validate_config
 from colorjax.evaluate import Evaluator, write_report
 from colorjax.objectives import make_objective
@@ -115,19 +115,19 @@ def train_and_evaluate(config, workdir: str):
         config.data, global_batch_size=config.batch_size, seed=config.seed)
     state = create_state(config, objective, mesh, total_steps)
 
+    say = _printer()
     ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     # The newest checkpoint that verifies (sha256) and restores; damaged ones are set aside.
-    start, state, data_state = ckpt.restore_newest_good(state, report=_printer())
+    start, state, data_state = ckpt.restore_newest_good(state, report=say)
     start = start or 0
     if start:
         train_iter.set_state(data_state)
-        _printer()(f"resumed from step {start} in {workdir}")
+        say(f"resumed from step {start} in {workdir}")
 
     train_step = make_train_step(objective, mesh)
     train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
     writer = MetricWriter(workdir, config)  # writes on process 0 only
     evaluator = Evaluator(config, objective, mesh)
-    say = _printer()
 
     def save(step):
         ckpt.save(step, state, train_iter.get_state(), config)
@@ -223,11 +223,7 @@ def evaluate_checkpoint(config, workdir: str, overridden: list[str] | None = Non
     if overridden is not None:
         config = run_config.merge(ckpt.saved_config(step), config, overridden)
     validate_config(config, training=False)
-    problem = ckpt.problem(step)
-    if problem:
-        raise DamagedCheckpointError(
-            f"checkpoint step {step} in {ckpt.directory} is damaged: {problem}; evaluate "
-            f"another step (--config.eval.step=N; available: {ckpt.all_steps()})")
+    ckpt.check_step(step, "evaluate")
     mesh = parallel.create_mesh()
     total_steps = num_train_steps(config)
     objective = make_objective(config, total_steps)
