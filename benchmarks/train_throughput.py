@@ -43,7 +43,9 @@ def peak_flops(device, precision: str) -> float | None:
 
 
 def measure(config_spec: str, size: int, batch: int, steps: int, precision: str,
-            features: tuple[int, ...] | None = None) -> dict:
+            features: tuple[int, ...] | None = None, *,
+            attention_levels: tuple[int, ...] | None = None, num_res_blocks: int | None = None,
+            dropout: float | None = None) -> dict:
     import jax
     import numpy as np
 
@@ -57,6 +59,13 @@ def measure(config_spec: str, size: int, batch: int, steps: int, precision: str,
     config.precision = precision
     if features is not None:  # e.g. the widths of a PyTorch peer (vs_pytorch.py)
         config.model.features = tuple(features)
+    # The diffusion UNet's other shape fields, likewise for its PyTorch peer (None: config's).
+    if attention_levels is not None:
+        config.model.attention_levels = tuple(attention_levels)
+    if num_res_blocks is not None:
+        config.model.num_res_blocks = num_res_blocks
+    if dropout is not None:
+        config.model.dropout = dropout
     mesh = parallel.create_mesh()
     obj = make_objective(config, steps + 1)
     state = train.create_state(config, obj, mesh, steps + 1)

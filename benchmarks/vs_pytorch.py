@@ -1,13 +1,23 @@
-"""colorjax against PyTorch on the same UNet, size and batch, on this machine's CPU.
+"""colorjax against PyTorch on the same network, size and batch, on this machine's CPU.
 
     .venv/bin/python benchmarks/vs_pytorch.py --torch_python=.venv-torch/bin/python \\
         --features=16,32,64,128 --features=32,64,128,256 --size=64 --batch=16 --rounds=3
+    .venv/bin/python benchmarks/vs_pytorch.py --model=unetddpm --features=32,64,128 \\
+        --attention_levels=2 --num_res_blocks=1 --size=32 --batch=16        # add --sample
 
 Each round runs colorjax's jitted training step (benchmarks/train_throughput.py's
-`measure`, configs/unet.py with those widths) and PyTorch's eager step of the same network
-(benchmarks/torch_unet.py: MSE, Adam, global-norm clipping at 1, 2 threads), each in its
-own process, alternating, so that both see the same load. Prints the medians and the ratio
+`measure`) and PyTorch's eager step of the same network, each in its own process,
+alternating, so that both see the same load. Prints the medians and the ratio
 colorjax / PyTorch (images/s). `--devices=1,2` repeats colorjax with that many host devices.
+
+`--model=unet` (the default): configs/unet.py:cpu with those widths against
+benchmarks/torch_unet.py (MSE, Adam, global-norm clipping at 1, 2 threads).
+`--model=unetddpm`: configs/unetddpm.py:cpu with those widths, attention levels, residual
+blocks and dropout against benchmarks/torch_diffusion_unet.py (the same diffusion training
+step: stratified t, v-target, MSE, Adam with warm-up, clipping, EMA).
+`--sample` (unetddpm only) compares DDIM-50 (η = 0) sampling instead: colorjax's jitted
+`DiffusionObjective.sample` (as benchmarks/sampling.py times it) against the eager loop
+under torch.inference_mode(); one colorjax device (the sampler is not sharded).
 torch is never a colorjax dependency: it lives in its own Python (see torch_unet.py).
 """
 
@@ -24,25 +34,115 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def colorjax_run(features: str, size: int, batch: int, steps: int, devices: int) -> dict:
-    widths = tuple(int(v) for v in features.split(","))
-    code = ("import json, sys; sys.path.insert(0, 'benchmarks'); import train_throughput as t; "
-            f"r = t.measure('configs/unet.py:cpu', {size}, {batch}, {steps}, 'float32', "
-            f"features={widths!r}); print('RESULT ' + json.dumps(r))")
+DEFAULT_FEATURES = {"unet": "16,32,64,128", "unetddpm": "32,64,128"}  # the :cpu widths
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v.strip())
+
+
+def _colorjax_child(code: str, devices: int) -> dict:
+    """Run `code` (which prints `RESULT <json>`) in a fresh Python with `devices` CPU devices."""
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
                JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
-                         text=True, check=True)
+                         text=True)
+    if out.returncode:
+        sys.exit(f"error: colorjax run failed:\n{out.stderr[-3000:]}")
     line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")][-1]
     return json.loads(line[len("RESULT "):])
 
 
-def torch_run(python: str, features: str, size: int, batch: int, steps: int, threads: int) -> dict:
-    out = subprocess.run([python, "benchmarks/torch_unet.py", "time", f"--features={features}",
-                          f"--size={size}", f"--batch={batch}", f"--steps={steps}",
-                          f"--threads={threads}"], cwd=REPO, capture_output=True, text=True,
-                         check=True)
+def colorjax_run(a, features: str, devices: int) -> dict:
+    """colorjax's training step (train_throughput.measure) for `a.model` at these widths."""
+    if a.model == "unet":
+        spec, extra = "configs/unet.py:cpu", ""
+    else:
+        spec = "configs/unetddpm.py:cpu"
+        extra = (f", attention_levels={_ints(a.attention_levels)!r}, "
+                 f"num_res_blocks={a.num_res_blocks}, dropout={a.dropout}")
+    code = ("import json, sys; sys.path.insert(0, 'benchmarks'); import train_throughput as t; "
+            f"r = t.measure({spec!r}, {a.size}, {a.batch}, {a.steps}, 'float32', "
+            f"features={_ints(features)!r}{extra}); print('RESULT ' + json.dumps(r))")
+    return _colorjax_child(code, devices)
+
+
+def colorjax_sample(features, attention_levels, num_res_blocks, size, batch, steps,
+                    repeats) -> dict:
+    """DDIM-`steps` (η = 0) images/s of colorjax's jitted DiffusionObjective.sample
+    (configs/unetddpm.py:cpu with these widths), timed as benchmarks/sampling.py does:
+    compile first, then the best wall time of `repeats` runs. Runs in the child process."""
+    import time
+
+    import jax
+
+    from colorjax.configs import load_config
+    from colorjax.objectives.diffusion import DiffusionObjective
+
+    config = load_config("configs/unetddpm.py:cpu")
+    config.model.features = tuple(features)
+    config.model.attention_levels = tuple(attention_levels)
+    config.model.num_res_blocks = num_res_blocks
+    config.data.image_size = size
+    objective = DiffusionObjective(config, 1)
+    gray_l = jax.random.uniform(jax.random.key(0), (batch, size, size, 1), minval=-1, maxval=1)
+    state = jax.jit(objective.init)(jax.random.key(1), {"l": gray_l})
+    params = objective.inference_variables(state)["params"]
+    fn = jax.jit(lambda p, r: objective.sample(p, gray_l, r, sampler="ddim", steps=steps,
+                                               eta=0.0))
+    rng = jax.random.key(3)
+    t0 = time.perf_counter()
+    compiled = fn.lower(params, rng).compile()
+    jax.block_until_ready(compiled(params, rng))
+    first = time.perf_counter() - t0
+    walls = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(params, rng))
+        walls.append(time.perf_counter() - t0)
+    wall = min(walls)
+    return {"framework": "colorjax", "sampler": f"DDIM-{steps}", "images_per_sec": batch / wall,
+            "seconds_per_batch": wall, "ms_per_step": 1e3 * wall / steps, "first_call_s": first}
+
+
+def colorjax_sample_run(a, features: str) -> dict:
+    code = ("import json, sys; sys.path.insert(0, 'benchmarks'); import vs_pytorch as v; "
+            f"r = v.colorjax_sample({_ints(features)!r}, {_ints(a.attention_levels)!r}, "
+            f"{a.num_res_blocks}, {a.size}, {a.batch}, {a.sample_steps}, {a.sample_repeats}); "
+            "print('RESULT ' + json.dumps(r))")
+    return _colorjax_child(code, 1)
+
+
+def _torch(python: str, args: list[str]) -> dict:
+    out = subprocess.run([python] + args, cwd=REPO, capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"error: PyTorch run failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def torch_run(a, features: str) -> dict:
+    common = [f"--features={features}", f"--size={a.size}", f"--batch={a.batch}",
+              f"--steps={a.steps}", f"--threads={a.threads}"]
+    if a.model == "unet":
+        return _torch(a.torch_python, ["benchmarks/torch_unet.py", "time"] + common)
+    return _torch(a.torch_python, ["benchmarks/torch_diffusion_unet.py", "time"] + common + [
+        f"--attention_levels={a.attention_levels}", f"--num_res_blocks={a.num_res_blocks}",
+        f"--dropout={a.dropout}"])
+
+
+def torch_sample_run(a, features: str) -> dict:
+    return _torch(a.torch_python, [
+        "benchmarks/torch_diffusion_unet.py", "sample", f"--features={features}",
+        f"--attention_levels={a.attention_levels}", f"--num_res_blocks={a.num_res_blocks}",
+        f"--size={a.size}", f"--batch={a.batch}", f"--threads={a.threads}",
+        f"--steps={a.sample_steps}", f"--repeats={a.sample_repeats}"])
+
+
+def model_label(a) -> str:
+    if a.model == "unet":
+        return "unet"
+    levels = a.attention_levels or "none"
+    return f"unetddpm (attention {levels}, {a.num_res_blocks} res)"
 
 
 def main():
@@ -56,25 +156,54 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--devices", default="1")
+    p.add_argument("--model", default="unet", choices=["unet", "unetddpm"])
+    # unetddpm's network (defaults: configs/unetddpm.py:cpu's)
+    p.add_argument("--attention_levels", default="2", help="unetddpm: comma list, '' for none")
+    p.add_argument("--num_res_blocks", type=int, default=1, help="unetddpm")
+    p.add_argument("--dropout", type=float, default=0.0, help="unetddpm")
+    p.add_argument("--sample", action="store_true",
+                   help="unetddpm: compare DDIM sampling instead of training")
+    p.add_argument("--sample_steps", type=int, default=50, help="DDIM steps of --sample")
+    p.add_argument("--sample_repeats", type=int, default=1,
+                   help="timed sampler calls per round (the best counts)")
     a = p.parse_args()
     if not os.path.exists(a.torch_python):
         sys.exit(f"error: no PyTorch Python at {a.torch_python}: python3 -m venv .venv-torch && "
                  ".venv-torch/bin/pip install torch==2.13.0 numpy")
-    print("| widths | px | batch | colorjax devices | colorjax img/s | PyTorch img/s "
+    if a.sample and a.model != "unetddpm":
+        p.error("--sample needs --model=unetddpm")
+    med = lambda rs, k: statistics.median(r[k] for r in rs)
+    if a.sample:
+        if a.devices != "1":
+            print(f"note: --sample runs colorjax on 1 device (not {a.devices}): the sampler "
+                  "is not sharded", file=sys.stderr)
+        print("| model | widths | px | batch | sampler | colorjax img/s | PyTorch img/s "
+              "| colorjax / PyTorch | colorjax ms/step | PyTorch ms/step | colorjax first call s |")
+        print("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+        for features in a.features or [DEFAULT_FEATURES[a.model]]:
+            cj, pt = [], []
+            for _ in range(a.rounds):  # alternate: both frameworks see the same load
+                cj.append(colorjax_sample_run(a, features))
+                pt.append(torch_sample_run(a, features))
+            c, t = med(cj, "images_per_sec"), med(pt, "images_per_sec")
+            print(f"| {model_label(a)} | {features} | {a.size} | {a.batch} "
+                  f"| DDIM-{a.sample_steps} | {c:.2f} | {t:.2f} | {c / t:.2f} "
+                  f"| {med(cj, 'ms_per_step'):.1f} | {med(pt, 'ms_per_step'):.1f} "
+                  f"| {med(cj, 'first_call_s'):.1f} |", flush=True)
+        return
+    print("| model | widths | px | batch | colorjax devices | colorjax img/s | PyTorch img/s "
           "| colorjax / PyTorch | colorjax first step s | PyTorch first step s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for features in a.features or ["16,32,64,128"]:
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for features in a.features or [DEFAULT_FEATURES[a.model]]:
         for devices in [int(d) for d in a.devices.split(",")]:
             cj, pt = [], []
             for _ in range(a.rounds):  # alternate: both frameworks see the same load
-                cj.append(colorjax_run(features, a.size, a.batch, a.steps, devices))
-                pt.append(torch_run(a.torch_python, features, a.size, a.batch, a.steps,
-                                    a.threads))
-            c = statistics.median(r["images_per_sec"] for r in cj)
-            t = statistics.median(r["images_per_sec"] for r in pt)
-            print(f"| {features} | {a.size} | {a.batch} | {devices} | {c:.1f} | {t:.1f} "
-                  f"| {c / t:.2f} | {statistics.median(r['first_step_s'] for r in cj):.1f} "
-                  f"| {statistics.median(r['first_step_s'] for r in pt):.2f} |", flush=True)
+                cj.append(colorjax_run(a, features, devices))
+                pt.append(torch_run(a, features))
+            c, t = med(cj, "images_per_sec"), med(pt, "images_per_sec")
+            print(f"| {model_label(a)} | {features} | {a.size} | {a.batch} | {devices} "
+                  f"| {c:.1f} | {t:.1f} | {c / t:.2f} | {med(cj, 'first_step_s'):.1f} "
+                  f"| {med(pt, 'first_step_s'):.2f} |", flush=True)
 
 
 if __name__ == "__main__":

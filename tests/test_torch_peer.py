@@ -56,3 +56,71 @@ def test_torch_unet_with_colorjax_parameters_gives_the_same_outputs(tmp_path, fe
     np.testing.assert_allclose(got["eval"], y_eval, atol=1e-5)
     # Train mode normalizes with the batch's own statistics (3 images): rounding grows a little.
     np.testing.assert_allclose(got["train"], y_train, atol=1e-4)
+
+
+def _perturbed(variables, rng):
+    """`variables` moved off their initial values: every leaf changes, zero-initialised
+    kernels (ResBlock's last conv, attention's output, the head) become nonzero at a
+    1/sqrt(fan-in) scale, GroupNorm scales leave 1 and biases leave 0."""
+    leaves, tree = jax.tree.flatten(variables)
+    keys = jax.random.split(rng, len(leaves))
+    out = []
+    for v, k, (path, _) in zip(leaves, keys, jax.tree_util.tree_flatten_with_path(variables)[0]):
+        std = float(jnp.std(v))
+        if path[-1].key == "kernel" and std == 0:
+            scale = 0.5 / np.sqrt(np.prod(v.shape[:-1]))
+        else:
+            scale = 0.2 * std if std > 0 else 0.1
+        out.append(v + scale * jax.random.normal(k, v.shape))
+    return jax.tree.unflatten(tree, out)
+
+
+@pytest.mark.skipif(not _torch_available(), reason=f"no PyTorch Python at {TORCH_PYTHON}")
+@pytest.mark.parametrize("features,attention_levels,num_res_blocks,num_heads,size,prediction", [
+    ((8, 16, 32), (2,), 1, 4, 16, "v"),
+    ((8, 16, 16, 32), (2, 3), 2, 8, 32, "eps"),
+])
+def test_torch_diffusion_unet_with_colorjax_parameters_gives_the_same_outputs(
+        tmp_path, features, attention_levels, num_res_blocks, num_heads, size, prediction):
+    """benchmarks/torch_diffusion_unet.py's network and its DDIM loop, with colorjax's
+    parameters, against DiffusionUNet and colorjax's ddim_sample (3 steps, x̂_0 clipped)."""
+    from colorjax.diffusion import make_schedule
+    from colorjax.diffusion.samplers import ddim_sample
+    from colorjax.models.diffusion_unet import DiffusionUNet
+
+    model = DiffusionUNet(features=features, attention_levels=attention_levels,
+                          num_res_blocks=num_res_blocks, num_heads=num_heads, dropout=0.0)
+    ks = jax.random.split(jax.random.key(0), 5)
+    n = 3
+    x_t = jax.random.normal(ks[0], (n, size, size, 2))
+    l = jax.random.uniform(ks[1], (n, size, size, 1), minval=-1, maxval=1)
+    t = jnp.array([0, 517, 999], jnp.int32)  # both ends of the schedule and one between
+    variables = _perturbed(model.init(ks[2], x_t, l, t), ks[3])
+    y = np.asarray(model.apply(variables, x_t, l, t))
+
+    data_scale, steps = 4.0, 3
+    x_T = jax.random.normal(ks[4], (n, size, size, 2))
+    schedule = make_schedule("cosine", 1000)
+    fn = lambda x, tt: model.apply(variables, x, l, tt)
+    x0 = ddim_sample(fn, schedule, x_T, jax.random.key(5), steps=steps, eta=0.0,
+                     prediction=prediction, clip=data_scale)
+    ddim = np.asarray(jnp.clip(x0 / data_scale, -1.0, 1.0))
+
+    flat = {"/".join(k.key for k in path): np.asarray(v)
+            for path, v in jax.tree_util.tree_flatten_with_path(variables)[0]}
+    np.savez(tmp_path / "params.npz", x_t=np.asarray(x_t), l=np.asarray(l), t=np.asarray(t),
+             features=np.asarray(features), attention_levels=np.asarray(attention_levels, np.int64),
+             num_res_blocks=np.int64(num_res_blocks), num_heads=np.int64(num_heads),
+             groups=np.int64(32), x_T=np.asarray(x_T), ddim_steps=np.int64(steps),
+             data_scale=np.float32(data_scale), prediction=np.asarray(prediction),
+             schedule=np.asarray("cosine"), timesteps=np.int64(1000), **flat)
+    out = subprocess.run([TORCH_PYTHON, "benchmarks/torch_diffusion_unet.py", "check",
+                          f"--npz={tmp_path / 'params.npz'}", f"--out={tmp_path / 'out.npz'}"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = np.load(tmp_path / "out.npz")
+    assert int(got["num_params"]) == sum(v.size for v in flat.values())
+    scale = float(np.abs(y).max())
+    assert float(np.abs(y).std()) > 0.1  # the perturbed network's output is far from 0
+    np.testing.assert_allclose(got["output"], y, atol=1e-5 * scale)
+    np.testing.assert_allclose(got["ddim"], ddim, atol=1e-5)
