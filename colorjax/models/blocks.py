@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import functools
+from typing import Callable, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -56,6 +58,97 @@ def _groups_for(channels: int, groups: int) -> int:
     return g
 
 
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _explicit_padding(padding, in_sizes, kernel, stride: int) -> tuple[tuple[int, int], ...]:
+    """Flax/lax padding ("SAME", "VALID" or pairs) as explicit (low, high) pairs."""
+    if isinstance(padding, str):
+        if padding == "VALID":
+            return tuple((0, 0) for _ in in_sizes)
+        if padding == "SAME":
+            out = []
+            for size, k in zip(in_sizes, kernel):
+                total = max((-(-size // stride) - 1) * stride + k - size, 0)
+                out.append((total // 2, total - total // 2))
+            return tuple(out)
+        raise ValueError(f"padding {padding!r} has no fast strided form")
+    return tuple((int(lo), int(hi)) for lo, hi in padding)
+
+
+def _conv_s2_as_space_to_depth(x, kernel, padding):
+    """A stride-2 convolution (NHWC, HWIO, explicit padding) as space-to-depth followed by a
+    stride-1 VALID convolution: each 2x2 block of the padded input becomes 4x the channels,
+    and the kernel (zero-padded to even size) is regrouped the same way. Exactly the same
+    function; its input gradient is an ordinary convolution plus a reshape."""
+    n, h, w, c = x.shape
+    kh, kw, ci, co = kernel.shape
+    eh, ew = kh + kh % 2, kw + kw % 2
+    kernel = jnp.pad(kernel, ((0, eh - kh), (0, ew - kw), (0, 0), (0, 0)))
+    (pt, pb), (pl, pr) = padding
+    oh, ow = (h + pt + pb - kh) // 2 + 1, (w + pl + pr - kw) // 2 + 1
+    zh, zw = oh + eh // 2 - 1, ow + ew // 2 - 1  # blocks the VALID conv needs
+    x = jnp.pad(x, ((0, 0), (pt, max(2 * zh - h - pt, 0)), (pl, max(2 * zw - w - pl, 0)),
+                    (0, 0)))[:, :2 * zh, :2 * zw]
+    z = x.reshape(n, zh, 2, zw, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, zh, zw, 4 * c)
+    k = kernel.reshape(eh // 2, 2, ew // 2, 2, ci, co).transpose(0, 2, 1, 3, 4, 5)
+    return lax.conv_general_dilated(z, k.reshape(eh // 2, ew // 2, 4 * ci, co), (1, 1),
+                                    "VALID", dimension_numbers=_NHWC)
+
+
+def _conv_s2_native(x, kernel, padding):
+    return lax.conv_general_dilated(x, kernel, (2, 2), padding, dimension_numbers=_NHWC)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_s2(x, kernel, padding):
+    """`lax.conv_general_dilated(x, kernel, (2, 2), padding)` (NHWC, HWIO), with the input
+    gradient taken through the space-to-depth form. Why: XLA:CPU computes a strided conv's
+    input gradient as an input-dilated convolution on a slow path (measured in
+    benchmarks/layer_grads.py), while the forward pass and the kernel gradient of the native
+    form are fast. The backward rule is plain JAX, so it differentiates again (the WGAN-GP
+    gradient penalty needs that)."""
+    return _conv_s2_native(x, kernel, padding)
+
+
+def _conv_s2_fwd(x, kernel, padding):
+    return _conv_s2_native(x, kernel, padding), (x, kernel)
+
+
+def _conv_s2_bwd(padding, residuals, g):
+    x, kernel = residuals
+    dkernel = jax.vjp(lambda k: _conv_s2_native(x, k, padding), kernel)[1](g)[0]
+    dx = jax.vjp(lambda v: _conv_s2_as_space_to_depth(v, kernel, padding), x)[1](g)[0]
+    return dx, dkernel
+
+
+conv_s2.defvjp(_conv_s2_fwd, _conv_s2_bwd)
+
+
+class Conv(nn.Conv):
+    """`nn.Conv` with fast CPU gradients for 2-D stride-2 convolutions (see `conv_s2`);
+    every other case is `nn.Conv`'s own. Its class name is `Conv`, so modules auto-name it
+    `Conv_0`, `Conv_1`, ... as before and checkpoints keep loading."""
+
+    @nn.compact
+    def __call__(self, inputs):
+        strides = self.strides if isinstance(self.strides, Sequence) else (self.strides,) * 2
+        if (inputs.ndim != 4 or len(self.kernel_size) != 2 or tuple(strides) != (2, 2)
+                or self.feature_group_count != 1 or self.input_dilation not in (1, None)
+                or self.kernel_dilation not in (1, None) or self.mask is not None
+                or isinstance(self.padding, str) and self.padding not in ("SAME", "VALID")):
+            return super().__call__(inputs)
+        kernel = self.param("kernel", self.kernel_init,
+                            (*self.kernel_size, inputs.shape[-1], self.features),
+                            self.param_dtype)
+        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) \
+            if self.use_bias else None
+        inputs, kernel, bias = nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        padding = _explicit_padding(self.padding, inputs.shape[1:3], self.kernel_size, 2)
+        y = conv_s2(inputs, kernel, padding)
+        return y if bias is None else y + bias
+
+
 class ConvNormAct(nn.Module):
     """Conv -> Norm -> activation."""
 
@@ -67,7 +160,7 @@ class ConvNormAct(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.strides,
+        x = Conv(self.features, (self.kernel, self.kernel), strides=self.strides,
                     padding="SAME", use_bias=self.norm == "none")(x)
         x = Norm(self.norm)(x, train)
         return activation(self.act)(x)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from colorjax.models.backbone import Hypercolumn, hypercolumn_at
-from colorjax.models.blocks import _groups_for
+from colorjax.models.blocks import Conv, _groups_for
 
 
 def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
@@ -131,7 +131,7 @@ class DiffusionUNet(nn.Module):
                     h = attn()(h)
                 skips.append(h)
             if level != last:
-                h = nn.Conv(feats, (3, 3), strides=(2, 2))(h)  # learnt downsampling
+                h = Conv(feats, (3, 3), strides=(2, 2))(h)  # learnt downsampling (fast grads)
                 skips.append(h)
 
         h = res(self.features[-1])(h, temb, train)

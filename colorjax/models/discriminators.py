@@ -16,7 +16,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from colorjax.models.blocks import Norm
+from colorjax.models.blocks import Conv, Norm
 
 _PAD1 = ((1, 1), (1, 1))  # pix2pix pads its 4x4 convs by 1
 
@@ -55,7 +55,7 @@ class PatchDiscriminator(nn.Module):
         for i, feats in enumerate(widths):
             strides = 2 if i < self.n_layers else 1
             norm = "none" if i == 0 else self.norm
-            x = nn.Conv(feats, (4, 4), strides=strides, padding=_PAD1,
+            x = Conv(feats, (4, 4), strides=strides, padding=_PAD1,
                         use_bias=norm == "none")(x)
             x = nn.leaky_relu(Norm(norm)(x, train), 0.2)
         return nn.Conv(1, (4, 4), strides=1, padding=_PAD1)(x)
@@ -73,7 +73,7 @@ class ConvDiscriminator(nn.Module):
         x = jnp.concatenate([l, ab], axis=-1)
         for i, feats in enumerate(_widths(self.features, self.n_layers - 1)):
             norm = "none" if i == 0 else self.norm
-            x = nn.Conv(feats, (4, 4), strides=2, padding=_PAD1, use_bias=norm == "none")(x)
+            x = Conv(feats, (4, 4), strides=2, padding=_PAD1, use_bias=norm == "none")(x)
             x = nn.leaky_relu(Norm(norm)(x, train), 0.2)
         return nn.Dense(1)(jnp.mean(x, axis=(1, 2)))
 

@@ -17,7 +17,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from colorjax.models.blocks import ConvNormAct, Norm, OutputHead, UpNormAct, activation
+from colorjax.models.blocks import Conv, ConvNormAct, Norm, OutputHead, UpNormAct, activation
 from colorjax.models.unet import DoubleConv, LevelNet, UNet
 
 
@@ -36,8 +36,8 @@ class ResBlock(nn.Module):
         y = Norm(self.norm)(y, train)
         shortcut = x
         if x.shape[-1] != self.features or self.strides != 1:
-            shortcut = nn.Conv(self.features, (1, 1), strides=self.strides,
-                               use_bias=self.norm == "none")(x)
+            shortcut = Conv(self.features, (1, 1), strides=self.strides,
+                            use_bias=self.norm == "none")(x)
             shortcut = Norm(self.norm)(shortcut, train)
         return activation(self.act)(y + shortcut)
 

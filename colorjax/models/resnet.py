@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from colorjax.models.blocks import ConvNormAct, Norm, OutputHead, UpNormAct
+from colorjax.models.blocks import Conv, ConvNormAct, Norm, OutputHead, UpNormAct
 
 
 class BasicBlock(nn.Module):
@@ -26,7 +26,7 @@ class BasicBlock(nn.Module):
         y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False)(y)
         y = Norm(self.norm)(y, train)
         if residual.shape != y.shape:
-            residual = nn.Conv(self.features, (1, 1), strides=self.strides, use_bias=False)(x)
+            residual = Conv(self.features, (1, 1), strides=self.strides, use_bias=False)(x)
             residual = Norm(self.norm)(residual, train)
         return nn.relu(y + residual)
 

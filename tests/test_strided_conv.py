@@ -1,0 +1,80 @@
+"""blocks.Conv: nn.Conv with a space-to-depth input gradient for stride-2 convolutions.
+
+It must be nn.Conv exactly: the same parameter tree and initial values (checkpoints load),
+the same outputs, the same first and second derivatives (WGAN-GP differentiates the
+discriminator's input gradient again), at odd and even sizes, for every padding in use.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from colorjax.models import blocks
+
+CASES = [  # kernel, height, padding
+    (4, 16, "SAME"), (4, 15, "SAME"), (4, 15, ((1, 1), (1, 1))), (4, 16, ((1, 1), (1, 1))),
+    (3, 16, "SAME"), (3, 17, "SAME"), (1, 9, "SAME"), (1, 8, "SAME"), (3, 12, "VALID"),
+    (4, 10, ((0, 2), (1, 0))),
+]
+
+
+def _pair(kernel, padding, use_bias=True):
+    kw = dict(strides=2, padding=padding, use_bias=use_bias)
+    return nn.Conv(5, (kernel, kernel), **kw), blocks.Conv(5, (kernel, kernel), **kw)
+
+
+@pytest.mark.parametrize("kernel,height,padding", CASES)
+def test_same_parameters_outputs_and_gradients_as_nn_conv(kernel, height, padding):
+    x = jax.random.normal(jax.random.key(0), (2, height, height + 1, 3))  # H != W
+    ref, fast = _pair(kernel, padding)
+    p_ref, p_fast = ref.init(jax.random.key(1), x), fast.init(jax.random.key(1), x)
+    assert jax.tree.structure(p_ref) == jax.tree.structure(p_fast)
+    for a, b in zip(jax.tree.leaves(p_ref), jax.tree.leaves(p_fast)):
+        np.testing.assert_array_equal(a, b)
+    p = jax.tree.map(lambda v: v + 0.1, p_ref)  # a nonzero bias too
+    np.testing.assert_allclose(fast.apply(p, x), ref.apply(p, x), atol=1e-5)
+
+    loss = lambda m: lambda p, x: jnp.sum(jnp.sin(3 * m.apply(p, x)))  # noqa: E731
+    g_ref = jax.grad(loss(ref), (0, 1))(p, x)
+    g_fast = jax.grad(loss(fast), (0, 1))(p, x)
+    for a, b in zip(jax.tree.leaves(g_ref), jax.tree.leaves(g_fast)):
+        np.testing.assert_allclose(b, a, atol=2e-5)
+
+
+@pytest.mark.parametrize("kernel,height,padding", [CASES[0], CASES[2], CASES[5]])
+def test_second_derivatives_match_for_a_gradient_penalty(kernel, height, padding):
+    x = jax.random.normal(jax.random.key(0), (2, height, height, 3))
+    ref, fast = _pair(kernel, padding, use_bias=False)
+    p = ref.init(jax.random.key(1), x)
+
+    def penalty(m):
+        def f(p, x):
+            grad_x = jax.grad(lambda v: jnp.sum(jnp.tanh(m.apply(p, v))))(x)
+            return jnp.sum((jnp.sqrt(jnp.sum(grad_x ** 2, axis=(1, 2, 3))) - 1.0) ** 2)
+        return f
+    h_ref = jax.grad(penalty(ref), (0, 1))(p, x)
+    h_fast = jax.grad(penalty(fast), (0, 1))(p, x)
+    for a, b in zip(jax.tree.leaves(h_ref), jax.tree.leaves(h_fast)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_other_convolutions_are_nn_convs_own():
+    """Stride 1 (and anything else) takes nn.Conv's path unchanged, under the same name."""
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = blocks.Conv(4, (3, 3))(x)
+            x = blocks.Conv(4, (4, 4), strides=2)(x)
+            return nn.Conv(4, (3, 3))(x)
+    x = jnp.ones((1, 8, 8, 2))
+    names = sorted(Net().init(jax.random.key(0), x)["params"])
+    assert names == ["Conv_0", "Conv_1", "Conv_2"]
+
+
+def test_the_unet_keeps_its_parameter_names():
+    from colorjax.models.unet import UNet
+    x = jnp.ones((1, 16, 16, 1))
+    params = UNet(features=(4, 8)).init(jax.random.key(0), x, train=False)["params"]
+    assert params["ConvNormAct_0"]["Conv_0"]["kernel"].shape == (4, 4, 4, 4)
