@@ -45,14 +45,19 @@ def peak_flops(device, precision: str) -> float | None:
 def measure(config_spec: str, size: int, batch: int, steps: int, precision: str,
             features: tuple[int, ...] | None = None, *,
             attention_levels: tuple[int, ...] | None = None, num_res_blocks: int | None = None,
-            dropout: float | None = None) -> dict:
+            dropout: float | None = None, compilation_cache: str | None = None) -> dict:
+    """One config's step: images/s, compile time, memory. `compilation_cache` (a directory)
+    turns on JAX's persistent compilation cache as `python -m colorjax.main` does."""
+    t_start = time.perf_counter()
     import jax
     import numpy as np
 
-    from colorjax import parallel, train
+    from colorjax import parallel, runtime, train
     from colorjax.configs import load_config
     from colorjax.objectives import make_objective
 
+    if compilation_cache is not None:
+        runtime.enable_compilation_cache(compilation_cache)
     config = load_config(config_spec)
     config.data.image_size = size
     config.batch_size = batch
@@ -84,6 +89,7 @@ def measure(config_spec: str, size: int, batch: int, steps: int, precision: str,
     state, m = step_fn(state, batch_arrays, rng)
     jax.block_until_ready(m["loss"])
     first_step = time.perf_counter() - t0
+    startup = time.perf_counter() - t_start  # + imports, initialization (its own jit)
 
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -106,7 +112,7 @@ def measure(config_spec: str, size: int, batch: int, steps: int, precision: str,
         "config": config_spec, "model": config.model.name, "size": size, "batch": batch,
         "precision": precision, "devices": jax.device_count(), "device": device.device_kind,
         "images_per_sec": batch / step_time, "step_ms": step_time * 1e3,
-        "first_step_s": first_step, "peak_mem_gb": peak_mem / 2**30, "mem_kind": mem_kind,
+        "first_step_s": first_step, "startup_s": startup, "peak_mem_gb": peak_mem / 2**30, "mem_kind": mem_kind,
         "step_gflops": flops / 1e9, "mfu": mfu, "loss_finite": bool(np.isfinite(float(m["loss"]))),
     }
 

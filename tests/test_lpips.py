@@ -206,3 +206,18 @@ def test_first_load_inside_a_jit_trace_does_not_leak_tracers():
     x = jnp.full((1, 16, 16, 3), 0.5)
     assert np.isfinite(float(traced(x)))
     assert np.isfinite(lp.LPIPS("vgg")(np.asarray(x), np.zeros((1, 16, 16, 3), np.float32))).all()
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (2, 7, 9, 4)])
+def test_vgg_max_pool_is_reduce_windows_value_and_gradient(shape):
+    """VGG16's 2x2 pools are a reshape and a max (a faster gradient): the same as
+    nn.max_pool's VALID windows, odd sizes floored."""
+    import flax.linen as nn
+
+    from colorjax.metrics.lpips import _max_pool
+    x = jax.random.normal(jax.random.key(0), shape)
+    ref = lambda v: nn.max_pool(v, (2, 2), strides=(2, 2), padding="VALID")  # noqa: E731
+    np.testing.assert_array_equal(_max_pool(x, 2, 2), ref(x))
+    loss = lambda pool: lambda v: jnp.sum(jnp.sin(3 * pool(v)))  # noqa: E731
+    np.testing.assert_allclose(jax.grad(loss(lambda v: _max_pool(v, 2, 2)))(x),
+                               jax.grad(loss(ref))(x), atol=1e-6)
