@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/layer_grads.py
 
 The x2 upsampling of every decoder (16x16x128 -> 32x32x64, batch 16) as `nn.ConvTranspose`
-and as colorjax's sub-pixel `ConvTranspose4x4`, and the UNet's 4x4 stride-2 down conv
-beside a 3x3 conv of the same width, at the three levels of the `:cpu` UNet at 64 px.
+and as colorjax's sub-pixel `ConvTranspose4x4`, and the stride-2 down convs (4x4: UNet,
+generators, discriminators; 3x3: diffusion UNet) as `nn.Conv` and as `blocks.Conv`, beside
+a 3x3 conv of the same width, at the three levels of the `:cpu` UNet at 64 px.
 Gradients are of both the parameters and the input. Median of 5 calls, milliseconds.
 """
 
@@ -21,7 +22,7 @@ import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from colorjax.models.blocks import ConvTranspose4x4  # noqa: E402
+from colorjax.models.blocks import Conv, ConvTranspose4x4  # noqa: E402
 
 
 def median_ms(fn, *args, calls: int = 5) -> float:
@@ -52,6 +53,12 @@ def main():
         x = jax.random.normal(jax.random.key(0), (16, size, size, ch))
         print(row(f"nn.Conv 4x4 s2 {ch}->{ch}",
                   nn.Conv(ch, (4, 4), strides=2, padding="SAME", use_bias=False), x))
+        print(row(f"blocks.Conv 4x4 s2 {ch}->{ch} (space-to-depth input gradient)",
+                  Conv(ch, (4, 4), strides=2, padding="SAME", use_bias=False), x))
+        print(row(f"nn.Conv 3x3 s2 {ch}->{ch}",
+                  nn.Conv(ch, (3, 3), strides=2, padding="SAME", use_bias=False), x))
+        print(row(f"blocks.Conv 3x3 s2 {ch}->{ch} (space-to-depth input gradient)",
+                  Conv(ch, (3, 3), strides=2, padding="SAME", use_bias=False), x))
         print(row(f"nn.Conv 3x3 {ch}->{ch}", nn.Conv(ch, (3, 3), padding="SAME", use_bias=False), x))
 
 
