@@ -50,9 +50,15 @@ def lpips_on_small_images(lpips, params):
 
 
 def _masked_sums(per_image: dict, mask) -> dict:
+    """Sums over the real (unpadded) images of each metric, and their count under "count"."""
     # PSNR is +inf for a perfect image; keep it out of the sums rather than poison the mean.
-    return {k: jnp.sum(jnp.where(mask > 0, jnp.nan_to_num(v, posinf=100.0), 0.0))
+    sums = {k: jnp.sum(jnp.where(mask > 0, jnp.nan_to_num(v, posinf=100.0), 0.0))
             for k, v in per_image.items()}
+    return sums | {"count": jnp.sum((mask > 0).astype(jnp.float32))}
+
+
+def _add_sums(totals: dict, sums: dict) -> dict:
+    return jax.tree.map(jnp.add, totals, sums)
 
 
 class Evaluator:
@@ -71,6 +77,8 @@ class Evaluator:
                                   in_shardings=(sharded, repl), out_shardings=repl)
         self._predict = jax.jit(objective.predict, in_shardings=(repl, sharded, repl),
                                 out_shardings=sharded)
+        # Running sums stay on the devices; the host fetches them once per split.
+        self._add = jax.jit(_add_sums, out_shardings=repl, donate_argnums=0)
         self._baselines: dict[str, dict] = {}
 
     def _model_batch_sums(self, state, batch, rng, lpips_params):
@@ -90,15 +98,16 @@ class Evaluator:
             num_examples=cfg.eval.num_examples or None)
 
     def _mean_over_split(self, split, batch_sums) -> dict:
-        totals, count = None, 0.0
+        totals = None
         for i, local in enumerate(self._batches(split)):
             batch = parallel.shard_batch(local, self.mesh)
-            sums = jax.device_get(batch_sums(batch, jax.random.fold_in(self.rng, i)))
-            count += float(np.sum(parallel.to_host(batch["mask"])))
-            totals = sums if totals is None else {k: totals[k] + sums[k] for k in sums}
+            sums = batch_sums(batch, jax.random.fold_in(self.rng, i))
+            totals = sums if totals is None else self._add(totals, sums)
+        totals = {k: float(v) for k, v in jax.device_get(totals or {}).items()}
+        count = totals.pop("count", 0.0)
         if not count:
             raise ValueError(f"config.eval.split={split!r} has no examples to evaluate")
-        return {k: float(v) / count for k, v in totals.items()} | {"num_examples": count}
+        return {k: v / count for k, v in totals.items()} | {"num_examples": count}
 
     def evaluate(self, state, split: str | None = None) -> dict:
         """Mean metrics of the model's predictions over the split."""
