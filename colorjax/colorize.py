@@ -20,182 +20,25 @@ How a photo is colorized (any size, any mode PIL reads):
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import os
 import sys
 import threading
-from collections import Counter
 
 import jax
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from colorjax import color
 from colorjax.export import SAMPLING_OVERRIDES, ExportError, read_export
+from colorjax.output_files import (OUTPUT_RULES, check_outputs, output_stems, output_suffixes,
+                                   save_atomic)
+from colorjax.photos import (STRIPE_PIXELS, Photo, compare_strip, image_files,
+                             lab_to_rgb_striped, open_photo, photo_from_array, photo_from_pil,
+                             resize_plane, to_photo, to_uint8)
 
-_GRAY_MODES = ("1", "L", "LA", "La", "I", "F")
-# Lab -> RGB of a large photo is done in stripes of about this many pixels (bounded memory).
-_STRIPE_PIXELS = 1 << 20
-
-
-@dataclasses.dataclass
-class Photo:
-    """One input photo: CIELAB L (H, W) in [0, 100]; the colour original as 8-bit RGB
-    (H, W, 3) when the input had colour (the "truth" of `--compare`), else None."""
-
-    l: np.ndarray
-    truth: np.ndarray | None = None
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(width, height), as PIL says it."""
-        return self.l.shape[1], self.l.shape[0]
-
-
-# --- inputs ---------------------------------------------------------------------------
-
-
-def _lightness(rgb: np.ndarray) -> np.ndarray:
-    """CIELAB L (H, W) of RGB (H, W, 3) in any `_unit` dtype, in stripes (bounded memory)."""
-    h, w = rgb.shape[:2]
-    out = np.empty((h, w), np.float32)
-    rows = max(1, _STRIPE_PIXELS // max(w, 1))
-    for y in range(0, h, rows):
-        out[y:y + rows] = color.rgb_to_lab(_unit(rgb[y:y + rows]))[..., 0]
-    return out
-
-
-def _gray_photo(values: np.ndarray) -> Photo:
-    """Gray levels (H, W) in [0, 1] -> Photo. L is computed as for an RGB image with equal
-    channels, so a gray photo and its RGB copy give the same L."""
-    v = np.clip(values.astype(np.float32), 0.0, 1.0)
-    return Photo(l=_lightness(np.broadcast_to(v[..., None], v.shape + (3,))))
-
-
-def _rgb_photo(rgb: np.ndarray) -> Photo:
-    """8-bit, 16-bit or [0, 1] float RGB -> Photo; equal channels count as gray (no truth)."""
-    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
-        return _gray_photo(_unit(rgb[..., 0]))
-    truth = rgb if rgb.dtype == np.uint8 else to_uint8(_unit(rgb))
-    return Photo(l=_lightness(rgb), truth=truth)
-
-
-def _unit(a: np.ndarray) -> np.ndarray:
-    """Integer or float pixel values -> float32 in [0, 1]."""
-    if a.dtype == np.bool_:
-        return a.astype(np.float32)
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / 255.0
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) / 65535.0
-    if np.issubdtype(a.dtype, np.floating):
-        if a.size and (np.nanmin(a) < -1e-3 or np.nanmax(a) > 1.0 + 1e-3):
-            raise ValueError("float images must have values in [0, 1]; got "
-                             f"[{np.nanmin(a):.4g}, {np.nanmax(a):.4g}] (pass uint8 for 0..255)")
-        return np.clip(np.nan_to_num(a.astype(np.float32)), 0.0, 1.0)
-    raise ValueError(f"unsupported pixel dtype {a.dtype}; use uint8, uint16, bool or float")
-
-
-def _over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    a = _unit(alpha)[..., None]
-    return _unit(rgb) * a + (1.0 - a)
-
-
-def photo_from_array(a: np.ndarray) -> Photo:
-    """(H, W), (H, W, 1|2|3|4) arrays: gray, gray+alpha, RGB or RGBA (uint8, uint16, float)."""
-    a = np.asarray(a)
-    if a.ndim == 2:
-        return _gray_photo(_unit(a))
-    if a.ndim == 3 and a.shape[-1] in (1, 2, 3, 4):
-        c = a.shape[-1]
-        if c == 1:
-            return _gray_photo(_unit(a[..., 0]))
-        if c == 2:
-            return _gray_photo(_over_white(a[..., :1], a[..., 1])[..., 0])
-        if c == 4:
-            return _rgb_photo(_over_white(a[..., :3], a[..., 3]))
-        return _rgb_photo(a)
-    raise ValueError(f"an image array must be (H, W) or (H, W, 1|2|3|4); got {a.shape}")
-
-
-def photo_from_pil(im: Image.Image) -> Photo:
-    """Any PIL image, pixels as stored (apply EXIF orientation before, see `open_photo`)."""
-    mode = im.mode
-    if mode.startswith("I;16"):
-        return _gray_photo(np.asarray(im, dtype=np.float32) / 65535.0)
-    if mode == "I":  # 32-bit ints: 16-bit data in practice, 8-bit when it fits
-        a = np.asarray(im, dtype=np.float32)
-        return _gray_photo(a / (255.0 if a.size and a.max() <= 255 else 65535.0))
-    if mode == "F":
-        a = np.asarray(im, dtype=np.float32)
-        return _gray_photo(a if a.size and a.max() <= 1.0 else a / 255.0)
-    if mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode == "P" and "transparency" in im.info):
-        rgba = np.asarray(im.convert("RGBA"))
-        return photo_from_array(rgba)
-    if mode in ("1", "L"):
-        return _gray_photo(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)
-    return _rgb_photo(np.asarray(im.convert("RGB")))
-
-
-def open_photo(path_or_file) -> Photo:
-    """Read an image file (path or file object) PIL can decode, EXIF orientation applied."""
-    with Image.open(path_or_file) as im:
-        im = ImageOps.exif_transpose(im)
-        im.load()
-        return photo_from_pil(im)
-
-
-def to_photo(image) -> Photo:
-    """A PIL image, a numpy array or a Photo -> Photo."""
-    if isinstance(image, Photo):
-        return image
-    if isinstance(image, Image.Image):
-        return photo_from_pil(image)
-    return photo_from_array(np.asarray(image))
-
-
-# --- resizing and Lab -> RGB on the host -----------------------------------------------
-
-
-def _resize_plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Bilinear (antialiased when shrinking) float32 resize of one 2-D plane."""
-    if plane.shape == (height, width):
-        return plane.astype(np.float32)
-    im = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32))
-    return np.asarray(im.resize((width, height), Image.BILINEAR), dtype=np.float32)
-
-
-def lab_to_rgb_striped(l: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """Lab (L (H, W), ab (H, W, 2) in Lab units) -> sRGB float32 (H, W, 3), in pieces.
-
-    Pieces are counted in pixels, not rows, so the temporaries stay at _STRIPE_PIXELS
-    whatever the aspect ratio (one row of a 16,000,000 x 1 photo is 16 M pixels)."""
-    h, w = l.shape
-    out = np.empty((h * w, 3), np.float32)
-    flat_l, flat_ab = l.reshape(-1), ab.reshape(-1, 2)
-    for i in range(0, h * w, _STRIPE_PIXELS):
-        lab = np.concatenate([flat_l[i:i + _STRIPE_PIXELS, None],
-                              flat_ab[i:i + _STRIPE_PIXELS]], axis=-1)
-        out[i:i + _STRIPE_PIXELS] = color.lab_to_rgb(lab)
-    return out.reshape(h, w, 3)
-
-
-_LUT_L = np.linspace(0.0, 100.0, 4097, dtype=np.float32)
-_LUT_GRAY = color.lab_to_rgb(np.stack([_LUT_L, 0 * _LUT_L, 0 * _LUT_L], -1))[:, 1]
-
-
-def gray_of(photo: Photo) -> np.ndarray:
-    """The gray image the model sees (L with ab = 0), 8-bit (H, W).
-
-    Looked up in a 4097-entry table of `color.lab_to_rgb` over L in [0, 100] (error far
-    below one 8-bit level): a third of the work of a full Lab -> RGB on large photos.
-    """
-    return to_uint8(np.interp(photo.l, _LUT_L, _LUT_GRAY))
-
-
-def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+__all__ = ["Colorizer", "main", "run", "parse_args", "Photo", "open_photo", "to_photo",
+           "photo_from_array", "photo_from_pil", "output_stems", "STRIPE_PIXELS",
+           "lab_to_rgb_striped"]  # the photo names: colorize's API before photos.py existed
 
 
 def _pow2_at_least(n: int) -> int:
@@ -326,7 +169,7 @@ class Colorizer:
         results: list[list[np.ndarray]] = [[] for _ in photos]
         for start in range(0, len(photos), self.batch_size):
             chunk = photos[start:start + self.batch_size]
-            l_small = np.stack([color.normalize_l(_resize_plane(p.l, s, s))[..., None]
+            l_small = np.stack([color.normalize_l(resize_plane(p.l, s, s))[..., None]
                                 for p in chunk])
             for k in range(num_samples):
                 ab = color.denormalize_ab(
@@ -340,7 +183,7 @@ class Colorizer:
     def full_size_ab(photo: Photo, ab_small: np.ndarray) -> np.ndarray:
         """ab (S, S, 2) resized bilinearly to the photo's size (H, W, 2)."""
         w, h = photo.size
-        return np.stack([_resize_plane(ab_small[..., c], w, h) for c in (0, 1)], -1)
+        return np.stack([resize_plane(ab_small[..., c], w, h) for c in (0, 1)], -1)
 
     @classmethod
     def finish(cls, photo: Photo, ab_small: np.ndarray) -> np.ndarray:
@@ -389,133 +232,6 @@ class Colorizer:
         return kind if not isinstance(image, np.ndarray) else np.stack(kind)
 
 
-# --- command line ---------------------------------------------------------------------
-
-OUTPUT_RULES = """\
-output names (the same inputs and options always give the same names):
-  Each photo is written under the output folder at its path relative to --input (a single
-  file: its own name), with the extension of --format: in/sub/x.jpg -> out/sub/x.png.
-  The source extension stays in the name only where two inputs in one folder share a name
-  apart from it (case ignored): a.jpg, a.png -> a_jpg.png, a_png.png; a lone b.jpg -> b.png.
-  A name still taken (case ignored), by an earlier input (in sorted order, upper case first)
-  or by another file of this run such as a compare strip, gets _2, _3, ...:
-  b.JPG, b.jpg -> b_jpg.png, b_jpg_2.png; c.png, c_compare.png with --compare -> c.png,
-  c_compare.png (c.png's strip), c_compare_2.png, c_compare_2_compare.png.
-  --num_samples=N > 1 writes NAME_sample1 ... NAME_sampleN instead of NAME; --compare adds
-  NAME_compare.
-
-safety (all checked before the model loads; exit status 2):
-  Inputs are never written over or into: an output folder equal to or inside the input
-  folder, or an output that is an input file (real paths, symlinks and hard links resolved),
-  is refused. The list of inputs is fixed before anything is written. Existing outputs are
-  not replaced unless --overwrite: without it the run stops, saying how many exist and
-  naming the first. An output folder that cannot be written is reported. A file that cannot
-  be written during the run is reported, the others go on, and the exit status is 1.
-"""
-
-
-def image_files(root: str) -> tuple[list[str], int]:
-    """Files under `root` (recursively, sorted) whose extension PIL registers; and how many
-    other files were ignored."""
-    exts = {e.lower() for e in Image.registered_extensions()}
-    found, ignored = [], 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            if os.path.splitext(name)[1].lower() in exts:
-                found.append(os.path.join(dirpath, name))
-            else:
-                ignored += 1
-    return found, ignored
-
-
-def output_stems(rels: list[str], suffixes=("",)) -> list[str]:
-    """The output stem (path relative to the output folder, no extension) of each input,
-    given by its relative path `rels[i]`, under the rules of `OUTPUT_RULES`.
-
-    `suffixes` are what each input's files add to its stem (e.g. "" and "_compare"): a stem
-    is free only when none of the names it would write is taken, ignoring case (so that the
-    names stay distinct on case-insensitive file systems too).
-    """
-    bases = [os.path.splitext(r)[0] for r in rels]
-    shared = Counter(b.lower() for b in bases)
-    wanted = [b if shared[b.lower()] == 1 else f"{b}_{os.path.splitext(r)[1][1:].lower()}"
-              for b, r in zip(bases, rels)]
-    taken: set[str] = set()
-    stems = []
-    for want in wanted:
-        stem, n = want, 1
-        while any((stem + s).lower() in taken for s in suffixes):
-            n += 1
-            stem = f"{want}_{n}"
-        taken.update((stem + s).lower() for s in suffixes)
-        stems.append(stem)
-    return stems
-
-
-def output_suffixes(num_samples: int, compare: bool) -> list[str]:
-    """What each photo's files add to its stem, in the order they are written."""
-    samples = [f"_sample{k + 1}" for k in range(num_samples)] if num_samples > 1 else [""]
-    return samples + (["_compare"] if compare else [])
-
-
-def compare_strip(photo: Photo, colors: list[np.ndarray]) -> np.ndarray:
-    """gray | colour(s) | truth (when the input had colour), side by side, uint8."""
-    gray = gray_of(photo)
-    panels = [np.stack([gray] * 3, -1), *(c if c.dtype == np.uint8 else to_uint8(c)
-                                          for c in colors)]
-    return np.concatenate(panels + ([photo.truth] if photo.truth is not None else []), axis=1)
-
-
-def _save(rgb8: np.ndarray, path: str, fmt: str) -> None:
-    """Write through a hidden temporary file beside `path`, then rename it into place: an
-    interrupted run leaves no half-written image, and a symlink at `path` is replaced rather
-    than written through. (Hidden files are never read as inputs, see `image_files`.)"""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:  # open(), unlike mkstemp, honours the umask
-            if fmt == "jpg":
-                Image.fromarray(rgb8).save(f, "JPEG", quality=95, subsampling=0)
-            else:
-                Image.fromarray(rgb8).save(f, "PNG", compress_level=3)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _existing_ancestor(path: str) -> str:
-    """`path` itself or its nearest ancestor that exists."""
-    path = os.path.abspath(path)
-    while not os.path.lexists(path):
-        path = os.path.dirname(path)
-    return path
-
-
-def _is_within(path: str, folder: str) -> bool:
-    """Whether `path` (existing or not) is `folder` or lies inside it, symlinks resolved.
-    Ancestors are compared with `samefile`, which also sees through case-insensitive names
-    and bind mounts where comparing strings would not."""
-    p = os.path.realpath(path)
-    while True:
-        if os.path.exists(p) and os.path.samefile(p, folder):
-            return True
-        parent = os.path.dirname(p)
-        if parent == p:
-            return False
-        p = parent
-
-
-def _file_id(path: str) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
-
-
 def _gather_inputs(args) -> tuple[list[str], list[str], int] | str:
     """(input paths, their paths relative to --input, files ignored), fixed once here before
     anything is written; or an error message."""
@@ -533,43 +249,6 @@ def _gather_inputs(args) -> tuple[list[str], list[str], int] | str:
     return paths, rels, ignored
 
 
-def check_outputs(args, paths: list[str], outputs: list[str]) -> str | None:
-    """Why the planned `outputs` may not be written (see the safety rules of `OUTPUT_RULES`),
-    or None. Only looks at the file system: nothing is created."""
-    out = args.output
-    ancestor = _existing_ancestor(out)
-    if not os.path.isdir(ancestor):
-        what = "is a file" if ancestor == os.path.abspath(out) else f"is under the file {ancestor}"
-        return f"--output={out} {what}, not a folder"
-    if os.path.isdir(args.input) and _is_within(out, args.input):
-        return (f"--output={out} is the input folder or inside it (--input={args.input}); "
-                "colorize never writes into its inputs: choose an output folder outside it")
-    if os.path.isdir(args.input):  # also when the input folder lies inside the output folder
-        first_in = {}  # output folder -> its first output, checked once per folder
-        for o in outputs:
-            first_in.setdefault(os.path.dirname(o), o)
-        for folder, first in first_in.items():
-            if _is_within(folder, args.input):
-                return (f"--output={out}: {first} would lie inside --input={args.input}; "
-                        "colorize never writes into its inputs")
-    # Only an output that exists can be an input; comparing (device, inode) sees through
-    # symlinks and hard links alike.
-    inputs = {_file_id(p): p for p in paths}
-    existing = [o for o in outputs if os.path.lexists(o)]
-    for o in existing:
-        same = inputs.get(_file_id(o)) if os.path.exists(o) else None
-        if same:
-            return (f"--output={out}: {o} would replace the input {same}; "
-                    "choose another output folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        return f"--output={out}: cannot write in {ancestor} (permission denied)"
-    if existing and not args.overwrite:
-        what = (f"output file {existing[0]} already exists" if len(existing) == 1 else
-                f"{len(existing)} output files already exist (the first: {existing[0]})")
-        return f"{what}; pass --overwrite to replace, or choose another --output"
-    return None
-
-
 def _write_photo(colorizer, photo: Photo, abs_, files: list[str], args, bar) -> int:
     """Finish and save one photo's files (colorizations, then its strip); how many were
     written. A file that cannot be written is reported and the others go on."""
@@ -578,7 +257,7 @@ def _write_photo(colorizer, photo: Photo, abs_, files: list[str], args, bar) -> 
     written = 0
     for rgb8, path in zip(images, files):
         try:
-            _save(rgb8, path, args.format)
+            save_atomic(rgb8, path, args.format)
             written += 1
         except OSError as e:
             bar.write(f"could not write {path}: {e.strerror or e}", file=sys.stderr)

@@ -49,7 +49,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from colorjax.colorize import Colorizer, Photo, gray_of, photo_from_pil, to_uint8
+from colorjax.colorize import Colorizer
+from colorjax.photos import Photo, gray_of, photo_from_pil, to_uint8
 
 # Bodies up to this much over the limit are read and discarded before a 413, so the browser
 # sees the answer instead of a reset connection; larger ones are refused unread.

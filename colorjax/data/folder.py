@@ -26,6 +26,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from colorjax import photos
 from colorjax.data import builders, images
 
 # Bump when the rules of images.check_image change, so cached datasets are rebuilt.
@@ -140,7 +141,7 @@ def scan(src: Path) -> tuple[list[str], dict[str, int]]:
         for n in names:
             if n.startswith("."):
                 ignored["hidden_files"] += 1
-            elif images.is_image_path(n):
+            elif photos.is_image_path(n):
                 files.append(Path(os.path.relpath(os.path.join(root, n), src)).as_posix())
             else:
                 ignored["files_with_other_extensions"] += 1

@@ -33,9 +33,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-)
+from colorjax.photos import GRAY_MODES
 
 REASONS = {
     "unreadable": "the file could not be read",
@@ -50,7 +48,6 @@ REASONS = {
     ),
 }
 
-_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
 # Pixels on each side of the subsample used to measure chroma: enough for a stable mean,
 # and it keeps the check cheap for multi-megapixel photos.
 _CHROMA_SAMPLE = 256
@@ -68,11 +65,6 @@ class Checked:
     chroma: float | None = None
     reencode: bool = False  # True when the stored bytes differ from the file's
     data: bytes | None = None  # encoded 8-bit RGB image, when asked for
-
-
-def is_image_path(name: str) -> bool:
-    """True for file names with one of the accepted image extensions (case-insensitive)."""
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 def chroma_level(rgb: np.ndarray) -> float:
@@ -144,7 +136,7 @@ def check_image(
             return Checked("too_large", str(e), mode, size)
         except Exception as e:  # noqa: BLE001  truncated data, bad Huffman tables, ...
             return Checked("corrupt", f"{type(e).__name__}: {e}", mode, size)
-        if mode in _GRAY_MODES or mode.startswith("I;"):
+        if mode in GRAY_MODES or mode.startswith("I;"):
             return Checked("grayscale", f"mode {mode}", mode, size)
         try:
             orientation = im.getexif().get(0x0112, 1)

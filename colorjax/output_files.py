@@ -1,0 +1,152 @@
+"""Where `python -m colorjax.colorize` writes, and the rules that keep it from overwriting
+anything it should not: output names, the safety check made before the model loads, and
+atomic writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import Counter
+
+import numpy as np
+from PIL import Image
+
+
+# --- command line ---------------------------------------------------------------------
+
+OUTPUT_RULES = """\
+output names (the same inputs and options always give the same names):
+  Each photo is written under the output folder at its path relative to --input (a single
+  file: its own name), with the extension of --format: in/sub/x.jpg -> out/sub/x.png.
+  The source extension stays in the name only where two inputs in one folder share a name
+  apart from it (case ignored): a.jpg, a.png -> a_jpg.png, a_png.png; a lone b.jpg -> b.png.
+  A name still taken (case ignored), by an earlier input (in sorted order, upper case first)
+  or by another file of this run such as a compare strip, gets _2, _3, ...:
+  b.JPG, b.jpg -> b_jpg.png, b_jpg_2.png; c.png, c_compare.png with --compare -> c.png,
+  c_compare.png (c.png's strip), c_compare_2.png, c_compare_2_compare.png.
+  --num_samples=N > 1 writes NAME_sample1 ... NAME_sampleN instead of NAME; --compare adds
+  NAME_compare.
+
+safety (all checked before the model loads; exit status 2):
+  Inputs are never written over or into: an output folder equal to or inside the input
+  folder, or an output that is an input file (real paths, symlinks and hard links resolved),
+  is refused. The list of inputs is fixed before anything is written. Existing outputs are
+  not replaced unless --overwrite: without it the run stops, saying how many exist and
+  naming the first. An output folder that cannot be written is reported. A file that cannot
+  be written during the run is reported, the others go on, and the exit status is 1.
+"""
+
+
+def output_stems(rels: list[str], suffixes=("",)) -> list[str]:
+    """The output stem (path relative to the output folder, no extension) of each input,
+    given by its relative path `rels[i]`, under the rules of `OUTPUT_RULES`.
+
+    `suffixes` are what each input's files add to its stem (e.g. "" and "_compare"): a stem
+    is free only when none of the names it would write is taken, ignoring case (so that the
+    names stay distinct on case-insensitive file systems too).
+    """
+    bases = [os.path.splitext(r)[0] for r in rels]
+    shared = Counter(b.lower() for b in bases)
+    wanted = [b if shared[b.lower()] == 1 else f"{b}_{os.path.splitext(r)[1][1:].lower()}"
+              for b, r in zip(bases, rels)]
+    taken: set[str] = set()
+    stems = []
+    for want in wanted:
+        stem, n = want, 1
+        while any((stem + s).lower() in taken for s in suffixes):
+            n += 1
+            stem = f"{want}_{n}"
+        taken.update((stem + s).lower() for s in suffixes)
+        stems.append(stem)
+    return stems
+
+
+def output_suffixes(num_samples: int, compare: bool) -> list[str]:
+    """What each photo's files add to its stem, in the order they are written."""
+    samples = [f"_sample{k + 1}" for k in range(num_samples)] if num_samples > 1 else [""]
+    return samples + (["_compare"] if compare else [])
+
+
+def save_atomic(rgb8: np.ndarray, path: str, fmt: str) -> None:
+    """Write through a hidden temporary file beside `path`, then rename it into place: an
+    interrupted run leaves no half-written image, and a symlink at `path` is replaced rather
+    than written through. (Hidden files are never read as inputs, see `photos.image_files`.)"""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:  # open(), unlike mkstemp, honours the umask
+            if fmt == "jpg":
+                Image.fromarray(rgb8).save(f, "JPEG", quality=95, subsampling=0)
+            else:
+                Image.fromarray(rgb8).save(f, "PNG", compress_level=3)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _existing_ancestor(path: str) -> str:
+    """`path` itself or its nearest ancestor that exists."""
+    path = os.path.abspath(path)
+    while not os.path.lexists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _is_within(path: str, folder: str) -> bool:
+    """Whether `path` (existing or not) is `folder` or lies inside it, symlinks resolved.
+    Ancestors are compared with `samefile`, which also sees through case-insensitive names
+    and bind mounts where comparing strings would not."""
+    p = os.path.realpath(path)
+    while True:
+        if os.path.exists(p) and os.path.samefile(p, folder):
+            return True
+        parent = os.path.dirname(p)
+        if parent == p:
+            return False
+        p = parent
+
+
+def _file_id(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def check_outputs(args, paths: list[str], outputs: list[str]) -> str | None:
+    """Why the planned `outputs` may not be written (see the safety rules of `OUTPUT_RULES`),
+    or None. Only looks at the file system: nothing is created."""
+    out = args.output
+    ancestor = _existing_ancestor(out)
+    if not os.path.isdir(ancestor):
+        what = "is a file" if ancestor == os.path.abspath(out) else f"is under the file {ancestor}"
+        return f"--output={out} {what}, not a folder"
+    if os.path.isdir(args.input) and _is_within(out, args.input):
+        return (f"--output={out} is the input folder or inside it (--input={args.input}); "
+                "colorize never writes into its inputs: choose an output folder outside it")
+    if os.path.isdir(args.input):  # also when the input folder lies inside the output folder
+        first_in = {}  # output folder -> its first output, checked once per folder
+        for o in outputs:
+            first_in.setdefault(os.path.dirname(o), o)
+        for folder, first in first_in.items():
+            if _is_within(folder, args.input):
+                return (f"--output={out}: {first} would lie inside --input={args.input}; "
+                        "colorize never writes into its inputs")
+    # Only an output that exists can be an input; comparing (device, inode) sees through
+    # symlinks and hard links alike.
+    inputs = {_file_id(p): p for p in paths}
+    existing = [o for o in outputs if os.path.lexists(o)]
+    for o in existing:
+        same = inputs.get(_file_id(o)) if os.path.exists(o) else None
+        if same:
+            return (f"--output={out}: {o} would replace the input {same}; "
+                    "choose another output folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"--output={out}: cannot write in {ancestor} (permission denied)"
+    if existing and not args.overwrite:
+        what = (f"output file {existing[0]} already exists" if len(existing) == 1 else
+                f"{len(existing)} output files already exist (the first: {existing[0]})")
+        return f"{what}; pass --overwrite to replace, or choose another --output"
+    return None
