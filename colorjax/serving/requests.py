@@ -1,0 +1,114 @@
+"""What the upload server reads from a request: form bodies, queries, Host names, and reads
+with deadlines; every refusal is a `RequestError` with its HTTP status.
+"""
+
+from __future__ import annotations
+
+import email.message
+import io
+import math
+import socket
+import time
+import urllib.parse
+
+
+# The seconds a refused (503) client is told to wait.
+RETRY_AFTER_S = 2
+# Query parameters of POST /api/colorize and their allowed values (None: checked elsewhere).
+QUERY = {"format": ("json", "png"), "num_samples": None}
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class RequestError(Exception):
+    """An answer to a bad request: HTTP status, a message for people, extra headers."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+def busy(message: str) -> RequestError:
+    return RequestError(503, f"{message}; retry in {RETRY_AFTER_S} s",
+                        {"Retry-After": str(RETRY_AFTER_S)})
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """`multipart/form-data` body -> {field name: (file name or None, bytes)}."""
+    header = email.message.Message()
+    header["content-type"] = content_type
+    boundary = header.get_param("boundary")
+    if not boundary:
+        raise RequestError(400, "multipart/form-data without a boundary")
+    delimiter = b"--" + str(boundary).encode("latin-1")
+    fields = {}
+    for chunk in body.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):  # the closing delimiter
+            break
+        head, sep, content = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise RequestError(400, "malformed multipart/form-data body")
+        part = email.message.Message()
+        for line in head.decode("utf-8", "replace").strip("\r\n").split("\r\n"):
+            key, _, value = line.partition(":")
+            part[key.strip()] = value.strip()
+        name = part.get_param("name", header="content-disposition")
+        if name is None:
+            continue
+        if content.endswith(b"\r\n"):
+            content = content[:-2]
+        fields[str(name)] = (part.get_filename(), content)
+    return fields
+
+
+def parse_query(query: str) -> dict[str, str]:
+    """The query of POST /api/colorize -> {name: value}; anything unknown is a 400 (a typo
+    such as ``?fromat=png`` or ``?format=exe`` would otherwise be silently ignored)."""
+    try:
+        params = urllib.parse.parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise RequestError(400, f"malformed query string {query!r}") from None
+    for name, values in params.items():
+        if name not in QUERY:
+            raise RequestError(400, f"unknown query parameter {name!r}; allowed: "
+                                    f"{', '.join(QUERY)}")
+        if len(values) > 1:
+            raise RequestError(400, f"query parameter {name!r} is given {len(values)} times")
+        allowed = QUERY[name]
+        if allowed is not None and values[0] not in allowed:
+            raise RequestError(400, f"{name}={values[0]!r} is not allowed; allowed: "
+                                    f"{', '.join(allowed)}")
+    return {name: values[0] for name, values in params.items()}
+
+
+def host_name(value: str | None) -> str | None:
+    """The name in a Host header or an Origin's authority, lower case, without the port or
+    IPv6 brackets; None when absent or malformed."""
+    if not value:
+        return None
+    try:
+        url = urllib.parse.urlsplit("//" + value.strip())
+        url.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return None
+    if url.username is not None or url.path or url.query or not url.hostname:
+        return None
+    return url.hostname.rstrip(".")
+
+
+class DeadlineReader(io.RawIOBase):
+    """Socket reads that wait at most `idle` seconds each and end at `deadline` (a
+    monotonic time): a client that stalls, or drips a byte at a time, loses the connection
+    instead of holding a thread for ever."""
+
+    def __init__(self, sock: socket.socket, idle: float):
+        self.sock, self.idle, self.deadline = sock, float(idle), math.inf
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self.sock.settimeout(min(self.idle, left))
+        return self.sock.recv_into(buffer)

@@ -1,0 +1,350 @@
+"""The HTTP side of the upload server: the request handler, the server with its connection
+cap, and binding to an address.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import json
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from colorjax.colorize import Colorizer
+from colorjax.photos import gray_of, to_uint8
+from colorjax.serving.page import render_page
+from colorjax.serving.requests import (LOCAL_HOSTS, RETRY_AFTER_S, DeadlineReader,
+                                       RequestError, host_name, parse_multipart, parse_query)
+from colorjax.serving.service import ColorizeService, encode_png, png_data_url
+
+# Bodies up to this much over the limit are read and discarded before a 413, so the browser
+# sees the answer instead of a reset connection; larger ones are refused unread.
+_DRAIN_LIMIT = 64 << 20
+# Multipart headers and boundaries around the file: allowed on top of --max_upload_mb.
+_MULTIPART_SLACK = 64 << 10
+# A body may take --timeout plus one second per this many bytes (a slow but honest link
+# uploads 20 MB in about 3.5 minutes; a client dripping bytes is cut off).
+_MIN_UPLOAD_RATE = 100_000
+# Seconds a client has to take an answer (a big JSON answer to a slow client).
+_WRITE_TIMEOUT_S = 60.0
+# A refused connection stays open this long after its 503 (half-closed), so the answer is
+# read before the close; closing with the request unread would reset it away.
+_LINGER_S = 1.0
+_MAX_LINGERING = 256
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "colorjax"
+    protocol_version = "HTTP/1.1"
+    service: ColorizeService  # set on the subclass made by `bind_server`
+    quiet = False
+    timeout = 5.0  # --timeout: seconds for a request's headers, and for any silence
+    allowed_hosts: frozenset[str] | None = frozenset(LOCAL_HOSTS)  # None: any Host
+
+    # -- plumbing --
+
+    def setup(self):
+        super().setup()
+        self.rfile.close()  # the plain socket file: reads go through the deadline instead
+        self._reader = DeadlineReader(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self):
+        # The request line and headers (or, between keep-alive requests, the next request)
+        # must arrive within --timeout; a body gets more, see `_content_length`.
+        self._started = time.monotonic()
+        self._reader.deadline = self._started + self.timeout
+        super().handle_one_request()
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        if not self.quiet:
+            super().log_message(format, *args)
+
+    def _send(self, status: int, body: bytes, content_type: str, extra: dict | None = None):
+        self.connection.settimeout(_WRITE_TIMEOUT_S)
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, obj, extra: dict | None = None):
+        self._send(status, json.dumps(obj).encode(), "application/json", extra)
+
+    def _error(self, status: int, message: str, extra: dict | None = None):
+        self._json(status, {"error": message, "status": status}, extra)
+
+    def _check_host(self) -> None:
+        """400 unless the Host header names this server: a page of another site that got
+        its name to resolve to 127.0.0.1 (DNS rebinding) still sends its own name."""
+        values = self.headers.get_all("Host") or []
+        if len(values) > 1:  # which one would count? (RFC 9112: answer 400)
+            raise RequestError(400, f"{len(values)} Host headers")
+        value = values[0] if values else None
+        if self.allowed_hosts is not None and host_name(value) not in self.allowed_hosts:
+            raise RequestError(400, f"Host {value!r} is not a name this server answers to; "
+                                    f"allowed: {', '.join(sorted(self.allowed_hosts))} "
+                                    "(add names with --allowed_hosts)")
+
+    def _check_origin(self) -> None:
+        """403 for a POST that another site's page sent (browsers always say so in Origin);
+        clients such as curl send no Origin and are let through."""
+        origin = self.headers.get("Origin")
+        if origin is None:
+            return
+        own = "http://" + (self.headers.get("Host") or "").strip().lower()
+        if origin.strip().lower().rstrip("/") != own:
+            raise RequestError(403, f"cross-origin request from {origin!r} refused: only this "
+                                    f"server's own page ({own}) may post")
+
+    # -- routes --
+
+    def do_GET(self):
+        path = urllib.parse.urlsplit(self.path).path
+        try:
+            self._check_host()
+        except RequestError as e:
+            return self._error(e.status, e.message)
+        if path in ("/", "/index.html"):
+            self._send(200, render_page(self.service.info()).encode(), "text/html; charset=utf-8")
+        elif path == "/api/info":
+            self._json(200, self.service.info())
+        elif path == "/api/colorize":
+            self._error(405, "use POST with an image file")
+        else:
+            self._error(404, f"no page at {path}")
+
+    do_HEAD = do_GET
+
+    def do_POST(self):
+        url = urllib.parse.urlsplit(self.path)
+        try:
+            self._check_host()
+            self._check_origin()
+            if url.path != "/api/colorize":
+                raise RequestError(404, f"no endpoint at {url.path}")
+            query = parse_query(url.query)
+        except RequestError as e:
+            self._drain_or_close()
+            return self._error(e.status, e.message, e.headers)
+        try:
+            data, form = self._read_upload()
+            n = self.service.num_samples(form.get("num_samples", query.get("num_samples")))
+            photo, colors = self.service.colorize(data, n)
+            if query.get("format") == "png":
+                return self._send(200, encode_png(to_uint8(colors[0])), "image/png",
+                                  {"Content-Disposition": 'attachment; filename="color.png"'})
+            w, h = photo.size
+            self._json(200, {
+                "model": self.service.colorizer.model_name, "width": w, "height": h,
+                "num_samples": n, "had_color": photo.truth is not None,
+                "gray": png_data_url(gray_of(photo)),
+                "colors": [png_data_url(to_uint8(c)) for c in colors],
+            })
+        except RequestError as e:
+            self._error(e.status, e.message, e.headers)
+        except Exception as e:  # noqa: BLE001 - never take the server down with a request
+            self.log_error("internal error: %r", e)
+            self._error(500, f"internal error: {type(e).__name__}: {e}")
+
+    def _drain_or_close(self):
+        """Read a body we will not use (keeps the connection usable), or drop the connection."""
+        try:
+            n = self._content_length(required=False) or 0
+        except RequestError:
+            return  # a bad Content-Length: the connection is closed after the answer
+        if n > _DRAIN_LIMIT:
+            self.close_connection = True
+            return
+        try:
+            while n > 0:
+                got = len(self.rfile.read(min(n, 1 << 20)))
+                if not got:  # the client went away
+                    break
+                n -= got
+        except (TimeoutError, OSError):
+            self.close_connection = True
+
+    def _content_length(self, required=True) -> int | None:
+        """The declared body size; the body's read deadline grows with it."""
+        value = self.headers.get("Content-Length")
+        if value is None:
+            if required:
+                self.close_connection = True
+                raise RequestError(411, "Content-Length is required")
+            return None
+        try:
+            n = int(value)
+            if n < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            raise RequestError(400, f"bad Content-Length {value!r}") from None
+        self._reader.deadline = self._started + self.timeout + n / _MIN_UPLOAD_RATE
+        return n
+
+    def _read_upload(self) -> tuple[bytes, dict]:
+        """The uploaded file's bytes and the other form fields."""
+        n = self._content_length()
+        limit = self.service.max_upload_bytes
+        if n > limit + _MULTIPART_SLACK:
+            self._drain_or_close()
+            raise RequestError(413, self.service._too_big(n))
+        try:
+            body = self.rfile.read(n)
+        except TimeoutError:
+            self.close_connection = True
+            raise RequestError(408, f"the body (Content-Length {n:,}) did not arrive in time "
+                                    f"(--timeout {self.timeout:g} s)") from None
+        if len(body) < n:
+            self.close_connection = True
+            raise RequestError(400, f"the body ended after {len(body):,} of the "
+                                    f"{n:,} bytes its Content-Length declares")
+        ctype = self.headers.get("Content-Type", "")
+        if not ctype.lower().startswith("multipart/form-data"):
+            return body, {}  # the raw image as the body
+        fields = parse_multipart(ctype, body)
+        if "image" not in fields:
+            raise RequestError(400, "no file field named 'image' in the form")
+        form = {k: v.decode("utf-8", "replace") for k, (fn, v) in fields.items()
+                if k != "image" and fn is None}
+        return fields["image"][1], form
+
+
+class Server(ThreadingHTTPServer):
+    """A thread per connection, at most `max_connections` of them: the others get a 503
+    with Retry-After from the accepting thread and are closed (no thread, no queue)."""
+
+    daemon_threads = True
+    request_queue_size = 64  # the kernel's accept queue: a burst is accepted and answered
+
+    def __init__(self, address, handler, *, max_connections: int = 32):
+        self.max_connections = max(1, int(max_connections))
+        self._open = 0
+        self._open_lock = threading.Lock()
+        self._lingering: collections.deque = collections.deque()  # (time, refused socket)
+        super().__init__(address, handler)
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    def attach(self, service: ColorizeService) -> None:
+        self.RequestHandlerClass.service = service
+
+    def process_request(self, request, client_address):
+        with self._open_lock:
+            full = self._open >= self.max_connections
+            if not full:
+                self._open += 1
+        if full:
+            return self._refuse(request)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._closed_one()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._closed_one()
+
+    def _closed_one(self):
+        with self._open_lock:
+            self._open -= 1
+
+    def _refuse(self, sock: socket.socket) -> None:
+        """503 without reading the request (never blocks the accepting thread)."""
+        body = json.dumps({"status": 503, "error": f"too many connections (the limit is "
+                           f"{self.max_connections}, --max_connections); retry in "
+                           f"{RETRY_AFTER_S} s"}).encode()
+        head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nRetry-After: {RETRY_AFTER_S}\r\n"
+                "Connection: close\r\n\r\n").encode()
+        try:
+            sock.setblocking(False)
+            sock.send(head + body)  # a few hundred bytes: fits any empty send buffer
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        self._lingering.append((time.monotonic(), sock))
+        if len(self._lingering) > _MAX_LINGERING:
+            self._close_refused(self._lingering.popleft()[1])
+
+    @staticmethod
+    def _close_refused(sock: socket.socket) -> None:
+        try:  # discard what the client sent, so the close is a FIN and not a reset
+            for _ in range(64):
+                if not sock.recv(1 << 16):
+                    break
+        except OSError:  # BlockingIOError: nothing more to read now
+            pass
+        sock.close()
+
+    def service_actions(self):
+        """Called by `serve_forever` between accepts (at least every poll interval)."""
+        now = time.monotonic()
+        while self._lingering and now - self._lingering[0][0] > _LINGER_S:
+            self._close_refused(self._lingering.popleft()[1])
+
+    def server_close(self):
+        while self._lingering:
+            self._lingering.popleft()[1].close()
+        super().server_close()
+
+    def handle_error(self, request, client_address):
+        """A client that went away is one line, not a traceback."""
+        err = sys.exc_info()[1]
+        if isinstance(err, OSError):
+            print(f"{client_address[0]}: connection lost: {type(err).__name__}: {err}",
+                  file=sys.stderr)
+        else:
+            super().handle_error(request, client_address)
+
+
+def allowed_host_names(host: str, extra=()) -> frozenset[str] | None:
+    """Host header names to answer: localhost, 127.0.0.1, ::1, the bound address unless it is
+    a wildcard, and `extra` (names or addresses); None when `extra` holds ``*`` (any)."""
+    names = {h.strip().lower().strip("[]").rstrip(".") for h in extra if h.strip()}
+    if "*" in names:
+        return None
+    if host not in ("", "0.0.0.0", "::"):
+        names.add(host.lower().strip("[]"))
+    return frozenset(names | set(LOCAL_HOSTS))
+
+
+def bind_server(host: str = "127.0.0.1", port: int = 8000, *, quiet: bool = False,
+                timeout: float = 5.0, max_connections: int = 32,
+                allowed_hosts=()) -> Server:
+    """A listening server without a model yet (`attach` one); `port=0` picks a free port.
+    Raises OSError when the address cannot be bound (e.g. the port is in use)."""
+    if not timeout > 0:
+        raise ValueError(f"timeout={timeout} must be positive")
+    handler = type("ColorjaxHandler", (Handler,), {
+        "quiet": quiet, "timeout": float(timeout),
+        "allowed_hosts": allowed_host_names(host, allowed_hosts)})
+    return Server((host, port), handler, max_connections=max_connections)
+
+
+def make_server(colorizer: Colorizer, host: str = "127.0.0.1", port: int = 8000, *,
+                quiet: bool = False, timeout: float = 5.0, max_connections: int = 32,
+                allowed_hosts=(), **limits) -> Server:
+    """A ready server (call `serve_forever`); `port=0` picks a free port. `limits` are
+    `ColorizeService`'s (max_upload_mb, max_pixels, max_side, max_concurrent, ...)."""
+    server = bind_server(host, port, quiet=quiet, timeout=timeout,
+                         max_connections=max_connections, allowed_hosts=allowed_hosts)
+    server.attach(ColorizeService(colorizer, **limits))
+    return server

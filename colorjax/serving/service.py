@@ -1,0 +1,180 @@
+"""The colorizing work behind the upload server: decoding an upload with its limits, lanes of
+bounded concurrency, and the answer's images.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from colorjax.colorize import Colorizer
+from colorjax.photos import Photo, photo_from_pil
+from colorjax.serving.requests import RequestError, busy
+
+# Photos of at most this many pixels have their own lane of --max_concurrent slots, so a
+# small request never waits behind big ones (a 4000 x 4000 photo takes seconds).
+_SMALL_PIXELS = 1 << 20
+# Allowed image formats: the common photo formats PIL decodes itself (no EPS/PDF-like
+# plugins that run external programs, no exotic parsers exposed to the network). JPEG
+# includes MPO (phones' multi-picture JPEGs), which PIL opens through the JPEG plugin.
+FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
+
+
+class Lane:
+    """At most `slots` photos in work and `waiting` more waiting for a slot; any more are
+    refused with 503 (a bounded queue: memory and waiting time stay bounded)."""
+
+    def __init__(self, name: str, slots: int, waiting: int):
+        self.name, self.slots, self.waiting = name, max(1, int(slots)), max(0, int(waiting))
+        self._free = threading.Semaphore(self.slots)
+        self._lock = threading.Lock()
+        self._waiters = 0
+
+    def acquire(self) -> None:
+        if self._free.acquire(blocking=False):
+            return
+        with self._lock:
+            if self._waiters >= self.waiting:
+                raise busy(f"busy: {self.slots} {self.name} photo(s) in work and "
+                           f"{self._waiters} waiting (--max_concurrent, --max_waiting)")
+            self._waiters += 1
+        try:
+            self._free.acquire()
+        finally:
+            with self._lock:
+                self._waiters -= 1
+
+    def release(self) -> None:
+        self._free.release()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+class ColorizeService:
+    """Decoding, limits and the model call, independent of HTTP (tested directly too)."""
+
+    def __init__(self, colorizer: Colorizer, *, max_upload_mb: float = 20.0,
+                 max_pixels: int = 16_000_000, max_side: int = 16384, max_samples: int = 8,
+                 max_concurrent: int = 2, max_waiting: int = 8,
+                 small_pixels: int = _SMALL_PIXELS):
+        self.colorizer = colorizer
+        self.max_upload_bytes = int(max_upload_mb * (1 << 20))
+        self.max_pixels = int(max_pixels)
+        self.max_side = int(max_side)
+        self.max_samples = max(1, int(max_samples)) if colorizer.samples else 1
+        self.small_pixels = int(small_pixels)
+        # Full-resolution Lab/RGB buffers of big photos are large: bound how many are live.
+        self.big = Lane("big", max_concurrent, max_waiting)
+        self.small = Lane("small", max_concurrent, max_waiting)
+
+    def info(self) -> dict:
+        c = self.colorizer
+        return {"model": c.model_name, "step": c.metadata.get("step"), "size": c.size,
+                "samples": c.samples, "max_samples": self.max_samples,
+                "max_upload_mb": self.max_upload_bytes / (1 << 20),
+                "max_pixels": self.max_pixels, "max_side": self.max_side}
+
+    def num_samples(self, value) -> int:
+        if value in (None, ""):
+            return 1
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            raise RequestError(400, f"num_samples={value!r} is not an integer") from None
+        if not 1 <= n <= self.max_samples:
+            why = ("this model is deterministic: 1" if not self.colorizer.samples
+                   else f"1 to {self.max_samples}")
+            raise RequestError(400, f"num_samples={n} is not allowed; allowed: {why}")
+        return n
+
+    def open(self, data: bytes) -> Image.Image:
+        """Bytes -> a PIL image not yet decoded, its header checked against the limits.
+
+        Raises `RequestError` (400, 413, 415) and nothing else."""
+        if not data:
+            raise RequestError(400, "empty upload: choose an image file")
+        if len(data) > self.max_upload_bytes:
+            raise RequestError(413, self._too_big(len(data)))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # bombs are checked below; odd EXIF, palettes
+                im = Image.open(io.BytesIO(data), formats=FORMATS)
+            w, h = im.size
+        except UnidentifiedImageError:
+            raise RequestError(415, "not an image file PIL reads here: upload a "
+                                    f"{', '.join(FORMATS)} photo") from None
+        except Image.DecompressionBombError as e:
+            raise RequestError(413, f"too many pixels: {e}") from None
+        except Exception as e:  # noqa: BLE001 - a broken header of any kind
+            raise RequestError(400, f"cannot read the image: {type(e).__name__}: {e}") from None
+        self.check_size(w, h)
+        return im
+
+    def check_size(self, w: int, h: int) -> None:
+        """413 for too many pixels or too long a side (memory grows with both), 400 for none."""
+        if w * h > self.max_pixels:
+            raise RequestError(413, f"the image has {w}x{h} = {w * h:,} pixels; the limit is "
+                                    f"{self.max_pixels:,} (--max_pixels)")
+        if max(w, h) > self.max_side:
+            raise RequestError(413, f"the image is {w}x{h} pixels; the longest side allowed is "
+                                    f"{self.max_side:,} (--max_side)")
+        if w <= 0 or h <= 0:
+            raise RequestError(400, "the image has no pixels")
+
+    def load(self, im: Image.Image) -> Photo:
+        """Decode an `open`ed image (EXIF orientation applied) -> Photo; 400 if damaged."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                im = ImageOps.exif_transpose(im)
+                im.load()
+                self.check_size(*im.size)  # a decoder that changed the size on load
+                return photo_from_pil(im)
+        except RequestError:
+            raise
+        except Exception as e:  # noqa: BLE001 - truncated or damaged data
+            raise RequestError(400, f"the image cannot be decoded (truncated or damaged?): "
+                                    f"{type(e).__name__}: {e}") from None
+
+    def decode(self, data: bytes) -> Photo:
+        """Bytes -> Photo, enforcing the limits (pixels and sides checked before decoding).
+
+        Raises `RequestError` (400, 413, 415) and nothing else."""
+        return self.load(self.open(data))
+
+    def _too_big(self, n: int) -> str:
+        return (f"the upload is {n / (1 << 20):.1f} MiB; the limit is "
+                f"{self.max_upload_bytes / (1 << 20):.1f} MiB (--max_upload_mb)")
+
+    def lane(self, im: Image.Image) -> Lane:
+        w, h = im.size
+        return self.small if w * h <= self.small_pixels else self.big
+
+    def colorize(self, data: bytes, num_samples: int = 1):
+        """(photo, [sRGB float images]) for an uploaded file; 503 when its lane is full."""
+        im = self.open(data)
+        with self.lane(im):
+            photo = self.load(im)
+            return photo, self.colorizer.colorize_photos([photo], num_samples)[0]
+
+
+def png_data_url(rgb8: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(encode_png(rgb8)).decode("ascii")
+
+
+def encode_png(rgb8: np.ndarray) -> bytes:
+    """(H, W, 3) or, for gray (a third of the bytes), (H, W) uint8 -> PNG bytes."""
+    buf = io.BytesIO()
+    im = Image.fromarray(rgb8)
+    im.save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
