@@ -13,9 +13,8 @@ from colorjax.data.pipeline import (
     create_train_iterator,
     decode_state,
     encode_state,
-    num_examples,
-    validate_data_config,
 )
+from colorjax.data.sources import num_examples, validate_data_config
 
 __all__ = [
     "EvalIterable",

@@ -1,0 +1,200 @@
+"""Which data a config names: a photo folder, the built-in demo, a prepared dataset or a TFDS
+catalog name, resolved to a prepared TFDS split (prepared first on process 0 where it
+must be), with errors that name the field and what is available.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+
+from colorjax import parallel
+from colorjax.data import builders, demo, folder
+from colorjax.data.config import check_fields
+
+_PREPARE_CMD = "python -m colorjax.data.prepare --src=DIR --name=NAME"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A dataset named by the config, located (and prepared, when asked)."""
+
+    field: str  # the config field that named it, for error messages
+    label: str  # e.g. "folder /data/photos", "colorjax_demo", "imagenette/160px"
+    builder_dir: Path | None  # None until prepared
+    splits: tuple[str, ...]  # splits it has (or will have once prepared)
+    image_key: str = "image"
+
+
+def _data_fields(cfg, for_eval: bool) -> tuple[str, str]:
+    if for_eval and (cfg.eval_folder or cfg.eval_name):
+        return "eval_folder", "eval_name"
+    return "folder", "name"
+
+
+def _folder_splits(path: Path, cfg) -> tuple[str, ...]:
+    """Splits a folder will have, from its top-level subfolders alone (cheap)."""
+    subs = {p.name.lower() for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    named = {folder.SPLIT_FOLDERS[s] for s in subs & folder.SPLIT_FOLDERS.keys()}
+    if named:
+        return tuple(s for s in builders.SPLITS if s in named)
+    out = ["train"]
+    if cfg.val_fraction > 0:
+        out.append("validation")
+    if cfg.test_fraction > 0:
+        out.append("test")
+    return tuple(out)
+
+
+def _available(cfg) -> str:
+    names = set(builders.list_prepared(builders.search_dirs(cfg.data_dir))) | {demo.NAME}
+    return ", ".join(sorted(names))
+
+
+def _not_found(cfg, field: str, name: str) -> ValueError:
+    dirs = ", ".join(os.fspath(d) for d in builders.search_dirs(cfg.data_dir))
+    return ValueError(
+        f"config.data.{field}={name!r}: no such dataset. Available: {_available(cfg)} "
+        f"(prepared in {dirs}; TFDS catalog names prepared in array_record format are "
+        f"found there too). To use a folder of photos set config.data.folder=DIR, or "
+        f"prepare it once: {_PREPARE_CMD} [--data_dir=...]."
+    )
+
+
+def _catalog_help(name: str, data_dir: Path) -> str:
+    base = name.split(":")[0]
+    return (
+        f"Prepare it once, on a machine with internet access:\n"
+        f"  pip install 'colorjax[tensorflow]'   # most TFDS builders (cifar10, imagenette, "
+        f"coco, ...) use TensorFlow while preparing; reading does not\n"
+        f"  python -c \"import tensorflow_datasets as tfds; tfds.builder('{base}', "
+        f"data_dir='{data_dir}').download_and_prepare(file_format='array_record')\"\n"
+        f"then copy {data_dir}/{base.split('/')[0]} to this machine's data dir "
+        f"(config.data.data_dir), or set config.data.download=True to let training do it."
+    )
+
+
+def _process_0_first(prepare):
+    """Run ``prepare`` on process 0 while the others wait, then on the others.
+
+    With a data dir that all processes share, the others then find process 0's dataset
+    (prepare is cached, and locked against concurrent runs); with a data dir per host,
+    each host prepares its own copy. Process 0 alone prints the report either way.
+    """
+    if jax.process_count() == 1:
+        return prepare()
+    if jax.process_index() != 0:
+        parallel.barrier("colorjax: process 0 prepared the data")
+        return prepare()  # a failure of process 0 fails here too, with the same message
+    try:
+        return prepare()
+    finally:  # also on failure: the others must not wait for ever
+        parallel.barrier("colorjax: process 0 prepared the data")
+
+
+def resolve(cfg, *, for_eval: bool = False, prepare: bool = False) -> Resolved:
+    """Find the train (or eval) dataset of a checked config; prepare it if ``prepare``."""
+    folder_field, name_field = _data_fields(cfg, for_eval)
+    if cfg[folder_field]:
+        path = Path(cfg[folder_field]).expanduser()
+        if not path.is_dir():
+            raise ValueError(f"config.data.{folder_field}={cfg[folder_field]!r} is not a folder.")
+        label = f"folder {path.resolve()}"
+        if not prepare:
+            return Resolved(folder_field, label, None, _folder_splits(path, cfg))
+        report = _process_0_first(lambda: folder.prepare_folder(
+            path, data_dir=cfg.data_dir or None, val_fraction=cfg.val_fraction,
+            test_fraction=cfg.test_fraction, min_size=cfg.min_size,
+            gray_threshold=cfg.gray_threshold, progress=jax.process_index() == 0,
+        ))
+        if not report.cached and jax.process_index() == 0:
+            print(report, flush=True)
+        return Resolved(folder_field, label, Path(report.path), tuple(report.splits))
+    name = cfg[name_field]
+    if name == demo.NAME:
+        if not prepare:
+            return Resolved(name_field, name, None, ("train", "validation"))
+        report = _process_0_first(
+            lambda: demo.prepare_demo(cfg.data_dir or None, progress=jax.process_index() == 0))
+        return Resolved(name_field, name, Path(report.path), tuple(report.splits))
+    found = builders.find_prepared(name, builders.search_dirs(cfg.data_dir))
+    if found is not None:
+        info = builders.read_info(found)
+        if not builders.has_array_record(info):
+            raise ValueError(
+                f"config.data.{name_field}={name!r} is prepared at {found} in "
+                f"{info['file_format']} format, which grain cannot read. Prepare it again with "
+                f"file_format='array_record', or convert it: tfds convert_format "
+                f"--dataset_version_dir={found} --out_file_format=array_record"
+            )
+        key = "image" if (found.parent / builders.PREPARE_INFO).exists() else cfg.image_key
+        available = builders.image_features(found)
+        if available and key not in available:
+            raise ValueError(
+                f"config.data.image_key={key!r}: {name} has no such image feature; its image "
+                f"features: {', '.join(available)}."
+            )
+        return Resolved(name_field, name, found, tuple(info["splits"]), key)
+    import tensorflow_datasets as tfds  # noqa: PLC0415
+
+    base = name.split(":")[0].split("/")[0]
+    if base not in tfds.list_builders(with_community_datasets=False):
+        raise _not_found(cfg, name_field, name)
+    data_dir = builders.colorjax_data_dir(cfg.data_dir)
+    if not cfg.download:
+        raise ValueError(
+            f"config.data.{name_field}={name!r} is a TFDS catalog dataset that is not prepared "
+            f"(array_record) in {', '.join(map(os.fspath, builders.search_dirs(cfg.data_dir)))}.\n"
+            + _catalog_help(name, data_dir)
+        )
+    if not prepare:
+        return Resolved(name_field, name, None, (), cfg.image_key)
+    try:
+        builder = tfds.builder(name, data_dir=os.fspath(data_dir))
+        builder.download_and_prepare(file_format="array_record")
+    except Exception as e:  # noqa: BLE001  no network, no TensorFlow, manual download...
+        raise ValueError(
+            f"config.data.{name_field}={name!r}: TFDS could not download and prepare it "
+            f"({type(e).__name__}: {e}).\n" + _catalog_help(name, data_dir)
+        ) from e
+    found = Path(builder.data_dir)
+    return Resolved(name_field, name, found, tuple(builders.read_info(found)["splits"]), cfg.image_key)
+
+
+def _check_split(res: Resolved, split: str, field: str) -> None:
+    base = re.sub(r"\[.*\]$", "", split)  # TFDS slicing such as 'train[:90%]' is allowed
+    if res.splits and base not in res.splits:
+        raise ValueError(
+            f"{field}={split!r}: {res.label} has splits {', '.join(res.splits)} "
+            f"(named by config.data.{res.field})."
+        )
+
+
+def validate_data_config(data_config, split: str | None = None):
+    """Check ``config.data`` before anything heavy; raises ValueError naming the bad field.
+
+    Checks every field, that the training data exists and has ``train_split`` and, when
+    ``split`` is given, that the evaluation data (``eval_name``/``eval_folder``, else the
+    training data) has that split. Does not prepare anything. Returns the filled config.
+    """
+    cfg = check_fields(data_config)
+    _check_split(resolve(cfg), cfg.train_split, "config.data.train_split")
+    if split is not None:
+        _check_split(resolve(cfg, for_eval=True), split, "split")
+    return cfg
+
+
+def open_split(cfg, split: str, for_eval: bool, split_field: str) -> builders.ImageBytesSource:
+    res = resolve(cfg, for_eval=for_eval, prepare=True)
+    _check_split(res, split, split_field)
+    return builders.ImageBytesSource(res.builder_dir, split, res.image_key)
+
+
+def num_examples(data_config, split: str, for_eval: bool = False) -> int:
+    """Images in ``split`` of the training data (or of the eval data), over all processes."""
+    cfg = check_fields(data_config)
+    return len(open_split(cfg, split, for_eval, "split"))
