@@ -17,7 +17,7 @@ with linear warm-up and global-norm clipping at 1, EMA with colorjax's warm-up o
 clipping.
 
 Layers match colorjax's one for one: GroupNorm (eps 1e-6, Flax's default; groups by
-colorjax.models.blocks._groups_for's rule), SiLU, 3x3 convs (Flax "SAME"), a 3x3 stride-2
+colorjax.models.blocks.groups_for's rule), SiLU, 3x3 convs (Flax "SAME"), a 3x3 stride-2
 conv down (Flax pads it (0, 1) on even sizes), nearest x2 up + 3x3 conv, multi-head
 self-attention as jax.nn.dot_product_attention computes it.
 """
@@ -36,7 +36,7 @@ from torch import nn
 
 
 def groups_for(channels: int, groups: int) -> int:
-    """Largest divisor of `channels` not above `groups` (colorjax.models.blocks._groups_for)."""
+    """Largest divisor of `channels` not above `groups` (colorjax.models.blocks.groups_for)."""
     g = min(groups, channels)
     while channels % g:
         g -= 1

@@ -13,7 +13,7 @@ import re
 import ml_collections
 
 from colorjax import data, parallel
-from colorjax.metrics.lpips import NETS as LPIPS_NETS
+from colorjax.models.pretrained import NETS as LPIPS_NETS
 from colorjax.models.blocks import NORMS
 from colorjax.objectives import MODEL_FAMILIES, make_objective
 from colorjax.objectives.base import LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULES
@@ -172,7 +172,7 @@ def _check_numbers(config) -> None:
 def _check_image_size(config) -> None:
     """image_size must halve evenly as often as the network halves it."""
     size = int(config.data.image_size)
-    factor = getattr(make_objective(config, 1), "downsample_factor", 1)
+    factor = make_objective(config, 1).downsample_factor
     if size <= 0 or size % factor:
         raise ConfigError(
             "config.data.image_size",

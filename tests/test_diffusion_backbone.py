@@ -7,14 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax.metrics.lpips import load_params
+from colorjax.models.pretrained import load_params
 from colorjax.models.backbone import backbone_taps
 from colorjax.objectives import make_objective
-from test_diffusion_objective import tiny_config, toy_batch
+from test_diffusion_objective import bare_diffusion_config, toy_batch
 
 
 def backbone_config(**model):
-    c = tiny_config()
+    c = bare_diffusion_config()
     c.model.backbone, c.model.backbone_width = "vgg16", 8
     c.model.update(model)
     return c
@@ -38,7 +38,7 @@ def test_taps_are_the_lpips_vgg16_features_of_the_gray_image():
     # The gray image's features, not L's as one channel: a colour image with the same
     # lightness but ab = 0 is the same input.
     from colorjax.color import gray_rgb
-    from colorjax.metrics.lpips import vgg16_features
+    from colorjax.models.pretrained import vgg16_features
     ref = vgg16_features(load_params("vgg"), gray_rgb(np.asarray(l)))
     for got, want in zip(taps, ref):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
@@ -73,7 +73,8 @@ def test_backbone_is_frozen_state_and_its_projection_learns(trained):
     def injection_kernels(params):
         return [params[f"semantic_level{i}"]["kernel"] for i in range(2)]  # one per level
     before, after = injection_kernels(state0.params), injection_kernels(state.params)
-    assert before and all(float(jnp.abs(k).max()) == 0.0 for k in before)
+    assert before
+    assert all(float(jnp.abs(k).max()) == 0.0 for k in before)
     assert all(float(jnp.abs(k).max()) > 0.0 for k in after)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from colorjax.metrics import lpips as lp
+from colorjax.models import pretrained
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REF_DIR = SHARED / "lpips"
@@ -107,7 +108,7 @@ def test_unit_normalize():
 
 def test_vgg16_features(vgg):
     x = _random_images(8, n=1)
-    feats = jax.jit(lp.vgg16_features)(vgg.params, x)
+    feats = jax.jit(pretrained.vgg16_features)(vgg.params, x)
     assert [f.shape for f in feats] == [
         (1, 64, 64, 64), (1, 32, 32, 128), (1, 16, 16, 256), (1, 8, 8, 512), (1, 4, 4, 512)
     ]
@@ -139,7 +140,7 @@ def test_missing_weights_raise_clear_error(tmp_path):
 
 
 def test_corrupt_weights_raise_clear_error(tmp_path):
-    src = lp.default_weights_dir() / "alexnet.ckpt"
+    src = pretrained.default_weights_dir() / "alexnet.ckpt"
     dst = tmp_path / "alexnet.ckpt"
     shutil.copyfile(src, dst)
     data = bytearray(dst.read_bytes())
@@ -163,11 +164,11 @@ def test_restricted_unpickler_refuses_forbidden_global(tmp_path):
     marker = tmp_path / "pwned"
     payload = pickle.dumps({"AlexNet_0": _Evil(marker)}, protocol=3)
     with pytest.raises(pickle.UnpicklingError, match="forbidden global"):
-        lp.restricted_loads(payload)
+        pretrained.restricted_loads(payload)
     assert not marker.exists()
     # Plain float arrays still round-trip.
     arr = np.arange(6, dtype=np.float32).reshape(2, 3)
-    np.testing.assert_array_equal(lp.restricted_loads(pickle.dumps({"a": arr}))["a"], arr)
+    np.testing.assert_array_equal(pretrained.restricted_loads(pickle.dumps({"a": arr}))["a"], arr)
 
 
 def test_loader_wraps_forbidden_global(tmp_path, monkeypatch):
@@ -178,7 +179,7 @@ def test_loader_wraps_forbidden_global(tmp_path, monkeypatch):
     import hashlib
 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    monkeypatch.setitem(lp._SHA256, "alexnet.ckpt", digest)
+    monkeypatch.setitem(pretrained._SHA256, "alexnet.ckpt", digest)
     with pytest.raises(lp.LPIPSWeightsError, match=r"could not be read safely"):
         lp.load_params("alex", weights_dir=tmp_path)
     assert not marker.exists()
@@ -197,11 +198,11 @@ def test_too_small_images_are_refused_not_nan(net, size):
 
 def test_first_load_inside_a_jit_trace_does_not_leak_tracers():
     """The adversarial perceptual loss loads VGG16 while its train step is traced."""
-    lp._load_cached.cache_clear()
+    pretrained._load_cached.cache_clear()
 
     @jax.jit
     def traced(x):
-        return lp.vgg16_features(lp.load_params("vgg"), x)[0].sum()
+        return pretrained.vgg16_features(lp.load_params("vgg"), x)[0].sum()
 
     x = jnp.full((1, 16, 16, 3), 0.5)
     assert np.isfinite(float(traced(x)))
@@ -214,10 +215,10 @@ def test_vgg_max_pool_is_reduce_windows_value_and_gradient(shape):
     nn.max_pool's VALID windows, odd sizes floored."""
     import flax.linen as nn
 
-    from colorjax.metrics.lpips import _max_pool
+    from colorjax.models.pretrained import max_pool
     x = jax.random.normal(jax.random.key(0), shape)
     ref = lambda v: nn.max_pool(v, (2, 2), strides=(2, 2), padding="VALID")  # noqa: E731
-    np.testing.assert_array_equal(_max_pool(x, 2, 2), ref(x))
+    np.testing.assert_array_equal(max_pool(x, 2, 2), ref(x))
     loss = lambda pool: lambda v: jnp.sum(jnp.sin(3 * pool(v)))  # noqa: E731
-    np.testing.assert_allclose(jax.grad(loss(lambda v: _max_pool(v, 2, 2)))(x),
+    np.testing.assert_allclose(jax.grad(loss(lambda v: max_pool(v, 2, 2)))(x),
                                jax.grad(loss(ref))(x), atol=1e-6)

