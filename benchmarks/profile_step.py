@@ -133,24 +133,13 @@ def category(kind: str, where: str) -> str:
 
 def profile(config_spec: str, size: int, batch: int, steps: int) -> dict:
     import jax
-    import numpy as np
 
-    from colorjax import parallel, train
     from colorjax.configs import load_config
-    from colorjax.objectives import make_objective
 
     config = load_config(config_spec)
     config.data.image_size = size
     config.batch_size = batch
-    mesh = parallel.create_mesh()
-    obj = make_objective(config, steps + 10)
-    state = train.create_state(config, obj, mesh, steps + 10)
-    step_fn = train.make_train_step(obj, mesh)
-    rng = jax.random.key(0)
-    data = np.random.default_rng(0)
-    arrays = parallel.shard_batch(
-        {"l": data.uniform(-1, 1, (batch, size, size, 1)).astype(np.float32),
-         "ab": data.uniform(-0.5, 0.5, (batch, size, size, 2)).astype(np.float32)}, mesh)
+    state, step_fn, arrays, rng = train_throughput.synthetic_step(config, steps + 10)
     origins = op_origins(step_fn.lower(state, arrays, rng).compile().as_text())
     for _ in range(2):  # compile and warm up outside the trace
         state, m = step_fn(state, arrays, rng)

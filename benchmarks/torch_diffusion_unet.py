@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch_unet import timed_steps  # same folder: run as a script, or with it on sys.path
+
 
 def groups_for(channels: int, groups: int) -> int:
     """Largest divisor of `channels` not above `groups` (colorjax.models.blocks.groups_for)."""
@@ -385,15 +387,7 @@ def time_steps(features, attention_levels, num_res_blocks, dropout, size, batch,
         count[0] += 1
         return loss, bucket, finite
 
-    t0 = time.perf_counter()
-    step()
-    first = time.perf_counter() - t0
-    for _ in range(warmup - 1):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        loss, _, finite = step()
-    elapsed = time.perf_counter() - t0
+    first, elapsed, (loss, _, finite) = timed_steps(step, steps, warmup)
     return {"framework": "pytorch", "torch": torch.__version__, "threads": threads,
             "model": "unetddpm", "images_per_sec": batch * steps / elapsed,
             "step_ms": 1e3 * elapsed / steps, "first_step_s": first, "loss": float(loss.detach()),

@@ -124,6 +124,20 @@ def check(npz: str, out: str) -> None:
              num_params=np.int64(sum(p.numel() for p in model.parameters())))
 
 
+def timed_steps(step, steps: int, warmup: int):
+    """(seconds of the first call, seconds of `steps` calls after `warmup` in all, the last
+    call's result) of a training step."""
+    t0 = time.perf_counter()
+    step()
+    first = time.perf_counter() - t0
+    for _ in range(warmup - 1):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        out = step()
+    return first, time.perf_counter() - t0, out
+
+
 def time_steps(features, size, batch, steps, threads, warmup=3) -> dict:
     """Images/s of a training step: MSE, Adam(2e-4) with global-norm clipping at 1."""
     torch.set_num_threads(threads)
@@ -142,15 +156,7 @@ def time_steps(features, size, batch, steps, threads, warmup=3) -> dict:
         opt.step()
         return loss
 
-    t0 = time.perf_counter()
-    step()
-    first = time.perf_counter() - t0
-    for _ in range(warmup - 1):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        loss = step()
-    elapsed = time.perf_counter() - t0
+    first, elapsed, loss = timed_steps(step, steps, warmup)
     return {"framework": "pytorch", "torch": torch.__version__, "threads": threads,
             "images_per_sec": batch * steps / elapsed, "step_ms": 1e3 * elapsed / steps,
             "first_step_s": first, "loss": float(loss),

@@ -42,6 +42,26 @@ def peak_flops(device, precision: str) -> float | None:
     return None
 
 
+def synthetic_step(config, num_train_steps: int):
+    """(state, jitted step, one synthetic batch, rng) for `config`'s training step: random
+    L and ab of the config's batch and image size, sharded over the default mesh."""
+    import jax
+    import numpy as np
+
+    from colorjax import parallel, train
+    from colorjax.objectives import make_objective
+
+    size, batch = config.data.image_size, config.batch_size
+    mesh = parallel.create_mesh()
+    obj = make_objective(config, num_train_steps)
+    state = train.create_state(config, obj, mesh, num_train_steps)
+    data = np.random.default_rng(0)
+    local = {"l": data.uniform(-1, 1, (batch, size, size, 1)).astype(np.float32),
+             "ab": data.uniform(-0.5, 0.5, (batch, size, size, 2)).astype(np.float32)}
+    return (state, train.make_train_step(obj, mesh), parallel.shard_batch(local, mesh),
+            jax.random.key(0))
+
+
 def measure(config_spec: str, size: int, batch: int, steps: int, precision: str,
             features: tuple[int, ...] | None = None, *,
             attention_levels: tuple[int, ...] | None = None, num_res_blocks: int | None = None,
@@ -52,9 +72,8 @@ def measure(config_spec: str, size: int, batch: int, steps: int, precision: str,
     import jax
     import numpy as np
 
-    from colorjax import parallel, runtime, train
+    from colorjax import runtime
     from colorjax.configs import load_config
-    from colorjax.objectives import make_objective
 
     if compilation_cache is not None:
         runtime.enable_compilation_cache(compilation_cache)
@@ -71,15 +90,7 @@ def measure(config_spec: str, size: int, batch: int, steps: int, precision: str,
         config.model.num_res_blocks = num_res_blocks
     if dropout is not None:
         config.model.dropout = dropout
-    mesh = parallel.create_mesh()
-    obj = make_objective(config, steps + 1)
-    state = train.create_state(config, obj, mesh, steps + 1)
-    step_fn = train.make_train_step(obj, mesh)
-    rng = jax.random.key(0)
-    data = np.random.default_rng(0)
-    local = {"l": data.uniform(-1, 1, (batch, size, size, 1)).astype(np.float32),
-             "ab": data.uniform(-0.5, 0.5, (batch, size, size, 2)).astype(np.float32)}
-    batch_arrays = parallel.shard_batch(local, mesh)
+    state, step_fn, batch_arrays, rng = synthetic_step(config, steps + 1)
 
     t0 = time.perf_counter()
     compiled = step_fn.lower(state, batch_arrays, rng).compile()
