@@ -27,3 +27,69 @@ def shared_data():
 def _isolated_data_dir(tmp_path_factory, monkeypatch):
     """Prepared datasets go to a per-session temp dir, never to the user's cache."""
     monkeypatch.setenv("COLORJAX_DATA_DIR", str(tmp_path_factory.getbasetemp() / "tfds"))
+
+
+# --- shared helpers (plain functions: `from conftest import tiny_config, photo_batch`) ----
+
+# A constant learning rate from the first step: tests that check a loss falls in a few steps.
+STEADY_LR = {"optimizer.warmup_steps": 0, "optimizer.learning_rate": 3e-3,
+             "optimizer.schedule": "constant"}
+# Batches and evaluation small enough for a whole train/eval loop in seconds.
+SMALL_LOOP = {"batch_size": 4, "eval.batch_size": 4, "eval.num_examples": 4}
+
+
+def tiny_config(model: str = "unet", *, size: int = 16, features=(8, 16), **overrides):
+    """`configs/<model>.py:cpu` at test size: `model.features` = `features`,
+    `data.image_size` = `size`, then `overrides` in order, each a field by its dotted path
+    (`**{"optimizer.learning_rate": 3e-3}`) or with `__` for the dots
+    (`optimizer__learning_rate=3e-3`)."""
+    from colorjax.configs import load_config
+
+    c = load_config(model, "cpu")
+    fields = {"model.features": features, "data.image_size": size}
+    fields.update({k.replace("__", "."): v for k, v in overrides.items()})
+    for path, value in fields.items():
+        node = c
+        *parents, leaf = path.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return c
+
+
+def loop_config(model: str = "unet", **overrides):
+    """`tiny_config` with `SMALL_LOOP`'s batch and evaluation sizes, for the whole loop."""
+    return tiny_config(model, **SMALL_LOOP, **overrides)
+
+
+def photo_batch(n: int = 4, size: int = 16, photo: str = "astronaut", stride=(8, 8)):
+    """`n` crops of skimage's `photo` at 64x64 px (crop i starts at row i*stride[0], column
+    i*stride[1]), in network range: {"l": (n, size, size, 1), "ab": (n, size, size, 2)}."""
+    import jax.numpy as jnp
+    import numpy as np
+    from skimage import data as skdata
+    from skimage.transform import resize
+
+    from colorjax import color
+
+    img = resize(getattr(skdata, photo)(), (64, 64), anti_aliasing=True).astype(np.float32)
+    dy, dx = stride
+    crops = [img[i * dy:i * dy + size, i * dx:i * dx + size] for i in range(n)]
+    l, ab = color.rgb_to_model_inputs(np.stack(crops))
+    return {"l": jnp.asarray(l), "ab": jnp.asarray(ab)}
+
+
+def restore_checkpoint(workdir, state, step: int | None = None):
+    """(step, state, data_state) of `workdir`'s checkpoint `step` (default: the latest),
+    restored onto the structure and shardings of `state`, as a resumed run does."""
+    import os
+
+    from colorjax.checkpoint import TrainCheckpointer
+
+    ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"))
+    try:
+        step = ckpt.latest_step() if step is None else step
+        restored, data_state = ckpt.restore(step, state)
+    finally:
+        ckpt.close()
+    return step, restored, data_state

@@ -23,6 +23,7 @@ from colorjax.objectives import make_objective
 from colorjax.objectives.adversarial import (AdversarialObjective, gradient_penalty,
                                              validate_adversarial_config)
 from colorjax.train import create_state, make_train_step
+from conftest import tiny_config
 
 SIZE = 16
 NAMES = {"gan": "gan", "unetgan": "unetgan", "pix2pix_resnet": "pix2pix_resnet",
@@ -33,14 +34,13 @@ def cpu_config(config_file):
     return load_config(config_file, "cpu")
 
 
-def tiny_config(config_file, **adversarial):
-    c = cpu_config(config_file)
-    c.model.features = (4, 8, 16)
-    c.data.image_size = SIZE
-    c.adversarial.disc_features = 4
+def gan_config(config_file, **adversarial):
+    """The shared `tiny_config` of a GAN (widths 4-8-16, discriminator width 4, no
+    perceptual loss), then `adversarial`'s fields."""
+    c = tiny_config(config_file, size=SIZE, features=(4, 8, 16),
+                    **{"adversarial.disc_features": 4, "adversarial.perceptual_weight": 0.0})
     if c.adversarial.discriminator == "patchgan":
         c.adversarial.disc_layers = 2  # a 3-layer (70x70) PatchGAN needs >= 24 px
-    c.adversarial.perceptual_weight = 0.0
     c.adversarial.update(adversarial)
     return c
 
@@ -109,7 +109,7 @@ class Run:
 @pytest.fixture(scope="module")
 def unetgan(batch, mesh):
     """pix2pix with separate learning rates (G 1e-3, D 1e-5) and a generator EMA."""
-    c = tiny_config("unetgan")
+    c = gan_config("unetgan")
     c.optimizer.learning_rate = 1e-3
     c.disc_optimizer.learning_rate = 1e-5
     c.ema_decay = 0.5
@@ -125,7 +125,7 @@ def test_one_step_changes_both_parameter_sets(name, unetgan, batch, mesh):
     if name == "unetgan":
         run = unetgan
     else:  # and the mixed-precision path: G and D compute in bfloat16
-        c = tiny_config(NAMES[name])
+        c = gan_config(NAMES[name])
         c.precision = "bfloat16"
         run = Run(c, mesh)
     state, (metrics,) = run.steps(copy(run.state0), batch, 1)
@@ -139,7 +139,8 @@ def test_one_step_changes_both_parameter_sets(name, unetgan, batch, mesh):
     stayed = unchanged_leaves(run.state0.disc_params, state.disc_params)
     assert [p for p in stayed if p not in may_stay] == []
     assert REQUIRED_METRICS <= set(metrics)
-    assert bool(metrics["finite"]) and metrics["gan_phase"] == 1.0
+    assert bool(metrics["finite"])
+    assert metrics["gan_phase"] == 1.0
     assert all(np.isfinite(v) for v in metrics.values())
     assert metrics["loss"] == pytest.approx(
         metrics["g_adv"] + 100.0 * metrics["g_l1"], rel=1e-5)
@@ -199,8 +200,8 @@ def test_pix2pix_resnet_switches_phase_at_the_configured_step_and_resumes(batch,
                                                                           tmp_path):
     # Feature loss on the first two VGG16 taps only: the deeper blocks are pruned from
     # the compiled step, which keeps this test fast.
-    c = tiny_config("pix2pix_resnet", nogan_steps=2, perceptual_weight=0.25,
-                    perceptual_layer_weights=(1.0, 1.0, 0.0, 0.0, 0.0))
+    c = gan_config("pix2pix_resnet", nogan_steps=2, perceptual_weight=0.25,
+                   perceptual_layer_weights=(1.0, 1.0, 0.0, 0.0, 0.0))
     run = Run(c, mesh)
     assert run.objective.use_perceptual
     ckpt = TrainCheckpointer(str(tmp_path / "ckpt"), max_to_keep=5, async_save=False)
@@ -219,9 +220,11 @@ def test_pix2pix_resnet_switches_phase_at_the_configured_step_and_resumes(batch,
             ckpt.save(step, state, {}, c)
     assert [m["gan_phase"] for m in history] == [0.0, 0.0, 1.0, 1.0]
     assert [m["d_loss"] == 0.0 for m in history] == [True, True, False, False]
-    assert history[0]["g_adv"] == 0.0 and history[2]["g_adv"] > 0.0
+    assert history[0]["g_adv"] == 0.0
+    assert history[2]["g_adv"] > 0.0
     assert all(m["g_perceptual"] > 0 for m in history)
-    assert adam_count(state.disc_opt_state) == 2 and adam_count(state.opt_state) == 4
+    assert adam_count(state.disc_opt_state) == 2
+    assert adam_count(state.opt_state) == 4
     final = state
 
     for start in (1, 3):  # resume in either phase: a fresh process would do exactly this
@@ -238,7 +241,7 @@ def test_pix2pix_resnet_switches_phase_at_the_configured_step_and_resumes(batch,
 
 
 def test_wgan_gp_runs_n_critic_critic_updates_per_generator_update(batch, mesh):
-    run = Run(tiny_config("wgan", n_critic=3), mesh)
+    run = Run(gan_config("wgan", n_critic=3), mesh)
     assert run.state0.disc_model_state == {}  # InstanceNorm critic: no batch statistics
     state, (metrics,) = run.steps(copy(run.state0), batch, 1)
     assert unchanged_leaves(run.state0.params, state.params) == []
@@ -246,8 +249,10 @@ def test_wgan_gp_runs_n_critic_critic_updates_per_generator_update(batch, mesh):
     assert unchanged_leaves(run.state0.disc_params, state.disc_params) == [
         f"['Conv_{run.config.adversarial.disc_layers + 1}']['bias']"]
     assert REQUIRED_METRICS <= set(metrics)
-    assert adam_count(state.disc_opt_state) == 3 and adam_count(state.opt_state) == 1
-    assert metrics["gp"] > 0 and bool(metrics["finite"])
+    assert adam_count(state.disc_opt_state) == 3
+    assert adam_count(state.opt_state) == 1
+    assert metrics["gp"] > 0
+    assert bool(metrics["finite"])
     assert metrics["d_loss"] == pytest.approx(
         metrics["d_fake"] - metrics["d_real"] + 10.0 * metrics["gp"], rel=1e-4, abs=1e-5)
     assert metrics["g_adv"] == pytest.approx(-metrics["d_fake"], abs=0.5)  # after D moved

@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 
 from colorjax import parallel
+from colorjax.configs import load_config
 from colorjax.objectives import make_objective
 from colorjax.objectives.diffusion import (DiffusionObjective, bucket_losses,
                                            stratified_timesteps)
 
 
-def tiny_config(**diffusion):
-    """The fields configs/unetddpm.py sets, at test size (16 px, widths 8 and 16)."""
+def bare_diffusion_config(**diffusion):
+    """The fields configs/unetddpm.py sets, at test size (16 px, widths 8 and 16), built one by
+    one rather than from the file (conftest.tiny_config): only what the objective reads."""
     c = mlc.ConfigDict()
     c.model = mlc.ConfigDict(dict(name="unetddim", features=(8, 16), attention_levels=(1,),
                                   num_res_blocks=1, dropout=0.1))
@@ -50,7 +52,7 @@ def toy_batch(n=4, size=16, seed=0):
     ("model", "dropout", 1.0, r"\[0.0, 1.0\)"),
 ])
 def test_bad_choices_are_named_at_construction(section, field, value, allowed):
-    c = tiny_config()
+    c = bare_diffusion_config()
     c[section][field] = value
     with pytest.raises(ValueError, match=rf"config.{section}.{field}={value!r} is not allowed; "
                                          rf"allowed: {allowed}"):
@@ -58,18 +60,18 @@ def test_bad_choices_are_named_at_construction(section, field, value, allowed):
 
 
 def test_bad_ema_decay_and_attention_level_are_named():
-    c = tiny_config()
+    c = bare_diffusion_config()
     c.ema_decay = 1.0
     with pytest.raises(ValueError, match=r"config.ema_decay=1.0 is not allowed"):
         DiffusionObjective(c, 10)
-    c = tiny_config()
+    c = bare_diffusion_config()
     c.model.attention_levels = (2,)
     with pytest.raises(ValueError, match=r"config.model.attention_levels\[i\]=2 is not allowed"):
         DiffusionObjective(c, 10)
 
 
 def test_sampler_defaults_to_the_model_name():
-    c = tiny_config()
+    c = bare_diffusion_config()
     del c.sampler["name"]
     c.model.name = "unetddpm"
     assert make_objective(c, 10).sampler == "ddpm"
@@ -98,7 +100,7 @@ def test_bucket_losses_average_within_buckets_and_report_zero_for_empty():
 def trained():
     """25 steps as the loop runs them: state replicated, batch split over the 2 devices,
     state donated. Shared by the tests below (one compilation)."""
-    obj = DiffusionObjective(tiny_config(), 100)
+    obj = DiffusionObjective(bare_diffusion_config(), 100)
     mesh = parallel.create_mesh()
     repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
     batch = jax.device_put(toy_batch(n=8), sharded)
@@ -118,9 +120,10 @@ def test_sharded_train_step_learns_and_logs_buckets(trained):
     assert set(metrics) == {"loss", "grad_norm", "finite", "loss_t0", "loss_t1", "loss_t2",
                             "loss_t3"}
     assert all(np.shape(m) == () for m in metrics.values())
-    assert bool(metrics["finite"]) and int(state.step) == 25
+    assert bool(metrics["finite"])
+    assert int(state.step) == 25
     for m in history:  # batch 8, 4 buckets: every bucket has 2 examples every step
-        assert all(np.isfinite(m[k]) and m[k] > 0 for k in m if k.startswith("loss_t"))
+        assert all(np.isfinite(m[k]) and m[k] > 0 for k in m if k.startswith("loss_t")), m
         np.testing.assert_allclose(np.mean([m[f"loss_t{k}"] for k in range(4)]), m["loss"],
                                    rtol=1e-5)
     losses = [float(m["loss"]) for m in history]
@@ -134,21 +137,23 @@ def test_sharded_train_step_learns_and_logs_buckets(trained):
 def test_v_prediction_l1_and_bfloat16_train_step():
     """The options off the default path, in one compilation: v target, L1 loss, and the
     network computing in bfloat16 while parameters, loss and samples stay float32."""
-    c = tiny_config(prediction="v", loss="l1")
+    c = bare_diffusion_config(prediction="v", loss="l1")
     c.model.features, c.model.attention_levels = (4,), ()
     c.precision = "bfloat16"
     obj = DiffusionObjective(c, 10)
     batch = toy_batch(size=8)
     state = jax.jit(obj.init)(jax.random.key(0), batch)
     state, metrics = jax.jit(obj.train_step)(state, batch, jax.random.key(1))
-    assert bool(metrics["finite"]) and int(state.step) == 1
+    assert bool(metrics["finite"])
+    assert int(state.step) == 1
     assert metrics["loss"].dtype == jnp.float32
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.params))
     out = jax.jit(obj.model_fn(state.params, batch["l"]))(batch["ab"], jnp.zeros((4,), jnp.int32))
     assert out.dtype == jnp.float32
     jaxpr = str(jax.make_jaxpr(obj.model_fn(state.params, batch["l"]))(
         batch["ab"], jnp.zeros((4,), jnp.int32)))
-    assert "conv_general_dilated" in jaxpr and "bf16[4,8,8,4]" in jaxpr
+    assert "conv_general_dilated" in jaxpr
+    assert "bf16[4,8,8,4]" in jaxpr
 
 
 @pytest.fixture(scope="module")
@@ -161,12 +166,14 @@ def test_predict_uses_the_ema_parameters(trained_state):
     obj, state, batch = trained_state
     predict = jax.jit(obj.predict)
     ab = predict(state, batch["l"], jax.random.key(2))
-    assert ab.shape == batch["ab"].shape and ab.dtype == jnp.float32
+    assert ab.shape == batch["ab"].shape
+    assert ab.dtype == jnp.float32
     assert float(jnp.max(jnp.abs(ab))) <= 1.0
     perturbed = state.replace(params=jax.tree.map(lambda p: p + 1.0, state.params))
     np.testing.assert_array_equal(ab, predict(perturbed, batch["l"], jax.random.key(2)))
     variables = obj.inference_variables(state)  # predict == predict_with(these)
-    assert set(variables) == {"params"} and variables["params"] is state.ema_params
+    assert set(variables) == {"params"}
+    assert variables["params"] is state.ema_params
     moved_ema = state.replace(ema_params=jax.tree.map(lambda p: p + 0.1, state.ema_params))
     assert not np.allclose(ab, predict(moved_ema, batch["l"], jax.random.key(2)))
 
@@ -185,7 +192,7 @@ def test_temperature_scales_the_noise(trained_state, sampler, eta):
     _, state, batch = trained_state
 
     def predict(temperature, key):
-        c = tiny_config()
+        c = bare_diffusion_config()
         c.sampler.name, c.sampler.eta = sampler, eta
         if temperature is not None:
             c.sampler.temperature = temperature
@@ -201,17 +208,17 @@ def test_temperature_scales_the_noise(trained_state, sampler, eta):
 def test_ddpm_predict_runs_all_timesteps(trained_state):
     """The unetddpm path: the same trained state, sampled by DDPM ancestral (T = 1000)."""
     _, state, batch = trained_state
-    c = tiny_config()
+    c = bare_diffusion_config()
     c.model.name, c.sampler.name = "unetddpm", "ddpm"
     ab = jax.jit(DiffusionObjective(c, 10).predict)(state, batch["l"], jax.random.key(5))
-    assert ab.shape == batch["ab"].shape and bool(jnp.all(jnp.abs(ab) <= 1.0))
+    assert ab.shape == batch["ab"].shape
+    assert bool(jnp.all(jnp.abs(ab) <= 1.0))
 
 
 @pytest.mark.parametrize("variant", ["", "cpu", "cpu64"])
 def test_config_files_differ_only_in_the_sampler(variant):
-    configs = pytest.importorskip("colorjax.configs")
-    ddpm = configs.load_config("unetddpm", variant)
-    ddim = configs.load_config("unetddim", variant)
+    ddpm = load_config("unetddpm", variant)
+    ddim = load_config("unetddim", variant)
     a, b = ddpm.to_dict(), ddim.to_dict()
     assert (a["model"].pop("name"), b["model"].pop("name")) == ("unetddpm", "unetddim")
     assert (a.pop("sampler")["name"], b.pop("sampler")["name"]) == ("ddpm", "ddim")
@@ -223,6 +230,5 @@ def test_config_files_differ_only_in_the_sampler(variant):
 
 
 def test_unknown_diffusion_config_variant_names_the_allowed_ones():
-    configs = pytest.importorskip("colorjax.configs")
     with pytest.raises(ValueError, match="'gpu'.*'cpu', 'cpu64'"):
-        configs.load_config("unetddim", "gpu")
+        load_config("unetddim", "gpu")

@@ -13,7 +13,8 @@ import pytest
 
 from colorjax import export
 from colorjax.checkpoint import DIGESTS, DamagedCheckpointError, TrainCheckpointer
-from test_export import tiny_config, tiny_export, tiny_state
+from conftest import tiny_config
+from test_export import TINY, tiny_export, tiny_state
 from test_train_loop import run_cli
 
 
@@ -32,7 +33,7 @@ def largest_file(root: pathlib.Path) -> pathlib.Path:
 
 @pytest.fixture
 def three_checkpoints(tmp_path):
-    config = tiny_config()
+    config = tiny_config("unet", **TINY)
     _, state = tiny_state(config)
     ckpt = TrainCheckpointer(str(tmp_path / "checkpoints"))
     for step in (2, 4, 6):
@@ -47,7 +48,8 @@ def test_every_saved_step_records_the_digests_of_its_files(three_checkpoints):
         digests = json.loads((root / str(step) / DIGESTS).read_text())
         files = {str(p.relative_to(root / str(step))) for p in (root / str(step)).rglob("*")
                  if p.is_file() and p.name != DIGESTS}
-        assert set(digests) == files and len(files) > 3
+        assert set(digests) == files
+        assert len(files) > 3
 
 
 @pytest.mark.parametrize("damage", ["flip", "delete", "truncate"])
@@ -61,17 +63,22 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_verifies(three_checkpoi
     else:
         victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     ckpt = TrainCheckpointer(str(root))
-    assert ckpt.problem(6) and victim.name in ckpt.problem(6)
+    assert ckpt.problem(6)
+    assert victim.name in ckpt.problem(6)
     assert ckpt.problem(4) is None
     lines = []
     step, restored, data_state = ckpt.restore_newest_good(state, report=lines.append)
     assert (step, data_state["next_batch"], int(restored.step)) == (4, 4, 4)
-    assert len(lines) == 1 and "step 6 is damaged" in lines[0] and victim.name in lines[0]
+    assert len(lines) == 1
+    assert "step 6 is damaged" in lines[0]
+    assert victim.name in lines[0]
     assert "resuming from step 4" in lines[0]
-    assert ckpt.all_steps() == [2, 4] and ckpt.newest_verified_step() == 4
+    assert ckpt.all_steps() == [2, 4]
+    assert ckpt.newest_verified_step() == 4
     ckpt.close()
     aside = root.parent / "checkpoints.damaged" / "6"
-    assert aside.is_dir() and not (root / "6").exists()  # kept, not deleted
+    assert aside.is_dir()
+    assert not (root / "6").exists()  # kept, not deleted
 
 
 def test_every_checkpoint_damaged_is_an_error_and_all_are_kept(three_checkpoints):
@@ -91,7 +98,8 @@ def test_cli_resume_skips_a_damaged_checkpoint(tmp_path):
     run_cli(wd, "--config.num_train_steps=4", *steps)
     flip_bytes(largest_file(wd / "checkpoints" / "4" / "state"))
     out = run_cli(wd, "--config.num_train_steps=6", *steps)
-    assert "checkpoint step 4 is damaged" in out.stdout and "resuming from step 2" in out.stdout
+    assert "checkpoint step 4 is damaged" in out.stdout
+    assert "resuming from step 2" in out.stdout
     assert "resumed from step 2" in out.stdout
     assert (wd / "checkpoints.damaged" / "4").is_dir()
     assert (wd / "checkpoints" / "6" / DIGESTS).is_file()
@@ -110,7 +118,8 @@ def export_copy(tmp_path_factory, tmp_path):
 
 def test_export_records_digests_and_loads(export_copy):
     meta = json.loads((export_copy / "metadata.json").read_text())
-    assert "config.json" in meta["sha256"] and any(k.startswith("variables/") for k in meta["sha256"])
+    assert "config.json" in meta["sha256"]
+    assert any(k.startswith("variables/") for k in meta["sha256"])
     export.read_export(str(export_copy))
 
 
@@ -127,7 +136,9 @@ def test_damaged_export_is_one_clear_error(export_copy, damage):
     with pytest.raises(export.ExportError, match="damaged export") as err:
         Colorizer.load(str(export_copy))
     message = str(err.value)
-    assert victim.name in message and "\n" not in message and "export the run again" in message.lower()
+    assert victim.name in message
+    assert "\n" not in message
+    assert "export the run again" in message.lower()
 
 
 # --- eval and export use the run's config ----------------------------------------------------
@@ -174,7 +185,8 @@ def test_serve_refuses_to_start_on_a_damaged_export(export_copy):
                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert out.returncode != 0
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "damaged export" in lines[0], out.stderr[-2000:]
+    assert len(lines) == 1, out.stderr[-2000:]
+    assert "damaged export" in lines[0], out.stderr[-2000:]
 
 
 def test_export_of_a_damaged_checkpoint_names_it_and_the_steps_left(three_checkpoints):
@@ -182,7 +194,7 @@ def test_export_of_a_damaged_checkpoint_names_it_and_the_steps_left(three_checkp
     flip_bytes(largest_file(root / "6"))
     with pytest.raises(export.ExportError, match=r"checkpoint step 6 .* is damaged: .*"
                                                  r"available: \[2, 4, 6\]"):
-        export.export_checkpoint(tiny_config(), str(root.parent))
-    config = tiny_config()
+        export.export_checkpoint(tiny_config("unet", **TINY), str(root.parent))
+    config = tiny_config("unet", **TINY)
     config.eval.step = 4
     assert export.export_checkpoint(config, str(root.parent)).endswith("step_4")

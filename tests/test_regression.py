@@ -4,36 +4,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from skimage import data as skdata
-from skimage.transform import resize
 
-from colorjax import color, parallel, train
-from colorjax.configs import load_config
+from colorjax import parallel, train
 from colorjax.objectives import make_objective
+from conftest import STEADY_LR, photo_batch, tiny_config
 
 
-def photo_batch(n=4, size=16):
-    """Crops of a real photo (astronaut), in network range."""
-    img = resize(skdata.astronaut(), (64, 64), anti_aliasing=True).astype(np.float32)
-    crops = [img[i * 8:i * 8 + size, i * 8:i * 8 + size] for i in range(n)]
-    l, ab = color.rgb_to_model_inputs(np.stack(crops))
-    return {"l": jnp.asarray(l), "ab": jnp.asarray(ab)}
-
-
-def tiny_config(model):
-    c = load_config(model, "cpu")
-    c.model.features = (8, 16, 32)
-    c.model.width = 8
-    c.data.image_size = 16
-    c.optimizer.warmup_steps = 0
-    c.optimizer.learning_rate = 3e-3
-    c.optimizer.schedule = "constant"
-    return c
+# UNet widths 8-16-32 and ResNet width 8 on 16 px crops, a constant learning rate.
+TINY = {"features": (8, 16, 32), "model.width": 8, **STEADY_LR}
 
 
 @pytest.mark.parametrize("model", ["unet", "resnet"])
 def test_loss_decreases_on_a_fixed_batch(model):
-    config = tiny_config(model)
+    config = tiny_config(model, **TINY)
     obj = make_objective(config, 100)
     batch = photo_batch()
     state = obj.init(jax.random.key(0), batch)
@@ -51,7 +34,7 @@ def test_loss_decreases_on_a_fixed_batch(model):
 
 @pytest.mark.parametrize("loss", ["l1", "huber"])
 def test_other_losses_run(loss):
-    config = tiny_config("unet")
+    config = tiny_config("unet", **TINY)
     config.loss = loss
     obj = make_objective(config, 10)
     batch = photo_batch(2)
@@ -62,7 +45,7 @@ def test_other_losses_run(loss):
 
 def test_two_devices_equal_one_device_batchnorm_included():
     assert jax.device_count() >= 2, "tests/conftest.py forces two host devices"
-    config = tiny_config("unet")
+    config = tiny_config("unet", **TINY)
     # Adam turns tiny gradients into steps of about the learning rate, so float-level
     # differences in a near-zero gradient would show as lr-sized parameter differences:
     # a small rate keeps the comparison about the sharding, not Adam's sign flips.
@@ -90,7 +73,7 @@ def test_two_devices_equal_one_device_batchnorm_included():
 
 
 def test_unknown_model_is_named():
-    config = tiny_config("unet")
+    config = tiny_config("unet", **TINY)
     config.model.name = "transformer"
     with pytest.raises(ValueError, match="config.model.name.*allowed"):
         make_objective(config, 1)
@@ -100,7 +83,7 @@ def test_bfloat16_mixed_precision_tracks_float32():
     """bf16 compute, f32 parameters and optimizer state: the loss follows float32's."""
     curves = {}
     for precision in ("float32", "bfloat16"):
-        config = tiny_config("unet")
+        config = tiny_config("unet", **TINY)
         config.precision = precision
         obj = make_objective(config, 100)
         batch = photo_batch()

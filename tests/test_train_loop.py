@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from colorjax import train
-from colorjax.configs import load_config
+from conftest import loop_config, restore_checkpoint, tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -38,20 +38,14 @@ def run_cli(workdir, *extra, mode="train", check=True, **popen):
 
 def final_params(workdir):
     """Parameters of the latest checkpoint, restored in this process."""
-    config = load_config("unet", "cpu")
-    config.model.features = (8, 16)
-    config.data.image_size = 32
+    config = tiny_config("unet", size=32)
     import jax
     from colorjax import parallel
-    from colorjax.checkpoint import TrainCheckpointer
     from colorjax.objectives import make_objective
     mesh = parallel.create_mesh()
     obj = make_objective(config, config.num_train_steps)
     state = train.create_state(config, obj, mesh, config.num_train_steps)
-    ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"))
-    step = ckpt.latest_step()
-    state, data_state = ckpt.restore(step, state)
-    ckpt.close()
+    step, state, data_state = restore_checkpoint(workdir, state)
     return step, jax.device_get(state.params), data_state
 
 
@@ -63,7 +57,8 @@ def test_cli_train_then_eval_writes_everything(tmp_path):
     records = [json.loads(l) for l in open(wd / "metrics.jsonl")]
     train_steps = [r["step"] for r in records if r["split"] == "train"]
     assert train_steps == [3, 6]
-    assert any(r["split"] == "eval" and "ciede2000" in r and "lpips" in r for r in records)
+    assert any(r["split"] == "eval" and "ciede2000" in r and "lpips" in r
+               for r in records), records
     assert any(r["split"] == "eval_gray_baseline" for r in records)
     assert (wd / "samples" / "step_6.png").is_file()
     assert (wd / "eval" / "validation_step_6.md").is_file()
@@ -73,7 +68,8 @@ def test_cli_train_then_eval_writes_everything(tmp_path):
     out = run_cli(wd, "--config.num_train_steps=6", mode="eval")
     table = json.loads((wd / "eval" / "validation_step_6.json").read_text())
     assert set(table) == {"unet", "gray baseline (ab = 0)"}
-    assert 0 < table["unet"]["ssim"] <= 1 and table["unet"]["lpips"] >= 0
+    assert 0 < table["unet"]["ssim"] <= 1
+    assert table["unet"]["lpips"] >= 0
     assert (wd / "eval" / "validation_step_6.png").is_file()
 
     # Running the finished command again resumes and has nothing left to do.
@@ -118,9 +114,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     ("--config.loss=cosine", "config.loss"),
 ])
 def test_bad_config_fails_fast_naming_the_field(tmp_path, override, field):
-    config = load_config("unet", "cpu")
-    config.model.features = (8, 16)
-    config.data.image_size = 32
+    config = tiny_config("unet", size=32)
     key, value = override.removeprefix("--config.").split("=")
     target = config
     *parents, leaf = key.split(".")
@@ -132,16 +126,8 @@ def test_bad_config_fails_fast_naming_the_field(tmp_path, override, field):
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    config = load_config("unet", "cpu")
-    config.model.features = (8, 16)
-    config.data.image_size = 32
-    config.batch_size = 4
-    config.eval.batch_size = 4
-    config.eval.num_examples = 4
-    config.num_train_steps = 20
-    config.checkpoint_every = 2
-    config.log_every = 100
-    config.eval_every = 1000
+    config = loop_config("unet", size=32, num_train_steps=20, checkpoint_every=2,
+                         log_every=100, eval_every=1000)
 
     real = train.data.create_train_iterator
 
@@ -177,7 +163,8 @@ def test_compilation_cache_is_used_by_default_and_can_be_disabled(tmp_path):
     try:
         run_cli(tmp_path / "a", "--config.num_train_steps=2", "--config.eval_every=1000",
                 "--config.log_every=1")
-        assert cache.is_dir() and any(cache.iterdir()), "nothing was cached"
+        assert cache.is_dir(), "nothing was cached"
+        assert any(cache.iterdir()), "nothing was cached"
         run_cli(tmp_path / "b", "--config.num_train_steps=2", "--config.eval_every=1000",
                 "--config.log_every=1", "--compilation_cache=none")
     finally:

@@ -5,33 +5,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from skimage import data as skdata
-from skimage.transform import resize
 
 from colorjax import color, parallel, train
-from colorjax.configs import load_config
 from colorjax.objectives import make_objective
 from colorjax.objectives.vae import kl_divergence, kl_weight, reparameterize
+from conftest import STEADY_LR, photo_batch, tiny_config
 
 
-def photo_batch(n=4, size=16):
-    """Crops of a real photo (coffee: strong, varied colours), in network range."""
-    img = resize(skdata.coffee(), (64, 64), anti_aliasing=True).astype(np.float32)
-    crops = [img[i * 12:i * 12 + size, i * 10:i * 10 + size] for i in range(n)]
-    l, ab = color.rgb_to_model_inputs(np.stack(crops))
-    return {"l": jnp.asarray(l), "ab": jnp.asarray(ab)}
-
-
-def tiny_config(model="unetvae"):
-    c = load_config(model, "cpu")
-    c.model.features = (8, 16)  # tiny: initializing a network compiles slowly on CPU
-    c.model.encoder_features = (8, 16)
-    c.model.latent_dim = 8
-    c.data.image_size = 16
-    c.optimizer.warmup_steps = 0
-    c.optimizer.learning_rate = 3e-3
-    c.optimizer.schedule = "constant"
-    return c
+# Encoder and decoder widths 8-16, an 8-dimensional latent, 16 px, a constant learning rate.
+TINY = {"model.encoder_features": (8, 16), "model.latent_dim": 8, **STEADY_LR}
 
 
 # --- the pieces, in closed form ---------------------------------------------------------
@@ -80,7 +62,7 @@ def test_reparameterization_noise_differs_per_example_device_and_step():
     ("model.norm", "layer", r"config.model.norm.*allowed"),
 ])
 def test_bad_config_named_at_construction(field, value, message):
-    config = tiny_config()
+    config = tiny_config("unetvae", **TINY)
     group, name = field.split(".")
     config[group][name] = value
     with pytest.raises(ValueError, match=message):
@@ -94,9 +76,9 @@ def test_bad_config_named_at_construction(field, value, message):
 def trained(request):
     """(objective, jitted step, state, batch, metrics per step) after 20 real steps on a
     fixed batch. Shared by the tests below: initializing a network compiles slowly on CPU."""
-    config = tiny_config(request.param)
+    config = tiny_config(request.param, **TINY)
     obj = make_objective(config, 100)
-    batch = photo_batch()
+    batch = photo_batch(photo="coffee", stride=(12, 10))  # strong, varied colours
     state = jax.jit(obj.init)(jax.random.key(0), batch)  # eager init runs op by op: slow
     step = jax.jit(obj.train_step)
     history = []
@@ -110,12 +92,14 @@ def test_reconstruction_falls_and_everything_is_logged(trained):
     obj, _, state, batch, history = trained
     assert int(state.step) == 20
     assert {"loss", "grad_norm", "finite", "recon", "kl", "mu_sq", "sigma_sq"} <= set(history[0])
-    assert all(bool(m["finite"]) and np.ndim(m["finite"]) == 0 for m in history)
+    assert all(bool(m["finite"]) and np.ndim(m["finite"]) == 0 for m in history), history
     recon = [float(m["recon"]) for m in history]
     assert np.mean(recon[-5:]) < 0.5 * np.mean(recon[:3]), recon
     for m in history:  # the loss is what it claims to be
         np.testing.assert_allclose(m["loss"], m["recon"] + 0.001 * m["kl"], rtol=1e-5)
-        assert m["kl"] >= 0 and m["sigma_sq"] > 0 and m["mu_sq"] >= 0
+        assert m["kl"] >= 0
+        assert m["sigma_sq"] > 0
+        assert m["mu_sq"] >= 0
 
 
 def test_zero_mode_is_deterministic(trained):
@@ -138,7 +122,7 @@ def test_prior_mode_two_rngs_give_different_colours(trained):
     assert float(jnp.mean(jnp.abs(a - b))) * color.AB_SCALE > 0.5
     assert float(jnp.max(jnp.abs(a))) <= 1.0
     # predict() draws from the prior too when the config says so.
-    config = tiny_config("unetvae" if obj.decoder.skips else "basicvae")
+    config = tiny_config("unetvae" if obj.decoder.skips else "basicvae", **TINY)
     config.vae.sample_mode = "prior"
     obj_prior = make_objective(config, 1)
     predict = jax.jit(obj_prior.predict)
@@ -167,7 +151,7 @@ def test_prediction_needs_only_the_decoder(trained):
 
 def test_bfloat16_step_is_finite_and_close_to_float32(trained):
     obj, step, state, batch, _ = trained
-    config = tiny_config("unetvae" if obj.decoder.skips else "basicvae")
+    config = tiny_config("unetvae" if obj.decoder.skips else "basicvae", **TINY)
     config.precision = "bfloat16"
     step_bf16 = jax.jit(make_objective(config, 100).train_step)  # same state: f32 masters
     rng = jax.random.key(99)
