@@ -24,9 +24,9 @@ from colorjax.color import model_outputs_to_rgb
 from colorjax.models import downsample_factor
 from colorjax.models.discriminators import build_discriminator, min_input_size
 from colorjax.models.generators import build_generator
-from colorjax.objectives.base import (OPTIMIZERS, SCHEDULES, apply_in_precision,
-                                      compute_dtype, ema_update, eval_params, init_ema,
-                                      is_finite, make_optimizer)
+from colorjax.objectives.base import (OPTIMIZERS, SCHEDULES, Objective, apply_gradients,
+                                      apply_in_precision, compute_dtype, init_ema, is_finite,
+                                      make_optimizer, optimizer_step)
 
 ADV_LOSSES = ("bce", "wgan_gp")
 # Generator used when `config.model.generator` is not set.
@@ -96,7 +96,7 @@ def gradient_penalty(critic_fn, l, ab_real, ab_fake, rng) -> jax.Array:
 def perceptual_loss(vgg_params, layer_weights, l, ab_pred, ab_true) -> jax.Array:
     """Sum_k w_k * mean|phi_k(pred) - phi_k(true)| over the 5 VGG16 taps of the LPIPS
     backbone, on the Lab -> sRGB composites (DeOldify's FeatureLoss: L1 on features)."""
-    from colorjax.metrics.lpips import vgg16_features
+    from colorjax.models.pretrained import vgg16_features
 
     pred = vgg16_features(vgg_params, model_outputs_to_rgb(l, ab_pred))
     true = vgg16_features(vgg_params, model_outputs_to_rgb(l, lax.stop_gradient(ab_true)))
@@ -178,7 +178,7 @@ def validate_adversarial_config(config) -> None:
 # --- the objective -------------------------------------------------------------------
 
 
-class AdversarialObjective:
+class AdversarialObjective(Objective):
     """G and D, each with its own optimizer, in one `GANState`; `predict` runs G (its EMA)."""
 
     def __init__(self, config, num_train_steps: int):
@@ -212,7 +212,7 @@ class AdversarialObjective:
         """The frozen VGG16 of the perceptual loss: a constant of the jitted step, never in
         the state (not trained, not checkpointed). Loaded when a train step is first traced,
         so exports and inference never read it."""
-        from colorjax.metrics.lpips import load_params
+        from colorjax.models.pretrained import load_params
         return load_params("vgg")  # cached per process by lpips
 
     # -- state ------------------------------------------------------------------------
@@ -277,9 +277,8 @@ class AdversarialObjective:
         params, model_state, opt_state = disc
         (_, (model_state, metrics)), grads = jax.value_and_grad(self._disc_loss, has_aux=True)(
             params, model_state, l, ab_real, ab_fake, rng)
-        updates, opt_state = self.disc_tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        metrics = {**metrics, "d_grad_norm": optax.tree.norm(grads)}
+        params, opt_state, grad_norm = optimizer_step(self.disc_tx, grads, opt_state, params)
+        metrics = {**metrics, "d_grad_norm": grad_norm}
         return (params, dict(model_state), opt_state), {
             k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
 
@@ -344,11 +343,12 @@ class AdversarialObjective:
         (loss, metrics), d_fake = jax.value_and_grad(
             lambda f: self._gen_loss(f, state, batch, gan_on), has_aux=True)(fake)
         (grads,) = vjp_fn(d_fake)
-        updates, opt_state = self.gen_tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        state = state.replace(params=params, model_state=model_state, opt_state=opt_state,
-                              ema_params=ema_update(state.ema_params, params, self.ema_decay))
-        return state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **metrics}
+        # train_step counts the step once, after D's and G's updates.
+        state, step_metrics = apply_gradients(state, grads, self.gen_tx, self.ema_decay, loss,
+                                              advance_step=False, model_state=model_state)
+        # train_step judges finiteness over G's and D's terms together.
+        del step_metrics["finite"]
+        return state, {**step_metrics, **metrics}
 
     def generator_step(self, state, batch, rng):
         """One G update against the current D; D's fields are returned untouched."""
@@ -378,16 +378,10 @@ class AdversarialObjective:
         return state.replace(step=state.step + 1), metrics
 
     # -- prediction: the generator alone ----------------------------------------------
-
-    def inference_variables(self, state):
-        """What prediction needs (and all an export holds): G's (EMA) params and its BN
-        statistics; no discriminator, no optimizer states."""
-        return {"params": eval_params(state.ema_params, state.params), **state.model_state}
+    # `inference_variables` is the base's: G's fields carry TrainState's names, so it keeps
+    # G's (EMA) params and BN statistics, no discriminator and no optimizer states.
 
     def predict_with(self, variables, gray_l, rng):
         del rng  # deterministic generator
         return apply_in_precision(self.generator, variables, gray_l, train=False,
                                   dtype=self.dtype)
-
-    def predict(self, state, gray_l, rng):
-        return self.predict_with(self.inference_variables(state), gray_l, rng)

@@ -1,12 +1,13 @@
-"""What every training family shares: the Objective protocol, train state, optimizers, EMA.
+"""What every training family shares: the Objective base class, train state, optimizers, EMA.
 
 The loop in `colorjax/train.py` only ever calls `init`, `train_step` and `predict`; each
-family (regression, adversarial, vae, diffusion) implements them as pure functions.
+family (regression, adversarial, vae, diffusion) subclasses `Objective` and implements
+`init`, `train_step` and `predict_with` as pure functions.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable
 
 import flax
 import jax
@@ -16,22 +17,30 @@ import optax
 Batch = dict  # {"l": (N,H,W,1), "ab": (N,H,W,2)} in network range (colorjax.color)
 
 
-class Objective(Protocol):
-    """One training family. All three methods are pure and jit-able."""
+class Objective:
+    """One training family. A subclass defines three pure, jit-able methods:
 
-    def init(self, rng: jax.Array, batch: Batch) -> Any: ...
+    * `init(rng, batch) -> state`
+    * `train_step(state, batch, rng) -> (state, metrics)`
+    * `predict_with(variables, gray_l, rng) -> ab`: inference without the training state
+      (exports, `colorjax.Colorizer`), from `inference_variables(state)` alone.
 
-    def train_step(self, state: Any, batch: Batch, rng: jax.Array) -> tuple[Any, dict]: ...
+    They are not stubbed here, so that an object missing one still fails `hasattr`
+    (`export._check_objective`) instead of returning None.
+    """
 
-    def predict(self, state: Any, gray_l: jax.Array, rng: jax.Array) -> jax.Array: ...
+    # What image_size must be a multiple of (how often the network halves the image).
+    downsample_factor: int = 1
 
-    # Inference without the training state (exports, `colorjax.Colorizer`):
-    # `predict(state, l, rng) == predict_with(inference_variables(state), l, rng)`, where
-    # `inference_variables` keeps only what prediction needs (EMA params, BatchNorm
-    # statistics; no optimizer state, discriminator or VAE encoder).
-    def inference_variables(self, state: Any) -> Any: ...
+    def inference_variables(self, state: Any) -> Any:
+        """What prediction needs, and all an export holds: the (EMA) params and the
+        network's other collections (BatchNorm statistics, a frozen backbone); no optimizer
+        state. Families with more than one network keep only the one prediction uses."""
+        return {"params": eval_params(state.ema_params, state.params), **state.model_state}
 
-    def predict_with(self, variables: Any, gray_l: jax.Array, rng: jax.Array) -> jax.Array: ...
+    def predict(self, state: Any, gray_l: jax.Array, rng: jax.Array) -> jax.Array:
+        """ab for gray_l from a training state; the same as an export would predict."""
+        return self.predict_with(self.inference_variables(state), gray_l, rng)
 
 
 @flax.struct.dataclass
@@ -91,6 +100,31 @@ def ema_update(ema_params, params, decay: float):
     if ema_params is None:
         return None
     return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
+
+
+def optimizer_step(tx: optax.GradientTransformation, grads, opt_state, params):
+    """One update of `params` by `tx`: (new params, new optimizer state, global grad norm)."""
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, optax.tree.norm(grads)
+
+
+def apply_gradients(state, grads, tx: optax.GradientTransformation, ema_decay, loss, *,
+                    ema_of: Callable[[Any], Any] | None = None, advance_step: bool = True,
+                    **fields):
+    """The tail of a train step: update `state.params` and its EMA, count the step.
+
+    `ema_of(params)` picks the part the EMA tracks (default: all of it); `ema_decay` may
+    be traced. `fields` replace other state fields (e.g. new BatchNorm statistics).
+    `advance_step=False` for an update that is one of several in a step. Returns the new
+    state and `{"loss", "grad_norm", "finite"}`.
+    """
+    params, opt_state, grad_norm = optimizer_step(tx, grads, state.opt_state, state.params)
+    ema = ema_update(state.ema_params, params if ema_of is None else ema_of(params), ema_decay)
+    if advance_step:
+        fields["step"] = state.step + 1
+    new_state = state.replace(params=params, opt_state=opt_state, ema_params=ema, **fields)
+    return new_state, {"loss": loss, "grad_norm": grad_norm,
+                       "finite": is_finite(loss, grad_norm)}
 
 
 def is_finite(*values) -> jax.Array:

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from colorjax.diffusion import (PREDICTIONS, SAMPLERS, SCHEDULES, make_schedule, q_sample,
                                 sample, training_target)
 from colorjax.models import downsample_factor
 from colorjax.models.backbone import BACKBONES, backbone_taps, load_backbone
 from colorjax.models.diffusion_unet import DiffusionUNet
-from colorjax.objectives.base import (TrainState, apply_in_precision, compute_dtype, ema_update,
-                                      eval_params, init_ema, is_finite, make_optimizer)
+from colorjax.objectives.base import (Objective, TrainState, apply_gradients, apply_in_precision,
+                                      compute_dtype, init_ema, make_optimizer)
 
 LOSSES = ("l1", "mse")
 # The sampler a model name implies when config.sampler.name is not set.
@@ -86,7 +85,7 @@ def bucket_losses(per_example, t, num_timesteps: int, buckets: int) -> dict:
     return {f"loss_t{k}": means[k] for k in range(buckets)}
 
 
-class DiffusionObjective:
+class DiffusionObjective(Objective):
     """ε- (or v-) prediction training; `predict` runs the configured sampler from pure noise."""
 
     def __init__(self, config, num_train_steps: int):
@@ -183,13 +182,8 @@ class DiffusionObjective:
             return jnp.mean(per_example), per_example
 
         (loss, per_example), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        grad_norm = optax.tree.norm(grads)
-        ema = ema_update(state.ema_params, params, self._ema_decay_at(state.step))
-        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                                  ema_params=ema)
-        metrics = {"loss": loss, "grad_norm": grad_norm, "finite": is_finite(loss, grad_norm)}
+        new_state, metrics = apply_gradients(state, grads, self.tx,
+                                             self._ema_decay_at(state.step), loss)
         metrics.update(bucket_losses(jax.lax.stop_gradient(per_example), t, T, self.buckets))
         return new_state, metrics
 
@@ -221,15 +215,7 @@ class DiffusionObjective:
                     temperature=self.temperature)
         return jnp.clip(x0 / self.data_scale, -1.0, 1.0)
 
-    def inference_variables(self, state):
-        """What sampling needs, and all an export holds: the (EMA) parameters, and the
-        frozen backbone where the model has one."""
-        return {"params": eval_params(state.ema_params, state.params), **state.model_state}
-
     def predict_with(self, variables, gray_l, rng):
         """Pure sampling from `inference_variables` alone (used by exports too)."""
         model_state = {k: v for k, v in variables.items() if k != "params"}
         return self.sample(variables["params"], gray_l, rng, model_state=model_state)
-
-    def predict(self, state, gray_l, rng):
-        return self.predict_with(self.inference_variables(state), gray_l, rng)

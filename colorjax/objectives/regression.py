@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from colorjax.models import build_regression_model, downsample_factor
-from colorjax.objectives.base import (TrainState, apply_in_precision, compute_dtype, ema_update,
-                                      eval_params, init_ema, is_finite, make_optimizer,
-                                      pixel_loss)
+from colorjax.objectives.base import (Objective, TrainState, apply_gradients, apply_in_precision,
+                                      compute_dtype, init_ema, make_optimizer, pixel_loss)
 
 
-class RegressionObjective:
+class RegressionObjective(Objective):
     """ab = f(L), trained to minimise a per-pixel loss; `predict` is one forward pass."""
 
     def __init__(self, config, num_train_steps: int):
@@ -39,23 +37,10 @@ class RegressionObjective:
             return pixel_loss(self.loss_kind, pred, batch["ab"]), new_model_state
 
         (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        grad_norm = optax.tree.norm(grads)
-        new_state = state.replace(
-            step=state.step + 1, params=params, model_state=dict(new_model_state),
-            opt_state=opt_state, ema_params=ema_update(state.ema_params, params, self.ema_decay))
-        return new_state, {"loss": loss, "grad_norm": grad_norm,
-                           "finite": is_finite(loss, grad_norm)}
-
-    def inference_variables(self, state):
-        """What prediction needs, and all an export holds: (EMA) params and BN statistics."""
-        return {"params": eval_params(state.ema_params, state.params), **state.model_state}
+        return apply_gradients(state, grads, self.tx, self.ema_decay, loss,
+                               model_state=dict(new_model_state))
 
     def predict_with(self, variables, gray_l, rng):
         """Pure prediction from `inference_variables` alone (used by exports too)."""
         del rng
         return apply_in_precision(self.model, variables, gray_l, train=False, dtype=self.dtype)
-
-    def predict(self, state, gray_l, rng):
-        return self.predict_with(self.inference_variables(state), gray_l, rng)

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from colorjax.models import downsample_factor
 from colorjax.models.vae import build_vae
-from colorjax.objectives.base import (TrainState, apply_in_precision, compute_dtype,
-                                      ema_update, init_ema, is_finite, make_optimizer,
-                                      pixel_loss)
+from colorjax.objectives.base import (Objective, TrainState, apply_gradients,
+                                      apply_in_precision, compute_dtype, init_ema,
+                                      make_optimizer, pixel_loss)
 
 SAMPLE_MODES = ("prior", "zero")
 
@@ -70,7 +69,7 @@ def check_vae_config(vae_config) -> None:
                          ">= 0 (0 = no warm-up)")
 
 
-class VAEObjective:
+class VAEObjective(Objective):
     """Encoder q(z | L, ab) and decoder p(ab | z, L), one optimizer over both.
 
     The state is a `TrainState` whose `params` and `model_state` are
@@ -124,16 +123,10 @@ class VAEObjective:
             return recon + beta * kl, aux
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        grad_norm = optax.tree.norm(grads)
-        new_state = state.replace(
-            step=state.step + 1, params=params, model_state=aux.pop("model_state"),
-            opt_state=opt_state,
-            ema_params=ema_update(state.ema_params, params["decoder"], self.ema_decay))
-        metrics = {"loss": loss, "grad_norm": grad_norm, "beta": beta, **aux,
-                   "finite": is_finite(loss, grad_norm)}
-        return new_state, metrics
+        new_state, metrics = apply_gradients(
+            state, grads, self.tx, self.ema_decay, loss, model_state=aux.pop("model_state"),
+            ema_of=lambda params: params["decoder"])
+        return new_state, {**metrics, "beta": beta, **aux}
 
     # --- prediction: the decoder alone -------------------------------------------------
 
@@ -159,6 +152,3 @@ class VAEObjective:
     def predict_with(self, variables, gray_l, rng):
         """Pure prediction honoring `config.vae.sample_mode` (used by exports too)."""
         return self.decode(variables, gray_l, self.latent(rng, gray_l.shape[0]))
-
-    def predict(self, state, gray_l, rng):
-        return self.predict_with(self.inference_variables(state), gray_l, rng)
