@@ -62,7 +62,7 @@ class Colorizer:
         self.model_name: str = metadata["model"]
         self.samples: bool = bool(metadata.get("samples", False))
         self.image_size = int(metadata["image_size"])
-        self.downsample_factor = int(getattr(objective, "downsample_factor", 1))
+        self.downsample_factor = int(objective.downsample_factor)
         self.batch_size = int(batch_size)
         if self.batch_size <= 0:
             raise ValueError(f"batch_size={batch_size} must be positive")
