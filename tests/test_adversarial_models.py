@@ -48,7 +48,8 @@ def test_patchgan_sees_70x70_patches():
     """pix2pix's 70x70 PatchGAN: the formula, and the gradient support of one logit."""
     assert patchgan_receptive_field(3) == 70
     # The paper's other sizes: the 16x16 PatchGAN and the 286x286 "ImageGAN".
-    assert patchgan_receptive_field(1) == 16 and patchgan_receptive_field(5) == 286
+    assert patchgan_receptive_field(1) == 16
+    assert patchgan_receptive_field(5) == 286
     model = PatchDiscriminator(features=2, n_layers=3, norm="none")
     size = 128
     l, ab = jnp.zeros((1, size, size, 1)), jnp.zeros((1, size, size, 2))

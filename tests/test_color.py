@@ -37,7 +37,8 @@ def test_lab_to_rgb_matches_skimage_including_out_of_gamut(backend):
     lab32 = lab.astype(np.float32)
     rgb = color.lab_to_rgb(lab32) if backend == "numpy" else jax.jit(color.lab_to_rgb)(lab32)
     rgb = np.asarray(rgb)
-    assert rgb.min() >= 0 and rgb.max() <= 1  # clipped, as documented
+    assert rgb.min() >= 0
+    assert rgb.max() <= 1  # clipped, as documented
     assert np.abs(rgb - ref).max() <= 1e-3
 
 
@@ -56,8 +57,11 @@ def test_round_trip_and_corners():
 def test_network_scaling_is_one_definition():
     rgb = random_rgb((2, 8, 8, 3))
     l_norm, ab_norm = color.rgb_to_model_inputs(rgb)
-    assert l_norm.shape == (2, 8, 8, 1) and ab_norm.shape == (2, 8, 8, 2)
-    assert -1 <= l_norm.min() and l_norm.max() <= 1 and np.abs(ab_norm).max() <= 1
+    assert l_norm.shape == (2, 8, 8, 1)
+    assert ab_norm.shape == (2, 8, 8, 2)
+    assert -1 <= l_norm.min()
+    assert l_norm.max() <= 1
+    assert np.abs(ab_norm).max() <= 1
     np.testing.assert_allclose(color.model_outputs_to_rgb(l_norm, ab_norm), rgb, atol=1e-4)
     lab = color.rgb_to_lab(rgb)
     np.testing.assert_allclose(color.denormalize_l(l_norm)[..., 0], lab[..., 0], atol=1e-4)
@@ -74,7 +78,8 @@ def test_sRGB_gamut_fits_the_network_range():
 def test_gray_rgb_has_no_chroma_and_gradients_are_finite():
     l_norm = jnp.linspace(-1, 1, 16).reshape(1, 4, 4, 1)
     g = np.asarray(color.gray_rgb(l_norm))
-    assert np.abs(g[..., 0] - g[..., 1]).max() < 1e-4 and np.abs(g[..., 1] - g[..., 2]).max() < 1e-4
+    assert np.abs(g[..., 0] - g[..., 1]).max() < 1e-4
+    assert np.abs(g[..., 1] - g[..., 2]).max() < 1e-4
     rgb = jnp.asarray(np.concatenate([random_rgb((1, 4, 4, 3)), np.zeros((1, 4, 4, 3))], 1))
     grad = jax.grad(lambda x: color.rgb_to_lab(x).sum())(rgb)
     assert np.all(np.isfinite(grad))

@@ -49,7 +49,8 @@ def _unclipped(rgb8):
 def test_odd_size_in_same_size_out_with_the_inputs_own_lightness(colorizer):
     rgb = astronaut()  # 333 x 517
     out = colorizer.colorize(rgb)
-    assert out.shape == (333, 517, 3) and out.dtype == np.uint8
+    assert out.shape == (333, 517, 3)
+    assert out.dtype == np.uint8
     assert np.abs(out.astype(int) - rgb).max() > 0
     # The output is the input's own full-resolution L with the predicted ab upsampled from
     # 32 x 32: exactly that composition, whatever the (untrained) weights predict ...
@@ -66,7 +67,9 @@ def test_odd_size_in_same_size_out_with_the_inputs_own_lightness(colorizer):
     assert np.abs(lab_l(out) - lab_l(rgb))[keep].mean() < 0.3
 
     pil = colorizer.colorize(Image.fromarray(rgb).convert("L"))
-    assert isinstance(pil, Image.Image) and pil.size == (517, 333) and pil.mode == "RGB"
+    assert isinstance(pil, Image.Image)
+    assert pil.size == (517, 333)
+    assert pil.mode == "RGB"
     gray = np.asarray(Image.fromarray(rgb).convert("L"))
     keep = _unclipped(np.asarray(pil))
     assert keep.mean() > 0.05
@@ -78,7 +81,8 @@ def test_color_input_is_made_gray_first(colorizer):
     rgb = astronaut(65, 47)
     gray3 = np.repeat(np.asarray(Image.fromarray(rgb).convert("L"))[..., None], 3, -1)
     photo, photo_gray = to_photo(rgb), to_photo(gray3)
-    assert photo.truth is not None and photo_gray.truth is None  # equal channels = gray
+    assert photo.truth is not None
+    assert photo_gray.truth is None  # equal channels = gray
     # What the model sees from a colour photo is its CIELAB L alone: the colour is kept
     # only as the "truth" panel of --compare.
     np.testing.assert_allclose(photo.l, color.rgb_to_lab(rgb / 255.0)[..., 0], atol=1e-4)
@@ -94,7 +98,8 @@ def test_pil_modes(colorizer, mode):
     if mode == "I":
         im = im.convert("I")
     out = colorizer.colorize(im)
-    assert out.size == (31, 17) and out.mode == "RGB"
+    assert out.size == (31, 17)
+    assert out.mode == "RGB"
     if mode in ("L", "LA", "I;16", "I", "F"):  # gray at any bit depth: the same lightness
         np.testing.assert_allclose(to_photo(im).l, to_photo(base.convert("L")).l, atol=0.5)
 
@@ -106,7 +111,9 @@ def test_arrays_lists_and_batches(colorizer):
     rgba = np.concatenate([rgb, np.full((30, 40, 1), 255, np.uint8)], -1)
     np.testing.assert_array_equal(colorizer.colorize(rgba), colorizer.colorize(rgb))
     f = colorizer.colorize(rgb.astype(np.float32) / 255.0)
-    assert f.dtype == np.float32 and 0 <= f.min() and f.max() <= 1
+    assert f.dtype == np.float32
+    assert 0 <= f.min()
+    assert f.max() <= 1
     u16 = colorizer.colorize(rgb.astype(np.uint16) * 257)
     assert u16.dtype == np.uint8
     # Batched: a list of different sizes, and an (N, H, W, C) array; same as one by one.
@@ -213,9 +220,11 @@ def test_cli_folder(exported, tmp_path, capsys):
         "alpha.png": (60, 40), "alpha_compare.png": (3 * 60, 40),
         "rotated.png": (30, 40), "rotated_compare.png": (3 * 30, 40),  # EXIF applied
     }
-    assert "skipped" in captured.err and "broken.jpg" in captured.err
+    assert "skipped" in captured.err
+    assert "broken.jpg" in captured.err
     assert "truncated.png" in captured.err
-    assert "colorized 6 photo(s)" in captured.out and "(12 file(s) written)" in captured.out
+    assert "colorized 6 photo(s)" in captured.out
+    assert "(12 file(s) written)" in captured.out
     assert "skipped 2" in captured.out
     assert _tree(src) == before
     assert "ignored 1 non-image" in captured.out
@@ -304,7 +313,8 @@ def test_cli_every_input_gets_its_own_outputs(exported, tmp_path, capsys):
         assert Image.open(out / f"{stem}.png").size == (w, h), name
         strip = np.asarray(Image.open(out / f"{stem}_compare.png"))
         np.testing.assert_array_equal(strip[:, 2 * w:], np.asarray(Image.open(src / name)))
-    assert "colorized 9 photo(s)" in captured.out and "(18 file(s) written)" in captured.out
+    assert "colorized 9 photo(s)" in captured.out
+    assert "(18 file(s) written)" in captured.out
     assert _tree(src) == before
 
 
@@ -313,8 +323,10 @@ def _refused(capsys, argv, what: str) -> str:
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2, err
-    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
-    assert what in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: "), err
+    assert what in err, err
+    assert "Traceback" not in err, err
     return err
 
 
@@ -371,7 +383,8 @@ def test_cli_refusals_come_before_the_model_loads_and_without_traceback(tmp_path
         capture_output=True, text=True, timeout=300,
         env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.count("\n") == 1 and "never writes into its inputs" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert "never writes into its inputs" in proc.stderr
     assert proc.stdout == ""
     assert _tree(tmp_path) == before
 
@@ -406,7 +419,8 @@ def test_cli_rerun_refuses_existing_outputs_unless_overwrite(exported, tmp_path,
     assert main([*argv, "--overwrite"]) == 0
     assert "colorized 3 photo(s) into" in capsys.readouterr().out
     assert {k: v for k, v in _tree(top).items() if not k.startswith("photos/")} == first
-    assert not (top / "p2.png").is_symlink() and elsewhere.read_bytes() == kept
+    assert not (top / "p2.png").is_symlink()
+    assert elsewhere.read_bytes() == kept
     assert _tree(src) == inputs
 
 
@@ -440,7 +454,8 @@ def test_cli_a_file_that_cannot_be_written_is_reported_and_not_counted(exported,
     captured = capsys.readouterr()
     assert code == 1
     assert f"could not write {out / 'p1.png'}" in captured.err
-    assert ("colorized 2 photo(s) into" in captured.out and "(2 file(s) written); could not "
+    assert "colorized 2 photo(s) into" in captured.out
+    assert ("(2 file(s) written); could not "
             "write 1 file(s)" in captured.out)
     assert set(_tree(out)) == {"p2.png", "sub/p3.png"}  # no temporary file left behind
 
@@ -449,20 +464,20 @@ def test_lab_to_rgb_pieces_are_bounded_in_pixels_whatever_the_aspect_ratio():
     import tracemalloc
 
     from colorjax import color
-    from colorjax.colorize import _STRIPE_PIXELS, lab_to_rgb_striped
+    from colorjax.photos import STRIPE_PIXELS, lab_to_rgb_striped
 
     rng = np.random.default_rng(0)
-    for shape in ((5, 7), (1, _STRIPE_PIXELS + 5), (_STRIPE_PIXELS + 3, 1)):
+    for shape in ((5, 7), (1, STRIPE_PIXELS + 5), (STRIPE_PIXELS + 3, 1)):
         l = rng.uniform(0, 100, shape).astype(np.float32)
         ab = rng.uniform(-60, 60, shape + (2,)).astype(np.float32)
         want = color.lab_to_rgb(np.concatenate([l[..., None], ab], -1))
         np.testing.assert_allclose(lab_to_rgb_striped(l, ab), want, atol=1e-5)
-    # One row of 4 M pixels: the output (48 MB) plus pieces of _STRIPE_PIXELS, not 4 M-pixel
+    # One row of 4 M pixels: the output (48 MB) plus pieces of STRIPE_PIXELS, not 4 M-pixel
     # temporaries (several times the output).
-    n = 4 * _STRIPE_PIXELS
+    n = 4 * STRIPE_PIXELS
     l, ab = np.full((1, n), 50, np.float32), np.zeros((1, n, 2), np.float32)
     tracemalloc.start()
     lab_to_rgb_striped(l, ab)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert peak < 12 * n + 40 * 4 * _STRIPE_PIXELS, peak
+    assert peak < 12 * n + 40 * 4 * STRIPE_PIXELS, peak

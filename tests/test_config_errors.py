@@ -103,7 +103,8 @@ def test_a_value_of_the_wrong_type_is_one_line(tmp_path):
 ])
 def test_a_config_file_that_does_not_load_is_one_line(tmp_path, config, expect):
     line = _one_line(_main(tmp_path, config, "--config.batch_size=8"))
-    assert line.startswith(f"config error: --config={config}: ") and expect in line
+    assert line.startswith(f"config error: --config={config}: ")
+    assert expect in line
 
 
 def test_other_flag_mistakes_are_one_line_too(tmp_path):
@@ -138,7 +139,8 @@ def test_prepare_a_folder_without_usable_photos_is_one_error_line(tmp_path):
                COLORJAX_DATA_DIR=str(tmp_path / "tfds"))
     assert out.returncode == 2, out.stderr[-3000:]
     errors = [line for line in out.stderr.splitlines() if "error" in line.lower()]
-    assert len(errors) == 1 and errors[0].startswith(f"error: No usable image in {src}: ")
+    assert len(errors) == 1
+    assert errors[0].startswith(f"error: No usable image in {src}: ")
     assert "--val_fraction" not in out.stderr + out.stdout  # no flag help
     assert "Traceback" not in out.stderr
 

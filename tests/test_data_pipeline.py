@@ -49,13 +49,17 @@ def _fake_processes(monkeypatch, index, count):
 def test_batches_have_the_promised_shapes_and_ranges(small):
     cfg, _ = small
     batch = next(create_train_iterator(cfg, global_batch_size=4, seed=0))
-    assert batch["l"].shape == (4, S, S, 1) and batch["ab"].shape == (4, S, S, 2)
-    assert batch["l"].dtype == np.float32 and batch["ab"].dtype == np.float32
-    assert -1 <= batch["l"].min() and batch["l"].max() <= 1
+    assert batch["l"].shape == (4, S, S, 1)
+    assert batch["ab"].shape == (4, S, S, 2)
+    assert batch["l"].dtype == np.float32
+    assert batch["ab"].dtype == np.float32
+    assert -1 <= batch["l"].min()
+    assert batch["l"].max() <= 1
     assert np.abs(batch["ab"]).max() <= 1
     # L and ab are color.py's scaling of an RGB image: back to RGB lands in [0, 1].
     rgb = color.model_outputs_to_rgb(batch["l"], batch["ab"])
-    assert rgb.shape == (4, S, S, 3) and np.isfinite(rgb).all()
+    assert rgb.shape == (4, S, S, 3)
+    assert np.isfinite(rgb).all()
 
 
 def test_deterministic_for_a_seed_and_reshuffled_each_epoch(small):
@@ -63,7 +67,8 @@ def test_deterministic_for_a_seed_and_reshuffled_each_epoch(small):
     a = _take(create_train_iterator(cfg, global_batch_size=5, seed=1), 12)  # 2 epochs
     b = _take(create_train_iterator(cfg, global_batch_size=5, seed=1), 12)
     c = _take(create_train_iterator(cfg, global_batch_size=5, seed=2), 12)
-    assert _same(a, b) and not _same(a, c)
+    assert _same(a, b)
+    assert not _same(a, c)
     cfg2 = cfg.copy_and_resolve_references()
     cfg2.shuffle_seed = 1
     assert _same(_take(create_train_iterator(cfg2, global_batch_size=5, seed=99), 12), a)
@@ -73,7 +78,8 @@ def test_deterministic_for_a_seed_and_reshuffled_each_epoch(small):
           for x in b["l"]]
     epoch1, epoch2 = ex[:N], ex[N:]
     key = lambda x: x.tobytes()  # noqa: E731
-    assert sorted(map(key, epoch1)) == sorted(map(key, epoch2)) and len(set(map(key, epoch1))) == N
+    assert sorted(map(key, epoch1)) == sorted(map(key, epoch2))
+    assert len(set(map(key, epoch1))) == N
     assert [key(x) for x in epoch1] != [key(x) for x in epoch2]
 
 
@@ -91,7 +97,8 @@ def test_process_shards_are_disjoint_and_cover_the_data(small, monkeypatch):
     assert len(set(everything)) == N
     shard0 = _eval_examples(cfg, monkeypatch, 0, 2)
     shard1 = _eval_examples(cfg, monkeypatch, 1, 2)
-    assert not set(shard0) & set(shard1) and set(shard0) | set(shard1) == set(everything)
+    assert not set(shard0) & set(shard1)
+    assert set(shard0) | set(shard1) == set(everything)
 
 
 @pytest.mark.parametrize("count", [2, 3])
@@ -174,12 +181,14 @@ def test_eval_pads_the_last_batch_and_is_repeatable(small, monkeypatch):
     batches = list(ev)
     assert len(ev) == len(batches) == 2
     assert [b["mask"].tolist() for b in batches] == [[1, 1, 1, 1], [1, 0, 0, 0]]
-    assert batches[1]["l"].shape == (4, S, S, 1) and not batches[1]["l"][1:].any()
+    assert batches[1]["l"].shape == (4, S, S, 1)
+    assert not batches[1]["l"][1:].any()
     assert _same(list(ev), batches)
     for index in (0, 1):  # 5 examples over 2 processes: 3 and 2, both in 2 batches of 2
         _fake_processes(monkeypatch, index, 2)
         ev = create_eval_iterator(cfg, split="train", global_batch_size=4, num_examples=5)
-        assert len(ev) == 2 and sum(b["mask"].sum() for b in ev) == 3 - index
+        assert len(ev) == 2
+        assert sum(b["mask"].sum() for b in ev) == 3 - index
 
 
 def test_num_examples(small):

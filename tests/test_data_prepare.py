@@ -31,22 +31,28 @@ def test_messy_folder_counts_every_reason_and_keeps_converted(tmp_path):
     assert report.rejected == EXPECTED_REJECTED
     assert report.converted == EXPECTED_CONVERTED
     assert report.splits == {"train": NUM_GOOD + len(EXPECTED_CONVERTED)}
-    assert report.ignored["hidden_files"] == 1 and report.ignored["files_with_other_extensions"] == 1
+    assert report.ignored["hidden_files"] == 1
+    assert report.ignored["files_with_other_extensions"] == 1
     assert report.examples["grayscale"] == ["gray16.png (mode I;16)", "gray_L.png (mode L)"]
     text = str(report)
     for reason in EXPECTED_REJECTED:
         assert reason in text
-    assert "truncated.jpg" in text and "notes.jpg" in text
+    assert "truncated.jpg" in text
+    assert "notes.jpg" in text
     listed = Path(report.rejected_list).read_text().splitlines()
-    assert listed[0] == "reason\tpath\tdetail" and len(listed) == 1 + sum(EXPECTED_REJECTED.values())
+    assert listed[0] == "reason\tpath\tdetail"
+    assert len(listed) == 1 + sum(EXPECTED_REJECTED.values())
     # Everything stored is 8-bit RGB, including the converted files; nested paths are kept.
     ds = tfds.builder_from_directory(report.path).as_data_source(split="train")
     stored = {}
     for i in range(len(ds)):
         ex = ds[i]
-        assert ex["image"].dtype == np.uint8 and ex["image"].shape == (24, 24, 3)
+        assert ex["image"].dtype == np.uint8
+        assert ex["image"].shape == (24, 24, 3)
         stored[ex["path"].decode()] = ex["image"]
-    assert "trip/day2/good_2.bmp" in stored and "trip/alpha.png" in stored and "deep.png" in stored
+    assert "trip/day2/good_2.bmp" in stored
+    assert "trip/alpha.png" in stored
+    assert "deep.png" in stored
     # 16-bit channels are reduced to their high byte, not clipped.
     assert np.abs(stored["deep.png"].astype(int) - np.asarray(Image.open(src / "deep.png"))).max() <= 1
 
@@ -56,10 +62,12 @@ def test_prepare_is_cached_until_the_folder_changes(tmp_path):
     first = prepare_folder(src, "cache_me", tmp_path / "tfds", progress=False)
     assert not first.cached
     again = prepare_folder(src, "cache_me", tmp_path / "tfds", progress=False)
-    assert again.cached and again.splits == first.splits
+    assert again.cached
+    assert again.splits == first.splits
     make_plain_folder(src, 1, start=50)
     changed = prepare_folder(src, "cache_me", tmp_path / "tfds", progress=False)
-    assert not changed.cached and changed.scanned == 7
+    assert not changed.cached
+    assert changed.scanned == 7
     other_options = prepare_folder(src, "cache_me", tmp_path / "tfds", min_size=8, progress=False)
     assert not other_options.cached
 
@@ -129,7 +137,9 @@ def test_cli_prints_the_report(tmp_path):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    assert "grayscale" in out.stdout and "near_gray" in out.stdout and "too_small" in out.stdout
+    assert "grayscale" in out.stdout
+    assert "near_gray" in out.stdout
+    assert "too_small" in out.stdout
     assert "--config.data.name=cli_photos" in out.stdout
     saved = json.loads((tmp_path / "tfds" / "cli_photos" / "colorjax_prepare.json").read_text())
     assert saved["report"]["rejected"] == EXPECTED_REJECTED
@@ -179,5 +189,6 @@ def test_concurrent_first_use_prepares_once(tmp_path):
 def test_rejections_name_the_file_not_a_buffer(tmp_path):
     (tmp_path / "notes.jpg").write_text("this is not an image\n")
     res = images.check_image(str(tmp_path / "notes.jpg"), min_size=1, gray_threshold=1.0)
-    assert res.reason == "not_an_image" and "notes.jpg" in res.detail
+    assert res.reason == "not_an_image"
+    assert "notes.jpg" in res.detail
     assert "BytesIO" not in res.detail

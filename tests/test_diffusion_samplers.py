@@ -36,7 +36,10 @@ def test_ddim_eta0_with_true_noise_recovers_x0(kind, prediction, steps, dtype):
 def test_ddim_timesteps_span_the_schedule():
     assert list(ddim_timesteps(1000, 1000)) == list(range(1000))
     ts = ddim_timesteps(1000, 50)
-    assert len(ts) == 50 and ts[0] == 0 and ts[-1] == 999 and np.all(np.diff(ts) > 0)
+    assert len(ts) == 50
+    assert ts[0] == 0
+    assert ts[-1] == 999
+    assert np.all(np.diff(ts) > 0)
     with pytest.raises(ValueError, match="config.sampler.steps=0 is not allowed"):
         ddim_timesteps(1000, 0)
 
@@ -152,7 +155,8 @@ def test_sampler_calls_the_network_exactly_steps_times(tiny_network, sampler, st
     jax.block_until_ready(out)
     jax.effects_barrier()
     assert len(calls) == steps
-    assert out.shape == x_T.shape and bool(jnp.all(jnp.isfinite(out)))
+    assert out.shape == x_T.shape
+    assert bool(jnp.all(jnp.isfinite(out)))
 
 
 def test_sampling_is_one_compiled_loop(tiny_network):
@@ -164,7 +168,8 @@ def test_sampling_is_one_compiled_loop(tiny_network):
                                                    steps=s))(x_T) for s in (5, 50)]
     assert len(jaxprs[0].eqns) == len(jaxprs[1].eqns)
     scans = [e for e in jaxprs[1].eqns if e.primitive.name == "scan"]
-    assert len(scans) == 1 and scans[0].params["length"] == 50
+    assert len(scans) == 1
+    assert scans[0].params["length"] == 50
     text = str(jaxprs[1])
     one_pass = str(jax.make_jaxpr(tiny_network)(x_T, jnp.zeros((2,), jnp.int32)))
     assert text.count("conv_general_dilated") == one_pass.count("conv_general_dilated") > 0

@@ -33,7 +33,8 @@ def test_cosine_schedule_is_nichol_dhariwal():
 def test_alphas_cumprod_decrease_from_one_to_zero(kind):
     abar = np.asarray(make_schedule(kind, 1000).alphas_cumprod)
     assert np.all(np.diff(abar) < 0)
-    assert abar[0] > 0.999 and abar[-1] < 1e-3
+    assert abar[0] > 0.999
+    assert abar[-1] < 1e-3
 
 
 def test_unknown_schedule_is_named():

@@ -217,9 +217,12 @@ def decode_upload(data: bytes):
             outcome = e.status
         else:
             w, h = photo.size
-            assert 0 < w * h <= MAX_PIXELS and max(w, h) <= MAX_SIDE
-            assert photo.l.dtype == np.float32 and np.isfinite(photo.l).all()
-            assert photo.l.min() >= 0 and photo.l.max() <= 100.001
+            assert 0 < w * h <= MAX_PIXELS
+            assert max(w, h) <= MAX_SIDE
+            assert photo.l.dtype == np.float32
+            assert np.isfinite(photo.l).all()
+            assert photo.l.min() >= 0
+            assert photo.l.max() <= 100.001
             outcome = photo
     assert max(sizes, default=0) <= MAX_PIXELS, f"PIL allocated {max(sizes):,} pixels"
     return outcome
@@ -236,7 +239,8 @@ def test_upload_decoding_of_mutated_images(case):
 def test_upload_decoding_of_the_real_images():
     for name, data in BASES.items():
         photo = decode_upload(data)
-        assert not isinstance(photo, int) and photo.size == (24, 16), name
+        assert not isinstance(photo, int), name
+        assert photo.size == (24, 16), name
 
 
 @pytest.mark.parametrize("size", HUGE_SIZES[:6], ids=lambda s: f"{s[0]}x{s[1]}")
@@ -268,7 +272,8 @@ def check_file(scratch, name: str, data: bytes) -> Checked:
     if checked.reason is None:  # what prepare stores is a readable 8-bit RGB image
         with Image.open(io.BytesIO(checked.data)) as im:
             im.load()
-            assert im.mode == "RGB" and im.size == checked.size
+            assert im.mode == "RGB"
+            assert im.size == checked.size
     return checked
 
 

@@ -64,7 +64,8 @@ def _skimage_ssim(x, y, data_range, channel_axis=-1):
 def test_ssim_matches_skimage(h, w):
     x, y = _rgb_pair(h * 100 + w, h, w)
     ours = np.asarray(jax.jit(ssim)(x, y))
-    assert ours.shape == (BATCH,) and ours.dtype == np.float32
+    assert ours.shape == (BATCH,)
+    assert ours.dtype == np.float32
     np.testing.assert_allclose(ours, _skimage_ssim(x, y, 1.0), rtol=0, atol=1e-4)
 
 
@@ -100,7 +101,8 @@ def test_psnr_identical_images_inf_or_capped():
     x, y = _rgb_pair(3, 16, 16)
     y[1] = x[1]  # one exact copy in the batch must not disturb the others
     values = np.asarray(jax.jit(psnr)(x, y))
-    assert values[1] == np.inf and np.all(np.isfinite(values[[0, 2]]))
+    assert values[1] == np.inf
+    assert np.all(np.isfinite(values[[0, 2]]))
     capped = np.asarray(jax.jit(lambda a, b: psnr(a, b, max_db=100.0))(x, y))
     np.testing.assert_allclose(capped, [values[0], 100.0, values[2]], rtol=1e-6)
 
@@ -185,7 +187,8 @@ def test_ciede2000_matches_skimage_on_random_lab():
     ref = deltaE_ciede2000(lab1, lab2)
     ours_map = np.asarray(jax.jit(ciede2000_map)(lab1, lab2))
     ours_mean = np.asarray(jax.jit(ciede2000)(lab1, lab2))
-    assert ours_map.shape == shape and ours_mean.shape == (BATCH,)
+    assert ours_map.shape == shape
+    assert ours_mean.shape == (BATCH,)
     np.testing.assert_allclose(ours_map, ref, rtol=0, atol=1e-3)
     np.testing.assert_allclose(ours_mean, ref.mean(axis=(1, 2)), rtol=0, atol=1e-3)
 
@@ -218,7 +221,8 @@ def _gray(L, shape=(2, 4, 5)):
 def test_ciede2000_and_delta_e76_gradients_finite(lab1, lab2):
     for metric in (ciede2000, delta_e76):
         g1, g2 = jax.jit(jax.grad(lambda a, b: jnp.mean(metric(a, b)), argnums=(0, 1)))(lab1, lab2)
-        assert np.all(np.isfinite(np.asarray(g1))) and np.all(np.isfinite(np.asarray(g2)))
+        assert np.all(np.isfinite(np.asarray(g1)))
+        assert np.all(np.isfinite(np.asarray(g2)))
 
 
 def test_ciede2000_zero_on_identical():

@@ -82,7 +82,8 @@ def test_ci_runs_the_readme_test_command_verbatim_and_nothing_of_its_own():
     ci = (REPO / ".ci" / "run").read_text()
     _, tests = readme_commands()
     assert tests in ci.splitlines()
-    assert "pyenv" not in ci and "PATH=" not in ci  # no Python search of its own
+    assert "pyenv" not in ci
+    assert "PATH=" not in ci  # no Python search of its own
     assert "python3.12" not in ci
 
 
@@ -131,4 +132,6 @@ def test_with_no_python_it_says_in_one_line_how_to_get_one(tmp_path):
     assert out.returncode != 0
     assert out.stdout == ""
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "3.12" in lines[0] and "pyenv install" in lines[0]
+    assert len(lines) == 1
+    assert "3.12" in lines[0]
+    assert "pyenv install" in lines[0]

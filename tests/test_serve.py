@@ -92,11 +92,15 @@ def decode_data_url(url):
 
 def test_page_and_info(server):
     status, ctype, body = request(server, "GET", "/")
-    assert status == 200 and ctype.startswith("text/html")
-    assert b'type="file"' in body and b"unet" in body
+    assert status == 200
+    assert ctype.startswith("text/html")
+    assert b'type="file"' in body
+    assert b"unet" in body
     status, _, body = request(server, "GET", "/api/info")
     info = json.loads(body)
-    assert status == 200 and info["model"] == "unet" and info["samples"] is False
+    assert status == 200
+    assert info["model"] == "unet"
+    assert info["samples"] is False
     assert info["max_pixels"] == MAX_PIXELS
 
 
@@ -106,13 +110,15 @@ def test_upload_gives_a_colorized_image_of_the_same_size(server):
     out = json.loads(body)
     assert (out["width"], out["height"], out["had_color"]) == (333, 517, True)
     color = decode_data_url(out["colors"][0])
-    assert color.size == (333, 517) and color.mode == "RGB"
+    assert color.size == (333, 517)
+    assert color.mode == "RGB"
     assert decode_data_url(out["gray"]).size == (333, 517)
 
     # Raw bytes as the body and a PNG answer (for curl).
     status, ctype, body = request(server, "POST", "/api/colorize?format=png",
                                   photo_bytes(101, 99, "PNG", "L"), {"Content-Type": "image/png"})
-    assert status == 200 and ctype == "image/png", body
+    assert status == 200, body
+    assert ctype == "image/png", body
     assert Image.open(io.BytesIO(body)).size == (101, 99)
 
 
@@ -135,9 +141,11 @@ def test_bad_requests_get_clear_answers_and_the_server_keeps_serving(
         server, name, make, status, message):
     got, ctype, body = upload(server, make())
     assert got == status, (name, body)
-    assert ctype == "application/json" and message in json.loads(body)["error"]
+    assert ctype == "application/json"
+    assert message in json.loads(body)["error"]
     ok, _, body = upload(server, {"image": photo_bytes(31, 17)})
-    assert ok == 200 and json.loads(body)["width"] == 31
+    assert ok == 200
+    assert json.loads(body)["width"] == 31
 
 
 def test_protocol_errors(server):
@@ -150,7 +158,8 @@ def test_protocol_errors(server):
     conn.putheader("Content-Length", str(10 << 30))
     conn.endheaders()
     resp = conn.getresponse()
-    assert resp.status == 413 and "--max_upload_mb" in json.loads(resp.read())["error"]
+    assert resp.status == 413
+    assert "--max_upload_mb" in json.loads(resp.read())["error"]
     conn.close()
     # No Content-Length at all.
     conn = http.client.HTTPConnection(*server, timeout=60)
@@ -247,9 +256,11 @@ def test_unknown_query_parameters_and_values_are_refused(server):
                            ("?format=png&format=json", "given 2 times"),
                            ("?num_samples=x", "not an integer")]:
         status, _, out = exchange(server, "POST", "/api/colorize" + query, img)
-        assert status == 400 and message in out["error"], (query, out)
+        assert status == 400, (query, out)
+        assert message in out["error"], (query, out)
     status, resp, _ = exchange(server, "POST", "/api/colorize?format=json", img)
-    assert status == 200 and resp.getheader("Content-Type") == "application/json"
+    assert status == 200
+    assert resp.getheader("Content-Type") == "application/json"
 
 
 def test_host_header_must_name_this_server(server, stub_server):
@@ -258,7 +269,8 @@ def test_host_header_must_name_this_server(server, stub_server):
         for method, body in (("GET", None), ("POST", photo_bytes(20, 20))):
             status, _, out = exchange(server, method, "/api/info" if method == "GET"
                                       else "/api/colorize", body, {"Host": host})
-            assert status == 400 and "--allowed_hosts" in out["error"], (host, method, out)
+            assert status == 400, (host, method, out)
+            assert "--allowed_hosts" in out["error"], (host, method, out)
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", "LOCALHOST", f"[::1]:{port}"):
         assert exchange(server, "GET", "/api/info", headers={"Host": host})[0] == 200, host
     # No Host at all, or two, is refused too.
@@ -283,7 +295,8 @@ def test_cross_origin_posts_are_refused(server):
                    f"http://localhost:{server[1]}"):
         status, _, out = exchange(server, "POST", "/api/colorize", img,
                                   {"Origin": origin, "Content-Type": "text/plain"})
-        assert status == 403 and "cross-origin" in out["error"], (origin, out)
+        assert status == 403, (origin, out)
+        assert "cross-origin" in out["error"], (origin, out)
     # The server's own page, and clients that send no Origin (curl), are served.
     assert exchange(server, "POST", "/api/colorize", img, {"Origin": own})[0] == 200
     assert exchange(server, "POST", "/api/colorize", img)[0] == 200
@@ -309,7 +322,8 @@ def test_a_body_shorter_than_its_content_length_gets_408(server):
                         b"Content-Length: 150000\r\n\r\n" + b"x" * 100)
     out, end = _answer(sock)
     sock.close()
-    assert out.startswith(b"HTTP/1.1 408 ") and b"did not arrive in time" in out
+    assert out.startswith(b"HTTP/1.1 408 ")
+    assert b"did not arrive in time" in out
     assert TIMEOUT <= end - start < TIMEOUT + 3
 
 
@@ -341,7 +355,8 @@ def test_stalled_connections_are_closed_after_the_timeout(server, kind):
     sock.close()
     assert end - start < TIMEOUT + 3, kind
     if kind == "idle keep-alive":  # answered, then closed after TIMEOUT of silence
-        assert out.startswith(b"HTTP/1.1 200 ") and end - start >= TIMEOUT
+        assert out.startswith(b"HTTP/1.1 200 ")
+        assert end - start >= TIMEOUT
     else:
         assert b"200 OK" not in out
 
@@ -353,7 +368,8 @@ def test_excess_connections_get_503_with_retry_after(stub_server):
     while srv.open_connections < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     status, resp, out = exchange(addr, "GET", "/api/info")
-    assert status == 503 and resp.getheader("Retry-After") == "2", out
+    assert status == 503, out
+    assert resp.getheader("Retry-After") == "2", out
     assert "--max_connections" in out["error"]
     for sock in stalled:  # once they go, the server takes new connections again
         sock.close()
@@ -376,15 +392,18 @@ def test_photos_in_work_are_capped_and_small_photos_have_their_own_lane(stub_ser
             time.sleep(0.02)
         # The queue is full: refused at once, not queued.
         status, resp, out = exchange(addr, "POST", "/api/colorize", big)
-        assert status == 503 and resp.getheader("Retry-After") == "2", out
+        assert status == 503, out
+        assert resp.getheader("Retry-After") == "2", out
         assert "--max_concurrent" in out["error"]
         # A small photo does not wait behind the big ones.
         small_answer = pool.submit(exchange, addr, "POST", "/api/colorize", small)
         assert stub.entered.acquire(timeout=20)
-        assert not first.done() and not waiting.done()
+        assert not first.done()
+        assert not waiting.done()
         stub.release.set()
         assert small_answer.result(30)[0] == 200
-        assert first.result(30)[0] == 200 and waiting.result(30)[0] == 200
+        assert first.result(30)[0] == 200
+        assert waiting.result(30)[0] == 200
 
 
 def _png(w, h):
@@ -402,14 +421,16 @@ def test_extreme_aspect_ratios_are_refused_before_decoding():
     for w, h in ((16_000_000, 1), (1, 16_000_000), (16385, 900)):
         with pytest.raises(RequestError) as e:
             service.decode(data if (w, h) == (16_000_000, 1) else _png(w, h))
-        assert e.value.status == 413 and "--max_side" in e.value.message, (w, h)
+        assert e.value.status == 413, (w, h)
+        assert "--max_side" in e.value.message, (w, h)
     assert time.monotonic() - start < 10
     assert service.decode(_png(16384, 3)).size == (16384, 3)
 
 
 def test_extreme_aspect_ratio_over_http(server):
     status, _, out = exchange(server, "POST", "/api/colorize", _png(100_000, 2))
-    assert status == 413 and "--max_side" in out["error"]
+    assert status == 413
+    assert "--max_side" in out["error"]
 
 
 def test_a_port_in_use_is_one_line():
@@ -423,5 +444,7 @@ def test_a_port_in_use_is_one_line():
             env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert f"127.0.0.1:{port}" in lines[0]
+    assert "in use" in lines[0]

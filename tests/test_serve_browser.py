@@ -118,13 +118,15 @@ def test_upload_a_photo_and_download_the_colorized_one(browser, page_url, tmp_pa
     assert size == [333, 517]
     gray = browser.find_element(By.ID, "gray")
     assert browser.execute_script("return arguments[0].naturalWidth", gray) == 333
-    assert gray.is_displayed() and img.is_displayed()
+    assert gray.is_displayed()
+    assert img.is_displayed()
 
     link = browser.find_element(By.CSS_SELECTOR, "a.download")
     assert link.get_attribute("download") == "astronaut_color.png"
     png = base64.b64decode(link.get_attribute("href").split(",", 1)[1])
     out = Image.open(io.BytesIO(png))
-    assert out.size == (333, 517) and out.mode == "RGB"
+    assert out.size == (333, 517)
+    assert out.mode == "RGB"
     rgb = np.asarray(out).astype(int)
     assert np.abs(rgb[..., 0] - rgb[..., 2]).max() > 0  # colour, not gray
 
@@ -157,7 +159,8 @@ def test_a_sampling_model_offers_and_returns_several_samples(browser, colorizer,
         Image.fromarray(skdata.camera()).resize((101, 67)).save(photo)
         browser.get(url)
         select = browser.find_element(By.ID, "samples")
-        assert select.is_displayed() and select.is_enabled()
+        assert select.is_displayed()
+        assert select.is_enabled()
         assert [o.text for o in Select(select).options] == ["1", "2", "3"]
         Select(select).select_by_value("2")
         browser.find_element(By.ID, "file").send_keys(str(photo))
