@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from colorjax import color
-from colorjax.export import SAMPLING_OVERRIDES, ExportError, read_export
+from colorjax.export import ExportError, read_export
 from colorjax.output_files import (OUTPUT_RULES, check_outputs, output_stems, output_suffixes,
                                    save_atomic)
 from colorjax.photos import (STRIPE_PIXELS, Photo, compare_strip, image_files,
@@ -68,8 +68,7 @@ class Colorizer:
             raise ValueError(f"batch_size={batch_size} must be positive")
         self.seed = int(seed)
         self.size = self.check_size(size)
-        self._predict = jax.jit(objective.predict_with)
-        self._predict_samples = None  # built on first use, see `_sampling_predict`
+        self._predict = jax.jit(objective.predict_with, static_argnames="sampling")
         # One jitted call at a time: compilation caches and host buffers are then never
         # contended, and a busy server does not oversubscribe the CPU/GPU.
         self._lock = threading.Lock()
@@ -109,33 +108,13 @@ class Colorizer:
 
     # -- prediction in network units at the working size --
 
-    def _sampling_predict(self):
-        """`predict_with` of the objective configured to draw samples (e.g. a VAE's z from
-        the prior instead of its mode); the same variables serve both."""
-        overrides = SAMPLING_OVERRIDES.get(self.metadata.get("family"), {})
-        if not overrides:
-            return self._predict
-        if self._predict_samples is None:
-            import ml_collections
-
-            from colorjax.objectives import make_objective
-            config = ml_collections.ConfigDict(self.config.to_dict())
-            for path, value in overrides.items():
-                *parents, leaf = path.split(".")
-                node = config
-                for name in parents:
-                    node = node[name]
-                node[leaf] = value
-            self._predict_samples = jax.jit(make_objective(config, 1).predict_with)
-        return self._predict_samples
-
     def predict_ab(self, l_norm, rng=None, sampling: bool = False) -> np.ndarray:
         """ab (N, S, S, 2) in network range for l_norm (N, S, S, 1): `predict_with` under jit.
         `sampling` selects the sampling configuration (what num_samples > 1 uses)."""
         rng = jax.random.key(self.seed) if rng is None else rng
         with self._lock:
-            fn = self._sampling_predict() if sampling else self._predict
-            return np.asarray(fn(self.variables, np.asarray(l_norm, np.float32), rng))
+            return np.asarray(self._predict(self.variables, np.asarray(l_norm, np.float32), rng,
+                                            sampling=sampling))
 
     def _predict_batch(self, l_small: np.ndarray, sample: int, chunk: int,
                        pad_to: int, sampling: bool) -> np.ndarray:

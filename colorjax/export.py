@@ -37,9 +37,6 @@ FORMAT_VERSION = 1
 VARIABLES, CONFIG, METADATA = "variables", "config.json", "metadata.json"
 # Families whose prediction is a draw: several colorizations per photo make sense.
 SAMPLING_FAMILIES = ("vae", "diffusion")
-# Config fields set when several samples are asked for: a VAE predicts at z = 0 (the
-# prior's mode) by default, and draws z from the prior only with sample_mode="prior".
-SAMPLING_OVERRIDES = {"vae": {"vae.sample_mode": "prior"}}
 
 
 class ExportError(ValueError):

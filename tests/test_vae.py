@@ -128,6 +128,11 @@ def test_prior_mode_two_rngs_give_different_colours(trained):
     predict = jax.jit(obj_prior.predict)
     p1, p2 = (predict(state, batch["l"], jax.random.key(k)) for k in (1, 2))
     assert not np.allclose(np.asarray(p1), np.asarray(p2))
+    # And so does sampling=True (what colorize --num_samples uses), with the zero-mode config.
+    sample = jax.jit(obj.predict, static_argnames="sampling")
+    s1, s2 = (sample(state, batch["l"], jax.random.key(k), sampling=True) for k in (1, 2))
+    assert not np.allclose(np.asarray(s1), np.asarray(s2))
+    np.testing.assert_allclose(np.asarray(s1), np.asarray(p1), atol=1e-6)  # the same draw
 
 
 def test_prediction_needs_only_the_decoder(trained):

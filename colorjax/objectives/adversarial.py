@@ -381,7 +381,7 @@ class AdversarialObjective(Objective):
     # `inference_variables` is the base's: G's fields carry TrainState's names, so it keeps
     # G's (EMA) params and BN statistics, no discriminator and no optimizer states.
 
-    def predict_with(self, variables, gray_l, rng):
-        del rng  # deterministic generator
+    def predict_with(self, variables, gray_l, rng, sampling: bool = False):
+        del rng, sampling  # deterministic generator
         return apply_in_precision(self.generator, variables, gray_l, train=False,
                                   dtype=self.dtype)

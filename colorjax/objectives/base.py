@@ -38,9 +38,13 @@ class Objective:
         state. Families with more than one network keep only the one prediction uses."""
         return {"params": eval_params(state.ema_params, state.params), **state.model_state}
 
-    def predict(self, state: Any, gray_l: jax.Array, rng: jax.Array) -> jax.Array:
-        """ab for gray_l from a training state; the same as an export would predict."""
-        return self.predict_with(self.inference_variables(state), gray_l, rng)
+    def predict(self, state: Any, gray_l: jax.Array, rng: jax.Array,
+                sampling: bool = False) -> jax.Array:
+        """ab for gray_l from a training state; the same as an export would predict.
+        `sampling` asks for a draw from the model's distribution instead of its usual
+        prediction (a VAE's prior sample instead of `config.vae.sample_mode`); families
+        that are deterministic, or always sample, ignore it."""
+        return self.predict_with(self.inference_variables(state), gray_l, rng, sampling)
 
 
 @flax.struct.dataclass

@@ -215,7 +215,9 @@ class DiffusionObjective(Objective):
                     temperature=self.temperature)
         return jnp.clip(x0 / self.data_scale, -1.0, 1.0)
 
-    def predict_with(self, variables, gray_l, rng):
-        """Pure sampling from `inference_variables` alone (used by exports too)."""
+    def predict_with(self, variables, gray_l, rng, sampling: bool = False):
+        """Pure sampling from `inference_variables` alone (used by exports too); it always
+        samples, so `sampling` changes nothing."""
+        del sampling
         model_state = {k: v for k, v in variables.items() if k != "params"}
         return self.sample(variables["params"], gray_l, rng, model_state=model_state)

@@ -40,7 +40,7 @@ class RegressionObjective(Objective):
         return apply_gradients(state, grads, self.tx, self.ema_decay, loss,
                                model_state=dict(new_model_state))
 
-    def predict_with(self, variables, gray_l, rng):
+    def predict_with(self, variables, gray_l, rng, sampling: bool = False):
         """Pure prediction from `inference_variables` alone (used by exports too)."""
-        del rng
+        del rng, sampling  # deterministic
         return apply_in_precision(self.model, variables, gray_l, train=False, dtype=self.dtype)

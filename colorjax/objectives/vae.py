@@ -149,6 +149,8 @@ class VAEObjective(Objective):
         params = state.params["decoder"] if state.ema_params is None else state.ema_params
         return {"params": params, **state.model_state["decoder"]}
 
-    def predict_with(self, variables, gray_l, rng):
-        """Pure prediction honoring `config.vae.sample_mode` (used by exports too)."""
-        return self.decode(variables, gray_l, self.latent(rng, gray_l.shape[0]))
+    def predict_with(self, variables, gray_l, rng, sampling: bool = False):
+        """Pure prediction honoring `config.vae.sample_mode` (used by exports too); with
+        `sampling`, z is drawn from the prior whatever the configured mode."""
+        mode = "prior" if sampling else None
+        return self.decode(variables, gray_l, self.latent(rng, gray_l.shape[0], mode))
