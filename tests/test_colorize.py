@@ -144,7 +144,7 @@ class NoisyObjective:
     def __init__(self, base):
         self.base, self.downsample_factor = base, base.downsample_factor
 
-    def predict_with(self, variables, gray_l, rng):
+    def predict_with(self, variables, gray_l, rng, sampling=False):
         ab = self.base.predict_with(variables, gray_l, rng)
         return ab + 0.2 * jax.random.normal(rng, ab.shape)
 
