@@ -86,7 +86,8 @@ def test_two_processes_prepare_the_folder_once(unet_runs, photos):
     _, _, out, _ = unet_runs
     p0, p1 = process_lines(out, 0), process_lines(out, 1)
     reports = [line for line in p0 if line.startswith("Dataset ")]
-    assert len(reports) == 1 and "prepared in" in reports[0], "\n".join(p0[:20])
+    assert len(reports) == 1, "\n".join(p0[:20])
+    assert "prepared in" in reports[0], "\n".join(p0[:20])
     assert not any(line.startswith("Dataset ") or "Checking" in line for line in p1)
     prepared = json.loads(next(photos[1].glob("*/colorjax_prepare.json")).read_text())
     assert prepared["report"]["splits"] == {"train": 24, "validation": VAL_IMAGES}
@@ -97,7 +98,8 @@ def test_two_processes_train_like_one(unet_runs):
     config = config_of("unet", o)
     step2, state2, data2 = checkpoint_state(root / "two", config)
     step1, state1, data1 = checkpoint_state(root / "one", config)
-    assert step2 == step1 == UNET_STEPS and data2["next_batch"] == data1["next_batch"]
+    assert step2 == step1 == UNET_STEPS
+    assert data2["next_batch"] == data1["next_batch"]
     assert_states_close(state2, state1)
     # Logged, checkpointed and evaluated once, by process 0.
     recs = records(root / "two")
@@ -126,7 +128,8 @@ def test_odd_split_counts_every_image_once_and_matches_one_process(unet_runs):
         assert t2["unet"][k] == pytest.approx(t1["unet"][k], rel=1e-3), k
     grid2 = np.asarray(Image.open(root / "two" / "samples" / f"step_{UNET_STEPS}.png"))
     grid1 = np.asarray(Image.open(root / "one" / "samples" / f"step_{UNET_STEPS}.png"))
-    assert grid2.shape == grid1.shape and np.mean(np.abs(grid2.astype(int) - grid1)) < 1
+    assert grid2.shape == grid1.shape
+    assert np.mean(np.abs(grid2.astype(int) - grid1)) < 1
 
 
 def test_sigkill_both_processes_then_resume_equals_uninterrupted(unet_runs, photos):
@@ -140,7 +143,8 @@ def test_sigkill_both_processes_then_resume_equals_uninterrupted(unet_runs, phot
     config = config_of("unet", o)
     step_k, state_k, data_k = checkpoint_state(workdir, config)
     step_u, state_u, data_u = checkpoint_state(root / "two", config)
-    assert step_k == step_u == UNET_STEPS and data_k == data_u
+    assert step_k == step_u == UNET_STEPS
+    assert data_k == data_u
     assert_states_close(state_k, state_u)
 
 
@@ -203,7 +207,8 @@ def test_other_families_killed_and_resumed_train_like_one_process(model, photos,
     config = config_of(model, o)
     step2, state2, data2 = checkpoint_state(tmp_path / "two", config)
     step1, state1, data1 = checkpoint_state(tmp_path / "one", config)
-    assert step2 == step1 == steps and data2 == data1
+    assert step2 == step1 == steps
+    assert data2 == data1
     # Both runs compute the same math, compiled for one or two processes; adversarial
     # training amplifies the float differences (1.1e-4 measured after 30 steps for
     # unetgan); Adam moves each weight by up to lr = 2e-4 a step, so other batches would
@@ -256,7 +261,8 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(photos, tmp_path, un
     assert len(stopped) == 1, out[-3000:]
     step = int(stopped[0].split()[3].rstrip(";"))
     ckpts = [int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()]
-    assert ckpts == [step] and 0 < step < 100_000
+    assert ckpts == [step]
+    assert 0 < step < 100_000
     assert any("received signal" in l for l in process_lines(out, 1))
 
 
@@ -335,4 +341,5 @@ def _alive(pid: int) -> bool:
 
 def test_launcher_refuses_a_bad_process_count():
     out = subprocess.run(["bash", str(LAUNCHER), "two", "true"], capture_output=True, text=True)
-    assert out.returncode == 2 and "positive integer" in out.stderr
+    assert out.returncode == 2
+    assert "positive integer" in out.stderr
