@@ -1,9 +1,9 @@
 """Training families. `make_objective(config, num_train_steps)` picks one from the model name.
 
 Every objective subclasses `base.Objective`: `init(rng, batch)`, a pure
-`train_step(state, batch, rng)`, a pure `predict_with(variables, gray_l, rng)`, and from the
-base `inference_variables(state)`, `predict(state, gray_l, rng)` and `downsample_factor`
-(what image_size must divide by).
+`train_step(state, batch, rng)`, a pure `predict_with(variables, gray_l, rng, sampling=False)`,
+and from the base `inference_variables(state)`, `predict(state, gray_l, rng, sampling=False)`
+and `downsample_factor` (what image_size must divide by).
 """
 
 from __future__ import annotations
