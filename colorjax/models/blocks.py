@@ -61,21 +61,6 @@ def groups_for(channels: int, groups: int) -> int:
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
-def _explicit_padding(padding, in_sizes, kernel, stride: int) -> tuple[tuple[int, int], ...]:
-    """Flax/lax padding ("SAME", "VALID" or pairs) as explicit (low, high) pairs."""
-    if isinstance(padding, str):
-        if padding == "VALID":
-            return tuple((0, 0) for _ in in_sizes)
-        if padding == "SAME":
-            out = []
-            for size, k in zip(in_sizes, kernel):
-                total = max((-(-size // stride) - 1) * stride + k - size, 0)
-                out.append((total // 2, total - total // 2))
-            return tuple(out)
-        raise ValueError(f"padding {padding!r} has no fast strided form")
-    return tuple((int(lo), int(hi)) for lo, hi in padding)
-
-
 def _conv_s2_as_space_to_depth(x, kernel, padding):
     """A stride-2 convolution (NHWC, HWIO, explicit padding) as space-to-depth followed by a
     stride-1 VALID convolution: each 2x2 block of the padded input becomes 4x the channels,
@@ -133,10 +118,11 @@ class Conv(nn.Conv):
     @nn.compact
     def __call__(self, inputs):
         strides = self.strides if isinstance(self.strides, Sequence) else (self.strides,) * 2
+        padding = nn.linear.canonicalize_padding(self.padding, 2)  # "SAME", pairs, ...
         if (inputs.ndim != 4 or len(self.kernel_size) != 2 or tuple(strides) != (2, 2)
                 or self.feature_group_count != 1 or self.input_dilation not in (1, None)
                 or self.kernel_dilation not in (1, None) or self.mask is not None
-                or isinstance(self.padding, str) and self.padding not in ("SAME", "VALID")):
+                or isinstance(padding, str) and padding not in ("SAME", "VALID")):
             return super().__call__(inputs)
         kernel = self.param("kernel", self.kernel_init,
                             (*self.kernel_size, inputs.shape[-1], self.features),
@@ -144,8 +130,9 @@ class Conv(nn.Conv):
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) \
             if self.use_bias else None
         inputs, kernel, bias = nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-        padding = _explicit_padding(self.padding, inputs.shape[1:3], self.kernel_size, 2)
-        y = conv_s2(inputs, kernel, padding)
+        if isinstance(padding, str):  # explicit pairs: the custom VJP needs them static
+            padding = lax.padtype_to_pads(inputs.shape[1:3], self.kernel_size, (2, 2), padding)
+        y = conv_s2(inputs, kernel, tuple(tuple(p) for p in padding))
         return y if bias is None else y + bias
 
 

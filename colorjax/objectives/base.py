@@ -22,8 +22,9 @@ class Objective:
 
     * `init(rng, batch) -> state`
     * `train_step(state, batch, rng) -> (state, metrics)`
-    * `predict_with(variables, gray_l, rng) -> ab`: inference without the training state
-      (exports, `colorjax.Colorizer`), from `inference_variables(state)` alone.
+    * `predict_with(variables, gray_l, rng, sampling=False) -> ab`: inference without the
+      training state (exports, `colorjax.Colorizer`), from `inference_variables(state)`
+      alone.
 
     They are not stubbed here, so that an object missing one still fails `hasattr`
     (`export._check_objective`) instead of returning None.
