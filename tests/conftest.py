@@ -45,16 +45,20 @@ def tiny_config(model: str = "unet", *, size: int = 16, features=(8, 16), **over
     (`optimizer__learning_rate=3e-3`)."""
     from colorjax.configs import load_config
 
-    c = load_config(model, "cpu")
     fields = {"model.features": features, "data.image_size": size}
     fields.update({k.replace("__", "."): v for k, v in overrides.items()})
+    return set_fields(load_config(model, "cpu"), fields)
+
+
+def set_fields(config, fields: dict):
+    """`config` with each dotted field of `fields` set, in order (as --config.<field> does)."""
     for path, value in fields.items():
-        node = c
+        node = config
         *parents, leaf = path.split(".")
         for p in parents:
             node = node[p]
         node[leaf] = value
-    return c
+    return config
 
 
 def loop_config(model: str = "unet", **overrides):

@@ -18,6 +18,7 @@ from colorjax import parallel, train
 from colorjax.checkpoint import TrainCheckpointer
 from colorjax.configs import load_config
 from colorjax.objectives import make_objective
+from conftest import set_fields
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LAUNCHER = REPO / "launch" / "local_cpu.sh"
@@ -96,14 +97,7 @@ def process_lines(output: str, index: int) -> list[str]:
 
 def config_of(model: str, overrides: dict):
     """The config the CLI builds from `configs/<model>.py:cpu` and `overrides`."""
-    config = load_config(model, "cpu")
-    for field, value in overrides.items():
-        node = config
-        *parents, leaf = field.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return config
+    return set_fields(load_config(model, "cpu"), overrides)
 
 
 def flags_of(overrides: dict) -> list[str]:
