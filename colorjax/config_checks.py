@@ -10,9 +10,8 @@ from __future__ import annotations
 import difflib
 import re
 
-import ml_collections
 
-from colorjax import data, parallel
+from colorjax import config_fields, data, parallel
 from colorjax.models.pretrained import NETS as LPIPS_NETS
 from colorjax.models.blocks import NORMS
 from colorjax.objectives import MODEL_FAMILIES, make_objective
@@ -47,14 +46,9 @@ class ConfigError(ValueError):
 # --- unknown fields -----------------------------------------------------------------------
 
 
-def _field_paths(config, prefix: str = "") -> list[str]:
+def _field_paths(config) -> list[str]:
     """Every field of `config` as a dotted path, groups included ('model', 'model.norm')."""
-    paths = []
-    for key, value in config.items():
-        paths.append(prefix + key)
-        if isinstance(value, ml_collections.ConfigDict):
-            paths += _field_paths(value, f"{prefix}{key}.")
-    return paths
+    return config_fields.paths(config)
 
 
 def closest_field(config, path: str) -> str | None:
@@ -70,18 +64,18 @@ def closest_field(config, path: str) -> str | None:
 
 def unknown_field_error(config, path: str) -> ConfigError | None:
     """ConfigError naming `config.<path>` and its closest known field; None if it exists."""
-    node, walked = config, "config"
-    for part in path.split("."):
-        if not isinstance(node, ml_collections.ConfigDict):
-            return ConfigError(f"config.{path}", f"{walked} is a value, not a group of fields",
-                               f"the field {walked} itself")
-        if part not in node:
-            near = closest_field(config, path)
-            hint = f" (closest known field: config.{near})" if near else ""
-            return ConfigError(f"config.{path}", f"no such field{hint}",
-                               f"the fields of {walked}: {', '.join(sorted(node.keys()))}")
-        node, walked = node[part], f"{walked}.{part}"
-    return None
+    parts = path.split(".")
+    n, node = config_fields.walk(config, path)
+    if n == len(parts):
+        return None
+    walked = ".".join(["config", *parts[:n]])
+    if not config_fields.is_group(node):
+        return ConfigError(f"config.{path}", f"{walked} is a value, not a group of fields",
+                           f"the field {walked} itself")
+    near = closest_field(config, path)
+    hint = f" (closest known field: config.{near})" if near else ""
+    return ConfigError(f"config.{path}", f"no such field{hint}",
+                       f"the fields of {walked}: {', '.join(sorted(node.keys()))}")
 
 
 # --- enumerated fields --------------------------------------------------------------------
@@ -89,12 +83,7 @@ def unknown_field_error(config, path: str) -> ConfigError | None:
 
 def _get(config, path: str):
     """`config.<path>`, or _MISSING where a group or field is absent (checked elsewhere)."""
-    node = config
-    for part in path.split("."):
-        if not hasattr(node, "get") or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
+    return config_fields.get(config, path, _MISSING)
 
 
 def _family_choices(config, family: str):
@@ -172,7 +161,7 @@ def _check_numbers(config) -> None:
 def _check_image_size(config) -> None:
     """image_size must halve evenly as often as the network halves it."""
     size = int(config.data.image_size)
-    factor = make_objective(config, 1).downsample_factor
+    factor = make_objective(config).downsample_factor
     if size <= 0 or size % factor:
         raise ConfigError(
             "config.data.image_size",
