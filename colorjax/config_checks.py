@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import re
 
-
 from colorjax import config_fields, data, parallel
 from colorjax.models.pretrained import NETS as LPIPS_NETS
 from colorjax.models.blocks import NORMS
