@@ -19,7 +19,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from colorjax import cli
+from colorjax import cli, config_fields
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:variant]).",
@@ -84,19 +84,12 @@ def _explain_flag_error(error: Exception, argv) -> str:
             return f"config error: {unknown}"
     if m := re.match(r"flag --config\.([\w.]+)=(.*?): (.*)", str(error), re.DOTALL):
         field, value, why = m.groups()
-        kind = type(_leaf(config, field))
+        kind = type(config_fields.get(config, field))
         return (f"config error: config.{field}: {value!r} is not allowed ({why}); allowed: "
                 f"{_TYPE_WORDS.get(kind, kind.__name__ + ' values')}")
     if isinstance(error, flags.Error) and "config" not in str(error):
         return cli.flag_error(error)  # another flag (--mode, --workdir)
     return f"config error: {error}"
-
-
-def _leaf(config, dotted: str):
-    """`config.<dotted>` (a field that exists)."""
-    for part in dotted.split("."):
-        config = config[part]
-    return config
 
 
 def _parse_flags(argv):

@@ -12,6 +12,8 @@ import json
 
 import ml_collections
 
+from colorjax import config_fields
+
 # Fields (and sections) a command line may set for an existing run: none of them changes
 # the parameters or what the trained network computes.
 RUNTIME_FIELDS = (
@@ -30,23 +32,6 @@ class RunConfigError(ValueError):
 
 def _is_runtime(field: str) -> bool:
     return any(field == f or field.startswith(f + ".") for f in RUNTIME_FIELDS)
-
-
-def _get(tree: dict, field: str):
-    node = tree
-    for part in field.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(field)
-        node = node[part]
-    return node
-
-
-def _set(tree: dict, field: str, value) -> None:
-    *parents, leaf = field.split(".")
-    node = tree
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[leaf] = value
 
 
 def _plain(value):
@@ -86,17 +71,13 @@ def merge(saved: ml_collections.ConfigDict, cli: ml_collections.ConfigDict,
     for field in overridden:
         if field == "model.name":
             continue
-        try:
-            value = _get(current, field)
-        except KeyError:
+        value = config_fields.get(current, field)
+        if value is config_fields.MISSING:
             continue  # not a field: the config checks name it
         if _is_runtime(field):
-            _set(run, field, value)
+            config_fields.set_field(run, field, value)
             continue
-        try:
-            trained = _get(run, field)
-        except KeyError:
-            trained = None
+        trained = config_fields.get(run, field, None)
         if trained != value:
             problems.append(f"config.{field}: the run trained with {trained!r}, the command "
                             f"line gives {value!r}")
