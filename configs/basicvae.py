@@ -2,17 +2,15 @@
 p(ab | z, L) with z at the bottleneck (and FiLM on every decoder level) and the gray
 image concatenated at full resolution before the head. Loss = MSE + beta * KL."""
 
-import pathlib
-import sys
-
 import ml_collections
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))  # configs import their shared defaults
-import default  # noqa: E402
+from configs import default
 
 
 def add_vae_fields(c, variant: str = "") -> None:
     """The fields both VAEs share (`unetvae.py` calls this too)."""
+    c.model.features = (32, 64, 128, 256)  # decoder widths per level
+    c.model.norm = "batch"  # encoder and decoder: batch | group | instance | none
     c.model.latent_dim = 256  # the original project's latent size
     c.model.encoder_features = (32, 64, 128, 256)  # posterior encoder, one stride-2 conv each
     c.model.condition = "film"  # bottleneck: z added there only | film: also FiLM per level
@@ -24,6 +22,7 @@ def add_vae_fields(c, variant: str = "") -> None:
         # different plausible colouring per rng).
         sample_mode="zero",
     ))
+    c.loss = "mse"  # reconstruction: mse | l1 | huber
     if variant == "cpu":
         c.model.features = (16, 32, 64, 128)
         c.model.encoder_features = (16, 32, 64, 128)

@@ -1,4 +1,5 @@
-"""What every colorjax model shares. Model configs start from `get_config()` here.
+"""What every colorjax model reads. Model configs start from `get_config()` here and add
+their family's fields (`model.features`, `loss`, `sampler`, ...) in their own file.
 
 Override any field on the command line: `--config.batch_size=32`. Variants are passed
 after a colon: `--config=configs/unet.py:cpu` gives the CPU-sized run.
@@ -12,14 +13,7 @@ from colorjax.data import default_data_config
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 8000  # the original projects' default seed
-    c.model = ml_collections.ConfigDict(dict(
-        name="unet",
-        features=(32, 64, 128, 256),  # unet widths per level
-        width=64,  # resnet width of the first stage
-        norm="batch",  # batch | group | instance | none
-        latent_dim=256,  # VAEs
-    ))
-    c.loss = "mse"  # regression: mse | l1 | huber
+    c.model = ml_collections.ConfigDict(dict(name="unet"))  # the family's config adds fields
     c.batch_size = 16  # global, over all devices and processes
     c.num_train_steps = 20_000
     c.num_epochs = 0  # > 0 replaces num_train_steps with this many passes over the train split
@@ -48,7 +42,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         step=-1,  # --mode=eval: which checkpoint (-1 = latest); the original's --weights
         lpips_net="alex",  # alex | vgg
     ))
-    c.sampler = ml_collections.ConfigDict(dict(steps=50, eta=0.0))  # diffusion samplers
     c.data = default_data_config()
     c.wandb = ml_collections.ConfigDict(dict(enabled=False, project="colorjax", entity=""))
 

@@ -5,18 +5,16 @@ connections, convolutional discriminator, binary cross-entropy (with logits) for
 pix2pix_resnet and wgan import it from here).
 """
 
-import pathlib
-import sys
-
 import ml_collections
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))  # configs import their shared defaults
-import default  # noqa: E402
+from configs import default
 
 
 def add_adversarial_fields(c: ml_collections.ConfigDict, variant: str) -> None:
     """config.adversarial, config.disc_optimizer, pix2pix optimizers; CPU-sized widths."""
     c.model.generator = "unet"  # encoder_decoder | unet | resnet_unet | residual_unet
+    c.model.features = (32, 64, 128, 256)  # generator widths per level
+    c.model.norm = "batch"  # generator: batch | group | instance | none
     c.adversarial = ml_collections.ConfigDict(dict(
         loss="bce",  # bce | wgan_gp
         adv_weight=1.0,  # weight of G's adversarial term

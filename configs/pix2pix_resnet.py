@@ -2,12 +2,7 @@
 for `nogan_steps` the generator alone learns 100 * L1 + a VGG16 feature loss on the Lab ->
 RGB composites; then the PatchGAN joins (the feature loss stays, as in DeOldify)."""
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))  # configs import their shared defaults
-import default  # noqa: E402
-import gan  # noqa: E402
+from configs import default, gan
 
 
 def get_config(variant: str = ""):

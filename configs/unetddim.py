@@ -4,11 +4,7 @@ The same network, trained the same way, as `configs/unetddpm.py` ("the model is 
 only the sampler differs, so a unetddpm checkpoint can be evaluated with this config.
 """
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))  # configs import their shared defaults
-import unetddpm  # noqa: E402
+from configs import unetddpm
 
 
 def get_config(variant: str = ""):

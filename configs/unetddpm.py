@@ -8,13 +8,9 @@ docs/results.md that beats the gray baseline on bsds500/val at 64 px (3,000 step
 100 minutes on 2 CPU cores).
 """
 
-import pathlib
-import sys
-
 import ml_collections
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))  # configs import their shared defaults
-import default  # noqa: E402
+from configs import default
 
 
 VARIANTS = ("", "cpu", "cpu64")
@@ -44,12 +40,14 @@ def get_config(variant: str = ""):
         timestep_buckets=4,  # logged loss_t0..loss_t3: loss per quarter of the timesteps
         data_scale=4.0,  # x_0 = ab·4 (std ~0.5); see colorjax/objectives/diffusion.py
     ))
-    c.sampler.name = "ddpm"  # ddpm (all T steps) | ddim (sampler.steps, sampler.eta)
-    c.sampler.steps = 50  # DDIM steps (the original project's); DDPM always runs T
-    c.sampler.eta = 0.0
-    # Noise scale of x_T and of each stochastic step: 1 = samples of the model's
-    # distribution; below 1, less colourful and closer to its most likely colouring.
-    c.sampler.temperature = 1.0
+    c.sampler = ml_collections.ConfigDict(dict(
+        name="ddpm",  # ddpm (all T steps) | ddim (sampler.steps, sampler.eta)
+        steps=50,  # DDIM steps (the original project's); DDPM always runs T
+        eta=0.0,
+        # Noise scale of x_T and of each stochastic step: 1 = samples of the model's
+        # distribution; below 1, less colourful and closer to its most likely colouring.
+        temperature=1.0,
+    ))
     c.ema_decay = 0.999
     c.batch_size = 64
     c.num_train_steps = 100_000

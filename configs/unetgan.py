@@ -1,12 +1,7 @@
 """UNet-GAN (pix2pix, Isola et al. 2017): UNet generator, 70x70 PatchGAN judging (L, ab),
 G loss = BCE adversarial + 100 * L1, Adam(2e-4, b1=0.5) for both networks."""
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))  # configs import their shared defaults
-import default  # noqa: E402
-import gan  # noqa: E402
+from configs import default, gan
 
 
 def get_config(variant: str = ""):

@@ -1,12 +1,7 @@
 """Conditional VAE with a UNet decoder: the skips carry the structure of L, the latent z
 (bottleneck + FiLM on every decoder level) only the colour choice. Loss = MSE + beta * KL."""
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))  # configs import their shared defaults
-import basicvae  # noqa: E402
-import default  # noqa: E402
+from configs import basicvae, default
 
 
 def get_config(variant: str = ""):

@@ -2,12 +2,7 @@
 with gradient penalty lambda = 10 and n_critic = 5 critic updates per generator update,
 Adam(1e-4, b1=0, b2=0.9) (Gulrajani et al. 2017, Algorithm 1), plus 100 * L1."""
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))  # configs import their shared defaults
-import default  # noqa: E402
-import gan  # noqa: E402
+from configs import default, gan
 
 
 def get_config(variant: str = ""):
