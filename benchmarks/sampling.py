@@ -52,7 +52,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     config = load_config(args.config)
-    objective = DiffusionObjective(config, 1)
+    objective = DiffusionObjective(config)
     n, s = args.batch, args.size
     gray_l = jax.random.uniform(jax.random.key(0), (n, s, s, 1), minval=-1, maxval=1)
     state = jax.jit(objective.init)(jax.random.key(1), {"l": gray_l})

@@ -53,7 +53,7 @@ def synthetic_step(config, num_train_steps: int):
 
     size, batch = config.data.image_size, config.batch_size
     mesh = parallel.create_mesh()
-    obj = make_objective(config, num_train_steps)
+    obj = make_objective(config)
     state = train.create_state(config, obj, mesh, num_train_steps)
     data = np.random.default_rng(0)
     local = {"l": data.uniform(-1, 1, (batch, size, size, 1)).astype(np.float32),

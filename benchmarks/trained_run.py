@@ -34,7 +34,7 @@ def load_run(workdir: str, step: int = -1, edit_config: Callable | None = None,
         if temperature is not None:
             config.sampler.temperature = temperature
         mesh = parallel.create_mesh()
-        objective = make_objective(config, 1)
+        objective = make_objective(config)
         state, _ = ckpt.restore(step, train.create_state(config, objective, mesh, 1))
     finally:
         ckpt.close()

@@ -84,7 +84,7 @@ def colorjax_sample(features, attention_levels, num_res_blocks, size, batch, ste
     config.model.attention_levels = tuple(attention_levels)
     config.model.num_res_blocks = num_res_blocks
     config.data.image_size = size
-    objective = DiffusionObjective(config, 1)
+    objective = DiffusionObjective(config)
     gray_l = jax.random.uniform(jax.random.key(0), (batch, size, size, 1), minval=-1, maxval=1)
     state = jax.jit(objective.init)(jax.random.key(1), {"l": gray_l})
     params = objective.inference_variables(state)["params"]

@@ -46,11 +46,12 @@ class ExportError(ValueError):
 # --- writing --------------------------------------------------------------------------
 
 
-def _abstract_train_state(objective, image_size: int, sharding):
+def _abstract_train_state(objective, image_size: int, sharding, num_train_steps: int):
     """Shapes, dtypes and a sharding for every leaf of `objective.init`'s state."""
     batch = {"l": jnp.zeros((1, image_size, image_size, 1)),
              "ab": jnp.zeros((1, image_size, image_size, 2))}
-    shapes = jax.eval_shape(objective.init, jax.random.key(0), batch)
+    shapes = jax.eval_shape(lambda rng: objective.init(rng, batch, num_train_steps),
+                            jax.random.key(0))
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
                         shapes)
 
@@ -105,7 +106,7 @@ def write_export(export_dir: str, variables, config, *, step: int,
         raise ExportError(f"{export_dir} exists and is not a colorjax export; "
                           "choose an empty or new --export_dir")
     name = config.model.name
-    objective = make_objective(config, 1)
+    objective = make_objective(config)
     _check_objective(objective, name)
     family = MODEL_FAMILIES[name]
     metadata = {
@@ -173,10 +174,11 @@ def export_checkpoint(config, workdir: str, export_dir: str | None = None,
             ckpt.check_step(step, "export")
         except DamagedCheckpointError as e:
             raise ExportError(str(e)) from None
-        objective = make_objective(config, max(1, int(config.num_train_steps)))
+        objective = make_objective(config)
         _check_objective(objective, config.model.name)
         sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        target = _abstract_train_state(objective, int(config.data.image_size), sharding)
+        target = _abstract_train_state(objective, int(config.data.image_size), sharding,
+                                       max(1, int(config.num_train_steps)))
         _check_checkpoint_matches(os.path.join(ckpt.directory, str(step)), target)
         state, _ = ckpt.restore(step, target)
     finally:
@@ -272,7 +274,7 @@ def read_export(path: str, sharding=None):
     if config.get("model", {}).get("name") != metadata["model"]:
         raise ExportError(f"{path}: config.json's model {config.get('model', {}).get('name')!r} "
                           f"differs from metadata.json's {metadata['model']!r}")
-    objective = make_objective(config, 1)
+    objective = make_objective(config)
     _check_objective(objective, metadata["model"])
     abstract = abstract_inference_variables(objective, int(metadata["image_size"]), sharding)
     ckptr = ocp.Checkpointer(ocp.StandardCheckpointHandler())

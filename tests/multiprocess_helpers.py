@@ -110,7 +110,7 @@ def checkpoint_state(workdir, config, step: int | None = None):
     """(step, train state as host numpy leaves by path, data state) of a checkpoint,
     restored in this process."""
     mesh = parallel.create_mesh()
-    objective = make_objective(config, int(config.num_train_steps))
+    objective = make_objective(config)
     target = train.create_state(config, objective, mesh, int(config.num_train_steps))
     ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"))
     try:

@@ -49,7 +49,7 @@ def init_state(config, objective, mesh):
     """The loop's own replicated initial state. Non-partitionable threefry: the same init,
     compiled in seconds rather than ~40 s (jax 0.12's default is slow for XLA:CPU)."""
     with jax.threefry_partitionable(False):
-        return create_state(config, objective, mesh, 0)
+        return create_state(config, objective, mesh, 100)
 
 
 def copy(tree):
@@ -93,7 +93,7 @@ class Run:
 
     def __init__(self, config, mesh):
         self.config = config
-        self.objective = make_objective(config, 100)
+        self.objective = make_objective(config)
         self.state0 = init_state(config, self.objective, mesh)
         self.step = make_train_step(self.objective, mesh)
         self.rng = jax.random.key(1)
@@ -308,7 +308,7 @@ def test_cpu_configs_build(name):
     c = cpu_config(NAMES[name])
     assert c.model.name == name
     assert set(c.disc_optimizer) == set(c.optimizer)
-    obj = make_objective(c, c.num_train_steps)
+    obj = make_objective(c)
     assert isinstance(obj, AdversarialObjective)
     assert c.data.image_size % obj.downsample_factor == 0
     expected = {"gan": ("encoder_decoder", "conv", "bce"),
@@ -342,4 +342,4 @@ def test_wgan_gp_refuses_a_batchnorm_critic():
     c = cpu_config("wgan")
     c.adversarial.disc_norm = "batch"
     with pytest.raises(ValueError, match=r"disc_norm \(with loss='wgan_gp'\).*allowed"):
-        make_objective(c, 10)
+        make_objective(c)

@@ -27,7 +27,7 @@ def backbone_config(**model):
 def test_bad_backbone_fields_are_named(field, value, allowed):
     with pytest.raises(ValueError, match=rf"config.model.{field}={value!r} is not allowed; "
                                          rf"allowed: {allowed}"):
-        make_objective(backbone_config(**{field: value}), 10)
+        make_objective(backbone_config(**{field: value}))
 
 
 def test_taps_are_the_lpips_vgg16_features_of_the_gray_image():
@@ -46,9 +46,9 @@ def test_taps_are_the_lpips_vgg16_features_of_the_gray_image():
 
 @pytest.fixture(scope="module")
 def trained():
-    obj = make_objective(backbone_config(), 10)
+    obj = make_objective(backbone_config())
     batch = toy_batch(n=4, size=16)
-    state0 = jax.jit(obj.init)(jax.random.key(0), batch)
+    state0 = jax.jit(obj.init, static_argnums=2)(jax.random.key(0), batch, 10)
     step = jax.jit(obj.train_step)
     state = state0
     for i in range(3):

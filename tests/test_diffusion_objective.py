@@ -56,27 +56,27 @@ def test_bad_choices_are_named_at_construction(section, field, value, allowed):
     c[section][field] = value
     with pytest.raises(ValueError, match=rf"config.{section}.{field}={value!r} is not allowed; "
                                          rf"allowed: {allowed}"):
-        make_objective(c, 10)
+        make_objective(c)
 
 
 def test_bad_ema_decay_and_attention_level_are_named():
     c = bare_diffusion_config()
     c.ema_decay = 1.0
     with pytest.raises(ValueError, match=r"config.ema_decay=1.0 is not allowed"):
-        DiffusionObjective(c, 10)
+        DiffusionObjective(c)
     c = bare_diffusion_config()
     c.model.attention_levels = (2,)
     with pytest.raises(ValueError, match=r"config.model.attention_levels\[i\]=2 is not allowed"):
-        DiffusionObjective(c, 10)
+        DiffusionObjective(c)
 
 
 def test_sampler_defaults_to_the_model_name():
     c = bare_diffusion_config()
     del c.sampler["name"]
     c.model.name = "unetddpm"
-    assert make_objective(c, 10).sampler == "ddpm"
+    assert make_objective(c).sampler == "ddpm"
     c.model.name = "unetddim"
-    assert make_objective(c, 10).sampler == "ddim"
+    assert make_objective(c).sampler == "ddim"
 
 
 def test_stratified_timesteps_fill_every_bucket_and_are_uniform():
@@ -100,11 +100,11 @@ def test_bucket_losses_average_within_buckets_and_report_zero_for_empty():
 def trained():
     """25 steps as the loop runs them: state replicated, batch split over the 2 devices,
     state donated. Shared by the tests below (one compilation)."""
-    obj = DiffusionObjective(bare_diffusion_config(), 100)
+    obj = DiffusionObjective(bare_diffusion_config())
     mesh = parallel.create_mesh()
     repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
     batch = jax.device_put(toy_batch(n=8), sharded)
-    state = jax.jit(obj.init, out_shardings=repl)(jax.random.key(0), batch)
+    state = jax.jit(obj.init, out_shardings=repl, static_argnums=2)(jax.random.key(0), batch, 100)
     step = jax.jit(obj.train_step, in_shardings=(repl, sharded, repl),
                    out_shardings=(repl, repl), donate_argnums=0)
     history = []
@@ -140,9 +140,9 @@ def test_v_prediction_l1_and_bfloat16_train_step():
     c = bare_diffusion_config(prediction="v", loss="l1")
     c.model.features, c.model.attention_levels = (4,), ()
     c.precision = "bfloat16"
-    obj = DiffusionObjective(c, 10)
+    obj = DiffusionObjective(c)
     batch = toy_batch(size=8)
-    state = jax.jit(obj.init)(jax.random.key(0), batch)
+    state = jax.jit(obj.init, static_argnums=2)(jax.random.key(0), batch, 10)
     state, metrics = jax.jit(obj.train_step)(state, batch, jax.random.key(1))
     assert bool(metrics["finite"])
     assert int(state.step) == 1
@@ -196,7 +196,7 @@ def test_temperature_scales_the_noise(trained_state, sampler, eta):
         c.sampler.name, c.sampler.eta = sampler, eta
         if temperature is not None:
             c.sampler.temperature = temperature
-        return jax.jit(DiffusionObjective(c, 10).predict)(state, batch["l"], jax.random.key(key))
+        return jax.jit(DiffusionObjective(c).predict)(state, batch["l"], jax.random.key(key))
 
     np.testing.assert_array_equal(predict(1.0, 6), predict(None, 6))
     cold = predict(0.0, 6)
@@ -210,7 +210,7 @@ def test_ddpm_predict_runs_all_timesteps(trained_state):
     _, state, batch = trained_state
     c = bare_diffusion_config()
     c.model.name, c.sampler.name = "unetddpm", "ddpm"
-    ab = jax.jit(DiffusionObjective(c, 10).predict)(state, batch["l"], jax.random.key(5))
+    ab = jax.jit(DiffusionObjective(c).predict)(state, batch["l"], jax.random.key(5))
     assert ab.shape == batch["ab"].shape
     assert bool(jnp.all(jnp.abs(ab) <= 1.0))
 
@@ -224,7 +224,7 @@ def test_config_files_differ_only_in_the_sampler(variant):
     assert (a.pop("sampler")["name"], b.pop("sampler")["name"]) == ("ddpm", "ddim")
     assert a == b
     for c in (ddpm, ddim):
-        obj = make_objective(c, 10)
+        obj = make_objective(c)
         assert c.data.image_size % obj.downsample_factor == 0
         assert obj.sampler == c.sampler.name
 

@@ -48,9 +48,9 @@ def _filled(abstract, seed):
 
 def tiny_state(config, seed=0):
     """A unet train state whose EMA params, params and BatchNorm statistics all differ."""
-    obj = make_objective(config, 10)
+    obj = make_objective(config)
     batch = {"l": jnp.zeros((1, SIZE, SIZE, 1)), "ab": jnp.zeros((1, SIZE, SIZE, 2))}
-    state = _filled(jax.eval_shape(obj.init, jax.random.key(0), batch), seed)
+    state = _filled(jax.eval_shape(lambda rng: obj.init(rng, batch, 10), jax.random.key(0)), seed)
     var = jax.tree.map(jnp.abs, state.model_state)  # BatchNorm variances must be positive
     state = state.replace(model_state=var, step=jnp.asarray(2, jnp.int32))
     return obj, state
@@ -252,7 +252,7 @@ def _family_config(model):
         c.sampler.name, c.sampler.steps = "ddim", 3
         if backbone:
             c.model.backbone, c.model.backbone_width = backbone, 8
-    obj = make_objective(c, 10)
+    obj = make_objective(c)
     assert hasattr(obj, "inference_variables"), f"{model}'s objective cannot be exported"
     return c, obj
 
@@ -264,7 +264,7 @@ def test_other_families_export_and_predict_the_same(model, tmp_path):
     config, obj = _family_config(model)
     model = config.model.name
     batch = {"l": jnp.zeros((1, 16, 16, 1)), "ab": jnp.zeros((1, 16, 16, 2))}
-    state = _filled(jax.eval_shape(obj.init, jax.random.key(0), batch), seed=1)
+    state = _filled(jax.eval_shape(lambda rng: obj.init(rng, batch, 10), jax.random.key(0)), seed=1)
     state = state.replace(model_state=jax.tree.map(jnp.abs, state.model_state))
     if "backbone" in state.model_state:  # random VGG16 weights overflow; use the real ones
         from colorjax.models.backbone import load_backbone

@@ -17,9 +17,9 @@ TINY = {"features": (8, 16, 32), "model.width": 8, **STEADY_LR}
 @pytest.mark.parametrize("model", ["unet", "resnet"])
 def test_loss_decreases_on_a_fixed_batch(model):
     config = tiny_config(model, **TINY)
-    obj = make_objective(config, 100)
+    obj = make_objective(config)
     batch = photo_batch()
-    state = obj.init(jax.random.key(0), batch)
+    state = obj.init(jax.random.key(0), batch, 100)
     step = jax.jit(obj.train_step)
     losses = []
     for i in range(30):
@@ -36,9 +36,9 @@ def test_loss_decreases_on_a_fixed_batch(model):
 def test_other_losses_run(loss):
     config = tiny_config("unet", **TINY)
     config.loss = loss
-    obj = make_objective(config, 10)
+    obj = make_objective(config)
     batch = photo_batch(2)
-    state = obj.init(jax.random.key(0), batch)
+    state = obj.init(jax.random.key(0), batch, 10)
     state, m = jax.jit(obj.train_step)(state, batch, jax.random.key(1))
     assert np.isfinite(float(m["loss"]))
 
@@ -55,9 +55,9 @@ def test_two_devices_equal_one_device_batchnorm_included():
     results = []
     for devices in (jax.devices()[:1], jax.devices()[:2]):
         mesh = parallel.create_mesh(devices)
-        obj = make_objective(config, 10)
-        state = jax.jit(obj.init, out_shardings=parallel.replicated(mesh))(
-            jax.random.key(0), batch)
+        obj = make_objective(config)
+        state = jax.jit(obj.init, out_shardings=parallel.replicated(mesh), static_argnums=2)(
+            jax.random.key(0), batch, 10)
         step = train.make_train_step(obj, mesh)
         losses = []
         for _ in range(3):
@@ -76,7 +76,7 @@ def test_unknown_model_is_named():
     config = tiny_config("unet", **TINY)
     config.model.name = "transformer"
     with pytest.raises(ValueError, match="config.model.name.*allowed"):
-        make_objective(config, 1)
+        make_objective(config)
 
 
 def test_bfloat16_mixed_precision_tracks_float32():
@@ -85,9 +85,9 @@ def test_bfloat16_mixed_precision_tracks_float32():
     for precision in ("float32", "bfloat16"):
         config = tiny_config("unet", **TINY)
         config.precision = precision
-        obj = make_objective(config, 100)
+        obj = make_objective(config)
         batch = photo_batch()
-        state = obj.init(jax.random.key(0), batch)
+        state = obj.init(jax.random.key(0), batch, 100)
         step = jax.jit(obj.train_step)
         losses = []
         for i in range(20):

@@ -43,7 +43,7 @@ def final_params(workdir):
     from colorjax import parallel
     from colorjax.objectives import make_objective
     mesh = parallel.create_mesh()
-    obj = make_objective(config, config.num_train_steps)
+    obj = make_objective(config)
     state = train.create_state(config, obj, mesh, config.num_train_steps)
     step, state, data_state = restore_checkpoint(workdir, state)
     return step, jax.device_get(state.params), data_state

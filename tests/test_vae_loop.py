@@ -35,7 +35,7 @@ def test_loop_trains_checkpoints_and_evaluates_a_vae(tmp_path):
 
     # The checkpoint restores (onto the structure of the state, what a resumed run does);
     # its inference variables are the decoder's.
-    obj = make_objective(config, 3)
+    obj = make_objective(config)
     _, restored, _ = restore_checkpoint(tmp_path, state, step=3)  # target: structure only
     for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(state.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -1,6 +1,7 @@
-"""Training families. `make_objective(config, num_train_steps)` picks one from the model name.
+"""Training families. `make_objective(config)` picks one from the model name.
 
-Every objective subclasses `base.Objective`: `init(rng, batch)`, a pure
+Every objective subclasses `base.Objective`: `init(rng, batch, num_train_steps=None)`
+(the optimizer comes with the step count), a pure
 `train_step(state, batch, rng)`, a pure `predict_with(variables, gray_l, rng, sampling=False)`,
 and from the base `inference_variables(state)`, `predict(state, gray_l, rng, sampling=False)`
 and `downsample_factor` (what image_size must divide by).
@@ -33,10 +34,10 @@ _FAMILY_CLASSES = {
 }
 
 
-def make_objective(config, num_train_steps: int):
+def make_objective(config):
     """The objective that trains `config.model.name`."""
     name = config.model.name
     if name not in MODEL_FAMILIES:
         raise ValueError(f"config.model.name={name!r} is unknown; allowed: {sorted(MODEL_FAMILIES)}")
     module, cls = _FAMILY_CLASSES[MODEL_FAMILIES[name]]
-    return getattr(importlib.import_module(module), cls)(config, num_train_steps)
+    return getattr(importlib.import_module(module), cls)(config)

@@ -25,8 +25,9 @@ from colorjax.models import downsample_factor
 from colorjax.models.discriminators import build_discriminator, min_input_size
 from colorjax.models.generators import build_generator
 from colorjax.objectives.base import (OPTIMIZERS, SCHEDULES, Objective, apply_gradients,
-                                      apply_in_precision, compute_dtype, init_ema, is_finite,
-                                      make_optimizer, optimizer_step)
+                                      apply_in_precision, compute_dtype, init_ema,
+                                      init_opt_state, is_finite, optimizer_for, optimizer_step,
+                                      require_optimizer)
 
 ADV_LOSSES = ("bce", "wgan_gp")
 # Generator used when `config.model.generator` is not set.
@@ -39,7 +40,8 @@ D_METRICS = ("d_loss", "d_real", "d_fake", "gp", "d_grad_norm")
 @flax.struct.dataclass
 class GANState:
     """Generator fields carry the names of `TrainState`'s (params, model_state, opt_state,
-    ema_params), so code that reads a generator from any state works unchanged."""
+    ema_params, tx), so code that reads a generator from any state works unchanged. The
+    optimizers `tx` and `disc_tx` are static, None in a state built for inference."""
 
     step: jax.Array
     params: Any
@@ -49,6 +51,8 @@ class GANState:
     disc_params: Any
     disc_model_state: Any
     disc_opt_state: Any
+    tx: Any = flax.struct.field(pytree_node=False, default=None)
+    disc_tx: Any = flax.struct.field(pytree_node=False, default=None)
 
 
 # --- losses --------------------------------------------------------------------------
@@ -181,7 +185,7 @@ def validate_adversarial_config(config) -> None:
 class AdversarialObjective(Objective):
     """G and D, each with its own optimizer, in one `GANState`; `predict` runs G (its EMA)."""
 
-    def __init__(self, config, num_train_steps: int):
+    def __init__(self, config):
         validate_adversarial_config(config)
         adv = config.adversarial
         self.generator = build_generator(
@@ -200,10 +204,7 @@ class AdversarialObjective(Objective):
         self.layer_weights = tuple(float(w) for w in adv.perceptual_layer_weights)
         self.ema_decay = float(config.ema_decay)
         self.dtype = compute_dtype(config)  # G and D compute in it; VGG16 stays float32
-        self.gen_tx = make_optimizer(config.optimizer, num_train_steps)
-        # D's optimizer counts D updates: n_critic per step, none in the NoGAN phase.
-        disc_updates = max(1, num_train_steps - self.nogan_steps) * self.n_critic
-        self.disc_tx = make_optimizer(config.disc_optimizer, disc_updates)
+        self.gen_opt_config, self.disc_opt_config = config.optimizer, config.disc_optimizer
         self.disc_batchnorm = adv.disc_norm == "batch"
         self.use_perceptual = self.perceptual_weight > 0 and any(self.layer_weights)
 
@@ -217,16 +218,20 @@ class AdversarialObjective(Objective):
 
     # -- state ------------------------------------------------------------------------
 
-    def init(self, rng, batch):
+    def init(self, rng, batch, num_train_steps=None):
         g_rng, d_rng = jax.random.split(rng)
         g_vars = dict(self.generator.init(g_rng, batch["l"], train=False))
         d_vars = dict(self.discriminator.init(d_rng, batch["l"], batch["ab"], train=False))
         params, disc_params = g_vars.pop("params"), d_vars.pop("params")
+        tx = optimizer_for(self.gen_opt_config, num_train_steps)
+        # D's optimizer counts D updates: n_critic per step, none in the NoGAN phase.
+        disc_tx = optimizer_for(self.disc_opt_config, None if num_train_steps is None else
+                                max(1, num_train_steps - self.nogan_steps) * self.n_critic)
         return GANState(
             step=jnp.zeros((), jnp.int32), params=params, model_state=g_vars,
-            opt_state=self.gen_tx.init(params), ema_params=init_ema(params, self.ema_decay),
+            opt_state=init_opt_state(tx, params), ema_params=init_ema(params, self.ema_decay),
             disc_params=disc_params, disc_model_state=d_vars,
-            disc_opt_state=self.disc_tx.init(disc_params))
+            disc_opt_state=init_opt_state(disc_tx, disc_params), tx=tx, disc_tx=disc_tx)
 
     # -- networks ---------------------------------------------------------------------
 
@@ -273,23 +278,24 @@ class AdversarialObjective(Objective):
             loss = d_fake - d_real + self.gp_weight * gp
         return loss, (new_state, {"d_loss": loss, "d_real": d_real, "d_fake": d_fake, "gp": gp})
 
-    def _disc_update(self, disc, l, ab_real, ab_fake, rng):
+    def _disc_update(self, disc_tx, disc, l, ab_real, ab_fake, rng):
         params, model_state, opt_state = disc
         (_, (model_state, metrics)), grads = jax.value_and_grad(self._disc_loss, has_aux=True)(
             params, model_state, l, ab_real, ab_fake, rng)
-        params, opt_state, grad_norm = optimizer_step(self.disc_tx, grads, opt_state, params)
+        params, opt_state, grad_norm = optimizer_step(disc_tx, grads, opt_state, params)
         metrics = {**metrics, "d_grad_norm": grad_norm}
         return (params, dict(model_state), opt_state), {
             k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
 
-    def _disc_updates(self, disc, l, ab_real, ab_fake, rng):
+    def _disc_updates(self, disc_tx, disc, l, ab_real, ab_fake, rng):
         """`n_critic` updates of D on the same batch and the same (fixed-G) fakes; only the
         gradient-penalty interpolation changes between them (rng folded with the index).
         Metrics are those of the last update."""
-        disc, metrics = self._disc_update(disc, l, ab_real, ab_fake, jax.random.fold_in(rng, 0))
+        disc, metrics = self._disc_update(disc_tx, disc, l, ab_real, ab_fake,
+                                          jax.random.fold_in(rng, 0))
         if self.n_critic > 1:
             def body(i, carry):
-                return self._disc_update(carry[0], l, ab_real, ab_fake,
+                return self._disc_update(disc_tx, carry[0], l, ab_real, ab_fake,
                                          jax.random.fold_in(rng, i))
             disc, metrics = lax.fori_loop(1, self.n_critic, body, (disc, metrics))
         return disc, metrics
@@ -297,7 +303,8 @@ class AdversarialObjective(Objective):
     def discriminator_step(self, state, batch, ab_fake, rng):
         """D's n_critic updates against fixed fakes; G's fields are returned untouched."""
         disc = (state.disc_params, state.disc_model_state, state.disc_opt_state)
-        disc, metrics = self._disc_updates(disc, batch["l"], batch["ab"],
+        disc_tx = require_optimizer(state.disc_tx, "this GAN state's discriminator")
+        disc, metrics = self._disc_updates(disc_tx, disc, batch["l"], batch["ab"],
                                            lax.stop_gradient(ab_fake), rng)
         return state.replace(disc_params=disc[0], disc_model_state=disc[1],
                              disc_opt_state=disc[2]), metrics
@@ -344,7 +351,7 @@ class AdversarialObjective(Objective):
             lambda f: self._gen_loss(f, state, batch, gan_on), has_aux=True)(fake)
         (grads,) = vjp_fn(d_fake)
         # train_step counts the step once, after D's and G's updates.
-        state, step_metrics = apply_gradients(state, grads, self.gen_tx, self.ema_decay, loss,
+        state, step_metrics = apply_gradients(state, grads, self.ema_decay, loss,
                                               advance_step=False, model_state=model_state)
         # train_step judges finiteness over G's and D's terms together.
         del step_metrics["finite"]

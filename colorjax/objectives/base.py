@@ -18,9 +18,12 @@ Batch = dict  # {"l": (N,H,W,1), "ab": (N,H,W,2)} in network range (colorjax.col
 
 
 class Objective:
-    """One training family. A subclass defines three pure, jit-able methods:
+    """One training family, built from the config alone. A subclass defines three pure,
+    jit-able methods:
 
-    * `init(rng, batch) -> state`
+    * `init(rng, batch, num_train_steps=None) -> state`: the optimizer (its schedule needs
+      the run's length) comes with the step count; without one the state has none (for
+      inference, or for `jax.eval_shape`)
     * `train_step(state, batch, rng) -> (state, metrics)`
     * `predict_with(variables, gray_l, rng, sampling=False) -> ab`: inference without the
       training state (exports, `colorjax.Colorizer`), from `inference_variables(state)`
@@ -51,13 +54,26 @@ class Objective:
 @flax.struct.dataclass
 class TrainState:
     """State of a single-network objective. `model_state` holds BatchNorm statistics
-    ({} when the network has none); `ema_params` is None when EMA is off."""
+    ({} when the network has none); `ema_params` is None when EMA is off.
+
+    `tx`, the optimizer, is static (not a leaf: jit, checkpoints and shardings see only
+    arrays), as in flax.training's TrainState. A state built without a step count (for
+    inference, or only for its shapes) has no optimizer: `tx` and `opt_state` are None.
+    """
 
     step: jax.Array
     params: Any
     model_state: Any
     opt_state: Any
     ema_params: Any
+    tx: Any = flax.struct.field(pytree_node=False, default=None)
+
+    @classmethod
+    def create(cls, params, model_state, tx, ema_params, **fields):
+        """Step 0, with `tx`'s state for `params` (None without an optimizer)."""
+        return cls(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
+                   opt_state=init_opt_state(tx, params), ema_params=ema_params, tx=tx,
+                   **fields)
 
 
 OPTIMIZERS = ("adam", "adamw")
@@ -95,6 +111,25 @@ def make_optimizer(opt_config, num_train_steps: int) -> optax.GradientTransforma
     return tx
 
 
+def optimizer_for(opt_config, num_train_steps: int | None):
+    """`make_optimizer`, or None without a step count (a state for inference or shapes)."""
+    return None if num_train_steps is None else make_optimizer(opt_config, num_train_steps)
+
+
+def init_opt_state(tx, params):
+    """The optimizer state of `params`, or None when there is no optimizer."""
+    return None if tx is None else tx.init(params)
+
+
+def require_optimizer(tx, what: str = "this state"):
+    """`tx`, or a clear error for a state that was built for inference only."""
+    if tx is None:
+        raise ValueError(f"{what} has no optimizer: it was initialised without "
+                         "num_train_steps (for inference); pass num_train_steps to init to "
+                         "train it")
+    return tx
+
+
 def init_ema(params, decay: float):
     """EMA copy of the parameters, or None when EMA is off (decay 0)."""
     return jax.tree.map(jnp.copy, params) if decay > 0 else None
@@ -113,16 +148,18 @@ def optimizer_step(tx: optax.GradientTransformation, grads, opt_state, params):
     return optax.apply_updates(params, updates), opt_state, optax.tree.norm(grads)
 
 
-def apply_gradients(state, grads, tx: optax.GradientTransformation, ema_decay, loss, *,
+def apply_gradients(state, grads, ema_decay, loss, *,
                     ema_of: Callable[[Any], Any] | None = None, advance_step: bool = True,
                     **fields):
-    """The tail of a train step: update `state.params` and its EMA, count the step.
+    """The tail of a train step: update `state.params` by `state.tx` and its EMA, count
+    the step.
 
     `ema_of(params)` picks the part the EMA tracks (default: all of it); `ema_decay` may
     be traced. `fields` replace other state fields (e.g. new BatchNorm statistics).
     `advance_step=False` for an update that is one of several in a step. Returns the new
     state and `{"loss", "grad_norm", "finite"}`.
     """
+    tx = require_optimizer(state.tx)
     params, opt_state, grad_norm = optimizer_step(tx, grads, state.opt_state, state.params)
     ema = ema_update(state.ema_params, params if ema_of is None else ema_of(params), ema_decay)
     if advance_step:

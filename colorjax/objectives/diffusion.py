@@ -25,7 +25,7 @@ from colorjax.models import downsample_factor
 from colorjax.models.backbone import BACKBONES, backbone_taps, load_backbone
 from colorjax.models.diffusion_unet import DiffusionUNet
 from colorjax.objectives.base import (Objective, TrainState, apply_gradients, apply_in_precision,
-                                      compute_dtype, init_ema, make_optimizer)
+                                      compute_dtype, init_ema, optimizer_for)
 
 LOSSES = ("l1", "mse")
 # The sampler a model name implies when config.sampler.name is not set.
@@ -88,7 +88,7 @@ def bucket_losses(per_example, t, num_timesteps: int, buckets: int) -> dict:
 class DiffusionObjective(Objective):
     """ε- (or v-) prediction training; `predict` runs the configured sampler from pure noise."""
 
-    def __init__(self, config, num_train_steps: int):
+    def __init__(self, config):
         m, d, s = config.model, config.get("diffusion"), config.sampler
         if d is None:
             raise ValueError("config.diffusion is missing; start from configs/unetddpm.py")
@@ -128,7 +128,7 @@ class DiffusionObjective(Objective):
             dropout=float(_number(m.dropout, "config.model.dropout", 0.0, 1.0)),
             backbone_width=backbone_width)
         self.downsample_factor = downsample_factor(self.model)
-        self.tx = make_optimizer(config.optimizer, num_train_steps)
+        self.opt_config = config.optimizer
         self.schedule = make_schedule(self.schedule_kind, self.num_timesteps)
         # The network computes in config.precision; the diffusion arithmetic (x_t, the
         # sampler's updates, the loss) always in float32.
@@ -136,7 +136,7 @@ class DiffusionObjective(Objective):
 
     # --- training -------------------------------------------------------------------
 
-    def init(self, rng, batch):
+    def init(self, rng, batch, num_train_steps=None):
         l = batch["l"]
         x = jnp.zeros(l.shape[:-1] + (2,), l.dtype)
         t = jnp.zeros((l.shape[0],), jnp.int32)
@@ -144,9 +144,9 @@ class DiffusionObjective(Objective):
         model_state = {} if self.backbone == "none" else {"backbone": load_backbone(self.backbone)}
         params = self.model.init(rbg_key(rng), x, l, t, train=False,
                                  semantic=self._semantic(model_state, l))["params"]
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
-                          opt_state=self.tx.init(params),
-                          ema_params=init_ema(params, self.ema_decay))
+        return TrainState.create(params, model_state,
+                                 optimizer_for(self.opt_config, num_train_steps),
+                                 init_ema(params, self.ema_decay))
 
     def _semantic(self, model_state, gray_l):
         """Backbone taps of L (None without a backbone): computed once per image, outside
@@ -182,8 +182,8 @@ class DiffusionObjective(Objective):
             return jnp.mean(per_example), per_example
 
         (loss, per_example), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        new_state, metrics = apply_gradients(state, grads, self.tx,
-                                             self._ema_decay_at(state.step), loss)
+        new_state, metrics = apply_gradients(state, grads, self._ema_decay_at(state.step),
+                                             loss)
         metrics.update(bucket_losses(jax.lax.stop_gradient(per_example), t, T, self.buckets))
         return new_state, metrics
 

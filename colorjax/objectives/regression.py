@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from colorjax.models import build_regression_model, downsample_factor
 from colorjax.objectives.base import (Objective, TrainState, apply_gradients, apply_in_precision,
-                                      compute_dtype, init_ema, make_optimizer, pixel_loss)
+                                      compute_dtype, init_ema, optimizer_for, pixel_loss)
 
 
 class RegressionObjective(Objective):
     """ab = f(L), trained to minimise a per-pixel loss; `predict` is one forward pass."""
 
-    def __init__(self, config, num_train_steps: int):
+    def __init__(self, config):
         self.model = build_regression_model(config.model)
         self.downsample_factor = downsample_factor(self.model)
-        self.tx = make_optimizer(config.optimizer, num_train_steps)
+        self.opt_config = config.optimizer
         self.loss_kind = config.loss
         self.ema_decay = float(config.ema_decay)
         self.dtype = compute_dtype(config)
 
-    def init(self, rng, batch):
+    def init(self, rng, batch, num_train_steps=None):
         variables = self.model.init(rng, batch["l"], train=False)
         params = variables.pop("params")
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                          model_state=dict(variables), opt_state=self.tx.init(params),
-                          ema_params=init_ema(params, self.ema_decay))
+        return TrainState.create(params, dict(variables),
+                                 optimizer_for(self.opt_config, num_train_steps),
+                                 init_ema(params, self.ema_decay))
 
     def train_step(self, state, batch, rng):
         del rng  # deterministic networks
@@ -37,7 +36,7 @@ class RegressionObjective(Objective):
             return pixel_loss(self.loss_kind, pred, batch["ab"]), new_model_state
 
         (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        return apply_gradients(state, grads, self.tx, self.ema_decay, loss,
+        return apply_gradients(state, grads, self.ema_decay, loss,
                                model_state=dict(new_model_state))
 
     def predict_with(self, variables, gray_l, rng, sampling: bool = False):

@@ -28,7 +28,7 @@ from colorjax.models import downsample_factor
 from colorjax.models.vae import build_vae
 from colorjax.objectives.base import (Objective, TrainState, apply_gradients,
                                       apply_in_precision, compute_dtype, init_ema,
-                                      make_optimizer, pixel_loss)
+                                      optimizer_for, pixel_loss)
 
 SAMPLE_MODES = ("prior", "zero")
 
@@ -77,12 +77,12 @@ class VAEObjective(Objective):
     the only network prediction uses.
     """
 
-    def __init__(self, config, num_train_steps: int):
+    def __init__(self, config):
         check_vae_config(config.vae)
         self.encoder, self.decoder = build_vae(config.model)
         self.latent_dim = int(config.model.latent_dim)
         self.downsample_factor = downsample_factor(self.decoder)
-        self.tx = make_optimizer(config.optimizer, num_train_steps)
+        self.opt_config = config.optimizer
         self.loss_kind = config.loss
         self.ema_decay = float(config.ema_decay)
         self.beta = float(config.vae.beta)
@@ -90,17 +90,16 @@ class VAEObjective(Objective):
         self.sample_mode = config.vae.sample_mode
         self.dtype = compute_dtype(config)  # networks compute in it; KL, loss stay float32
 
-    def init(self, rng, batch):
+    def init(self, rng, batch, num_train_steps=None):
         enc_rng, dec_rng = jax.random.split(rng)
         l, ab = batch["l"], batch["ab"]
         enc = self.encoder.init(enc_rng, l, ab, train=False)
         z = jnp.zeros((l.shape[0], self.latent_dim), l.dtype)
         dec = self.decoder.init(dec_rng, l, z, train=False)
         params = {"encoder": enc.pop("params"), "decoder": dec.pop("params")}
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                          model_state={"encoder": dict(enc), "decoder": dict(dec)},
-                          opt_state=self.tx.init(params),
-                          ema_params=init_ema(params["decoder"], self.ema_decay))
+        return TrainState.create(params, {"encoder": dict(enc), "decoder": dict(dec)},
+                                 optimizer_for(self.opt_config, num_train_steps),
+                                 init_ema(params["decoder"], self.ema_decay))
 
     def train_step(self, state, batch, rng):
         l, ab = batch["l"], batch["ab"]
@@ -124,7 +123,7 @@ class VAEObjective(Objective):
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         new_state, metrics = apply_gradients(
-            state, grads, self.tx, self.ema_decay, loss, model_state=aux.pop("model_state"),
+            state, grads, self.ema_decay, loss, model_state=aux.pop("model_state"),
             ema_of=lambda params: params["decoder"])
         return new_state, {**metrics, "beta": beta, **aux}
 
