@@ -52,12 +52,10 @@ def tiny_config(model: str = "unet", *, size: int = 16, features=(8, 16), **over
 
 def set_fields(config, fields: dict):
     """`config` with each dotted field of `fields` set, in order (as --config.<field> does)."""
+    from colorjax.config_fields import set_field
+
     for path, value in fields.items():
-        node = config
-        *parents, leaf = path.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+        set_field(config, path, value)
     return config
 
 
