@@ -1,11 +1,6 @@
 """colorjax: train, evaluate, compare and serve deep image colorizers in JAX/Flax."""
 
-from importlib import metadata as _metadata
-
-try:  # one source of truth: pyproject.toml, as installed
-    __version__ = _metadata.version("colorjax")
-except _metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
-    __version__ = "0+unknown"
+from colorjax.version import __version__
 
 __all__ = ["Colorizer", "__version__"]
 

@@ -1,5 +1,9 @@
 """Training checkpoints (orbax): train state, data-iterator state and config, together.
 
+`restore_run` is the one way to restore a run (eval, export, analysis scripts): the
+config saved with a checkpoint, its objective, and its train state, restored onto abstract
+shapes (no initialization runs, nothing is compiled).
+
 Each finished step directory gets `colorjax_sha256.json`, the digests of its files
 (written by process 0 once orbax has committed the step). A resume checks them and falls
 back to the newest checkpoint that verifies and restores, moving damaged ones aside.
@@ -9,19 +13,29 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import shutil
+from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 
-from colorjax import integrity, parallel
+from colorjax import integrity, parallel, run_config
+from colorjax.artifact import tree_mismatch
+from colorjax.objectives import make_objective
 
 DIGESTS = "colorjax_sha256.json"
 
 
 class DamagedCheckpointError(RuntimeError):
     """No checkpoint of a workdir verifies and restores (the damaged ones were moved aside)."""
+
+
+class CheckpointMismatchError(run_config.RunConfigError):
+    """A checkpoint's saved state is not the state of the model the config describes (a
+    RunConfigError: `--mode=eval` and `--mode=export` report it in one line)."""
 
 
 class TrainCheckpointer:
@@ -180,3 +194,90 @@ class TrainCheckpointer:
                        f"{outcome}")
         parallel.barrier("colorjax: damaged checkpoints moved aside")
         self._manager.reload()
+
+
+# --- restoring a run ---------------------------------------------------------------------
+
+
+class RestoredRun(NamedTuple):
+    """What `restore_run` gives: the run's config, its objective, the restored train state
+    and the checkpoint step it came from."""
+    config: ml_collections.ConfigDict
+    objective: Any
+    state: Any
+    step: int
+
+
+def abstract_train_state(objective, image_size: int, num_train_steps: int, sharding):
+    """Shapes, dtypes and `sharding` for every leaf of `objective.init`'s state (its
+    optimizer spanning `num_train_steps`), by `jax.eval_shape`: nothing runs."""
+    batch = {"l": jnp.zeros((1, image_size, image_size, 1)),
+             "ab": jnp.zeros((1, image_size, image_size, 2))}
+    shapes = jax.eval_shape(lambda rng: objective.init(rng, batch, num_train_steps),
+                            jax.random.key(0))
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+                        shapes)
+
+
+def check_matches(step_dir: str, target) -> None:
+    """CheckpointMismatchError, clearer than orbax's long one, when the state saved in
+    `step_dir` does not have `target`'s paths, shapes and dtypes (a --config that is not
+    the training config)."""
+    state_dir = os.path.join(step_dir, "state")
+    if not os.path.isdir(state_dir):
+        return  # an unexpected layout: let the restore report it
+    # The handler reads the item's tree metadata (the Checkpointer would also look for
+    # step-level metadata, which a CheckpointManager item does not have, and warn).
+    saved = ocp.StandardCheckpointHandler().metadata(pathlib.Path(state_dir))
+    mismatch = tree_mismatch(saved.tree if hasattr(saved, "tree") else saved, target,
+                             "the checkpoint", "--config's model")
+    if mismatch:
+        raise CheckpointMismatchError(
+            f"the checkpoint {step_dir} does not match the model --config describes: "
+            f"{mismatch}. Pass the --config file and overrides used for training (they are "
+            f"saved in {os.path.join(step_dir, 'config')}).")
+
+
+def restore_run(workdir: str, step: int = -1, *, config=None,
+                overridden: list[str] | None = None, sharding=None,
+                prepare_config: Callable | None = None, action: str = "restore") -> RestoredRun:
+    """The run in `workdir` at checkpoint `step` (-1 = the latest), restored.
+
+    The config is the one saved with that checkpoint; with `config` and `overridden` (the
+    `--config.<field>` flags given), the saved one with those runtime fields applied
+    (`run_config.merge`, RunConfigError for a model-changing flag); with `config` alone,
+    `config` as it is. `prepare_config(config)`, if given, is called before anything is
+    built: it may check the config (eval validates it) or edit it (the analysis scripts).
+    The step's digests are checked (DamagedCheckpointError naming the steps to `action`
+    instead), the state is checked against the config's model (CheckpointMismatchError)
+    and restored onto `sharding` (default: the first device; a mesh's replicated sharding
+    in a multi-device run). FileNotFoundError when there is no such checkpoint.
+
+    No initialization runs and nothing is compiled: the target is `jax.eval_shape` of
+    `objective.init`. The restored state's optimizer (`state.tx`) spans
+    `config.num_train_steps` (at least 1) steps: eval and export do not use it, and the
+    length of an epoch-based run would need the data pipeline to count the train split.
+    """
+    directory = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"no checkpoints in {os.path.abspath(workdir)} "
+                                f"({directory} is absent); train first")
+    ckpt = TrainCheckpointer(directory, async_save=False)
+    try:
+        step = ckpt.resolve_step(step)
+        if config is None:
+            config = ckpt.saved_config(step)
+        elif overridden is not None:
+            config = run_config.merge(ckpt.saved_config(step), config, overridden)
+        if prepare_config is not None:
+            prepare_config(config)
+        ckpt.check_step(step, action)
+        objective = make_objective(config)
+        sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        target = abstract_train_state(objective, int(config.data.image_size),
+                                      max(1, int(config.num_train_steps)), sharding)
+        check_matches(ckpt.step_dir(step), target)
+        state, _ = ckpt.restore(step, target)
+    finally:
+        ckpt.close()
+    return RestoredRun(config, objective, state, step)

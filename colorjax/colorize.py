@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from colorjax import color
-from colorjax.export import ExportError, read_export
+from colorjax.artifact import ExportError, read_export
 from colorjax.output_files import (OUTPUT_RULES, check_outputs, output_stems, output_suffixes,
                                    save_atomic)
 from colorjax.photos import (STRIPE_PIXELS, Photo, compare_strip, image_files,

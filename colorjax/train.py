@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from colorjax import data, parallel, run_config
-from colorjax.checkpoint import TrainCheckpointer
+from colorjax import data, parallel
+from colorjax.checkpoint import TrainCheckpointer, restore_run
 from colorjax.config_checks import validate_config
 from colorjax.evaluate import Evaluator, write_report
 from colorjax.objectives import make_objective
@@ -219,19 +219,13 @@ def evaluate_checkpoint(config, workdir: str, overridden: list[str] | None = Non
 
     With `overridden` (the `--config.<field>` flags given), the run's saved config is used
     with those runtime fields applied (`run_config.merge`); with None, `config` as it is.
+    The state is restored by `checkpoint.restore_run`, replicated on the mesh.
     """
-    ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-    step = ckpt.resolve_step(config.eval.step)
-    if overridden is not None:
-        config = run_config.merge(ckpt.saved_config(step), config, overridden)
-    validate_config(config, training=False)
-    ckpt.check_step(step, "evaluate")
     mesh = parallel.create_mesh()
-    total_steps = num_train_steps(config)
-    objective = make_objective(config)
-    state = create_state(config, objective, mesh, total_steps)
-    state, _ = ckpt.restore(step, state)
-    ckpt.close()
+    config, objective, state, step = restore_run(
+        workdir, config.eval.step, config=config, overridden=overridden,
+        sharding=parallel.replicated(mesh),
+        prepare_config=functools.partial(validate_config, training=False), action="evaluate")
     evaluator = Evaluator(config, objective, mesh)
     split = config.eval.split
     rows = {config.model.name: evaluator.evaluate(state, split),

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax import color, export
+from colorjax import artifact, color, export
 from colorjax.configs import load_config
 from colorjax.objectives import make_objective
 from conftest import tiny_config
@@ -103,7 +103,7 @@ def test_export_holds_only_inference_variables(exported):
     assert meta["metrics"]["table"]["unet"]["ciede2000"] == 9.0
     assert json.loads((path / "config.json").read_text())["model"]["features"] == [8, 16]
 
-    _, _, _, variables = export.read_export(str(path))
+    _, _, _, variables = artifact.read_export(str(path))
     assert set(variables) == {"params", "batch_stats"}  # no optimizer state, no step
     for saved, ema, raw in zip(jax.tree.leaves(variables["params"]),
                                jax.tree.leaves(state.ema_params), jax.tree.leaves(state.params)):
@@ -183,7 +183,7 @@ def test_export_of_missing_or_mismatched_checkpoint_is_a_clear_error(exported, t
 
 def test_export_refuses_to_overwrite_a_foreign_directory(exported, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    variables = export.read_export(str(exported[0]))[3]
+    variables = artifact.read_export(str(exported[0]))[3]
     with pytest.raises(export.ExportError, match="not a colorjax export"):
         export.write_export(str(tmp_path), variables, exported[1], step=2)
     # An older export is replaced (re-running --mode=export works).
@@ -195,26 +195,26 @@ def test_loading_something_else_fails_clearly(exported, tmp_path):
     from colorjax import Colorizer
 
     path = exported[0]
-    with pytest.raises(export.ExportError, match="no export directory"):
+    with pytest.raises(artifact.ExportError, match="no export directory"):
         Colorizer.load(str(tmp_path / "nowhere"))
-    with pytest.raises(export.ExportError, match="is not a colorjax export"):
+    with pytest.raises(artifact.ExportError, match="is not a colorjax export"):
         Colorizer.load(str(tmp_path))
     # A training workdir: the error points at its export.
-    with pytest.raises(export.ExportError, match="looks like a workdir; its latest export is"):
+    with pytest.raises(artifact.ExportError, match="looks like a workdir; its latest export is"):
         Colorizer.load(str(path.parents[1]))
 
     bad = tmp_path / "bad"
     shutil.copytree(path, bad)
     meta = json.loads((bad / "metadata.json").read_text())
     (bad / "metadata.json").write_text(json.dumps(meta | {"model": "transformer"}))
-    with pytest.raises(export.ExportError, match="model 'transformer', which this colorjax does "
+    with pytest.raises(artifact.ExportError, match="model 'transformer', which this colorjax does "
                                                  "not know; known models: .*unet"):
         Colorizer.load(str(bad))
     (bad / "metadata.json").write_text(json.dumps(meta | {"format_version": 99}))
-    with pytest.raises(export.ExportError, match="upgrade colorjax"):
+    with pytest.raises(artifact.ExportError, match="upgrade colorjax"):
         Colorizer.load(str(bad))
     (bad / "metadata.json").write_text("{not json")
-    with pytest.raises(export.ExportError, match="is not a colorjax export"):
+    with pytest.raises(artifact.ExportError, match="is not a colorjax export"):
         Colorizer.load(str(bad))
 
     # Parameters that do not fit the configured network (an export from before digests were
@@ -224,7 +224,7 @@ def test_loading_something_else_fails_clearly(exported, tmp_path):
     cfg = json.loads((bad / "config.json").read_text())
     cfg["model"]["features"] = [4, 8]
     (bad / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(export.ExportError, match="do not match model 'unet'"):
+    with pytest.raises(artifact.ExportError, match="do not match model 'unet'"):
         Colorizer.load(str(bad))
 
 

@@ -8,10 +8,9 @@ import pathlib
 import shutil
 
 import jax
-import numpy as np
 import pytest
 
-from colorjax import export
+from colorjax import artifact, export
 from colorjax.checkpoint import DIGESTS, DamagedCheckpointError, TrainCheckpointer
 from conftest import tiny_config
 from test_export import TINY, tiny_export, tiny_state
@@ -120,7 +119,7 @@ def test_export_records_digests_and_loads(export_copy):
     meta = json.loads((export_copy / "metadata.json").read_text())
     assert "config.json" in meta["sha256"]
     assert any(k.startswith("variables/") for k in meta["sha256"])
-    export.read_export(str(export_copy))
+    artifact.read_export(str(export_copy))
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
@@ -133,7 +132,7 @@ def test_damaged_export_is_one_clear_error(export_copy, damage):
     else:
         victim.unlink()
     from colorjax import Colorizer
-    with pytest.raises(export.ExportError, match="damaged export") as err:
+    with pytest.raises(artifact.ExportError, match="damaged export") as err:
         Colorizer.load(str(export_copy))
     message = str(err.value)
     assert victim.name in message

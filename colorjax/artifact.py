@@ -1,0 +1,161 @@
+"""The inference export format, and reading and verifying an export.
+
+An export directory holds
+
+* ``variables/``     an orbax checkpoint of ``objective.inference_variables(state)`` (the EMA
+                     parameters where there are some, BatchNorm statistics; no optimizer
+                     state, no discriminator, no VAE encoder);
+* ``config.json``    the model's config (``config.to_json_best_effort()``);
+* ``metadata.json``  format marker, model name and family, training step, image size,
+                     colorjax version, the latest metrics table of the workdir, and the
+                     sha256 digests of the other files.
+
+`colorjax.export` writes one from a training workdir. Reading (`read_export`) never
+imports the training loop, the checkpoints or the data pipeline: the tree to restore into
+comes from ``jax.eval_shape`` of the objective's ``init`` followed by
+``inference_variables``, which allocates and compiles nothing.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import orbax.checkpoint as ocp
+
+from colorjax import integrity
+from colorjax.objectives import MODEL_FAMILIES, make_objective
+
+FORMAT = "colorjax-export"
+FORMAT_VERSION = 1
+VARIABLES, CONFIG, METADATA = "variables", "config.json", "metadata.json"
+# Families whose prediction is a draw: several colorizations per photo make sense.
+SAMPLING_FAMILIES = ("vae", "diffusion")
+
+
+class ExportError(ValueError):
+    """A directory is not a usable colorjax export (with what to do about it)."""
+
+
+def abstract_inference_variables(objective, image_size: int, sharding=None):
+    """The tree `inference_variables` returns, as ShapeDtypeStructs: what a load restores into."""
+    batch = {"l": jnp.zeros((1, image_size, image_size, 1)),
+             "ab": jnp.zeros((1, image_size, image_size, 2))}
+    shapes = jax.eval_shape(
+        lambda rng: objective.inference_variables(objective.init(rng, batch)),
+        jax.random.key(0))
+    sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+                        shapes)
+
+
+def _check_objective(objective, name: str) -> None:
+    missing = [m for m in ("inference_variables", "predict_with") if not hasattr(objective, m)]
+    if missing:
+        raise ExportError(f"model {name!r} ({type(objective).__name__}) has no {missing}: "
+                          "it cannot be exported or used for inference yet")
+
+
+def _not_an_export(path: str) -> ExportError:
+    hint = ("create one with `python -m colorjax.main --config=... --workdir=W --mode=export`")
+    exports = sorted(glob.glob(os.path.join(path, "export", "step_*", METADATA)),
+                     key=lambda p: int(re.search(r"step_(\d+)", p).group(1)))
+    if exports:
+        hint = f"this looks like a workdir; its latest export is {os.path.dirname(exports[-1])}"
+    elif os.path.isdir(os.path.join(path, "checkpoints")):
+        hint = ("this looks like a training workdir; export it first with "
+                f"`python -m colorjax.main --config=... --workdir={path} --mode=export`")
+    return ExportError(f"{path} is not a colorjax export (no {METADATA} with format "
+                       f"{FORMAT!r}); {hint}")
+
+
+def read_metadata(path: str) -> dict:
+    """`metadata.json` of an export, checked: format, version, and a model colorjax knows."""
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(path):
+        raise ExportError(f"no export directory at {path}")
+    try:
+        with open(os.path.join(path, METADATA)) as f:
+            metadata = json.load(f)
+    except (OSError, ValueError):
+        raise _not_an_export(path) from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise _not_an_export(path)
+    version = metadata.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ExportError(f"{path} is a colorjax export of format version {version!r}; this "
+                          f"colorjax reads versions up to {FORMAT_VERSION}: upgrade colorjax")
+    name = metadata.get("model")
+    if name not in MODEL_FAMILIES:
+        raise ExportError(f"{path} is an export of model {name!r}, which this colorjax does not "
+                          f"know; known models: {sorted(MODEL_FAMILIES)}")
+    for f in (CONFIG, VARIABLES):
+        if not os.path.exists(os.path.join(path, f)):
+            raise ExportError(f"{path} is an incomplete export: {f} is missing")
+    recorded = metadata.get("sha256")
+    if recorded is not None:  # exports before digests were recorded have none
+        problem = (integrity.first_problem(path, recorded) if isinstance(recorded, dict)
+                   else "its sha256 table is not a mapping")
+        if problem:
+            raise ExportError(
+                f"{path} is a damaged export: {problem}. Export the run again "
+                "(python -m colorjax.main --config=... --workdir=W --mode=export) or copy "
+                "it again from its source")
+    return metadata
+
+
+def read_export(path: str, sharding=None):
+    """(config, metadata, objective, variables) of an export, restored onto `sharding`
+    (default: the first device). Builds the objective but no optimizer state or train state."""
+    metadata = read_metadata(path)
+    path = os.path.abspath(os.path.expanduser(path))
+    with open(os.path.join(path, CONFIG)) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    if config.get("model", {}).get("name") != metadata["model"]:
+        raise ExportError(f"{path}: config.json's model {config.get('model', {}).get('name')!r} "
+                          f"differs from metadata.json's {metadata['model']!r}")
+    objective = make_objective(config)
+    _check_objective(objective, metadata["model"])
+    abstract = abstract_inference_variables(objective, int(metadata["image_size"]), sharding)
+    ckptr = ocp.Checkpointer(ocp.StandardCheckpointHandler())
+    try:
+        saved = ckptr.metadata(os.path.join(path, VARIABLES)).item_metadata
+        mismatch = tree_mismatch(saved.tree if hasattr(saved, "tree") else saved, abstract)
+        if mismatch:
+            raise ExportError(f"{path}: the saved parameters do not match model "
+                              f"{metadata['model']!r} as configured in {CONFIG}: {mismatch}")
+        variables = ckptr.restore(os.path.join(path, VARIABLES),
+                                  args=ocp.args.StandardRestore(abstract))
+    finally:
+        ckptr.close()
+    return config, metadata, objective, variables
+
+
+def _key_name(k) -> str:
+    for attr in ("key", "name", "idx"):  # DictKey, GetAttrKey, SequenceKey / FlattenedIndexKey
+        if hasattr(k, attr):
+            return str(getattr(k, attr))
+    return str(k)
+
+
+def tree_mismatch(saved, expected, saved_name="the export", expected_name="the model") -> str:
+    """'' when both trees have the same paths, shapes and dtypes; else the first differences.
+    Paths are compared by name, so a saved dict matches a dataclass with those fields.
+    (Also what a training checkpoint is checked with before it is restored.)"""
+    def table(tree):
+        leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+        return {"/".join(_key_name(k) for k in path): (tuple(v.shape), str(v.dtype))
+                for path, v in leaves}
+
+    a, b = table(saved), table(expected)
+    problems = [f"{k} missing from {saved_name}" for k in sorted(b.keys() - a.keys())]
+    problems += [f"{k} not in {expected_name}" for k in sorted(a.keys() - b.keys())]
+    problems += [f"{k}: {saved_name} has {a[k][0]} {a[k][1]}, {expected_name} wants "
+                 f"{b[k][0]} {b[k][1]}" for k in sorted(a.keys() & b.keys()) if a[k] != b[k]]
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return "; ".join(problems[:3]) + more
