@@ -3,6 +3,7 @@ config saved with the checkpoint, runtime overrides applied, the state as it was
 a clear error for a config that describes another model."""
 
 import jax
+import jax.monitoring
 import numpy as np
 import pytest
 
@@ -26,7 +27,12 @@ def _assert_same_tree(got, want):
 
 def test_restore_run_gives_the_saved_config_and_state(workdir):
     wd, config, _, state = workdir
+    events, listening = [], [True]
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda name, secs, **kw: events.append(name) if listening else None)
     run = restore_run(str(wd))
+    listening.clear()
+    assert "/jax/core/compile/backend_compile_duration" not in events  # no init, no jit
     assert run.step == 2
     assert run.config.to_dict() == restore_run(str(wd), 2).config.to_dict()
     assert (run.config.model.name, tuple(run.config.model.features)) == ("unet", (8, 16))
@@ -60,6 +66,7 @@ def test_restore_run_with_another_model_is_a_clear_error(workdir, tmp_path):
     wd = workdir[0]
     other = tiny_config("unet", **TINY)
     other.model.features = (4, 8)  # not what was trained
+    assert issubclass(CheckpointMismatchError, run_config.RunConfigError)  # one-line CLI error
     with pytest.raises(CheckpointMismatchError,
                        match="does not match the model --config describes: .*Pass the "
                              "--config file and overrides used for training"):
