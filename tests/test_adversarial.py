@@ -20,8 +20,7 @@ from colorjax.checkpoint import TrainCheckpointer
 from colorjax.color import rgb_to_model_inputs
 from colorjax.configs import load_config
 from colorjax.objectives import make_objective
-from colorjax.objectives.adversarial import (AdversarialObjective, gradient_penalty,
-                                             validate_adversarial_config)
+from colorjax.objectives.adversarial import AdversarialObjective, gradient_penalty, validate
 from colorjax.train import create_state, make_train_step
 from conftest import tiny_config
 
@@ -320,26 +319,27 @@ def test_cpu_configs_build(name):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("adversarial.loss", "hinge", r"config.adversarial.loss='hinge'.*allowed.*bce"),
-    ("adversarial.n_critic", 0, r"config.adversarial.n_critic=0.*allowed"),
-    ("adversarial.nogan_steps", -1, r"config.adversarial.nogan_steps=-1.*allowed"),
-    ("adversarial.disc_norm", "layer", r"config.adversarial.disc_norm='layer'.*allowed"),
+    ("adversarial.loss", "hinge", r"config.adversarial.loss: 'hinge'.*allowed.*bce"),
+    ("adversarial.n_critic", 0, r"config.adversarial.n_critic: 0.*allowed"),
+    ("adversarial.nogan_steps", -1, r"config.adversarial.nogan_steps: -1.*allowed"),
+    ("adversarial.disc_norm", "layer", r"config.adversarial.disc_norm: 'layer'.*allowed"),
     ("adversarial.perceptual_layer_weights", (1.0, 2.0),
      r"perceptual_layer_weights.*allowed: 5 numbers"),
-    ("disc_optimizer.name", "sgd", r"config.disc_optimizer.name='sgd'.*allowed"),
-    ("model.generator", "vit", r"config.model.generator='vit'.*allowed"),
-    ("data.image_size", 16, r"config.data.image_size=16 is too small.*disc_layers"),
+    ("disc_optimizer.name", "sgd", r"config.disc_optimizer.name: 'sgd'.*allowed"),
+    ("model.generator", "vit", r"config.model.generator: 'vit'.*allowed"),
+    ("data.image_size", 16, r"config.data.image_size: 16 is too small.*disc_layers"),
 ])
 def test_bad_config_fields_are_named(field, value, message):
     c = cpu_config("unetgan")
     section, key = field.split(".")
     c[section][key] = value
     with pytest.raises(ValueError, match=message):
-        validate_adversarial_config(c)
+        validate(c)
 
 
 def test_wgan_gp_refuses_a_batchnorm_critic():
     c = cpu_config("wgan")
     c.adversarial.disc_norm = "batch"
-    with pytest.raises(ValueError, match=r"disc_norm \(with loss='wgan_gp'\).*allowed"):
+    with pytest.raises(ValueError, match=r"disc_norm: 'batch'.*allowed.*"
+                                         r"\(with config.adversarial.loss='wgan_gp'\)"):
         make_objective(c)

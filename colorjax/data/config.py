@@ -6,6 +6,8 @@ import difflib
 
 import ml_collections
 
+from colorjax import checks
+
 # Chosen from ../shared/data/imagenet-samples (see colorjax/data/README.md): its three
 # gray photos stored as RGB measure 0.00, 0.01 and 0.27 levels; the least colourful
 # real colour photo (a brown beetle on a gray card) measures 2.66. 1.0 sits between.
@@ -76,11 +78,6 @@ def default_data_config() -> ml_collections.ConfigDict:
 _FIELD = "config.data."
 
 
-def _error(key: str, value, allowed: str) -> ValueError:
-    """The one-line form of every config error: `config.data.<key>: ...; allowed: ...`."""
-    return ValueError(f"{_FIELD}{key}: {value!r} is not allowed; allowed: {allowed}")
-
-
 def fill_defaults(data_config) -> ml_collections.ConfigDict:
     """``data_config`` over the defaults; unknown fields are an error (usually a typo)."""
     cfg = default_data_config()
@@ -89,74 +86,47 @@ def fill_defaults(data_config) -> ml_collections.ConfigDict:
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(cfg.keys()), n=1, cutoff=0.0)
         hint = f" (closest known field: {_FIELD}{close[0]})" if close else ""
-        raise ValueError(f"{_FIELD}{unknown[0]}: no such field{hint}; allowed: the fields "
-                         f"of config.data: {', '.join(sorted(cfg.keys()))}")
+        raise checks.ConfigError(f"{_FIELD}{unknown[0]}", f"no such field{hint}",
+                                 f"the fields of config.data: {', '.join(sorted(cfg.keys()))}")
     # A fresh ConfigDict: assigning into the defaults would raise TypeError on a type
     # change (e.g. a string image_size) before check_fields can name the field.
     return ml_collections.ConfigDict({**cfg.to_dict(), **given})
 
 
-def _int(cfg, key, lo, hi=None, extra=""):
-    v = cfg[key]
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise _error(key, v, f"integers {rng}{extra}")
-    return v
-
-
-def _float(cfg, key, lo, hi, hi_open=True):
-    v = cfg[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < lo or v > hi or (hi_open and v == hi):
-        raise _error(key, v, f"numbers in [{lo}, {hi}{')' if hi_open else ']'}")
-    return float(v)
-
-
-def _bool(cfg, key):
-    if not isinstance(cfg[key], bool):
-        raise _error(key, cfg[key], "True or False")
-
-
-def _str(cfg, key):
-    if not isinstance(cfg[key], str):
-        raise _error(key, cfg[key], "strings")
-
-
 def check_fields(data_config) -> ml_collections.ConfigDict:
     """Type and range checks of every field (no file access). Returns the filled config."""
     cfg = fill_defaults(data_config)
+    tree = {"data": cfg}  # so that every check names its field config.data.<key>
     for key in ("name", "folder", "data_dir", "eval_name", "eval_folder", "train_split",
                 "image_key"):
         if cfg[key] is None:
             with cfg.unlocked():
                 cfg[key] = ""
-        _str(cfg, key)
+        checks.string(tree, f"data.{key}")
     if not cfg.name and not cfg.folder:
-        raise ValueError(
-            f"{_FIELD}name: '' is not allowed while {_FIELD}folder is not set; allowed: a "
-            "dataset name (e.g. 'colorjax_demo'), or set a folder of photos"
-        )
+        raise checks.ConfigError(
+            f"{_FIELD}name", f"'' is not allowed while {_FIELD}folder is not set",
+            "a dataset name (e.g. 'colorjax_demo'), or set a folder of photos")
     for key in ("random_crop", "hflip", "jpeg_draft", "shuffle", "download",
                 "keep_freed_memory"):
-        _bool(cfg, key)
-    _int(cfg, "image_size", 8, 4096)
+        checks.boolean(tree, f"data.{key}")
+    checks.integer(tree, "data.image_size", 8, 4096)
     if cfg.resize_shorter_to != 0:
-        _int(cfg, "resize_shorter_to", cfg.image_size, None,
-             extra=f" (config.data.image_size={cfg.image_size}), or 0 for image_size")
-    _int(cfg, "workers", 0, 256)
-    _int(cfg, "worker_buffer", 1, 1024)
-    _int(cfg, "read_threads", 0, 256)
-    _int(cfg, "prefetch", 0, 1024)
-    _int(cfg, "min_size", 1)
-    _float(cfg, "gray_threshold", 0.0, 255.0, hi_open=False)
-    _float(cfg, "val_fraction", 0.0, 1.0)
-    _float(cfg, "test_fraction", 0.0, 1.0)
+        checks.integer(tree, "data.resize_shorter_to", cfg.image_size,
+                       note=f"(config.data.image_size={cfg.image_size}), or 0 for image_size")
+    checks.integer(tree, "data.workers", 0, 256)
+    checks.integer(tree, "data.worker_buffer", 1, 1024)
+    checks.integer(tree, "data.read_threads", 0, 256)
+    checks.integer(tree, "data.prefetch", 0, 1024)
+    checks.integer(tree, "data.min_size", 1)
+    checks.number(tree, "data.gray_threshold", 0.0, 255.0)
+    checks.number(tree, "data.val_fraction", 0.0, 1.0, high_open=True)
+    checks.number(tree, "data.test_fraction", 0.0, 1.0, high_open=True)
     if cfg.val_fraction + cfg.test_fraction >= 1.0:
-        raise ValueError(
-            f"{_FIELD}val_fraction: {cfg.val_fraction} + {_FIELD}test_fraction "
-            f"{cfg.test_fraction} is not allowed; allowed: a sum below 1"
-        )
-    seed = cfg.shuffle_seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < -1
-                             or seed >= 2**32):
-        raise _error("shuffle_seed", seed, "None, -1 or integers in [0, 2**32)")
+        raise checks.ConfigError(
+            f"{_FIELD}val_fraction", f"{cfg.val_fraction} + {_FIELD}test_fraction "
+            f"{cfg.test_fraction} is not allowed", "a sum below 1")
+    if cfg.shuffle_seed is not None:
+        checks.integer(tree, "data.shuffle_seed", -1, 2**32, high_open=True,
+                       note="(-1 for the run's seed), or None")
     return cfg

@@ -1,19 +1,22 @@
-"""Colorizer networks (Flax Linen). `build_model` maps `config.model` to a module."""
+"""Colorizer networks (Flax Linen). `build_regression_model` maps `config.model` to a module."""
 
 from __future__ import annotations
 
+from colorjax import registry
 from colorjax.models.resnet import ResNetColorizer
 from colorjax.models.unet import UNet
 
 
 def build_regression_model(model_config):
-    """The L -> ab network of the regression family (also the GAN generators' base)."""
-    name = model_config.name
-    if name == "resnet":
+    """The L -> ab network of the regression family (also the GAN generators' base): the
+    registry's network of `config.model.name`."""
+    spec = registry.spec(model_config.name)
+    if spec.family != "regression":
+        raise ValueError(f"config.model.name={model_config.name!r} is not a regression model; "
+                         f"allowed: {list(registry.names('regression'))}")
+    if spec.network == "resnet":
         return ResNetColorizer(width=model_config.width, norm=model_config.norm)
-    if name == "unet":
-        return UNet(features=tuple(model_config.features), norm=model_config.norm)
-    raise ValueError(f"config.model.name={name!r} is not a regression model")
+    return UNet(features=tuple(model_config.features), norm=model_config.norm)
 
 
 def downsample_factor(model) -> int:

@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from colorjax import checks, models, registry
 from colorjax.color import model_outputs_to_rgb
-from colorjax.models import downsample_factor
 from colorjax.models.discriminators import build_discriminator, min_input_size
 from colorjax.models.generators import build_generator
 from colorjax.objectives.base import (OPTIMIZERS, SCHEDULES, Objective, apply_gradients,
@@ -30,9 +30,8 @@ from colorjax.objectives.base import (OPTIMIZERS, SCHEDULES, Objective, apply_gr
                                       require_optimizer)
 
 ADV_LOSSES = ("bce", "wgan_gp")
-# Generator used when `config.model.generator` is not set.
-DEFAULT_GENERATORS = {"gan": "encoder_decoder", "unetgan": "unet",
-                      "pix2pix_resnet": "resnet_unet", "wgan_gp": "residual_unet"}
+# The generator used when `config.model.generator` is not set is the model name's
+# network in colorjax.registry.MODELS.
 # Discriminator metrics (zeros while D is idle in the NoGAN phase).
 D_METRICS = ("d_loss", "d_real", "d_fake", "gp", "d_grad_norm")
 
@@ -125,58 +124,59 @@ def _deinterleave(x):
 # --- config checks -------------------------------------------------------------------
 
 
-def _choice(value, allowed, field):
-    if value not in allowed:
-        raise ValueError(f"{field}={value!r} is not allowed; allowed: {list(allowed)}")
+def _generator_name(config) -> str:
+    """`config.model.generator`, or the model name's generator in the registry."""
+    return checks.get(config, "model.generator",
+                      default=registry.spec(config.model.name).network)
 
 
-def _at_least(value, low, field, kind=float):
-    if kind(value) != value or value < low:
-        raise ValueError(f"{field}={value!r} is not allowed; allowed: "
-                         f"{'integers' if kind is int else 'numbers'} >= {low}")
-
-
-def validate_adversarial_config(config) -> None:
-    """Raise ValueError naming the bad field and what it may be (no compilation)."""
+def validate(config) -> None:
+    """ConfigError naming the first wrong field this family reads (no compilation)."""
     from colorjax.models.blocks import NORMS
     from colorjax.models.discriminators import DISCRIMINATORS
     from colorjax.models.generators import GENERATORS
 
-    _choice(config.model.name, sorted(DEFAULT_GENERATORS), "config.model.name")
-    _choice(config.model.get("generator", DEFAULT_GENERATORS[config.model.name]),
-            sorted(GENERATORS), "config.model.generator")
-    if "adversarial" not in config or "disc_optimizer" not in config:
-        raise ValueError("adversarial models need config.adversarial and config.disc_optimizer "
-                         "(see configs/gan.py)")
-    adv = config.adversarial
-    _choice(adv.loss, ADV_LOSSES, "config.adversarial.loss")
-    _choice(adv.discriminator, sorted(DISCRIMINATORS), "config.adversarial.discriminator")
-    _choice(adv.disc_norm, NORMS, "config.adversarial.disc_norm")
-    if adv.loss == "wgan_gp":
+    checks.choice(config, "model.name", registry.names("adversarial"))
+    checks.choice(config, "model.generator", GENERATORS,
+                  default=registry.spec(config.model.name).network)
+    checks.choice(config, "model.norm", NORMS)
+    checks.sequence(config, "model.features", "integers", low=1, min_length=1)
+    checks.get(config, "adversarial")
+    checks.get(config, "disc_optimizer")
+    loss = checks.choice(config, "adversarial.loss", ADV_LOSSES)
+    discriminator = checks.choice(config, "adversarial.discriminator", DISCRIMINATORS)
+    checks.choice(config, "adversarial.disc_norm", NORMS)
+    if loss == "wgan_gp":
         # The penalty is per sample; BatchNorm mixes samples (Gulrajani et al. 2017, 4).
-        _choice(adv.disc_norm, ("instance", "group", "none"),
-                "config.adversarial.disc_norm (with loss='wgan_gp')")
+        checks.choice(config, "adversarial.disc_norm", ("instance", "group", "none"),
+                      note="(with config.adversarial.loss='wgan_gp')")
     for field in ("adv_weight", "l1_weight", "gp_weight", "perceptual_weight"):
-        _at_least(adv[field], 0, f"config.adversarial.{field}")
+        checks.number(config, f"adversarial.{field}", low=0)
     for field, low in (("n_critic", 1), ("nogan_steps", 0), ("disc_features", 1),
                        ("disc_layers", 1)):
-        _at_least(adv[field], low, f"config.adversarial.{field}", int)
-    weights = tuple(adv.perceptual_layer_weights)
-    if len(weights) != 5 or any(float(w) < 0 for w in weights):
-        raise ValueError(f"config.adversarial.perceptual_layer_weights={weights!r} is not "
-                         "allowed; allowed: 5 numbers >= 0 (relu1_2 .. relu5_3 of VGG16)")
-    _choice(config.disc_optimizer.name, OPTIMIZERS, "config.disc_optimizer.name")
-    _choice(config.disc_optimizer.schedule, SCHEDULES, "config.disc_optimizer.schedule")
-    if config.disc_optimizer.learning_rate <= 0:
-        raise ValueError(f"config.disc_optimizer.learning_rate="
-                         f"{config.disc_optimizer.learning_rate} is not allowed; allowed: > 0")
-    size = config.get("data", {}).get("image_size", None)
-    low = min_input_size(adv.discriminator, adv.disc_layers)
-    if size is not None and int(size) < low:
-        raise ValueError(
-            f"config.data.image_size={size} is too small for a {adv.discriminator!r} "
-            f"discriminator with config.adversarial.disc_layers={adv.disc_layers}; allowed: "
-            f">= {low} (or fewer disc_layers)")
+        checks.integer(config, f"adversarial.{field}", low=low)
+    checks.sequence(config, "adversarial.perceptual_layer_weights", low=0, length=5,
+                    note="(relu1_2 .. relu5_3 of VGG16)")
+    checks.choice(config, "disc_optimizer.name", OPTIMIZERS)
+    checks.choice(config, "disc_optimizer.schedule", SCHEDULES)
+    checks.number(config, "disc_optimizer.learning_rate", low=0, low_open=True)
+    size = checks.integer(config, "data.image_size", default=None)
+    layers = config.adversarial.disc_layers
+    low = min_input_size(discriminator, layers)
+    if size is not None and size < low:
+        raise checks.ConfigError(
+            "config.data.image_size", f"{size} is too small for a {discriminator!r} "
+            f"discriminator with config.adversarial.disc_layers={layers}",
+            f"integers >= {low} (or fewer disc_layers)")
+
+
+def _build_generator(config):
+    return build_generator(_generator_name(config), config.model.features, config.model.norm)
+
+
+def downsample_factor(config) -> int:
+    """What image_size must be a multiple of: the generator's, from the network alone."""
+    return models.downsample_factor(_build_generator(config))
 
 
 # --- the objective -------------------------------------------------------------------
@@ -186,14 +186,12 @@ class AdversarialObjective(Objective):
     """G and D, each with its own optimizer, in one `GANState`; `predict` runs G (its EMA)."""
 
     def __init__(self, config):
-        validate_adversarial_config(config)
+        validate(config)
         adv = config.adversarial
-        self.generator = build_generator(
-            config.model.get("generator", DEFAULT_GENERATORS[config.model.name]),
-            config.model.features, config.model.norm)
+        self.generator = _build_generator(config)
         self.discriminator = build_discriminator(adv.discriminator, adv.disc_features,
                                                  adv.disc_layers, adv.disc_norm)
-        self.downsample_factor = downsample_factor(self.generator)
+        self.downsample_factor = models.downsample_factor(self.generator)
         self.loss_kind = adv.loss
         self.adv_weight = float(adv.adv_weight)
         self.l1_weight = float(adv.l1_weight)
@@ -392,3 +390,6 @@ class AdversarialObjective(Objective):
         del rng, sampling  # deterministic generator
         return apply_in_precision(self.generator, variables, gray_l, train=False,
                                   dtype=self.dtype)
+
+
+OBJECTIVE = AdversarialObjective

@@ -19,34 +19,71 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from colorjax import checks, models, registry
 from colorjax.diffusion import (PREDICTIONS, SAMPLERS, SCHEDULES, make_schedule, q_sample,
                                 sample, training_target)
-from colorjax.models import downsample_factor
 from colorjax.models.backbone import BACKBONES, backbone_taps, load_backbone
 from colorjax.models.diffusion_unet import DiffusionUNet
 from colorjax.objectives.base import (Objective, TrainState, apply_gradients, apply_in_precision,
                                       compute_dtype, init_ema, optimizer_for)
 
 LOSSES = ("l1", "mse")
-# The sampler a model name implies when config.sampler.name is not set.
-DEFAULT_SAMPLER = {"unetddpm": "ddpm", "unetddim": "ddim"}
+# The sampler used when config.sampler.name is not set (or '') is the model name's in
+# colorjax.registry.MODELS.
 
 
-def _choice(value, allowed, field):
-    if value not in allowed:
-        raise ValueError(f"{field}={value!r} is not allowed; allowed: {sorted(allowed)}")
-    return value
+def _sampler_name(config) -> str:
+    return (checks.get(config, "sampler.name", default="")
+            or registry.spec(config.model.name).sampler or "ddim")
 
 
-def _number(value, field, low, high=None, *, low_open=False, high_open=True):
-    """`value` as a number inside [low, high) (or the bounds the flags say)."""
-    ok = (value > low if low_open else value >= low) and (
-        high is None or (value < high if high_open else value <= high))
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = "∞)" if high is None else (f"{high})" if high_open else f"{high}]")
-        raise ValueError(f"{field}={value!r} is not allowed; allowed: {lo}{low}, {hi}")
-    return value
+def _backbone_width(config) -> int:
+    """Width of the backbone's conditioning (0 without a backbone)."""
+    if checks.get(config, "model.backbone", default="none") == "none":
+        return 0
+    return int(checks.get(config, "model.backbone_width", default=64))
+
+
+def validate(config) -> None:
+    """ConfigError naming the first wrong field this family reads (builds nothing)."""
+    checks.choice(config, "model.name", registry.names("diffusion"))
+    checks.get(config, "diffusion")
+    checks.choice(config, "diffusion.schedule", SCHEDULES)
+    timesteps = checks.integer(config, "diffusion.timesteps", low=2)
+    checks.choice(config, "diffusion.prediction", PREDICTIONS)
+    checks.choice(config, "diffusion.loss", LOSSES)
+    checks.integer(config, "diffusion.timestep_buckets", low=1, high=timesteps)
+    checks.number(config, "diffusion.data_scale", low=0, low_open=True)
+    if checks.get(config, "sampler.name", default=""):  # unset or '': the model name's
+        checks.choice(config, "sampler.name", SAMPLERS)
+    checks.integer(config, "sampler.steps", low=1, high=timesteps)
+    checks.number(config, "sampler.eta", low=0.0)
+    checks.number(config, "sampler.temperature", low=0.0, default=1.0)
+    checks.number(config, "ema_decay", low=0.0, high=1.0, high_open=True)
+    features = checks.sequence(config, "model.features", "integers", low=1, min_length=1,
+                               note="(widths per level)")
+    checks.sequence(config, "model.attention_levels", "integers", low=0, high=len(features),
+                    high_open=True)
+    # Frozen ImageNet features of L as extra conditioning (colorjax/models/backbone.py).
+    if checks.choice(config, "model.backbone", BACKBONES, default="none") != "none":
+        checks.integer(config, "model.backbone_width", low=1, default=64)
+    checks.integer(config, "model.num_res_blocks", low=1)
+    checks.number(config, "model.dropout", low=0.0, high=1.0, high_open=True)
+
+
+def build_model(config) -> DiffusionUNet:
+    """The denoising UNet of a validated config (a Flax module: nothing is initialised)."""
+    m = config.model
+    return DiffusionUNet(
+        features=tuple(int(f) for f in m.features),
+        attention_levels=tuple(int(a) for a in m.attention_levels),
+        num_res_blocks=int(m.num_res_blocks), dropout=float(m.dropout),
+        backbone_width=_backbone_width(config))
+
+
+def downsample_factor(config) -> int:
+    """What image_size must be a multiple of, from the network alone."""
+    return models.downsample_factor(build_model(config))
 
 
 def rbg_key(rng):
@@ -89,45 +126,22 @@ class DiffusionObjective(Objective):
     """ε- (or v-) prediction training; `predict` runs the configured sampler from pure noise."""
 
     def __init__(self, config):
-        m, d, s = config.model, config.get("diffusion"), config.sampler
-        if d is None:
-            raise ValueError("config.diffusion is missing; start from configs/unetddpm.py")
-        self.schedule_kind = _choice(d.schedule, SCHEDULES, "config.diffusion.schedule")
-        self.num_timesteps = int(_number(d.timesteps, "config.diffusion.timesteps", 2))
-        self.prediction = _choice(d.prediction, PREDICTIONS, "config.diffusion.prediction")
-        self.loss_kind = _choice(d.loss, LOSSES, "config.diffusion.loss")
-        self.buckets = int(_number(d.timestep_buckets, "config.diffusion.timestep_buckets", 1,
-                                   self.num_timesteps, high_open=False))
-        self.data_scale = float(_number(d.data_scale, "config.diffusion.data_scale", 0,
-                                        low_open=True))
-        self.sampler = _choice(s.get("name") or DEFAULT_SAMPLER.get(m.name, "ddim"), SAMPLERS,
-                               "config.sampler.name")
-        self.sampler_steps = int(_number(s.steps, "config.sampler.steps", 1, self.num_timesteps,
-                                         high_open=False))
-        self.eta = float(_number(s.eta, "config.sampler.eta", 0.0))
-        self.temperature = float(_number(s.get("temperature", 1.0), "config.sampler.temperature",
-                                         0.0))
-        self.ema_decay = float(_number(config.ema_decay, "config.ema_decay", 0.0, 1.0))
-
-        features = tuple(int(f) for f in m.features)
-        if not features or min(features) <= 0:
-            raise ValueError(f"config.model.features={m.features!r} is not allowed; allowed: "
-                             "a non-empty sequence of positive widths")
-        levels = tuple(int(a) for a in m.attention_levels)
-        for a in levels:
-            _number(a, "config.model.attention_levels[i]", 0, len(features))
-        # Frozen ImageNet features of L as extra conditioning (colorjax/models/backbone.py).
-        self.backbone = _choice(m.get("backbone", "none"), BACKBONES, "config.model.backbone")
-        backbone_width = 0
-        if self.backbone != "none":
-            backbone_width = int(_number(m.get("backbone_width", 64),
-                                         "config.model.backbone_width", 1))
-        self.model = DiffusionUNet(
-            features=features, attention_levels=levels,
-            num_res_blocks=int(_number(m.num_res_blocks, "config.model.num_res_blocks", 1)),
-            dropout=float(_number(m.dropout, "config.model.dropout", 0.0, 1.0)),
-            backbone_width=backbone_width)
-        self.downsample_factor = downsample_factor(self.model)
+        validate(config)
+        d, s = config.diffusion, config.sampler
+        self.schedule_kind = d.schedule
+        self.num_timesteps = int(d.timesteps)
+        self.prediction = d.prediction
+        self.loss_kind = d.loss
+        self.buckets = int(d.timestep_buckets)
+        self.data_scale = float(d.data_scale)
+        self.sampler = _sampler_name(config)
+        self.sampler_steps = int(s.steps)
+        self.eta = float(s.eta)
+        self.temperature = float(s.get("temperature", 1.0))
+        self.ema_decay = float(config.ema_decay)
+        self.backbone = config.model.get("backbone", "none")
+        self.model = build_model(config)
+        self.downsample_factor = models.downsample_factor(self.model)
         self.opt_config = config.optimizer
         self.schedule = make_schedule(self.schedule_kind, self.num_timesteps)
         # The network computes in config.precision; the diffusion arithmetic (x_t, the
@@ -221,3 +235,6 @@ class DiffusionObjective(Objective):
         del sampling
         model_state = {k: v for k, v in variables.items() if k != "params"}
         return self.sample(variables["params"], gray_l, rng, model_state=model_state)
+
+
+OBJECTIVE = DiffusionObjective

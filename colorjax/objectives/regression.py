@@ -4,17 +4,38 @@ from __future__ import annotations
 
 import jax
 
-from colorjax.models import build_regression_model, downsample_factor
-from colorjax.objectives.base import (Objective, TrainState, apply_gradients, apply_in_precision,
-                                      compute_dtype, init_ema, optimizer_for, pixel_loss)
+from colorjax import checks, models, registry
+from colorjax.models import build_regression_model
+from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
+                                      apply_in_precision, compute_dtype, init_ema,
+                                      optimizer_for, pixel_loss)
+
+
+def validate(config) -> None:
+    """ConfigError naming the first wrong field this family reads (builds nothing)."""
+    from colorjax.models.blocks import NORMS
+
+    checks.choice(config, "model.name", registry.names("regression"))
+    checks.choice(config, "loss", LOSSES)
+    checks.choice(config, "model.norm", NORMS)
+    if registry.spec(config.model.name).network == "resnet":
+        checks.integer(config, "model.width", low=1)
+    else:
+        checks.sequence(config, "model.features", "integers", low=1, min_length=1)
+
+
+def downsample_factor(config) -> int:
+    """What image_size must be a multiple of, from the network alone."""
+    return models.downsample_factor(build_regression_model(config.model))
 
 
 class RegressionObjective(Objective):
     """ab = f(L), trained to minimise a per-pixel loss; `predict` is one forward pass."""
 
     def __init__(self, config):
+        validate(config)
         self.model = build_regression_model(config.model)
-        self.downsample_factor = downsample_factor(self.model)
+        self.downsample_factor = models.downsample_factor(self.model)
         self.opt_config = config.optimizer
         self.loss_kind = config.loss
         self.ema_decay = float(config.ema_decay)
@@ -43,3 +64,6 @@ class RegressionObjective(Objective):
         """Pure prediction from `inference_variables` alone (used by exports too)."""
         del rng, sampling  # deterministic
         return apply_in_precision(self.model, variables, gray_l, train=False, dtype=self.dtype)
+
+
+OBJECTIVE = RegressionObjective

@@ -24,9 +24,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from colorjax.models import downsample_factor
+from colorjax import checks, models, registry
 from colorjax.models.vae import build_vae
-from colorjax.objectives.base import (Objective, TrainState, apply_gradients,
+from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
                                       apply_in_precision, compute_dtype, init_ema,
                                       optimizer_for, pixel_loss)
 
@@ -57,16 +57,26 @@ def kl_weight(step, beta: float, warmup_steps: int) -> jax.Array:
     return beta * jnp.minimum(1.0, step.astype(jnp.float32) / warmup_steps)
 
 
-def check_vae_config(vae_config) -> None:
-    """ValueError naming the field and what it may be."""
-    if vae_config.sample_mode not in SAMPLE_MODES:
-        raise ValueError(f"config.vae.sample_mode={vae_config.sample_mode!r}; "
-                         f"allowed: {list(SAMPLE_MODES)}")
-    if not float(vae_config.beta) >= 0:
-        raise ValueError(f"config.vae.beta={vae_config.beta} must be a number >= 0")
-    if int(vae_config.kl_warmup_steps) < 0:
-        raise ValueError(f"config.vae.kl_warmup_steps={vae_config.kl_warmup_steps} must be "
-                         ">= 0 (0 = no warm-up)")
+def validate(config) -> None:
+    """ConfigError naming the first wrong field this family reads (builds nothing)."""
+    from colorjax.models.blocks import NORMS
+    from colorjax.models.vae import CONDITIONS
+
+    checks.choice(config, "model.name", registry.names("vae"))
+    checks.choice(config, "loss", LOSSES)
+    checks.choice(config, "model.norm", NORMS)
+    checks.choice(config, "model.condition", CONDITIONS)
+    checks.integer(config, "model.latent_dim", low=1)
+    checks.sequence(config, "model.features", "integers", low=1, min_length=1)
+    checks.sequence(config, "model.encoder_features", "integers", low=1, min_length=1)
+    checks.choice(config, "vae.sample_mode", SAMPLE_MODES)
+    checks.number(config, "vae.beta", low=0)
+    checks.integer(config, "vae.kl_warmup_steps", low=0, note="(0 = no warm-up)")
+
+
+def downsample_factor(config) -> int:
+    """What image_size must be a multiple of: the decoder's, from the networks alone."""
+    return models.downsample_factor(build_vae(config.model)[1])
 
 
 class VAEObjective(Objective):
@@ -78,10 +88,10 @@ class VAEObjective(Objective):
     """
 
     def __init__(self, config):
-        check_vae_config(config.vae)
+        validate(config)
         self.encoder, self.decoder = build_vae(config.model)
         self.latent_dim = int(config.model.latent_dim)
-        self.downsample_factor = downsample_factor(self.decoder)
+        self.downsample_factor = models.downsample_factor(self.decoder)
         self.opt_config = config.optimizer
         self.loss_kind = config.loss
         self.ema_decay = float(config.ema_decay)
@@ -153,3 +163,6 @@ class VAEObjective(Objective):
         `sampling`, z is drawn from the prior whatever the configured mode."""
         mode = "prior" if sampling else None
         return self.decode(variables, gray_l, self.latent(rng, gray_l.shape[0], mode))
+
+
+OBJECTIVE = VAEObjective
