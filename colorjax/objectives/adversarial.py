@@ -137,8 +137,7 @@ def validate(config) -> None:
     from colorjax.models.generators import GENERATORS
 
     checks.choice(config, "model.name", registry.names("adversarial"))
-    checks.choice(config, "model.generator", GENERATORS,
-                  default=registry.spec(config.model.name).network)
+    checks.choice(config, "model.generator", GENERATORS, default=_generator_name(config))
     checks.choice(config, "model.norm", NORMS)
     checks.sequence(config, "model.features", "integers", low=1, min_length=1)
     checks.get(config, "adversarial")
