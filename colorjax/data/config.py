@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 
 import ml_collections
 
@@ -33,6 +34,15 @@ def default_data_config() -> ml_collections.ConfigDict:
     # Evaluation data, when it differs from the training data ('' = same as name/folder).
     c.eval_name = ""
     c.eval_folder = ""
+    # Train on several sources mixed with weights ('' = off): 'SOURCE[=WEIGHT],...', e.g.
+    # '../shared/data/imagenet-samples=2,../shared/data/flowers224=1,my_prepared_name'.
+    # SOURCE is a folder (an existing directory; prepared like `folder`) or a dataset name
+    # as `name` accepts; WEIGHT a number > 0 (default 1). Each source's train_split is
+    # read, reshuffled every epoch, and the sources interleaved in proportion to their
+    # weights. Replaces name/folder for training only: evaluation still reads
+    # eval_name/eval_folder (else name/folder). For num_epochs, an epoch is the sum of the
+    # sources' images. SOURCE cannot contain ',' or '='.
+    c.mixture = ""
     # Split names are TFDS's: 'train', 'validation', 'test' (a folder's val/ subfolder is
     # 'validation'); slices such as 'train[:90%]' work too. The eval split is the
     # loop's config.eval.split.
@@ -93,12 +103,38 @@ def fill_defaults(data_config) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({**cfg.to_dict(), **given})
 
 
+_MIXTURE_SYNTAX = ("'SOURCE[=WEIGHT]' entries separated by commas; SOURCE a folder or a "
+                   "dataset name, WEIGHT a number > 0 (default 1)")
+
+
+def parse_mixture(text: str) -> list[tuple[str, float]]:
+    """``config.data.mixture`` as [(source, weight), ...]; [] when it is ''. No file access."""
+    if not text.strip():
+        return []
+    out = []
+    for i, entry in enumerate(text.split(",")):
+        source, eq, weight = (part.strip() for part in entry.partition("="))
+        where = f"entry {i + 1} {entry.strip()!r}"
+        if not source:
+            raise checks.ConfigError(f"{_FIELD}mixture", f"{where} names no source "
+                                     f"(in {text!r})", _MIXTURE_SYNTAX)
+        try:
+            w = float(weight) if eq else 1.0
+        except ValueError:
+            w = None
+        if w is None or not math.isfinite(w) or w <= 0:
+            raise checks.ConfigError(f"{_FIELD}mixture", f"{where}: the weight {weight!r} "
+                                     "is not a number > 0", _MIXTURE_SYNTAX)
+        out.append((source, w))
+    return out
+
+
 def check_fields(data_config) -> ml_collections.ConfigDict:
     """Type and range checks of every field (no file access). Returns the filled config."""
     cfg = fill_defaults(data_config)
     tree = {"data": cfg}  # so that every check names its field config.data.<key>
     for key in ("name", "folder", "data_dir", "eval_name", "eval_folder", "train_split",
-                "image_key"):
+                "image_key", "mixture"):
         if cfg[key] is None:
             with cfg.unlocked():
                 cfg[key] = ""
@@ -107,6 +143,7 @@ def check_fields(data_config) -> ml_collections.ConfigDict:
         raise checks.ConfigError(
             f"{_FIELD}name", f"'' is not allowed while {_FIELD}folder is not set",
             "a dataset name (e.g. 'colorjax_demo'), or set a folder of photos")
+    parse_mixture(cfg.mixture)
     for key in ("random_crop", "hflip", "jpeg_draft", "shuffle", "download",
                 "keep_freed_memory"):
         checks.boolean(tree, f"data.{key}")

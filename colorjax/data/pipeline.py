@@ -17,6 +17,14 @@ encodes the epoch. The iterator's state is therefore just the number of batches 
 restoring it restarts the grain iterator at that batch, with any number of worker
 processes (workers only change who computes a batch, not its content).
 
+Mixture (``config.data.mixture``): each source's split is its own
+``records.shuffle(seed_i).repeat()`` (seed_0 is the data seed, seed_i for i > 0 is derived
+from it), and ``grain.MapDataset.mix`` interleaves them deterministically in proportion to
+the weights into the one stream above, which is then mapped, batched and split into
+process blocks the same way. So a mixture of one source reads exactly the batches of that
+source alone (only the iterator state's meta differs), and the state is again the number
+of batches taken.
+
 Eval: the first ``num_examples`` records of the split in global batches laid out the same
 way (process i reads block i of each), center crop, no flip; the last global batch is padded
 with ``mask == 0`` examples, so every process yields the same number of full batches and
@@ -39,7 +47,7 @@ import numpy as np
 from colorjax import color
 from colorjax.data import allocator, images
 from colorjax.data.config import check_fields
-from colorjax.data.sources import open_split
+from colorjax.data.sources import open_mixture, open_split
 
 STATE_VERSION = 1
 
@@ -167,7 +175,8 @@ class TrainIterator:
         if isinstance(state, (bytes, str)):
             state = decode_state(state)
         mismatch = {k: (state.get(k), v) for k, v in self._meta.items() if state.get(k) != v}
-        data_changed = {k: mismatch.pop(k) for k in ("dataset", "num_examples") if k in mismatch}
+        data_changed = {k: mismatch.pop(k) for k in ("dataset", "num_examples", "mixture")
+                        if k in mismatch}
         if state.get("version") != STATE_VERSION or mismatch:
             raise ValueError(
                 "The data iterator state does not belong to this pipeline, so restoring it "
@@ -236,24 +245,51 @@ def create_train_iterator(data_config, *, global_batch_size: int, seed: int) -> 
     """Infinite training batches ``{'l': (b,S,S,1), 'ab': (b,S,S,2)}`` float32 for this process."""
     cfg = check_fields(data_config)
     b, pi, pc = _batch_per_process(global_batch_size)
-    source = open_split(cfg, cfg.train_split, False, "config.data.train_split")
-    if not len(source):
-        raise ValueError(f"config.data.train_split={cfg.train_split!r} has no images.")
     data_seed = seed if cfg.shuffle_seed in (None, -1) else cfg.shuffle_seed
     data_seed = int(data_seed) % 2**32
-    ds = grain.MapDataset.source(source)
-    if cfg.shuffle:
-        ds = ds.shuffle(seed=data_seed)
-    ds = ds.repeat(None).map_with_index(_TrainExample(data_seed, cfg))
+    if cfg.mixture:
+        ds, meta = _mixture_stream(cfg, data_seed)
+    else:
+        source = open_split(cfg, cfg.train_split, False, "config.data.train_split")
+        if not len(source):
+            raise ValueError(f"config.data.train_split={cfg.train_split!r} has no images.")
+        ds = _source_stream(source, cfg, data_seed)
+        meta = {"dataset": f"{source.builder_dir}:{cfg.train_split}",
+                "num_examples": len(source)}
+    ds = ds.map_with_index(_TrainExample(data_seed, cfg))
     ds = ds.batch(b, drop_remainder=True)[pi::pc]  # block pi of every global batch
     # The stream depends on the global batch only: a run may resume on another number of
     # processes. (States saved before kept the per-process batch and the process layout;
     # with one process those equal the global batch, and the extra keys are not compared.)
-    meta = {
-        "dataset": f"{source.builder_dir}:{cfg.train_split}", "num_examples": len(source),
-        "seed": data_seed, "batch_size": global_batch_size, "image_size": cfg.image_size,
-    }
+    meta.update(seed=data_seed, batch_size=global_batch_size, image_size=cfg.image_size)
     return TrainIterator(ds, cfg, meta)
+
+
+def _source_stream(source, cfg, seed: int) -> grain.MapDataset:
+    """A split's records, shuffled anew every epoch (when cfg.shuffle), repeated for ever."""
+    ds = grain.MapDataset.source(source)
+    if cfg.shuffle:
+        ds = ds.shuffle(seed=seed)
+    return ds.repeat(None)
+
+
+def _mixture_stream(cfg, data_seed: int) -> tuple[grain.MapDataset, dict]:
+    """The sources of config.data.mixture, each its own endless stream, interleaved by weight."""
+    sources = open_mixture(cfg, cfg.train_split, "config.data.train_split")
+    streams, described = [], []
+    for i, (res, source, weight) in enumerate(sources):
+        if not len(source):
+            raise ValueError(f"config.data.mixture: the source {res.label} has no images in "
+                             f"config.data.train_split={cfg.train_split!r}.")
+        # Source 0 keeps the data seed, so a one-source mixture is that source alone.
+        seed_i = data_seed if i == 0 else int(
+            np.random.SeedSequence([data_seed, i]).generate_state(1)[0])
+        streams.append(_source_stream(source, cfg, seed_i))
+        described.append({"dataset": f"{source.builder_dir}:{cfg.train_split}",
+                          "num_examples": len(source), "weight": float(weight)})
+    meta = {"dataset": "mixture of " + ", ".join(d["dataset"] for d in described),
+            "num_examples": sum(d["num_examples"] for d in described), "mixture": described}
+    return grain.MapDataset.mix(streams, [d["weight"] for d in described]), meta
 
 
 def create_eval_iterator(data_config, *, split: str, global_batch_size: int,

@@ -14,7 +14,7 @@ import jax
 
 from colorjax import parallel
 from colorjax.data import builders, demo, folder
-from colorjax.data.config import check_fields
+from colorjax.data.config import check_fields, parse_mixture
 
 _PREPARE_CMD = "python -m colorjax.data.prepare --src=DIR --name=NAME"
 
@@ -57,10 +57,14 @@ def _available(cfg) -> str:
 
 def _not_found(cfg, field: str, name: str) -> ValueError:
     dirs = ", ".join(os.fspath(d) for d in builders.search_dirs(cfg.data_dir))
+    use_folder = ("A mixture entry is an existing folder of photos or a dataset name; "
+                  "check the path, or" if field == "mixture" else
+                  "To use a folder of photos set config.data.folder=DIR, or")
+    what = "no such folder or dataset" if field == "mixture" else "no such dataset"
     return ValueError(
-        f"config.data.{field}={name!r}: no such dataset. Available: {_available(cfg)} "
+        f"config.data.{field}={name!r}: {what}. Available: {_available(cfg)} "
         f"(prepared in {dirs}; TFDS catalog names prepared in array_record format are "
-        f"found there too). To use a folder of photos set config.data.folder=DIR, or "
+        f"found there too). {use_folder} "
         f"prepare it once: {_PREPARE_CMD} [--data_dir=...]."
     )
 
@@ -97,12 +101,33 @@ def _process_0_first(prepare):
 
 
 def resolve(cfg, *, for_eval: bool = False, prepare: bool = False) -> Resolved:
-    """Find the train (or eval) dataset of a checked config; prepare it if ``prepare``."""
+    """Find the train (or eval) dataset of a checked config; prepare it if ``prepare``.
+
+    The training data of a config with ``mixture`` set is several: see ``resolve_mixture``.
+    """
     folder_field, name_field = _data_fields(cfg, for_eval)
-    if cfg[folder_field]:
-        path = Path(cfg[folder_field]).expanduser()
+    return _resolve(cfg, cfg[folder_field], cfg[name_field], folder_field, name_field, prepare)
+
+
+def resolve_mixture(cfg, *, prepare: bool = False) -> list[tuple[Resolved, float]]:
+    """The sources of ``config.data.mixture`` with their weights: an entry naming an
+    existing directory is a folder (prepared like ``config.data.folder``), any other a
+    dataset name as ``config.data.name`` accepts; errors name ``config.data.mixture``."""
+    out = []
+    for source, weight in parse_mixture(cfg.mixture):
+        is_dir = Path(source).expanduser().is_dir()
+        res = _resolve(cfg, source if is_dir else "", "" if is_dir else source,
+                       "mixture", "mixture", prepare)
+        out.append((res, weight))
+    return out
+
+
+def _resolve(cfg, folder_value: str, name: str, folder_field: str, name_field: str,
+             prepare: bool) -> Resolved:
+    if folder_value:
+        path = Path(folder_value).expanduser()
         if not path.is_dir():
-            raise ValueError(f"config.data.{folder_field}={cfg[folder_field]!r} is not a folder.")
+            raise ValueError(f"config.data.{folder_field}={folder_value!r} is not a folder.")
         label = f"folder {path.resolve()}"
         if not prepare:
             return Resolved(folder_field, label, None, _folder_splits(path, cfg))
@@ -114,7 +139,6 @@ def resolve(cfg, *, for_eval: bool = False, prepare: bool = False) -> Resolved:
         if not report.cached and jax.process_index() == 0:
             print(report, flush=True)
         return Resolved(folder_field, label, Path(report.path), tuple(report.splits))
-    name = cfg[name_field]
     if name == demo.NAME:
         if not prepare:
             return Resolved(name_field, name, None, ("train", "validation"))
@@ -168,6 +192,11 @@ def resolve(cfg, *, for_eval: bool = False, prepare: bool = False) -> Resolved:
 def _check_split(res: Resolved, split: str, field: str) -> None:
     base = re.sub(r"\[.*\]$", "", split)  # TFDS slicing such as 'train[:90%]' is allowed
     if res.splits and base not in res.splits:
+        if res.field == "mixture":
+            raise ValueError(
+                f"config.data.mixture: the source {res.label} has no split {base!r} "
+                f"({field}={split!r}); its splits: {', '.join(res.splits)}."
+            )
         raise ValueError(
             f"{field}={split!r}: {res.label} has splits {', '.join(res.splits)} "
             f"(named by config.data.{res.field})."
@@ -182,7 +211,8 @@ def validate_data_config(data_config, split: str | None = None):
     training data) has that split. Does not prepare anything. Returns the filled config.
     """
     cfg = check_fields(data_config)
-    _check_split(resolve(cfg), cfg.train_split, "config.data.train_split")
+    for res in ([r for r, _ in resolve_mixture(cfg)] if cfg.mixture else [resolve(cfg)]):
+        _check_split(res, cfg.train_split, "config.data.train_split")
     if split is not None:
         _check_split(resolve(cfg, for_eval=True), split, "split")
     return cfg
@@ -194,7 +224,22 @@ def open_split(cfg, split: str, for_eval: bool, split_field: str) -> builders.Im
     return builders.ImageBytesSource(res.builder_dir, split, res.image_key)
 
 
+def open_mixture(cfg, split: str, split_field: str) -> list[tuple[Resolved, builders.ImageBytesSource, float]]:
+    """Each source of ``config.data.mixture`` (prepared), its ``split`` and its weight."""
+    out = []
+    for res, weight in resolve_mixture(cfg, prepare=True):
+        _check_split(res, split, split_field)
+        out.append((res, builders.ImageBytesSource(res.builder_dir, split, res.image_key), weight))
+    return out
+
+
 def num_examples(data_config, split: str, for_eval: bool = False) -> int:
-    """Images in ``split`` of the training data (or of the eval data), over all processes."""
+    """Images in ``split`` of the training data (or of the eval data), over all processes.
+
+    For a mixture (training data only): the sum over its sources, which is what an epoch
+    (``config.num_epochs``) of a mixture means.
+    """
     cfg = check_fields(data_config)
+    if cfg.mixture and not for_eval:
+        return sum(len(src) for _, src, _ in open_mixture(cfg, split, "split"))
     return len(open_split(cfg, split, for_eval, "split"))
