@@ -19,11 +19,13 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from colorjax.models.blocks import NORMS, ConvNormAct, OutputHead, UpNormAct
+from colorjax import registry
+from colorjax.models.blocks import ConvNormAct, OutputHead, UpNormAct
 from colorjax.models.unet import DoubleConv
 
 CONDITIONS = ("bottleneck", "film")
-DECODERS = {"basicvae": False, "unetvae": True}  # model name -> UNet skip connections
+# The registry's VAE decoder networks -> whether the decoder has UNet skip connections.
+VAE_DECODERS = {"decoder": False, "unet_decoder": True}
 
 
 class PosteriorEncoder(nn.Module):
@@ -102,20 +104,15 @@ class ConditionalDecoder(nn.Module):
 
 
 def build_vae(model_config) -> tuple[PosteriorEncoder, ConditionalDecoder]:
-    """The (encoder, decoder) pair of `config.model` (`basicvae` or `unetvae`)."""
-    name = model_config.name
-    if name not in DECODERS:
-        raise ValueError(f"config.model.name={name!r} is not a VAE; allowed: {sorted(DECODERS)}")
-    if model_config.condition not in CONDITIONS:
-        raise ValueError(f"config.model.condition={model_config.condition!r}; "
-                         f"allowed: {list(CONDITIONS)}")
-    if model_config.norm not in NORMS:
-        raise ValueError(f"config.model.norm={model_config.norm!r}; allowed: {list(NORMS)}")
-    latent = int(model_config.latent_dim)
-    if latent <= 0:
-        raise ValueError(f"config.model.latent_dim={latent} must be a positive integer")
+    """The (encoder, decoder) pair of `config.model` (`basicvae` or `unetvae`), whose
+    fields `objectives.vae.validate` has checked; the registry says which decoder."""
+    network = registry.spec(model_config.name).network
+    if network not in VAE_DECODERS:
+        raise ValueError(f"config.model.name={model_config.name!r} is not a VAE; allowed: "
+                         f"{list(registry.names('vae'))}")
     encoder = PosteriorEncoder(features=tuple(model_config.encoder_features),
-                               latent_dim=latent, norm=model_config.norm)
-    decoder = ConditionalDecoder(features=tuple(model_config.features), skips=DECODERS[name],
+                               latent_dim=int(model_config.latent_dim), norm=model_config.norm)
+    decoder = ConditionalDecoder(features=tuple(model_config.features),
+                                 skips=VAE_DECODERS[network],
                                  condition=model_config.condition, norm=model_config.norm)
     return encoder, decoder

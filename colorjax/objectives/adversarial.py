@@ -22,8 +22,10 @@ from jax import lax
 
 from colorjax import checks, models, registry
 from colorjax.color import model_outputs_to_rgb
-from colorjax.models.discriminators import build_discriminator, min_input_size
-from colorjax.models.generators import build_generator
+from colorjax.models.blocks import NORMS
+from colorjax.models.discriminators import DISCRIMINATORS, build_discriminator, min_input_size
+from colorjax.models.generators import GENERATORS, build_generator
+from colorjax.models.pretrained import load_params, vgg16_features
 from colorjax.objectives.base import (OPTIMIZERS, SCHEDULES, Objective, apply_gradients,
                                       apply_in_precision, compute_dtype, init_ema,
                                       init_opt_state, is_finite, optimizer_for, optimizer_step,
@@ -99,8 +101,6 @@ def gradient_penalty(critic_fn, l, ab_real, ab_fake, rng) -> jax.Array:
 def perceptual_loss(vgg_params, layer_weights, l, ab_pred, ab_true) -> jax.Array:
     """Sum_k w_k * mean|phi_k(pred) - phi_k(true)| over the 5 VGG16 taps of the LPIPS
     backbone, on the Lab -> sRGB composites (DeOldify's FeatureLoss: L1 on features)."""
-    from colorjax.models.pretrained import vgg16_features
-
     pred = vgg16_features(vgg_params, model_outputs_to_rgb(l, ab_pred))
     true = vgg16_features(vgg_params, model_outputs_to_rgb(l, lax.stop_gradient(ab_true)))
     total = jnp.zeros((), jnp.float32)
@@ -132,10 +132,6 @@ def _generator_name(config) -> str:
 
 def validate(config) -> None:
     """ConfigError naming the first wrong field this family reads (no compilation)."""
-    from colorjax.models.blocks import NORMS
-    from colorjax.models.discriminators import DISCRIMINATORS
-    from colorjax.models.generators import GENERATORS
-
     checks.choice(config, "model.name", registry.names("adversarial"))
     checks.choice(config, "model.generator", GENERATORS, default=_generator_name(config))
     checks.choice(config, "model.norm", NORMS)
@@ -210,7 +206,6 @@ class AdversarialObjective(Objective):
         """The frozen VGG16 of the perceptual loss: a constant of the jitted step, never in
         the state (not trained, not checkpointed). Loaded when a train step is first traced,
         so exports and inference never read it."""
-        from colorjax.models.pretrained import load_params
         return load_params("vgg")  # cached per process by lpips
 
     # -- state ------------------------------------------------------------------------

@@ -30,7 +30,7 @@ class Objective:
       alone.
 
     They are not stubbed here, so that an object missing one still fails `hasattr`
-    (`export._check_objective`) instead of returning None.
+    (`artifact._check_objective`) instead of returning None.
     """
 
     # What image_size must be a multiple of (how often the network halves the image).

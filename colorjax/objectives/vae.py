@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from colorjax import checks, models, registry
-from colorjax.models.vae import build_vae
+from colorjax.models.blocks import NORMS
+from colorjax.models.vae import CONDITIONS, build_vae
 from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
                                       apply_in_precision, compute_dtype, init_ema,
                                       optimizer_for, pixel_loss)
@@ -59,9 +60,6 @@ def kl_weight(step, beta: float, warmup_steps: int) -> jax.Array:
 
 def validate(config) -> None:
     """ConfigError naming the first wrong field this family reads (builds nothing)."""
-    from colorjax.models.blocks import NORMS
-    from colorjax.models.vae import CONDITIONS
-
     checks.choice(config, "model.name", registry.names("vae"))
     checks.choice(config, "loss", LOSSES)
     checks.choice(config, "model.norm", NORMS)
