@@ -25,7 +25,7 @@ def backbone_config(**model):
     ("backbone_width", 0, r"\[1, ∞\)"),
 ])
 def test_bad_backbone_fields_are_named(field, value, allowed):
-    with pytest.raises(ValueError, match=rf"config.model.{field}={value!r} is not allowed; "
+    with pytest.raises(ValueError, match=rf"config.model.{field}: {value!r} is not allowed; "
                                          rf"allowed: {allowed}"):
         make_objective(backbone_config(**{field: value}))
 
