@@ -32,6 +32,7 @@ class ModelSpec:
 MODELS = types.MappingProxyType({
     "resnet": ModelSpec("regression", "resnet"),
     "unet": ModelSpec("regression", "unet"),
+    "fusion": ModelSpec("regression", "fusion"),
     "gan": ModelSpec("adversarial", "encoder_decoder"),
     "unetgan": ModelSpec("adversarial", "unet"),
     "pix2pix_resnet": ModelSpec("adversarial", "resnet_unet"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from colorjax import registry
+from colorjax.models.fusion import FusionColorizer
 from colorjax.models.resnet import ResNetColorizer
 from colorjax.models.unet import UNet
 
@@ -16,6 +17,10 @@ def build_regression_model(model_config):
                          f"allowed: {list(registry.names('regression'))}")
     if spec.network == "resnet":
         return ResNetColorizer(width=model_config.width, norm=model_config.norm)
+    if spec.network == "fusion":
+        return FusionColorizer(features=tuple(model_config.features), norm=model_config.norm,
+                               fusion_width=model_config.fusion_width,
+                               embed_size=model_config.embed_size)
     return UNet(features=tuple(model_config.features), norm=model_config.norm)
 
 

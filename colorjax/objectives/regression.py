@@ -10,6 +10,9 @@ from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradi
                                       apply_in_precision, compute_dtype, init_ema,
                                       optimizer_for, pixel_loss)
 
+# Variable collections of frozen pretrained weights (colorjax/models/fusion.py's classifier).
+FROZEN_COLLECTIONS = ("backbone",)
+
 
 def validate(config) -> None:
     """ConfigError naming the first wrong field this family reads (builds nothing)."""
@@ -18,10 +21,15 @@ def validate(config) -> None:
     checks.choice(config, "model.name", registry.names("regression"))
     checks.choice(config, "loss", LOSSES)
     checks.choice(config, "model.norm", NORMS)
-    if registry.spec(config.model.name).network == "resnet":
+    network = registry.spec(config.model.name).network
+    if network == "resnet":
         checks.integer(config, "model.width", low=1)
     else:
         checks.sequence(config, "model.features", "integers", low=1, min_length=1)
+    if network == "fusion":
+        checks.integer(config, "model.fusion_width", low=1)
+        # EfficientNet-Lite0 halves its input five times (stride 32).
+        checks.integer(config, "model.embed_size", low=32)
 
 
 def downsample_factor(config) -> int:
@@ -43,6 +51,10 @@ class RegressionObjective(Objective):
 
     def init(self, rng, batch, num_train_steps=None):
         variables = self.model.init(rng, batch["l"], train=False)
+        load_pretrained = getattr(self.model, "load_pretrained", None)
+        if load_pretrained is not None:  # a frozen pretrained part (fusion's classifier)
+            variables = load_pretrained(variables)
+        variables = dict(variables)
         params = variables.pop("params")
         return TrainState.create(params, dict(variables),
                                  optimizer_for(self.opt_config, num_train_steps),
@@ -50,15 +62,19 @@ class RegressionObjective(Objective):
 
     def train_step(self, state, batch, rng):
         del rng  # deterministic networks
+        # Frozen collections are read, never written back (not even through a bfloat16
+        # round trip): they come back bit for bit.
+        mutable = [c for c in state.model_state if c not in FROZEN_COLLECTIONS]
+
         def loss_fn(params):
             pred, new_model_state = apply_in_precision(
                 self.model, {"params": params, **state.model_state}, batch["l"], train=True,
-                mutable=list(state.model_state), dtype=self.dtype)
+                mutable=mutable, dtype=self.dtype)
             return pixel_loss(self.loss_kind, pred, batch["ab"]), new_model_state
 
         (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         return apply_gradients(state, grads, self.ema_decay, loss,
-                               model_state=dict(new_model_state))
+                               model_state={**state.model_state, **new_model_state})
 
     def predict_with(self, variables, gray_l, rng, sampling: bool = False):
         """Pure prediction from `inference_variables` alone (used by exports too)."""
