@@ -1,4 +1,4 @@
-"""Frozen ImageNet features of the gray input, for networks that condition on them.
+"""Pretrained ImageNet features of the gray input, for networks that condition on them.
 
 A colorizer trained from scratch on a few hundred photos learns one typical colouring and
 not which colour goes with which content (docs/results.md, diffusion). Colorizers that
@@ -6,14 +6,17 @@ work from little data read the gray image with a pretrained classifier's feature
 (Larsson, Maire and Shakhnarovich 2016, "Learning Representations for Automatic
 Colorization": VGG16 hypercolumns). The VGG16 here is the LPIPS backbone
 (`colorjax.metrics.lpips`): genuine ImageNet weights that the project already ships and
-hash-checks, so no download is needed.
+hash-checks, so no download is needed. EfficientNet-Lite0 (`colorjax.models.efficientnet`,
+Tan & Le 2019) is the small, fast alternative: taps at strides 2 … 32.
 
-The backbone is frozen: its weights live in the train state's `model_state`, never in the
-optimised `params`, and its taps pass through `stop_gradient`.
+By default the backbone is frozen: its weights live in the train state's `model_state`,
+never in the optimised `params`, and its taps pass through `stop_gradient`. The regression
+family can also fine-tune it (`backbone_taps(..., trainable=True)` keeps the gradient).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import flax.linen as nn
@@ -22,28 +25,79 @@ import jax.numpy as jnp
 
 from colorjax.color import gray_rgb
 from colorjax.models.blocks import groups_for
+from colorjax.models.efficientnet import efficientnet_features, load_efficientnet_lite0
 from colorjax.models.pretrained import load_params, vgg16_features
 
-BACKBONES = ("none", "vgg16")
+BACKBONES = ("none", "vgg16", "efficientnet_lite0")
+# Input size / tap size of each backbone's taps, finest first.
+TAP_STRIDES = {"vgg16": (1, 2, 4, 8, 16), "efficientnet_lite0": (2, 4, 8, 16, 32)}
+TAP_CHANNELS = {"vgg16": (64, 128, 256, 512, 512),
+                "efficientnet_lite0": (16, 24, 40, 112, 320)}
+
+
+def _unknown(name: str) -> ValueError:
+    return ValueError(f"config.model.backbone={name!r} has no weights; allowed: "
+                      f"{[b for b in BACKBONES if b != 'none']}")
 
 
 def load_backbone(name: str) -> dict:
-    """The frozen weights of backbone `name` (a pytree of arrays)."""
+    """The pretrained weights of backbone `name` (a pytree of arrays): VGG16's
+    `{"params"}` (with LPIPS's heads, unused here), EfficientNet-Lite0's
+    `{"params", "batch_stats"}`."""
     if name == "vgg16":
         return load_params("vgg")
-    raise ValueError(f"config.model.backbone={name!r} has no weights; allowed: "
-                     f"{[b for b in BACKBONES if b != 'none']}")
+    if name == "efficientnet_lite0":
+        return load_efficientnet_lite0()
+    raise _unknown(name)
 
 
-def backbone_taps(name: str, weights, l_norm: jax.Array) -> list[jax.Array]:
-    """The backbone's feature maps of the gray image `l_norm` (N,H,W,1), float32, no gradient.
+def backbone_taps(name: str, weights, l_norm: jax.Array,
+                  trainable: bool = False) -> list[jax.Array]:
+    """The backbone's feature maps of the gray image `l_norm` (N,H,W,1), float32, finest
+    first, at the strides `TAP_STRIDES[name]`; no gradient unless `trainable`.
 
-    VGG16: relu1_2 … relu5_3, at 1/1 … 1/16 of the input size.
+    VGG16: relu1_2 … relu5_3, at 1/1 … 1/16 of the input size. EfficientNet-Lite0: the
+    last block at 1/2 … 1/32 (sizes round up: TF "SAME" padding).
     """
-    if name != "vgg16":
-        raise ValueError(f"config.model.backbone={name!r}; allowed: {list(BACKBONES)}")
-    taps = vgg16_features(weights, gray_rgb(l_norm.astype(jnp.float32)))
-    return [jax.lax.stop_gradient(t) for t in taps]
+    rgb = gray_rgb(l_norm.astype(jnp.float32))
+    if name == "vgg16":
+        taps = vgg16_features(weights, rgb)
+    elif name == "efficientnet_lite0":
+        taps = efficientnet_features(weights, rgb)[0]
+    else:
+        raise _unknown(name)
+    taps = [t.astype(jnp.float32) for t in taps]
+    return taps if trainable else [jax.lax.stop_gradient(t) for t in taps]
+
+
+def nearest_tap(taps: Sequence[jax.Array], height: int) -> jax.Array:
+    """The tap whose height is nearest to `height` (in octaves): an exact one if any, else
+    the finest or the coarsest (`TapProjection` resizes it)."""
+    return min(taps, key=lambda t: abs(math.log2(t.shape[1] / height)))
+
+
+def check_taps(module, taps) -> None:
+    """Taps are given exactly when the network was built for them."""
+    if (taps is not None) != (module.backbone_width > 0):
+        raise ValueError(f"{type(module).__name__}: pass backbone taps (`taps`) exactly when "
+                         f"backbone_width > 0 (it is {module.backbone_width})")
+
+
+class TapProjection(nn.Module):
+    """One tap (cast to `dtype`) normalised (GroupNorm) and projected by a 1x1 conv to
+    `width` channels, then resized (bilinearly) to height x width."""
+
+    width: int = 64
+    groups: int = 32
+
+    @nn.compact
+    def __call__(self, tap: jax.Array, height: int, width: int, dtype) -> jax.Array:
+        tap = tap.astype(dtype)
+        tap = nn.GroupNorm(num_groups=groups_for(tap.shape[-1], self.groups))(tap)
+        tap = nn.Conv(self.width, (1, 1))(tap)
+        if tap.shape[1:3] != (height, width):
+            tap = jax.image.resize(tap, (tap.shape[0], height, width, self.width), "bilinear")
+        return tap
 
 
 class Hypercolumn(nn.Module):
