@@ -3,12 +3,19 @@
 As in the original student projects (and the common "ResNet-18 features + upsampling"
 colorizer), only the first two stages are kept: they see enough context for local colour
 while keeping 1/8 of the input resolution, which the transposed convolutions restore.
+
+With a pretrained backbone (`backbone_width` > 0) its taps enter as a hypercolumn (Larsson
+et al. 2016; Hariharan et al. 2015): every tap projected (GroupNorm, 1x1 conv) and resized
+to the network's working resolution, 1/8, summed, and concatenated to the encoder's output
+before the upsampling head.
 """
 
 from __future__ import annotations
 
 import flax.linen as nn
+import jax.numpy as jnp
 
+from colorjax.models.backbone import TapProjection, check_taps
 from colorjax.models.blocks import Conv, ConvNormAct, Norm, OutputHead, UpNormAct
 
 
@@ -37,10 +44,12 @@ class ResNetColorizer(nn.Module):
     width: int = 64
     norm: str = "batch"
     out_act: str = "tanh"
+    backbone_width: int = 0  # > 0: `taps` (colorjax.models.backbone) are required
     downsample_factor = 8
 
     @nn.compact
-    def __call__(self, l, train: bool = False):
+    def __call__(self, l, train: bool = False, taps=None):
+        check_taps(self, taps)
         w = self.width
         # Stem of ResNet-18: 7x7/2 conv + 3x3/2 max-pool.
         x = ConvNormAct(w, 7, 2, self.norm, "relu")(l, train)
@@ -48,6 +57,11 @@ class ResNetColorizer(nn.Module):
         for strides, feats in ((1, w), (2, 2 * w)):  # stages 1 and 2, two blocks each
             x = BasicBlock(feats, strides, self.norm)(x, train)
             x = BasicBlock(feats, 1, self.norm)(x, train)
+        if taps is not None:
+            n, h, wd, _ = x.shape
+            column = sum(TapProjection(self.backbone_width, name=f"tap{i}")(t, h, wd, x.dtype)
+                         for i, t in enumerate(taps))
+            x = jnp.concatenate([x, column], -1)
         for feats in (2 * w, w, w // 2):  # three x2 upsamplings: 1/8 -> full size
             x = UpNormAct(feats, self.norm, "relu")(x, train)
         return OutputHead(2, self.out_act)(x)
