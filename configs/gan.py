@@ -10,11 +10,22 @@ import ml_collections
 from configs import default
 
 
+def add_backbone_fields(c: ml_collections.ConfigDict) -> None:
+    """`config.model.backbone*` of the GAN generators and VAE decoders (always frozen)."""
+    # none | vgg16 (the LPIPS VGG16) | efficientnet_lite0: a frozen pretrained ImageNet network
+    # reads the gray image; its feature maps feed G's decoder skips (the encoder-decoder's
+    # bottleneck) or the VAE decoder. E.g. on a CPU:
+    #   --config.model.backbone=efficientnet_lite0 --config.model.backbone_width=32
+    c.model.backbone = "none"
+    c.model.backbone_width = 64  # channels each backbone tap is projected to
+
+
 def add_adversarial_fields(c: ml_collections.ConfigDict, variant: str) -> None:
     """config.adversarial, config.disc_optimizer, pix2pix optimizers; CPU-sized widths."""
     c.model.generator = "unet"  # encoder_decoder | unet | resnet_unet | residual_unet
     c.model.features = (32, 64, 128, 256)  # generator widths per level
     c.model.norm = "batch"  # generator: batch | group | instance | none
+    add_backbone_fields(c)
     c.adversarial = ml_collections.ConfigDict(dict(
         loss="bce",  # bce | wgan_gp
         adv_weight=1.0,  # weight of G's adversarial term

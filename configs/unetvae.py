@@ -1,11 +1,25 @@
 """Conditional VAE with a UNet decoder: the skips carry the structure of L, the latent z
-(bottleneck + FiLM on every decoder level) only the colour choice. Loss = MSE + beta * KL."""
+(bottleneck + FiLM on every decoder level) only the colour choice. Loss = MSE + beta * KL.
+
+Variants: `:cpu` (CPU widths) and `:cpu_backbone`, the same with the frozen pretrained
+EfficientNet-Lite0 feeding the decoder (`config.model.backbone`; on any variant:
+`--config.model.backbone=efficientnet_lite0 --config.model.backbone_width=32`).
+"""
 
 from configs import basicvae, default
 
+VARIANTS = ("", "cpu", "cpu_backbone")
+
 
 def get_config(variant: str = ""):
-    c = default.get_config(variant)
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown config variant {variant!r}; allowed: '' (GPU-sized), "
+                         "'cpu', 'cpu_backbone' (cpu with the frozen EfficientNet-Lite0)")
+    base = "cpu" if variant == "cpu_backbone" else variant
+    c = default.get_config(base)
     c.model.name = "unetvae"
-    basicvae.add_vae_fields(c, variant)
+    basicvae.add_vae_fields(c, base)
+    if variant == "cpu_backbone":
+        c.model.backbone = "efficientnet_lite0"
+        c.model.backbone_width = 32
     return c

@@ -10,6 +10,12 @@
 z enters the decoder at the bottleneck (added to every position); with `condition="film"`
 it also scales and shifts every decoder level (FiLM, Perez et al. 2018), which makes z hard
 to ignore once the skips already explain the structure.
+
+With a pretrained backbone (`backbone_width` > 0 and the decoder's `taps=` argument, the
+frozen backbone's feature maps of L), the decoder also reads ImageNet features of the gray
+image: `unetvae` concatenates beside each skip the tap nearest its stride and at the
+bottleneck the deepest tap (as `UNet` does); `basicvae`, without skips, the deepest tap at
+its bottleneck only. The encoder never sees them. Without taps the parameters are unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from colorjax import registry
+from colorjax.models.backbone import check_taps
 from colorjax.models.blocks import ConvNormAct, OutputHead, UpNormAct
+from colorjax.models.generators import tap_at
 from colorjax.models.unet import DoubleConv
 
 CONDITIONS = ("bottleneck", "film")
@@ -71,29 +79,36 @@ class ConditionalDecoder(nn.Module):
     condition: str = "film"
     norm: str = "batch"
     act: str = "leaky_relu"
+    backbone_width: int = 0  # > 0: `taps` (backbone feature maps of L) are required
 
     @property
     def downsample_factor(self) -> int:
         return 2 ** (len(self.features) - 1)
 
     @nn.compact
-    def __call__(self, l, z, train: bool = False):
+    def __call__(self, l, z, train: bool = False, taps=None):
         if self.condition not in CONDITIONS:
             raise ValueError(f"config.model.condition={self.condition!r}; allowed: {CONDITIONS}")
+        check_taps(self, taps)
         x, skips = l, []
         for feats in self.features[:-1]:
             x = DoubleConv(feats, self.norm, self.act)(x, train)
             skips.append(x)
             x = ConvNormAct(feats, 4, 2, self.norm, self.act)(x, train)
+        last = len(self.features) - 1
+        if taps is not None:  # the deepest backbone tap beside the bottleneck's L features
+            x = jnp.concatenate([x] + tap_at(self.backbone_width, taps, x, last, taps[-1]), -1)
         # z added at every bottleneck position, then mixed with L's features by the convs.
         # Zero-initialised like FiLM: at init the decoder is exactly the L -> ab network, and
         # the (mostly pure-noise) z dimensions do not drown L's features while it learns.
         x = x + nn.Dense(x.shape[-1], kernel_init=nn.initializers.zeros)(z)[:, None, None, :]
         x = DoubleConv(self.features[-1], self.norm, self.act)(x, train)
-        for feats, skip in zip(reversed(self.features[:-1]), reversed(skips)):
+        for level, feats, skip in zip(reversed(range(last)), reversed(self.features[:-1]),
+                                      reversed(skips)):
             x = UpNormAct(feats, self.norm, self.act)(x, train)
             if self.skips:
-                x = jnp.concatenate([x, skip], -1)
+                x = jnp.concatenate([x, skip] + tap_at(self.backbone_width, taps, skip, level),
+                                    -1)
             x = DoubleConv(feats, self.norm, self.act)(x, train)
             if self.condition == "film":
                 x = FiLM()(x, z)
@@ -112,7 +127,11 @@ def build_vae(model_config) -> tuple[PosteriorEncoder, ConditionalDecoder]:
                          f"{list(registry.names('vae'))}")
     encoder = PosteriorEncoder(features=tuple(model_config.encoder_features),
                                latent_dim=int(model_config.latent_dim), norm=model_config.norm)
+    # Width of the pretrained backbone's projected taps (colorjax.models.backbone); 0: none.
+    backbone_width = (0 if model_config.get("backbone", "none") == "none"
+                      else int(model_config.get("backbone_width", 64)))
     decoder = ConditionalDecoder(features=tuple(model_config.features),
                                  skips=VAE_DECODERS[network],
-                                 condition=model_config.condition, norm=model_config.norm)
+                                 condition=model_config.condition, norm=model_config.norm,
+                                 backbone_width=backbone_width)
     return encoder, decoder

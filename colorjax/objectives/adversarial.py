@@ -8,6 +8,13 @@ with its own optax optimizer, trained in one jitted step:
 
 G's update sees the freshly updated D, as in pix2pix. The phase is a function of the
 checkpointed `state.step`, so a resumed run continues in the right phase.
+
+`config.model.backbone` (vgg16 | efficientnet_lite0): a frozen pretrained ImageNet network
+reads L and its feature maps feed G (`colorjax.models.generators`: the UNet-shaped
+generators' decoder skips, the encoder-decoder's bottleneck). Its weights are G's
+collection `model_state["backbone"]`, read but never written by the step (not mutable, not
+optimised, not in the EMA); its taps are computed once per step, outside G's VJP, and from
+the variables in `predict_with`, so exports carry it. D never sees it.
 """
 
 from __future__ import annotations
@@ -17,19 +24,24 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
-import optax
 from jax import lax
 
 from colorjax import checks, models, registry
-from colorjax.color import model_outputs_to_rgb
+from colorjax.models.backbone import backbone_taps, load_backbone
 from colorjax.models.blocks import NORMS
 from colorjax.models.discriminators import DISCRIMINATORS, build_discriminator, min_input_size
 from colorjax.models.generators import GENERATORS, build_generator
-from colorjax.models.pretrained import load_params, vgg16_features
+from colorjax.models.pretrained import load_params
+from colorjax.objectives.adversarial_losses import (_deinterleave, _interleave,
+                                                    bce_discriminator_loss, bce_generator_loss,
+                                                    critic_values, gradient_penalty,
+                                                    perceptual_loss)
 from colorjax.objectives.base import (OPTIMIZERS, SCHEDULES, Objective, apply_gradients,
                                       apply_in_precision, compute_dtype, init_ema,
                                       init_opt_state, is_finite, optimizer_for, optimizer_step,
                                       require_optimizer)
+from colorjax.objectives.frozen_backbone import (backbone_width, check_backbone, init_taps,
+                                                 split_frozen)
 
 ADV_LOSSES = ("bce", "wgan_gp")
 # The generator used when `config.model.generator` is not set is the model name's
@@ -56,71 +68,6 @@ class GANState:
     disc_tx: Any = flax.struct.field(pytree_node=False, default=None)
 
 
-# --- losses --------------------------------------------------------------------------
-
-
-def bce_discriminator_loss(real_logits, fake_logits) -> jax.Array:
-    """Real -> 1, fake -> 0, halved as in pix2pix to slow D down (Isola et al. 2017, 3.3)."""
-    real = optax.sigmoid_binary_cross_entropy(real_logits, jnp.ones_like(real_logits))
-    fake = optax.sigmoid_binary_cross_entropy(fake_logits, jnp.zeros_like(fake_logits))
-    return 0.5 * (jnp.mean(real) + jnp.mean(fake))
-
-
-def bce_generator_loss(fake_logits) -> jax.Array:
-    """Non-saturating generator loss: fakes should be classified real."""
-    return jnp.mean(optax.sigmoid_binary_cross_entropy(fake_logits, jnp.ones_like(fake_logits)))
-
-
-def critic_values(out) -> jax.Array:
-    """One critic value per image: the mean over patches (N, ...) -> (N,)."""
-    return jnp.mean(out.reshape(out.shape[0], -1), axis=1)
-
-
-def safe_norm(x, axis=-1) -> jax.Array:
-    """Euclidean norm whose gradient at 0 is 0 rather than NaN (sqrt'(0) is infinite)."""
-    sq = jnp.sum(jnp.square(x), axis=axis)
-    positive = sq > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
-
-
-def gradient_penalty(critic_fn, l, ab_real, ab_fake, rng) -> jax.Array:
-    """WGAN-GP penalty E[(||grad_ab D(L, ab_hat)||_2 - 1)^2] (Gulrajani et al. 2017, eq. 3).
-
-    ab_hat = eps * real + (1 - eps) * fake with eps ~ U[0, 1] per image. L is the condition
-    shared by real and fake, so only ab is interpolated and differentiated. `critic_fn(l, ab)`
-    returns (N,) and must not couple samples (no BatchNorm): then the gradient of the sum
-    is each image's own gradient.
-    """
-    n = ab_real.shape[0]
-    eps = jax.random.uniform(rng, (n,) + (1,) * (ab_real.ndim - 1), ab_real.dtype)
-    ab_hat = eps * ab_real + (1.0 - eps) * ab_fake
-    grads = jax.grad(lambda ab: jnp.sum(critic_fn(l, ab)))(ab_hat)
-    return jnp.mean(jnp.square(safe_norm(grads.reshape(n, -1)) - 1.0))
-
-
-def perceptual_loss(vgg_params, layer_weights, l, ab_pred, ab_true) -> jax.Array:
-    """Sum_k w_k * mean|phi_k(pred) - phi_k(true)| over the 5 VGG16 taps of the LPIPS
-    backbone, on the Lab -> sRGB composites (DeOldify's FeatureLoss: L1 on features)."""
-    pred = vgg16_features(vgg_params, model_outputs_to_rgb(l, ab_pred))
-    true = vgg16_features(vgg_params, model_outputs_to_rgb(l, lax.stop_gradient(ab_true)))
-    total = jnp.zeros((), jnp.float32)
-    for w, fp, ft in zip(layer_weights, pred, true):
-        if w:
-            total = total + w * jnp.mean(jnp.abs(fp - lax.stop_gradient(ft)))
-    return total
-
-
-def _interleave(a, b):
-    """Rows a0, b0, a1, b1, ...: each device's shard of the result holds its own rows of
-    a and b, so judging real and fake in one call needs no cross-device shuffle."""
-    return jnp.stack([a, b], axis=1).reshape((2 * a.shape[0],) + a.shape[1:])
-
-
-def _deinterleave(x):
-    x = x.reshape((x.shape[0] // 2, 2) + x.shape[1:])
-    return x[:, 0], x[:, 1]
-
-
 # --- config checks -------------------------------------------------------------------
 
 
@@ -136,6 +83,7 @@ def validate(config) -> None:
     checks.choice(config, "model.generator", GENERATORS, default=_generator_name(config))
     checks.choice(config, "model.norm", NORMS)
     checks.sequence(config, "model.features", "integers", low=1, min_length=1)
+    check_backbone(config)
     checks.get(config, "adversarial")
     checks.get(config, "disc_optimizer")
     loss = checks.choice(config, "adversarial.loss", ADV_LOSSES)
@@ -166,7 +114,8 @@ def validate(config) -> None:
 
 
 def _build_generator(config):
-    return build_generator(_generator_name(config), config.model.features, config.model.norm)
+    return build_generator(_generator_name(config), config.model.features, config.model.norm,
+                           backbone_width(config))
 
 
 def downsample_factor(config) -> int:
@@ -200,6 +149,7 @@ class AdversarialObjective(Objective):
         self.gen_opt_config, self.disc_opt_config = config.optimizer, config.disc_optimizer
         self.disc_batchnorm = adv.disc_norm == "batch"
         self.use_perceptual = self.perceptual_weight > 0 and any(self.layer_weights)
+        self.backbone = checks.get(config, "model.backbone", default="none")
 
     @property
     def vgg_params(self):
@@ -212,7 +162,14 @@ class AdversarialObjective(Objective):
 
     def init(self, rng, batch, num_train_steps=None):
         g_rng, d_rng = jax.random.split(rng)
-        g_vars = dict(self.generator.init(g_rng, batch["l"], train=False))
+        if self.backbone == "none":
+            g_vars = dict(self.generator.init(g_rng, batch["l"], train=False))
+        else:
+            weights = load_backbone(self.backbone)
+            g_vars = dict(self.generator.init(g_rng, batch["l"], train=False,
+                                              taps=init_taps(self.backbone, weights,
+                                                             batch["l"])))
+            g_vars["backbone"] = weights  # G's collection: state, never params
         d_vars = dict(self.discriminator.init(d_rng, batch["l"], batch["ab"], train=False))
         params, disc_params = g_vars.pop("params"), d_vars.pop("params")
         tx = optimizer_for(self.gen_opt_config, num_train_steps)
@@ -227,10 +184,22 @@ class AdversarialObjective(Objective):
 
     # -- networks ---------------------------------------------------------------------
 
-    def _generate(self, params, model_state, l):
-        """G in train mode: (ab, new BatchNorm statistics)."""
-        return apply_in_precision(self.generator, {"params": params, **model_state}, l,
-                                  train=True, mutable=list(model_state), dtype=self.dtype)
+    def _taps(self, model_state, l):
+        """The frozen backbone's taps of L (None without one), from G's collections."""
+        if self.backbone == "none":
+            return None
+        return backbone_taps(self.backbone, model_state["backbone"], l)
+
+    def _taps_kwargs(self, taps):
+        return {} if taps is None else {"taps": taps}
+
+    def _generate(self, params, model_state, l, taps=None):
+        """G in train mode: (ab, new BatchNorm statistics). The frozen backbone is not passed
+        to G (it reads the precomputed `taps`), so it is neither cast nor written back."""
+        own = split_frozen(model_state)[0]
+        return apply_in_precision(self.generator, {"params": params, **own}, l, train=True,
+                                  mutable=list(own), dtype=self.dtype,
+                                  **self._taps_kwargs(taps))
 
     def _discriminate(self, disc_params, disc_state, l, ab):
         """D in train mode (batch statistics): (outputs, new BatchNorm statistics)."""
@@ -333,10 +302,13 @@ class AdversarialObjective(Objective):
 
     def _forward(self, state, l):
         """G's output, its VJP and its new BatchNorm statistics: one forward for both
-        D's update (as a constant) and G's (through the VJP)."""
+        D's update (as a constant) and G's (through the VJP). The frozen backbone runs once,
+        outside the VJP, and comes back in the statistics unchanged (bit for bit)."""
+        taps = self._taps(state.model_state, l)
         fake, vjp_fn, model_state = jax.vjp(
-            lambda p: self._generate(p, state.model_state, l), state.params, has_aux=True)
-        return fake, vjp_fn, dict(model_state)
+            lambda p: self._generate(p, state.model_state, l, taps), state.params,
+            has_aux=True)
+        return fake, vjp_fn, {**state.model_state, **dict(model_state)}
 
     def _gen_update(self, state, batch, fake, vjp_fn, model_state, gan_on):
         (loss, metrics), d_fake = jax.value_and_grad(
@@ -378,12 +350,14 @@ class AdversarialObjective(Objective):
 
     # -- prediction: the generator alone ----------------------------------------------
     # `inference_variables` is the base's: G's fields carry TrainState's names, so it keeps
-    # G's (EMA) params and BN statistics, no discriminator and no optimizer states.
+    # G's (EMA) params and BN statistics (and its frozen backbone), no discriminator and no
+    # optimizer states.
 
     def predict_with(self, variables, gray_l, rng, sampling: bool = False):
         del rng, sampling  # deterministic generator
-        return apply_in_precision(self.generator, variables, gray_l, train=False,
-                                  dtype=self.dtype)
+        own, _ = split_frozen(dict(variables))
+        return apply_in_precision(self.generator, own, gray_l, train=False, dtype=self.dtype,
+                                  **self._taps_kwargs(self._taps(variables, gray_l)))
 
 
 OBJECTIVE = AdversarialObjective

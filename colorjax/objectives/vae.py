@@ -17,6 +17,14 @@ encoder would then fill z with detail the prior cannot reproduce at test time.)
 Prediction needs only the decoder: z is drawn from the prior N(0, I) (`sample_mode="prior"`,
 a different colouring per rng) or set to its mode z = 0 (`"zero"`, deterministic: the
 single most likely colouring, used by default for evaluation tables).
+
+`config.model.backbone` (vgg16 | efficientnet_lite0): a frozen pretrained ImageNet network
+reads L and its feature maps feed the decoder (`colorjax.models.vae`); the encoder does not
+see them. Its weights are the decoder's collection `model_state["decoder"]["backbone"]`,
+beside the decoder's BatchNorm statistics, so `inference_variables` (the decoder's
+collections) carries it and exports are self-contained. The step reads it, never writes it;
+its taps are computed once per step outside the gradient, and from the variables in
+`decode`.
 """
 
 from __future__ import annotations
@@ -26,10 +34,12 @@ import jax.numpy as jnp
 
 from colorjax import checks, models, registry
 from colorjax.models.blocks import NORMS
+from colorjax.models.backbone import backbone_taps, load_backbone
 from colorjax.models.vae import CONDITIONS, build_vae
 from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
                                       apply_in_precision, compute_dtype, init_ema,
                                       optimizer_for, pixel_loss)
+from colorjax.objectives.frozen_backbone import check_backbone, init_taps, split_frozen
 
 SAMPLE_MODES = ("prior", "zero")
 
@@ -67,6 +77,7 @@ def validate(config) -> None:
     checks.integer(config, "model.latent_dim", low=1)
     checks.sequence(config, "model.features", "integers", low=1, min_length=1)
     checks.sequence(config, "model.encoder_features", "integers", low=1, min_length=1)
+    check_backbone(config)
     checks.choice(config, "vae.sample_mode", SAMPLE_MODES)
     checks.number(config, "vae.beta", low=0)
     checks.integer(config, "vae.kl_warmup_steps", low=0, note="(0 = no warm-up)")
@@ -97,13 +108,20 @@ class VAEObjective(Objective):
         self.kl_warmup_steps = int(config.vae.kl_warmup_steps)
         self.sample_mode = config.vae.sample_mode
         self.dtype = compute_dtype(config)  # networks compute in it; KL, loss stay float32
+        self.backbone = checks.get(config, "model.backbone", default="none")
 
     def init(self, rng, batch, num_train_steps=None):
         enc_rng, dec_rng = jax.random.split(rng)
         l, ab = batch["l"], batch["ab"]
         enc = self.encoder.init(enc_rng, l, ab, train=False)
         z = jnp.zeros((l.shape[0], self.latent_dim), l.dtype)
-        dec = self.decoder.init(dec_rng, l, z, train=False)
+        if self.backbone == "none":
+            dec = self.decoder.init(dec_rng, l, z, train=False)
+        else:
+            weights = load_backbone(self.backbone)
+            dec = dict(self.decoder.init(dec_rng, l, z, train=False,
+                                         taps=init_taps(self.backbone, weights, l)))
+            dec["backbone"] = weights  # the decoder's collection: exported with it
         params = {"encoder": enc.pop("params"), "decoder": dec.pop("params")}
         return TrainState.create(params, {"encoder": dict(enc), "decoder": dict(dec)},
                                  optimizer_for(self.opt_config, num_train_steps),
@@ -113,6 +131,10 @@ class VAEObjective(Objective):
         l, ab = batch["l"], batch["ab"]
         ms = state.model_state
         beta = kl_weight(state.step, self.beta, self.kl_warmup_steps)
+        # The frozen backbone runs once, outside the gradient, and is not passed to (so not
+        # cast or written back by) the decoder: it comes back bit for bit.
+        dec_own = split_frozen(ms["decoder"])[0]
+        taps = self._taps(ms["decoder"], l)
 
         def loss_fn(params):
             (mu, logvar), enc_state = apply_in_precision(
@@ -120,13 +142,14 @@ class VAEObjective(Objective):
                 train=True, mutable=list(ms["encoder"]), dtype=self.dtype)
             z = reparameterize(rng, mu, logvar)
             pred, dec_state = apply_in_precision(
-                self.decoder, {"params": params["decoder"], **ms["decoder"]}, l, z,
-                train=True, mutable=list(ms["decoder"]), dtype=self.dtype)
+                self.decoder, {"params": params["decoder"], **dec_own}, l, z,
+                train=True, mutable=list(dec_own), dtype=self.dtype, **self._taps_kwargs(taps))
             recon = pixel_loss(self.loss_kind, pred, ab)
             kl = jnp.mean(kl_divergence(mu, logvar))
             aux = {"recon": recon, "kl": kl, "mu_sq": jnp.mean(jnp.square(mu)),
                    "sigma_sq": jnp.mean(jnp.exp(logvar)),
-                   "model_state": {"encoder": dict(enc_state), "decoder": dict(dec_state)}}
+                   "model_state": {"encoder": dict(enc_state),
+                                   "decoder": {**ms["decoder"], **dict(dec_state)}}}
             return recon + beta * kl, aux
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -146,13 +169,25 @@ class VAEObjective(Objective):
             return jax.random.normal(rng, (n, self.latent_dim), jnp.float32)
         raise ValueError(f"sample mode {mode!r}; allowed: {list(SAMPLE_MODES)}")
 
+    def _taps(self, decoder_collections, gray_l):
+        """The frozen backbone's taps of L (None without one), from the decoder's
+        collections."""
+        if self.backbone == "none":
+            return None
+        return backbone_taps(self.backbone, decoder_collections["backbone"], gray_l)
+
+    def _taps_kwargs(self, taps):
+        return {} if taps is None else {"taps": taps}
+
     def decode(self, variables, gray_l, z) -> jax.Array:
-        """ab for given latents, from the decoder's variables only."""
-        return apply_in_precision(self.decoder, variables, gray_l, z, train=False,
-                                  dtype=self.dtype)
+        """ab for given latents, from the decoder's variables only (its backbone too)."""
+        own = split_frozen(dict(variables))[0]
+        return apply_in_precision(self.decoder, own, gray_l, z, train=False, dtype=self.dtype,
+                                  **self._taps_kwargs(self._taps(variables, gray_l)))
 
     def inference_variables(self, state):
-        """Decoder (EMA) params and BatchNorm statistics; nothing of the encoder."""
+        """Decoder (EMA) params, BatchNorm statistics and frozen backbone; nothing of the
+        encoder."""
         params = state.params["decoder"] if state.ema_params is None else state.ema_params
         return {"params": params, **state.model_state["decoder"]}
 
