@@ -1,6 +1,7 @@
 """ResNet-18-encoder regression colorizer (MSE on ab)."""
 
 from configs import default
+from configs.unet import add_backbone_fields
 
 
 def get_config(variant: str = ""):
@@ -9,6 +10,7 @@ def get_config(variant: str = ""):
     c.model.width = 64  # width of the first stage
     c.model.norm = "batch"  # batch | group | instance | none
     c.loss = "mse"  # mse | l1 | huber
+    add_backbone_fields(c)  # model.backbone: none | vgg16 | efficientnet_lite0
     if variant == "cpu":
         c.model.width = 32
     return c

@@ -1,14 +1,39 @@
-"""UNet regression colorizer (MSE on ab)."""
+"""UNet regression colorizer (MSE on ab).
+
+Variants: `:cpu` (CPU widths) and `:cpu_backbone`, the same with the pretrained
+EfficientNet-Lite0 encoder feeding the decoder (`config.model.backbone`).
+"""
 
 from configs import default
 
+VARIANTS = ("", "cpu", "cpu_backbone")
+
+
+def add_backbone_fields(c) -> None:
+    """`config.model.backbone*` of the regression networks (colorjax/models/backbone.py)."""
+    # none | vgg16 (the LPIPS VGG16) | efficientnet_lite0: a pretrained ImageNet network reads
+    # the gray image; its feature maps feed the UNet's decoder levels (the ResNet's head).
+    c.model.backbone = "none"
+    c.model.backbone_width = 64  # channels each backbone tap is projected to
+    # False: frozen (in model_state, taps outside the gradient); True: fine-tuned with its
+    # own learning rate (same schedule shape as config.optimizer's).
+    c.model.backbone_trainable = False
+    c.model.backbone_learning_rate = 1e-5
+
 
 def get_config(variant: str = ""):
-    c = default.get_config(variant)
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown config variant {variant!r}; allowed: '' (GPU-sized), "
+                         "'cpu', 'cpu_backbone' (cpu with the EfficientNet-Lite0 encoder)")
+    c = default.get_config("cpu" if variant == "cpu_backbone" else variant)
     c.model.name = "unet"
     c.model.features = (32, 64, 128, 256)  # widths per level
     c.model.norm = "batch"  # batch | group | instance | none
     c.loss = "mse"  # mse | l1 | huber
-    if variant == "cpu":
+    add_backbone_fields(c)
+    if variant in ("cpu", "cpu_backbone"):
         c.model.features = (16, 32, 64, 128)
+    if variant == "cpu_backbone":
+        c.model.backbone = "efficientnet_lite0"
+        c.model.backbone_width = 32
     return c

@@ -15,13 +15,18 @@ def build_regression_model(model_config):
     if spec.family != "regression":
         raise ValueError(f"config.model.name={model_config.name!r} is not a regression model; "
                          f"allowed: {list(registry.names('regression'))}")
+    # Width of the pretrained backbone's projected taps (colorjax.models.backbone); 0: none.
+    backbone_width = (0 if model_config.get("backbone", "none") == "none"
+                      else int(model_config.get("backbone_width", 64)))
     if spec.network == "resnet":
-        return ResNetColorizer(width=model_config.width, norm=model_config.norm)
+        return ResNetColorizer(width=model_config.width, norm=model_config.norm,
+                               backbone_width=backbone_width)
     if spec.network == "fusion":
         return FusionColorizer(features=tuple(model_config.features), norm=model_config.norm,
                                fusion_width=model_config.fusion_width,
                                embed_size=model_config.embed_size)
-    return UNet(features=tuple(model_config.features), norm=model_config.norm)
+    return UNet(features=tuple(model_config.features), norm=model_config.norm,
+                backbone_width=backbone_width)
 
 
 def downsample_factor(model) -> int:
