@@ -21,7 +21,7 @@ def backbone_config(**model):
 
 
 @pytest.mark.parametrize("field,value,allowed", [
-    ("backbone", "resnet50", r"\['none', 'vgg16'\]"),
+    ("backbone", "resnet50", r"\['efficientnet_lite0', 'none', 'vgg16'\]"),
     ("backbone_width", 0, r"\[1, ∞\)"),
 ])
 def test_bad_backbone_fields_are_named(field, value, allowed):
