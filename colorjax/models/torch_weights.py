@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from colorjax.models.safe_pickle import AllowListUnpickler
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER
 LEGACY_PROTOCOL = 1001  # torch.serialization.PROTOCOL_VERSION
@@ -76,15 +77,10 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(AllowListUnpickler):
     """Admits only the globals above; storages come as persistent ids."""
 
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(
-                f"forbidden global {module}.{name} in PyTorch weight pickle") from None
+    ALLOWED, WHAT = _ALLOWED_GLOBALS, "PyTorch weight pickle"
 
     def persistent_load(self, pid: Any) -> Any:
         # ('storage', storage_type, root_key, location, numel, view_metadata)
@@ -104,9 +100,8 @@ def _plain_load(f: io.BytesIO) -> Any:
     return _NoGlobalsUnpickler(f).load()
 
 
-class _NoGlobalsUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"forbidden global {module}.{name} in header pickle")
+class _NoGlobalsUnpickler(AllowListUnpickler):
+    ALLOWED, WHAT = {}, "header pickle"
 
 
 def _view(buf: np.ndarray, t: _TensorRef) -> np.ndarray:
