@@ -13,6 +13,9 @@ def get_config(variant: str = ""):
     c.model.embed_size = 224  # side of the gray photo fed to the classifier (its native size)
     # The seed project found Huber better than MSE for this network.
     c.loss = "huber"  # mse | l1 | huber
+    # > 0: rare (saturated) colours weigh more in the loss, 0.5 as in Zhang et al. 2016
+    # (colorjax/objectives/rebalance.py); 0 = plain per-pixel loss.
+    c.loss_rebalance = 0.0
     if variant == "cpu":
         c.model.features = (16, 32, 64, 128)
         c.model.fusion_width = 64

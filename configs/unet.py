@@ -30,6 +30,9 @@ def get_config(variant: str = ""):
     c.model.features = (32, 64, 128, 256)  # widths per level
     c.model.norm = "batch"  # batch | group | instance | none
     c.loss = "mse"  # mse | l1 | huber
+    # > 0: rare (saturated) colours weigh more in the loss, 0.5 as in Zhang et al. 2016
+    # (colorjax/objectives/rebalance.py); 0 = plain per-pixel loss.
+    c.loss_rebalance = 0.0
     add_backbone_fields(c)
     if variant in ("cpu", "cpu_backbone"):
         c.model.features = (16, 32, 64, 128)

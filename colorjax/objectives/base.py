@@ -216,16 +216,20 @@ def apply_in_precision(model, variables, *args, dtype=jnp.float32, **kwargs):
 LOSSES = ("mse", "l1", "huber")
 
 
-def pixel_loss(kind: str, pred, target, delta: float = 1.0 / 110.0 * 10.0) -> jax.Array:
-    """Mean per-pixel loss between predicted and true ab (network units).
+def pixel_loss(kind: str, pred, target, delta: float = 1.0 / 110.0 * 10.0,
+               weights=None) -> jax.Array:
+    """Mean per-pixel loss between predicted and true ab (network units), each pixel
+    weighted by `weights` (N, H, W) when given (colour rebalancing, `rebalance.py`).
 
     Huber's `delta` defaults to 10 Lab units of ab (in network units 10/AB_SCALE):
     quadratic for small colour errors, linear for large ones.
     """
     if kind == "mse":
-        return jnp.mean((pred - target) ** 2)
-    if kind == "l1":
-        return jnp.mean(jnp.abs(pred - target))
-    if kind == "huber":
-        return jnp.mean(optax.huber_loss(pred, target, delta=delta))
-    raise ValueError(f"config.loss={kind!r}; allowed: {LOSSES}")
+        err = (pred - target) ** 2
+    elif kind == "l1":
+        err = jnp.abs(pred - target)
+    elif kind == "huber":
+        err = optax.huber_loss(pred, target, delta=delta)
+    else:
+        raise ValueError(f"config.loss={kind!r}; allowed: {LOSSES}")
+    return jnp.mean(err if weights is None else err * weights[..., None])

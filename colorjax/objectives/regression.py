@@ -24,6 +24,7 @@ from colorjax.models.backbone import BACKBONES, backbone_taps, load_backbone
 from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
                                       apply_in_precision, compute_dtype, init_ema,
                                       make_optimizer, pixel_loss)
+from colorjax.objectives.rebalance import rebalancing_weights
 
 # Variable collections of frozen pretrained weights (colorjax/models/fusion.py's classifier).
 FROZEN_COLLECTIONS = ("backbone",)
@@ -35,6 +36,8 @@ def validate(config) -> None:
 
     checks.choice(config, "model.name", registry.names("regression"))
     checks.choice(config, "loss", LOSSES)
+    checks.number(config, "loss_rebalance", low=0.0, high=1.0, high_open=True, default=0.0,
+                  note="(0 = off, 0.5 = Zhang et al.'s λ = 1/2)")
     checks.choice(config, "model.norm", NORMS)
     network = registry.spec(config.model.name).network
     if network == "resnet":
@@ -97,6 +100,7 @@ class RegressionObjective(Objective):
         self.downsample_factor = models.downsample_factor(self.model)
         self.opt_config = config.optimizer
         self.loss_kind = config.loss
+        self.loss_rebalance = float(checks.get(config, "loss_rebalance", default=0.0))
         self.ema_decay = float(config.ema_decay)
         self.dtype = compute_dtype(config)
         self.backbone = checks.get(config, "model.backbone", default="none")
@@ -161,13 +165,16 @@ class RegressionObjective(Objective):
         if self.backbone != "none" and not self.backbone_trainable:
             # The frozen backbone runs once, outside the gradient.
             taps = backbone_taps(self.backbone, state.model_state["backbone"], batch["l"])
+        weights = None
+        if self.loss_rebalance > 0:
+            weights = rebalancing_weights(batch["ab"], self.loss_rebalance)
 
         def loss_fn(params):
             variables, kwargs = self._network(params, state.model_state, batch["l"], taps)
             pred, new_model_state = apply_in_precision(
                 self.model, variables, batch["l"], train=True, mutable=mutable,
                 dtype=self.dtype, **kwargs)
-            return pixel_loss(self.loss_kind, pred, batch["ab"]), new_model_state
+            return pixel_loss(self.loss_kind, pred, batch["ab"], weights=weights), new_model_state
 
         (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         return apply_gradients(state, grads, self.ema_decay, loss,
