@@ -59,6 +59,20 @@ def set_fields(config, fields: dict):
     return config
 
 
+def fit_fixed_batch(objective, state, batch, steps: int = 30):
+    """`steps` jitted train steps on one batch (rng i at step i); (state, losses). Fails
+    on the first step whose metrics say non-finite."""
+    import jax
+
+    step = jax.jit(objective.train_step)
+    losses = []
+    for i in range(steps):
+        state, metrics = step(state, batch, jax.random.key(i))
+        losses.append(float(metrics["loss"]))
+        assert bool(metrics["finite"]), f"step {i}: non-finite loss or gradients"
+    return state, losses
+
+
 def loop_config(model: str = "unet", **overrides):
     """`tiny_config` with `SMALL_LOOP`'s batch and evaluation sizes, for the whole loop."""
     return tiny_config(model, **SMALL_LOOP, **overrides)

@@ -7,7 +7,7 @@ import pytest
 
 from colorjax import parallel, train
 from colorjax.objectives import make_objective
-from conftest import STEADY_LR, photo_batch, tiny_config
+from conftest import STEADY_LR, fit_fixed_batch, photo_batch, tiny_config
 
 
 # UNet widths 8-16-32 and ResNet width 8 on 16 px crops, a constant learning rate.
@@ -20,12 +20,7 @@ def test_loss_decreases_on_a_fixed_batch(model):
     obj = make_objective(config)
     batch = photo_batch()
     state = obj.init(jax.random.key(0), batch, 100)
-    step = jax.jit(obj.train_step)
-    losses = []
-    for i in range(30):
-        state, m = step(state, batch, jax.random.key(i))
-        losses.append(float(m["loss"]))
-        assert bool(m["finite"])
+    state, losses = fit_fixed_batch(obj, state, batch)
     assert int(state.step) == 30
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3]), losses
     ab = obj.predict(state, batch["l"], jax.random.key(0))
