@@ -24,6 +24,7 @@ from colorjax.diffusion import (PREDICTIONS, SAMPLERS, SCHEDULES, make_schedule,
                                 sample, training_target)
 from colorjax.models.backbone import BACKBONES, backbone_taps, load_backbone
 from colorjax.models.diffusion_unet import DiffusionUNet
+from colorjax.objectives.frozen_backbone import backbone_width
 from colorjax.objectives.base import (Objective, TrainState, apply_gradients, apply_in_precision,
                                       compute_dtype, init_ema, optimizer_for)
 
@@ -35,13 +36,6 @@ LOSSES = ("l1", "mse")
 def _sampler_name(config) -> str:
     return (checks.get(config, "sampler.name", default="")
             or registry.spec(config.model.name).sampler or "ddim")
-
-
-def _backbone_width(config) -> int:
-    """Width of the backbone's conditioning (0 without a backbone)."""
-    if checks.get(config, "model.backbone", default="none") == "none":
-        return 0
-    return int(checks.get(config, "model.backbone_width", default=64))
 
 
 def validate(config) -> None:
@@ -78,7 +72,7 @@ def build_model(config) -> DiffusionUNet:
         features=tuple(int(f) for f in m.features),
         attention_levels=tuple(int(a) for a in m.attention_levels),
         num_res_blocks=int(m.num_res_blocks), dropout=float(m.dropout),
-        backbone_width=_backbone_width(config))
+        backbone_width=backbone_width(config))
 
 
 def downsample_factor(config) -> int:

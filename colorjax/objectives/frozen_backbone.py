@@ -1,7 +1,8 @@
-"""A frozen pretrained backbone (`config.model.backbone`, `colorjax.models.backbone`) for
-the families whose networks read its taps but never train it (adversarial, VAE): the
-config checks, init's tap shapes, and the split of a network's variables into its own
-collections and the frozen ones, which a train step reads but never writes back.
+"""A frozen pretrained backbone (`config.model.backbone`, `colorjax.models.backbone`), as
+every family holds it: the config checks of the families that never train it
+(adversarial, VAE), init's tap shapes, the projection width, and the split of a network's
+variables into its own collections and the frozen ones, which a train step reads but
+never writes back.
 """
 
 from __future__ import annotations

@@ -15,25 +15,22 @@ from __future__ import annotations
 import copy
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from colorjax import checks, models, registry
 from colorjax.models import build_regression_model
 from colorjax.models.backbone import BACKBONES, backbone_taps, load_backbone
+from colorjax.models.blocks import NORMS
 from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
                                       apply_in_precision, compute_dtype, init_ema,
                                       make_optimizer, pixel_loss)
+from colorjax.objectives.frozen_backbone import FROZEN_COLLECTIONS, init_taps, split_frozen
 from colorjax.objectives.rebalance import rebalancing_weights
 
-# Variable collections of frozen pretrained weights (colorjax/models/fusion.py's classifier).
-FROZEN_COLLECTIONS = ("backbone",)
 
 
 def validate(config) -> None:
     """ConfigError naming the first wrong field this family reads (builds nothing)."""
-    from colorjax.models.blocks import NORMS
-
     checks.choice(config, "model.name", registry.names("regression"))
     checks.choice(config, "loss", LOSSES)
     checks.number(config, "loss_rebalance", low=0.0, high=1.0, high_open=True, default=0.0,
@@ -121,10 +118,7 @@ class RegressionObjective(Objective):
         kwargs = {}
         if self.backbone != "none":
             weights = load_backbone(self.backbone)
-            # Only the taps' shapes matter to init: no backbone forward here.
-            shapes = jax.eval_shape(lambda w: backbone_taps(self.backbone, w, batch["l"]),
-                                    weights)
-            kwargs["taps"] = [jnp.zeros(t.shape, t.dtype) for t in shapes]
+            kwargs["taps"] = init_taps(self.backbone, weights, batch["l"])
         variables = self.model.init(rng, batch["l"], train=False, **kwargs)
         load_pretrained = getattr(self.model, "load_pretrained", None)
         if load_pretrained is not None:  # a frozen pretrained part (fusion's classifier)
@@ -145,7 +139,7 @@ class RegressionObjective(Objective):
         `model_state["backbone"]` (frozen). `taps` given: already computed."""
         if self.backbone == "none":
             return {"params": params, **model_state}, {}
-        rest = {k: v for k, v in model_state.items() if k != "backbone"}
+        rest = split_frozen(model_state)[0]
         if "backbone" in params:  # trainable: the gradient reaches its weights
             weights = {k: v if k == "params" else jax.lax.stop_gradient(v)
                        for k, v in params["backbone"].items()}
