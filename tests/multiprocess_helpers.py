@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 
 from colorjax import parallel, train
-from colorjax.checkpoint import TrainCheckpointer
 from colorjax.configs import load_config
 from colorjax.objectives import make_objective
-from conftest import set_fields
+from conftest import restore_checkpoint, set_fields
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LAUNCHER = REPO / "launch" / "local_cpu.sh"
@@ -112,12 +111,7 @@ def checkpoint_state(workdir, config, step: int | None = None):
     mesh = parallel.create_mesh()
     objective = make_objective(config)
     target = train.create_state(config, objective, mesh, int(config.num_train_steps))
-    ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"))
-    try:
-        step = ckpt.latest_step() if step is None else step
-        state, data_state = ckpt.restore(step, target)
-    finally:
-        ckpt.close()
+    step, state, data_state = restore_checkpoint(workdir, target, step)
     def host(v):
         if jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key):
             v = jax.random.key_data(v)
