@@ -7,6 +7,11 @@ shapes (no initialization runs, nothing is compiled).
 Each finished step directory gets `colorjax_sha256.json`, the digests of its files
 (written by process 0 once orbax has committed the step). A resume checks them and falls
 back to the newest checkpoint that verifies and restores, moving damaged ones aside.
+
+Frozen pretrained weights (`config.model.backbone`) are not saved: they are the installed
+package's, and a restore takes them from the target state (training) or loads them again
+(`restore_run`). Checkpoints written with them, by earlier versions, still restore as they
+are (the next save leaves them out).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import orbax.checkpoint as ocp
 from colorjax import integrity, parallel, run_config
 from colorjax.artifact import tree_mismatch
 from colorjax.objectives import make_objective
+from colorjax.objectives.frozen_backbone import (holds_frozen, load_frozen_like, with_frozen,
+                                                 without_frozen)
 
 DIGESTS = "colorjax_sha256.json"
 
@@ -74,19 +81,26 @@ class TrainCheckpointer:
         self.wait()
         self._unsealed.append(step)
         self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
+            state=ocp.args.StandardSave(without_frozen(state)),
             data=ocp.args.JsonSave(data_state),
             config=ocp.args.JsonSave(json.loads(config.to_json_best_effort())),
         ), force=True)
 
-    def restore(self, step: int, target_state):
-        """Restore onto `target_state`'s structure, shapes, dtypes and shardings."""
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
+    def restore(self, step: int, target_state, frozen_source=None):
+        """Restore onto `target_state`'s structure, shapes, dtypes and shardings. The
+        frozen weights, which a checkpoint does not hold, come from `frozen_source` (default
+        `target_state`, which must then hold arrays there)."""
+        from_checkpoint = saved_with_frozen(self.step_dir(step))  # an older checkpoint
+        target = target_state if from_checkpoint else without_frozen(target_state)
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract),
             data=ocp.args.JsonRestore(),
         ))
-        return restored["state"], restored["data"]
+        state = restored["state"]
+        if not from_checkpoint:
+            state = with_frozen(state, target_state if frozen_source is None else frozen_source)
+        return state, restored["data"]
 
     def saved_config(self, step: int) -> ml_collections.ConfigDict:
         """The config the run saved beside its state at `step` (e.g. for analysis scripts)."""
@@ -219,18 +233,36 @@ def abstract_train_state(objective, image_size: int, num_train_steps: int, shard
                         shapes)
 
 
-def check_matches(step_dir: str, target) -> None:
-    """CheckpointMismatchError, clearer than orbax's long one, when the state saved in
-    `step_dir` does not have `target`'s paths, shapes and dtypes (a --config that is not
-    the training config)."""
+def _saved_tree(step_dir: str):
+    """The tree metadata (paths, shapes, dtypes) of the state saved in `step_dir`; None
+    for an unexpected layout."""
     state_dir = os.path.join(step_dir, "state")
     if not os.path.isdir(state_dir):
-        return  # an unexpected layout: let the restore report it
+        return None
     # The handler reads the item's tree metadata (the Checkpointer would also look for
     # step-level metadata, which a CheckpointManager item does not have, and warn).
     saved = ocp.StandardCheckpointHandler().metadata(pathlib.Path(state_dir))
-    mismatch = tree_mismatch(saved.tree if hasattr(saved, "tree") else saved, target,
-                             "the checkpoint", "--config's model")
+    return saved.tree if hasattr(saved, "tree") else saved
+
+
+def saved_with_frozen(step_dir: str) -> bool:
+    """Whether the checkpoint in `step_dir` holds frozen backbone weights (written before
+    they were left out)."""
+    tree = _saved_tree(step_dir)
+    model_state = tree.get("model_state") if isinstance(tree, dict) else None
+    return holds_frozen(model_state)
+
+
+def check_matches(step_dir: str, target) -> None:
+    """CheckpointMismatchError, clearer than orbax's long one, when the state saved in
+    `step_dir` does not have `target`'s paths, shapes and dtypes (a --config that is not
+    the training config). Frozen weights are compared only where the checkpoint has them."""
+    saved = _saved_tree(step_dir)
+    if saved is None:
+        return  # an unexpected layout: let the restore report it
+    if not saved_with_frozen(step_dir):
+        target = without_frozen(target)
+    mismatch = tree_mismatch(saved, target, "the checkpoint", "--config's model")
     if mismatch:
         raise CheckpointMismatchError(
             f"the checkpoint {step_dir} does not match the model --config describes: "
@@ -277,7 +309,8 @@ def restore_run(workdir: str, step: int = -1, *, config=None,
         target = abstract_train_state(objective, int(config.data.image_size),
                                       max(1, int(config.num_train_steps)), sharding)
         check_matches(ckpt.step_dir(step), target)
-        state, _ = ckpt.restore(step, target)
+        frozen = load_frozen_like(target, config.model.get("backbone", "none"), sharding)
+        state, _ = ckpt.restore(step, target, frozen_source=frozen)
     finally:
         ckpt.close()
     return RestoredRun(config, objective, state, step)

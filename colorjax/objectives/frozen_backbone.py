@@ -7,11 +7,13 @@ never writes back.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import jax
 import jax.numpy as jnp
 
 from colorjax import checks
-from colorjax.models.backbone import BACKBONES, backbone_taps
+from colorjax.models.backbone import BACKBONES, backbone_taps, load_backbone
 
 # Variable collections of frozen pretrained weights: read by the step, never written.
 FROZEN_COLLECTIONS = ("backbone",)
@@ -45,3 +47,74 @@ def split_frozen(variables: dict) -> tuple[dict, dict]:
     """(the network's own collections, the frozen ones) of a variables/model_state dict."""
     own = {k: v for k, v in variables.items() if k not in FROZEN_COLLECTIONS}
     return own, {k: v for k, v in variables.items() if k in FROZEN_COLLECTIONS}
+
+
+# --- frozen weights and checkpoints --------------------------------------------------------
+# Training checkpoints leave the frozen weights out (they are the installed package's, MBs
+# that never change); a restore puts them back. Every family keeps them as a collection
+# named in FROZEN_COLLECTIONS somewhere inside `state.model_state` (the VAE: inside its
+# decoder's), never in params: a trainable backbone is params and is saved.
+
+
+def _partition(tree):
+    """(tree without the frozen collections, the frozen ones in the same nesting)."""
+    if not isinstance(tree, Mapping):
+        return tree, {}
+    own, frozen = {}, {}
+    for key, value in tree.items():
+        if key in FROZEN_COLLECTIONS:
+            frozen[key] = value
+        else:
+            own[key], inner = _partition(value)
+            if inner:
+                frozen[key] = inner
+    return own, frozen
+
+
+def _merge(own, frozen):
+    if not frozen:
+        return own
+    merged = dict(own)
+    for key, value in frozen.items():
+        merged[key] = value if key in FROZEN_COLLECTIONS else _merge(own[key], value)
+    return merged
+
+
+def holds_frozen(model_state) -> bool:
+    """Whether a model_state tree holds frozen pretrained weights."""
+    return bool(_partition(model_state)[1])
+
+
+def has_frozen(state) -> bool:
+    """Whether `state.model_state` holds frozen pretrained weights."""
+    return holds_frozen(getattr(state, "model_state", None))
+
+
+def without_frozen(state):
+    """`state` with the frozen collections removed from its model_state (what a
+    checkpoint stores)."""
+    if not has_frozen(state):
+        return state
+    return state.replace(model_state=_partition(state.model_state)[0])
+
+
+def with_frozen(stripped, source):
+    """`stripped` (from `without_frozen`) with `source`'s frozen collections put back."""
+    frozen = _partition(getattr(source, "model_state", None))[1]
+    if not frozen:
+        return stripped
+    return stripped.replace(model_state=_merge(stripped.model_state, frozen))
+
+
+def load_frozen_like(target, backbone: str, sharding):
+    """`target` (e.g. abstract shapes) with each frozen collection replaced by the
+    installed weights of `backbone`, placed on `sharding`."""
+    own, frozen = _partition(getattr(target, "model_state", None))
+    if not frozen:
+        return target
+    weights = jax.device_put(load_backbone(backbone), sharding)
+
+    def fill(tree):
+        return {k: (weights if k in FROZEN_COLLECTIONS else fill(v)) for k, v in tree.items()}
+
+    return target.replace(model_state=_merge(own, fill(frozen)))
