@@ -16,7 +16,11 @@ from colorjax import color, data, metrics, parallel
 METRICS = {
     "loss": "↓", "ssim": "↑", "psnr": "↑", "delta_e76": "↓", "ciede2000": "↓",
     "lpips": "↓", "colorfulness": "", "colorfulness_true": "",
+    "auc": "↑", "auc_rebalanced": "↑",
 }
+
+# Pooled over every pixel of the split (not a mean of per-image values): summed as counts.
+POOLED_COUNTS = "auc_counts"
 
 
 def image_metrics(l, ab_pred, ab_true, lpips_distance) -> dict:
@@ -57,6 +61,26 @@ def _masked_sums(per_image: dict, mask) -> dict:
     return sums | {"count": jnp.sum((mask > 0).astype(jnp.float32))}
 
 
+def _batch_sums(l, ab_pred, ab_true, lpips_distance, mask) -> dict:
+    """Masked per-image metric sums plus the AuC counts of the batch (ab in network range)."""
+    sums = _masked_sums(image_metrics(l, ab_pred, ab_true, lpips_distance), mask)
+    counts = metrics.accuracy_counts(ab_pred * color.AB_SCALE, ab_true * color.AB_SCALE, mask)
+    return sums | {POOLED_COUNTS: counts}
+
+
+def _means(totals: dict) -> dict:
+    """Per-image means of the summed metrics, and the AuC of the pooled counts."""
+    totals = dict(totals)
+    counts = totals.pop(POOLED_COUNTS, None)
+    count = float(totals.pop("count", 0.0))
+    if not count:
+        return {}
+    means = {k: float(v) / count for k, v in totals.items()}
+    if counts is not None:
+        means |= {k: float(v) for k, v in metrics.auc_from_counts(np.asarray(counts)).items()}
+    return means | {"num_examples": count}
+
+
 def _add_sums(totals: dict, sums: dict) -> dict:
     return jax.tree.map(jnp.add, totals, sums)
 
@@ -84,12 +108,12 @@ class Evaluator:
     def _model_batch_sums(self, state, batch, rng, lpips_params):
         ab = self.objective.predict(state, batch["l"], rng)
         dist = lpips_on_small_images(self.lpips, lpips_params)
-        return _masked_sums(image_metrics(batch["l"], ab, batch["ab"], dist), batch["mask"])
+        return _batch_sums(batch["l"], ab, batch["ab"], dist, batch["mask"])
 
     def _gray_batch_sums(self, batch, lpips_params):
         dist = lpips_on_small_images(self.lpips, lpips_params)
         gray = jnp.zeros_like(batch["ab"])
-        return _masked_sums(image_metrics(batch["l"], gray, batch["ab"], dist), batch["mask"])
+        return _batch_sums(batch["l"], gray, batch["ab"], dist, batch["mask"])
 
     def _batches(self, split):
         cfg = self.config
@@ -103,11 +127,10 @@ class Evaluator:
             batch = parallel.shard_batch(local, self.mesh)
             sums = batch_sums(batch, jax.random.fold_in(self.rng, i))
             totals = sums if totals is None else self._add(totals, sums)
-        totals = {k: float(v) for k, v in jax.device_get(totals or {}).items()}
-        count = totals.pop("count", 0.0)
-        if not count:
+        means = _means(jax.device_get(totals or {}))
+        if not means:
             raise ValueError(f"config.eval.split={split!r} has no examples to evaluate")
-        return {k: v / count for k, v in totals.items()} | {"num_examples": count}
+        return means
 
     def evaluate(self, state, split: str | None = None) -> dict:
         """Mean metrics of the model's predictions over the split."""
