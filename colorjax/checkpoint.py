@@ -124,8 +124,12 @@ class TrainCheckpointer:
                 os.replace(tmp, os.path.join(step_dir, DIGESTS))
 
     def close(self) -> None:
+        """Wait for pending saves and release the manager; a second call does nothing."""
+        if self._manager is None:
+            return
         self.wait()
         self._manager.close()
+        self._manager = None
 
     # --- integrity ---------------------------------------------------------------------
 

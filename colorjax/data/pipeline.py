@@ -303,7 +303,7 @@ def create_eval_iterator(data_config, *, split: str, global_batch_size: int,
     """
     cfg = check_fields(data_config)
     b, pi, pc = _batch_per_process(global_batch_size)
-    source = open_split(cfg, split, True, "split")
+    source = open_split(cfg, split, True, "config.eval.split")
     n = len(source) if num_examples is None else min(int(num_examples), len(source))
     if n < 1:
         raise ValueError(f"split={split!r} of the eval data has no images (num_examples={num_examples}).")

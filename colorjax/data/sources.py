@@ -13,6 +13,7 @@ from pathlib import Path
 import jax
 
 from colorjax import parallel
+from colorjax.checks import ConfigError
 from colorjax.data import builders, demo, folder
 from colorjax.data.config import check_fields, parse_mixture
 
@@ -190,17 +191,20 @@ def _resolve(cfg, folder_value: str, name: str, folder_field: str, name_field: s
 
 
 def _check_split(res: Resolved, split: str, field: str) -> None:
+    """ConfigError (a ValueError, reported by the CLI in one line) when `res` lacks `split`."""
     base = re.sub(r"\[.*\]$", "", split)  # TFDS slicing such as 'train[:90%]' is allowed
     if res.splits and base not in res.splits:
         if res.field == "mixture":
-            raise ValueError(
-                f"config.data.mixture: the source {res.label} has no split {base!r} "
-                f"({field}={split!r}); its splits: {', '.join(res.splits)}."
-            )
-        raise ValueError(
-            f"{field}={split!r}: {res.label} has splits {', '.join(res.splits)} "
-            f"(named by config.data.{res.field})."
-        )
+            raise ConfigError(
+                "config.data.mixture", f"the source {res.label} has no split {base!r} "
+                f"({field}={split!r}); its splits: {', '.join(res.splits)}.")
+        hint = ""
+        if res.splits == ("train",) and res.label.startswith("folder"):
+            hint = (" (a folder without split subfolders holds back config.data.val_fraction "
+                    "of its photos as 'validation'; this one had too few, or the fraction is "
+                    "0: add a validation/ subfolder, or evaluate on 'train')")
+        raise ConfigError(field, f"{split!r} is not a split of {res.label} "
+                                 f"(config.data.{res.field}){hint}", allowed=list(res.splits))
 
 
 def validate_data_config(data_config, split: str | None = None):
@@ -214,7 +218,7 @@ def validate_data_config(data_config, split: str | None = None):
     for res in ([r for r, _ in resolve_mixture(cfg)] if cfg.mixture else [resolve(cfg)]):
         _check_split(res, cfg.train_split, "config.data.train_split")
     if split is not None:
-        _check_split(resolve(cfg, for_eval=True), split, "split")
+        _check_split(resolve(cfg, for_eval=True), split, "config.eval.split")
     return cfg
 
 
@@ -242,4 +246,4 @@ def num_examples(data_config, split: str, for_eval: bool = False) -> int:
     cfg = check_fields(data_config)
     if cfg.mixture and not for_eval:
         return sum(len(src) for _, src, _ in open_mixture(cfg, split, "split"))
-    return len(open_split(cfg, split, for_eval, "split"))
+    return len(open_split(cfg, split, for_eval, "config.eval.split" if for_eval else "split"))
