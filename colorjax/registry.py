@@ -41,9 +41,11 @@ MODELS = types.MappingProxyType({
     "unetvae": ModelSpec("vae", "unet_decoder"),
     "unetddpm": ModelSpec("diffusion", "diffusion_unet", sampler="ddpm"),
     "unetddim": ModelSpec("diffusion", "diffusion_unet", sampler="ddim"),
+    # The network is config.model.network's (unet by default), with one logit per ab bin.
+    "colorful": ModelSpec("classification", "unet"),
 })
 
-FAMILIES = ("regression", "adversarial", "vae", "diffusion")
+FAMILIES = ("regression", "adversarial", "vae", "diffusion", "classification")
 
 
 def spec(name: str) -> ModelSpec:

@@ -19,7 +19,7 @@ from colorjax import config_fields
 RUNTIME_FIELDS = (
     "eval", "data", "sampler", "batch_size", "seed", "wandb", "precision",
     "num_train_steps", "num_epochs", "log_every", "eval_every", "checkpoint_every",
-    "keep_checkpoints", "vae.sample_mode",
+    "keep_checkpoints", "vae.sample_mode", "classification.temperature",
 )
 # Models that are one network trained one way, told apart only by their sampler
 # (configs/unetddim.py evaluates a unetddpm run).

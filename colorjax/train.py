@@ -57,6 +57,33 @@ def create_state(config, objective, mesh, total_steps: int):
         return init(init_rng, _example_batch(config))
 
 
+def fit_data_statistics(config, objective, state, mesh, say=print):
+    """`state` after the objective's one pass over the training split, for objectives that
+    need statistics of the data before step 1 (`needs_data_statistics`, e.g. the colour
+    prior of the classification family); `state` itself for the others. The pass reads a
+    fresh iterator (the training one is untouched) over `classification.prior_images`
+    images (0 = all) of the training split, with the training augmentation."""
+    if not getattr(objective, "needs_data_statistics", False):
+        return state
+    n = data.num_examples(config.data, config.data.train_split)
+    cap = int(getattr(objective, "prior_images", 0) or 0)
+    n = min(n, cap) if cap else n
+    steps = max(1, int(math.ceil(n / config.batch_size)))
+    it = data.create_train_iterator(config.data, global_batch_size=config.batch_size,
+                                    seed=config.seed + 1)
+    bar = tqdm(total=steps * config.batch_size, desc="colour prior", unit="img",
+               disable=jax.process_index() != 0, dynamic_ncols=True, mininterval=1.0)
+
+    def batches():
+        for _ in range(steps):
+            yield parallel.shard_batch(next(it), mesh)
+
+    state, images = objective.fit_data_statistics(state, batches(), progress=bar.update)
+    bar.close()
+    say(f"colour prior counted over {images} training images")
+    return state
+
+
 STOP_VOTE = "stop_vote"  # batch key: this process's stop request, one entry per row
 
 
@@ -122,6 +149,8 @@ def train_and_evaluate(config, workdir: str):
     # The newest checkpoint that verifies (sha256) and restores; damaged ones are set aside.
     start, state, data_state = ckpt.restore_newest_good(state, report=say)
     start = start or 0
+    if not start:
+        state = fit_data_statistics(config, objective, state, mesh, say)
     if start:
         train_iter.set_state(data_state)
         say(f"resumed from step {start} in {workdir}")
@@ -154,56 +183,61 @@ def train_and_evaluate(config, workdir: str):
     t0, images = time.time(), 0
     bar = tqdm(total=total_steps, initial=start, disable=jax.process_index() != 0,
                unit="step", dynamic_ncols=True, mininterval=1.0)
-    with _StopFlag() as stop:
-        if start < total_steps:
-            writer.write(start, evaluator.gray_baseline(), prefix="eval_gray_baseline")
-        for step in range(start + 1, total_steps + 1):
-            local = next(train_iter)
-            local[STOP_VOTE] = np.full(len(local["l"]), float(stop.raised), np.float32)
-            batch = parallel.shard_batch(local, mesh)
-            state, step_metrics = train_step(state, batch, train_rng)
-            if previous is not None:  # check step-1 while step runs: no pipeline stall
-                check_finite(*previous)
-                # The vote is a replicated output: all processes stop after the same step.
-                stopping = bool(jax.device_get(previous[1]["stop_requested"]))
-            previous = (step, step_metrics)
-            pending.append(step_metrics)
-            images += config.batch_size
-            bar.update(1)
+    # On any error too: the pending save is finished, and the TensorBoard writer closed
+    # before interpreter shutdown (where its thread can no longer start).
+    try:
+        with _StopFlag() as stop:
+            if start < total_steps:
+                writer.write(start, evaluator.gray_baseline(), prefix="eval_gray_baseline")
+            for step in range(start + 1, total_steps + 1):
+                local = next(train_iter)
+                local[STOP_VOTE] = np.full(len(local["l"]), float(stop.raised), np.float32)
+                batch = parallel.shard_batch(local, mesh)
+                state, step_metrics = train_step(state, batch, train_rng)
+                if previous is not None:  # check step-1 while step runs: no pipeline stall
+                    check_finite(*previous)
+                    # The vote is a replicated output: all processes stop after the same step.
+                    stopping = bool(jax.device_get(previous[1]["stop_requested"]))
+                previous = (step, step_metrics)
+                pending.append(step_metrics)
+                images += config.batch_size
+                bar.update(1)
 
-            last = step == total_steps
-            if step % config.log_every == 0 or last or stopping:
-                check_finite(step, step_metrics)
-                fetched = jax.device_get(pending)
-                means = {k: float(np.mean([m[k] for m in fetched]))
-                         for k in fetched[0] if k not in ("finite", "stop_requested")}
-                elapsed = time.time() - t0
-                means["images_per_sec"] = images / max(elapsed, 1e-9)
-                writer.write(step, means, echo=False)
-                bar.set_postfix(loss=f"{means['loss']:.4g}",
-                                img_s=f"{means['images_per_sec']:.1f}")
-                pending, t0, images = [], time.time(), 0
-            if step % config.checkpoint_every == 0 or last or stopping:
-                check_finite(step, step_metrics)
-                save(step)
-            if step % config.eval_every == 0 or last:
-                evaluate(step)
-            if stopping:
-                break
-    bar.close()
-    ckpt.close()
-    if start >= total_steps:
-        say(f"nothing to do: {workdir} is already at step {start} of {total_steps}")
-    elif stopping:  # preempted: exit promptly; rerunning the command resumes
-        say(f"stopped at step {int(jax.device_get(state.step))}; checkpoint saved")
-    else:
-        final = int(jax.device_get(state.step))
-        rows = {config.model.name: evaluator.evaluate(state),
-                "gray baseline (ab = 0)": evaluator.gray_baseline()}
-        md, _ = write_report(rows, os.path.join(workdir, "eval"),
-                             f"{config.eval.split}_step_{final}")
-        say(open(md).read() if md else "")
-    writer.close()
+                last = step == total_steps
+                if step % config.log_every == 0 or last or stopping:
+                    check_finite(step, step_metrics)
+                    fetched = jax.device_get(pending)
+                    means = {k: float(np.mean([m[k] for m in fetched]))
+                             for k in fetched[0] if k not in ("finite", "stop_requested")}
+                    elapsed = time.time() - t0
+                    means["images_per_sec"] = images / max(elapsed, 1e-9)
+                    writer.write(step, means, echo=False)
+                    bar.set_postfix(loss=f"{means['loss']:.4g}",
+                                    img_s=f"{means['images_per_sec']:.1f}")
+                    pending, t0, images = [], time.time(), 0
+                if step % config.checkpoint_every == 0 or last or stopping:
+                    check_finite(step, step_metrics)
+                    save(step)
+                if step % config.eval_every == 0 or last:
+                    evaluate(step)
+                if stopping:
+                    break
+        ckpt.close()  # waits for the last save
+        if start >= total_steps:
+            say(f"nothing to do: {workdir} is already at step {start} of {total_steps}")
+        elif stopping:  # preempted: exit promptly; rerunning the command resumes
+            say(f"stopped at step {int(jax.device_get(state.step))}; checkpoint saved")
+        else:
+            final = int(jax.device_get(state.step))
+            rows = {config.model.name: evaluator.evaluate(state),
+                    "gray baseline (ab = 0)": evaluator.gray_baseline()}
+            md, _ = write_report(rows, os.path.join(workdir, "eval"),
+                                 f"{config.eval.split}_step_{final}")
+            say(open(md).read() if md else "")
+    finally:
+        bar.close()
+        ckpt.close()
+        writer.close()
     return state
 
 

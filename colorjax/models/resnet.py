@@ -39,12 +39,13 @@ class BasicBlock(nn.Module):
 
 
 class ResNetColorizer(nn.Module):
-    """L (N,H,W,1) in [-1,1] -> ab (N,H,W,2). H and W must be multiples of 8."""
+    """L (N,H,W,1) in [-1,1] -> ab (N,H,W,out_channels). H and W must be multiples of 8."""
 
     width: int = 64
     norm: str = "batch"
     out_act: str = "tanh"
     backbone_width: int = 0  # > 0: `taps` (colorjax.models.backbone) are required
+    out_channels: int = 2  # ab; the classification family predicts one logit per ab bin
     downsample_factor = 8
 
     @nn.compact
@@ -64,4 +65,4 @@ class ResNetColorizer(nn.Module):
             x = jnp.concatenate([x, column], -1)
         for feats in (2 * w, w, w // 2):  # three x2 upsamplings: 1/8 -> full size
             x = UpNormAct(feats, self.norm, "relu")(x, train)
-        return OutputHead(2, self.out_act)(x)
+        return OutputHead(self.out_channels, self.out_act)(x)

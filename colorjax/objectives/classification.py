@@ -1,0 +1,208 @@
+"""Colorization as classification (Zhang, Isola and Efros 2016, "Colorful Image
+Colorization"): the network predicts, per pixel, a distribution over the in-gamut ab bins
+(`colorjax.ab_bins`); the loss is a class-rebalanced cross-entropy against soft targets;
+ab is decoded by the annealed mean at temperature `config.classification.temperature`.
+
+The bins and the rebalancing weights are the collection `model_state["colour_bins"]`
+(`centers` (Q, 2) in Lab units, `weights` (Q,), `prior` (Q,)), so checkpoints and exports
+carry them. The weights come from one pass over the training split before step 1
+(`fit_data_statistics`, called by the loop); until then they are 1.
+
+The network is a UNet or a ResNet colorizer (`config.model.network`) with Q output
+channels, optionally with a frozen pretrained backbone, exactly as in the regression
+family, which this family extends.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from colorjax import ab_bins, checks, models, registry
+from colorjax.color import AB_SCALE
+from colorjax.models.backbone import BACKBONES, backbone_taps
+from colorjax.models.blocks import NORMS
+from colorjax.models.resnet import ResNetColorizer
+from colorjax.models.unet import UNet
+from colorjax.objectives.base import (apply_gradients, apply_in_precision, compute_dtype,
+                                      make_optimizer)
+from colorjax.objectives.frozen_backbone import FROZEN_COLLECTIONS
+from colorjax.objectives.regression import RegressionObjective, split_optimizer
+
+BINS = "colour_bins"  # the model_state collection of bins and class weights
+NETWORKS = ("unet", "resnet")
+
+
+def validate(config) -> None:
+    """ConfigError naming the first wrong field this family reads (builds nothing)."""
+    checks.choice(config, "model.name", registry.names("classification"))
+    network = checks.choice(config, "model.network", NETWORKS, default="unet")
+    checks.choice(config, "model.norm", NORMS)
+    if network == "resnet":
+        checks.integer(config, "model.width", low=1)
+    else:
+        checks.sequence(config, "model.features", "integers", low=1, min_length=1)
+    if checks.choice(config, "model.backbone", BACKBONES, default="none") != "none":
+        checks.integer(config, "model.backbone_width", low=1, default=64)
+        if checks.boolean(config, "model.backbone_trainable", default=False):
+            checks.number(config, "model.backbone_learning_rate", low=0.0, default=1e-5)
+    checks.number(config, "classification.temperature", low=0.0, low_open=True,
+                  note="(1 = the mean, near 0 = the mode; the paper's 0.38)")
+    checks.number(config, "classification.prior_mix", low=0.0, high=1.0,
+                  note="(lambda: 1 = no rebalancing, the paper's 0.5)")
+    checks.integer(config, "classification.prior_images", low=0,
+                   note="(0 = the whole training split)")
+
+
+def build_network(model_config, num_bins: int):
+    """The L -> per-bin logits network of `config.model.network`."""
+    backbone_width = (0 if model_config.get("backbone", "none") == "none"
+                      else int(model_config.get("backbone_width", 64)))
+    if model_config.get("network", "unet") == "resnet":
+        return ResNetColorizer(width=model_config.width, norm=model_config.norm,
+                               backbone_width=backbone_width, out_channels=num_bins,
+                               out_act="none")
+    return UNet(features=tuple(model_config.features), norm=model_config.norm,
+                backbone_width=backbone_width, out_channels=num_bins, out_act="none")
+
+
+def downsample_factor(config) -> int:
+    return models.downsample_factor(build_network(config.model, 1))
+
+
+def soft_cross_entropy(logits, ab_lab, centers, class_weights):
+    """Mean over pixels of w(q*) * -Σ_k z_k log p_k: the soft targets z over the 5 nearest
+    bins of the true ab (Lab units), q* the nearest (Zhang et al. 2016, eq. 2 and 3)."""
+    idx, z = ab_bins.soft_encode(ab_lab, centers)
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    ce = -jnp.sum(z * jnp.take_along_axis(logp, idx, axis=-1), axis=-1)
+    return jnp.mean(class_weights[idx[..., 0]] * ce)
+
+
+def _with_output_bias(params, bias):
+    """`params` with the output head's bias (one per bin) replaced by `bias`."""
+    head = params[OUTPUT_HEAD]
+    conv = {**head["Conv_0"], "bias": bias.astype(head["Conv_0"]["bias"].dtype)}
+    return {**params, OUTPUT_HEAD: {**head, "Conv_0": conv}}
+
+
+OUTPUT_HEAD = "OutputHead_0"  # the networks' last module: a 1x1 conv to one logit per bin
+
+
+class ClassificationObjective(RegressionObjective):
+    """Per-pixel classification over ab bins; `predict` decodes by the annealed mean."""
+
+    def __init__(self, config):
+        validate(config)
+        self.centers = ab_bins.in_gamut_centers()
+        self.model = build_network(config.model, len(self.centers))
+        self.downsample_factor = models.downsample_factor(self.model)
+        self.opt_config = config.optimizer
+        self.ema_decay = float(config.ema_decay)
+        self.dtype = compute_dtype(config)
+        self.backbone = checks.get(config, "model.backbone", default="none")
+        self.backbone_trainable = self.backbone != "none" and bool(
+            checks.get(config, "model.backbone_trainable", default=False))
+        self.backbone_learning_rate = float(
+            checks.get(config, "model.backbone_learning_rate", default=1e-5))
+        self.temperature = float(config.classification.temperature)
+        self.prior_mix = float(config.classification.prior_mix)
+        self.prior_images = int(config.classification.prior_images)
+
+    def _optimizer(self, num_train_steps):
+        if num_train_steps is None:
+            return None
+        if self.backbone_trainable:
+            return split_optimizer(self.opt_config, num_train_steps,
+                                   self.backbone_learning_rate)
+        return make_optimizer(self.opt_config, num_train_steps)
+
+    def init(self, rng, batch, num_train_steps=None):
+        state = super().init(rng, batch, num_train_steps)
+        q = len(self.centers)
+        bins = {"centers": jnp.asarray(self.centers), "weights": jnp.ones((q,), jnp.float32),
+                "prior": jnp.full((q,), 1.0 / q, jnp.float32)}
+        return state.replace(model_state={**state.model_state, BINS: bins})
+
+    # -- the colour prior: one pass over the training split --
+
+    needs_data_statistics = True
+
+    def fit_data_statistics(self, state, batches, progress=None):
+        """`state` with the class weights from the nearest-bin counts of every pixel of
+        `batches` (sharded global training batches): the paper's empirical prior, smoothed
+        and mixed with the uniform one. Returns (state, number of images seen)."""
+        centers = state.model_state[BINS]["centers"]
+        replicated = state.model_state[BINS]["weights"].sharding  # as the whole state
+        count = jax.jit(lambda ab, c: ab_bins.bin_counts(ab * AB_SCALE, c),
+                        out_shardings=replicated)
+        total, images = None, 0
+        for batch in batches:
+            c = count(batch["ab"], centers)
+            total = c if total is None else total + c
+            images += int(batch["ab"].shape[0])
+            if progress is not None:
+                progress(int(batch["ab"].shape[0]))
+        weights, prior = ab_bins.rebalancing_weights(np.asarray(jax.device_get(total)),
+                                                     np.asarray(jax.device_get(centers)),
+                                                     mix=self.prior_mix)
+        place = lambda x: jax.device_put(x, replicated)
+        bins = {**state.model_state[BINS], "weights": place(weights), "prior": place(prior)}
+        # The output layer starts at the prior (its bias = log p̃, the classifier prior
+        # initialisation of Lin et al. 2017, "Focal Loss"): the first steps then refine a
+        # calibrated distribution instead of climbing out of the uniform one.
+        set_bias = lambda p: _with_output_bias(p, place(np.log(prior + 1e-8)))
+        state = state.replace(params=set_bias(state.params),
+                              ema_params=None if state.ema_params is None
+                              else set_bias(state.ema_params))
+        return state.replace(model_state={**state.model_state, BINS: bins}), images
+
+    # -- training and prediction --
+
+    @staticmethod
+    def _without_bins(model_state):
+        return {k: v for k, v in model_state.items() if k != BINS}
+
+    def train_step(self, state, batch, rng):
+        del rng
+        bins = state.model_state[BINS]
+        net_state = self._without_bins(state.model_state)
+        mutable = [c for c in net_state if c not in FROZEN_COLLECTIONS]
+        taps = None
+        if self.backbone != "none" and not self.backbone_trainable:
+            taps = backbone_taps(self.backbone, net_state["backbone"], batch["l"])
+        ab_lab = batch["ab"] * AB_SCALE
+
+        def loss_fn(params):
+            variables, kwargs = self._network(params, net_state, batch["l"], taps)
+            logits, new_model_state = apply_in_precision(
+                self.model, variables, batch["l"], train=True, mutable=mutable,
+                dtype=self.dtype, **kwargs)
+            loss = soft_cross_entropy(logits, ab_lab, bins["centers"], bins["weights"])
+            return loss, new_model_state
+
+        (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        return apply_gradients(state, grads, self.ema_decay, loss,
+                               model_state={**state.model_state, **new_model_state})
+
+    def logits_with(self, variables, gray_l):
+        """Per-bin logits (N, H, W, Q) from `inference_variables` alone."""
+        variables = dict(variables)
+        params = variables.pop("params")
+        variables.pop(BINS)
+        variables, kwargs = self._network(params, variables, gray_l)
+        return apply_in_precision(self.model, variables, gray_l, train=False,
+                                  dtype=self.dtype, **kwargs)
+
+    def predict_with(self, variables, gray_l, rng, sampling: bool = False, temperature=None):
+        """ab in network range by the annealed mean at `temperature` (default
+        `config.classification.temperature`; may be traced)."""
+        del rng, sampling
+        t = self.temperature if temperature is None else temperature
+        ab = ab_bins.annealed_mean(self.logits_with(variables, gray_l),
+                                   variables[BINS]["centers"], t)
+        return ab / AB_SCALE
+
+
+OBJECTIVE = ClassificationObjective
