@@ -313,7 +313,7 @@ def restore_run(workdir: str, step: int = -1, *, config=None,
         target = abstract_train_state(objective, int(config.data.image_size),
                                       max(1, int(config.num_train_steps)), sharding)
         check_matches(ckpt.step_dir(step), target)
-        frozen = load_frozen_like(target, config.model.get("backbone", "none"), sharding)
+        frozen = load_frozen_like(target, objective, sharding)
         state, _ = ckpt.restore(step, target, frozen_source=frozen)
     finally:
         ckpt.close()

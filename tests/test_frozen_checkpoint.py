@@ -12,6 +12,7 @@ from conftest import photo_batch, tiny_config
 
 from colorjax.checkpoint import TrainCheckpointer, restore_run, saved_with_frozen
 from colorjax.models.backbone import load_backbone
+from colorjax.models.fusion import FusionColorizer
 from colorjax.objectives import make_objective
 
 SIZE = 16
@@ -25,12 +26,17 @@ CASES = {
     "unetvae": ("unetvae", "vgg16", {"model.encoder_features": (4, 8), "model.latent_dim": 4},
                 ("decoder", "backbone")),
     "unetddpm": ("unetddpm", "vgg16", {}, ("backbone",)),
+    # fusion's classifier is its own frozen collection (config.model.backbone stays none)
+    "fusion": ("fusion", "none", {"model.fusion_width": 8, "model.embed_size": 32},
+               ("backbone", "efficientnet")),
 }
 
 
 def config_for(name):
     model, backbone, extra, _ = CASES[name]
     fields = {"model.backbone": backbone, "model.backbone_width": 8, **extra}
+    if model == "fusion":
+        del fields["model.backbone_width"]
     if model == "unetddpm":
         fields.update({"model.attention_levels": (1,), "diffusion.timesteps": 10, "sampler.steps": 2})
     return tiny_config(model, size=SIZE, features=(4, 8), **fields)
@@ -96,7 +102,9 @@ def test_checkpoint_leaves_frozen_weights_out_and_restores_bring_them_back(name,
 
     # restore_run (eval, export): the weights come from the installed package.
     run = restore_run(str(tmp_path), config=config)
-    _assert_same(frozen_at(name, run.state), load_backbone(CASES[name][1]))
+    expected = (FusionColorizer.load_pretrained({})["backbone"]["efficientnet"]
+                if name == "fusion" else load_backbone(CASES[name][1]))
+    _assert_same(frozen_at(name, run.state), expected)
     _assert_same(run.state.params, state.params)
 
 

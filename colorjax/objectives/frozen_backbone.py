@@ -106,13 +106,24 @@ def with_frozen(stripped, source):
     return stripped.replace(model_state=_merge(stripped.model_state, frozen))
 
 
-def load_frozen_like(target, backbone: str, sharding):
-    """`target` (e.g. abstract shapes) with each frozen collection replaced by the
-    installed weights of `backbone`, placed on `sharding`."""
+def frozen_weights(objective):
+    """What each frozen collection of `objective`'s state holds, loaded from the installed
+    package: the network's own pretrained part (`load_pretrained`, fusion's classifier), or
+    the weights of `config.model.backbone`; None when there is none."""
+    load_pretrained = getattr(getattr(objective, "model", None), "load_pretrained", None)
+    if load_pretrained is not None:
+        return load_pretrained({})[FROZEN_COLLECTIONS[0]]
+    backbone = getattr(objective, "backbone", "none")
+    return None if backbone == "none" else load_backbone(backbone)
+
+
+def load_frozen_like(target, objective, sharding):
+    """`target` (e.g. abstract shapes) with each frozen collection replaced by
+    `frozen_weights(objective)`, placed on `sharding`."""
     own, frozen = _partition(getattr(target, "model_state", None))
     if not frozen:
         return target
-    weights = jax.device_put(load_backbone(backbone), sharding)
+    weights = jax.device_put(frozen_weights(objective), sharding)
 
     def fill(tree):
         return {k: (weights if k in FROZEN_COLLECTIONS else fill(v)) for k, v in tree.items()}
