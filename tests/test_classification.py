@@ -119,3 +119,35 @@ def test_the_objective_learns_a_fixed_batch_and_decodes_with_any_temperature(net
     if network == "unet":  # after fitting, the prediction is nearer the truth than gray
         err = lambda a: float(jnp.mean(jnp.abs(a - batch["ab"])))
         assert err(ab[0.38]) < 0.6 * err(jnp.zeros_like(batch["ab"]))
+
+
+def test_one_step_train_export_and_colorize_through_the_cli(tmp_path):
+    """The real entry point: train (with the prior pass), export, load, colorize."""
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    wd, exp = tmp_path / "run", tmp_path / "export"
+    flags = ["--config=configs/colorful.py:cpu", f"--workdir={wd}",
+             "--config.model.features=(8, 16)", "--config.data.image_size=16",
+             "--config.batch_size=4", "--config.eval.batch_size=4",
+             "--config.eval.num_examples=4", "--config.num_train_steps=1",
+             "--config.classification.prior_images=8"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    logs = []
+    for extra in ([], ["--mode=export", f"--export_dir={exp}"]):
+        out = subprocess.run([sys.executable, "-m", "colorjax.main", *flags, *extra], cwd=repo,
+                             env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-3000:]
+        logs.append(out.stdout)
+    assert "colour prior counted over 8 training images" in logs[0]  # 2 batches of 4
+
+    from colorjax import Colorizer
+
+    c = Colorizer.load(str(exp))
+    rgb = c.colorize(np.full((21, 34), 120, np.uint8))
+    assert rgb.shape == (21, 34, 3)
+    bins = c.variables["colour_bins"]
+    assert bins["centers"].shape == CENTERS.shape
+    assert not np.allclose(np.asarray(bins["weights"]), 1.0)  # the prior travelled along
