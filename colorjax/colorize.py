@@ -2,6 +2,7 @@
 
     python -m colorjax.colorize --model=EXPORT_DIR --input=FILE_OR_DIR --output=DIR \
         [--overwrite] [--num_samples=N] [--size=S] [--compare] [--batch_size=B] [--seed=K]
+        [--temperature=T]
 
 How a photo is colorized (any size, any mode PIL reads):
 
@@ -15,11 +16,18 @@ How a photo is colorized (any size, any mode PIL reads):
 3. The predicted ab (S x S) is resized bilinearly back to the photo's size and combined with
    the photo's own full-resolution L, so the result has exactly the input's size and
    sharpness: only the colour is at the model's resolution, which the eye barely notices.
+
+Classification models (`colorful`) decode their per-pixel distribution over ab bins by the
+annealed mean at a temperature T (`--temperature`, `colorize(..., temperature=T)`; default
+the export's `config.classification.temperature`): T = 1 is the mean (dull), T near 0 the
+mode (vivid, patchier). T is an argument of the compiled call: a new T does not recompile.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import numbers
 import os
 import sys
 import threading
@@ -28,7 +36,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from colorjax import color
+from colorjax import color, registry
 from colorjax.artifact import ExportError, read_export
 from colorjax.output_files import (OUTPUT_RULES, check_outputs, output_stems, output_suffixes,
                                    save_atomic)
@@ -43,6 +51,38 @@ __all__ = ["Colorizer", "main", "run", "parse_args", "Photo", "open_photo", "to_
 
 def _pow2_at_least(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
+
+
+TEMPERATURE_FAMILY = "classification"  # the family whose decoding has a temperature
+
+
+def parse_temperature(value, name: str = "temperature") -> float | None:
+    """`value` as a temperature (a float in (0, ∞)), None for None; else a ValueError
+    naming `name` and the allowed range. Numeric strings are read (the CLI, a web form)."""
+    if value is None:
+        return None
+    t = None
+    if isinstance(value, str):
+        try:
+            t = float(value.strip())
+        except ValueError:
+            pass
+    elif isinstance(value, (bool, np.bool_)):
+        pass
+    elif isinstance(value, numbers.Real):
+        t = float(value)
+    elif getattr(value, "shape", None) == () and any(  # 0-d numpy and jax arrays
+            np.issubdtype(getattr(value, "dtype", object), k) for k in (np.floating, np.integer)):
+        t = float(value)
+    if t is None or not math.isfinite(t) or t <= 0:
+        raise ValueError(f"{name}={value!r} is not allowed; allowed: a number in (0, ∞) "
+                         "(1 = the mean, lower = more vivid; the paper's 0.38)")
+    return t
+
+
+def _family_of(model_name: str) -> str:
+    from colorjax.objectives import MODEL_FAMILIES
+    return MODEL_FAMILIES.get(model_name, "")
 
 
 # --- the colorizer --------------------------------------------------------------------
@@ -68,6 +108,13 @@ class Colorizer:
             raise ValueError(f"batch_size={batch_size} must be positive")
         self.seed = int(seed)
         self.size = self.check_size(size)
+        self.family: str = metadata.get("family") or _family_of(self.model_name)
+        # The annealed-mean temperature the model decodes at unless told otherwise (the
+        # export config's classification.temperature); None: the model has none.
+        self.temperature_default: float | None = None
+        if self.family == TEMPERATURE_FAMILY:
+            self.temperature_default = float(getattr(
+                objective, "temperature", None) or config.classification.temperature)
         self._predict = jax.jit(objective.predict_with, static_argnames="sampling")
         # One jitted call at a time: compilation caches and host buffers are then never
         # contended, and a busy server does not oversubscribe the CPU/GPU.
@@ -97,6 +144,18 @@ class Colorizer:
                 f"{self.image_size})")
         return int(size)
 
+    def check_temperature(self, temperature) -> float | None:
+        """`temperature` as a float (None stays None: the model's own); a ValueError for a
+        model without one (not a classification model) or a value outside (0, ∞)."""
+        if temperature is None:
+            return None
+        if self.temperature_default is None:
+            models = ", ".join(repr(m) for m in registry.names(TEMPERATURE_FAMILY))
+            raise ValueError(f"temperature={temperature!r}: {self.model_name!r} is a "
+                             f"{self.family} model; temperature applies to classification "
+                             f"models ({models}) only")
+        return parse_temperature(temperature)
+
     def check_num_samples(self, num_samples: int) -> int:
         if int(num_samples) != num_samples or num_samples < 1:
             raise ValueError(f"num_samples={num_samples} must be a positive integer")
@@ -108,16 +167,21 @@ class Colorizer:
 
     # -- prediction in network units at the working size --
 
-    def predict_ab(self, l_norm, rng=None, sampling: bool = False) -> np.ndarray:
+    def predict_ab(self, l_norm, rng=None, sampling: bool = False, *,
+                   temperature: float | None = None) -> np.ndarray:
         """ab (N, S, S, 2) in network range for l_norm (N, S, S, 1): `predict_with` under jit.
-        `sampling` selects the sampling configuration (what num_samples > 1 uses)."""
+        `sampling` selects the sampling configuration (what num_samples > 1 uses);
+        `temperature` the annealed mean's T of a classification model (None: its default)."""
         rng = jax.random.key(self.seed) if rng is None else rng
+        t = self.check_temperature(temperature)
+        # An array argument, not a constant: every T shares one compilation.
+        kwargs = {} if t is None else {"temperature": np.float32(t)}
         with self._lock:
             return np.asarray(self._predict(self.variables, np.asarray(l_norm, np.float32), rng,
-                                            sampling=sampling))
+                                            sampling=sampling, **kwargs))
 
     def _predict_batch(self, l_small: np.ndarray, sample: int, chunk: int,
-                       pad_to: int, sampling: bool) -> np.ndarray:
+                       pad_to: int, sampling: bool, temperature=None) -> np.ndarray:
         """Zero-pad (n, S, S, 1) to `pad_to` rows: jit compiles once per padded shape."""
         n = l_small.shape[0]
         padded = max(n, pad_to)
@@ -125,13 +189,13 @@ class Colorizer:
             pad = np.zeros((padded - n,) + l_small.shape[1:], np.float32)
             l_small = np.concatenate([l_small, pad])
         rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.seed), sample), chunk)
-        return self.predict_ab(l_small, rng, sampling)[:n]
+        return self.predict_ab(l_small, rng, sampling, temperature=temperature)[:n]
 
     # -- photos in, colour out --
 
     def predict_small(self, photos: list[Photo], num_samples: int = 1,
-                      size: int | None = None, fixed_batch: bool = False
-                      ) -> list[list[np.ndarray]]:
+                      size: int | None = None, fixed_batch: bool = False, *,
+                      temperature: float | None = None) -> list[list[np.ndarray]]:
         """For each photo, `num_samples` ab planes (S, S, 2) in Lab units at the working size.
 
         One sample is the model's configured prediction (a VAE's default is its most likely
@@ -140,8 +204,12 @@ class Colorizer:
         Batches are zero-padded to `batch_size` when there are that many photos or with
         `fixed_batch` (one compilation for a whole folder), else to the next power of two
         (a single photo does not pay for a full batch).
+
+        `temperature`: the annealed mean's T of a classification model (None: its default,
+        `temperature_default`); other models refuse one (ValueError).
         """
         num_samples = self.check_num_samples(num_samples)
+        temperature = self.check_temperature(temperature)
         s = self.size if size is None else self.check_size(size)
         pad_to = (self.batch_size if fixed_batch or len(photos) >= self.batch_size
                   else min(self.batch_size, _pow2_at_least(len(photos))))
@@ -153,7 +221,7 @@ class Colorizer:
             for k in range(num_samples):
                 ab = color.denormalize_ab(
                     self._predict_batch(l_small, k, start // self.batch_size, pad_to,
-                                        sampling=num_samples > 1))
+                                        sampling=num_samples > 1, temperature=temperature))
                 for i in range(len(chunk)):
                     results[start + i].append(ab[i])
         return results
@@ -170,32 +238,39 @@ class Colorizer:
         return lab_to_rgb_striped(photo.l, cls.full_size_ab(photo, ab_small))
 
     def predict_photos(self, photos: list[Photo], num_samples: int = 1,
-                       size: int | None = None) -> list[list[np.ndarray]]:
+                       size: int | None = None, *,
+                       temperature: float | None = None) -> list[list[np.ndarray]]:
         """For each photo, `num_samples` ab planes (H, W, 2) in Lab units at its full size."""
-        small = self.predict_small(photos, num_samples, size)
+        small = self.predict_small(photos, num_samples, size, temperature=temperature)
         return [[self.full_size_ab(p, ab) for ab in abs_] for p, abs_ in zip(photos, small)]
 
     def colorize_photos(self, photos: list[Photo], num_samples: int = 1,
-                        size: int | None = None) -> list[list[np.ndarray]]:
+                        size: int | None = None, *,
+                        temperature: float | None = None) -> list[list[np.ndarray]]:
         """For each photo, `num_samples` sRGB float32 images (H, W, 3) of its size."""
-        small = self.predict_small(photos, num_samples, size)
+        small = self.predict_small(photos, num_samples, size, temperature=temperature)
         return [[self.finish(p, ab) for ab in abs_] for p, abs_ in zip(photos, small)]
 
-    def colorize(self, image, num_samples: int = 1, size: int | None = None):
+    def colorize(self, image, num_samples: int = 1, size: int | None = None, *,
+                 temperature: float | None = None):
         """Colorize a PIL image, a numpy array, or a list (or (N, H, W[, C]) array) of them.
 
         Returns the same kind: PIL in -> PIL RGB out; integer arrays -> uint8 (H, W, 3);
         float arrays (values in [0, 1]) -> float32 in [0, 1]. With num_samples > 1 (VAE and
         diffusion models) each image becomes a list of samples (arrays gain an axis).
+        `temperature` (classification models only, in (0, ∞)): the annealed mean's T,
+        1 = the mean, lower = more vivid; None = the model's own (`temperature_default`).
         """
+        t = self.check_temperature(temperature)  # before any photo is converted
         if isinstance(image, (list, tuple)):
             photos = [to_photo(x) for x in image]
-            outs = self.colorize_photos(photos, num_samples, size)
+            outs = self.colorize_photos(photos, num_samples, size, temperature=t)
             return [self._as_input_kind(x, o, num_samples) for x, o in zip(image, outs)]
         if isinstance(image, np.ndarray) and image.ndim == 4:
-            outs = self.colorize_photos([to_photo(x) for x in image], num_samples, size)
+            outs = self.colorize_photos([to_photo(x) for x in image], num_samples, size,
+                                        temperature=t)
             return np.stack([self._as_input_kind(image[0], o, num_samples) for o in outs])
-        out = self.colorize_photos([to_photo(image)], num_samples, size)[0]
+        out = self.colorize_photos([to_photo(image)], num_samples, size, temperature=t)[0]
         return self._as_input_kind(image, out, num_samples)
 
     @staticmethod
@@ -255,6 +330,11 @@ def run(args) -> int:
         print(f"error: {gathered}", file=sys.stderr)
         return 2
     paths, rels, ignored = gathered
+    try:  # the value now; whether the model has a temperature once it is loaded
+        temperature = parse_temperature(args.temperature, "--temperature")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     ext = "jpg" if args.format == "jpg" else "png"
     # (An invalid --num_samples is named once the model is known; plan as for one.)
     suffixes = output_suffixes(max(args.num_samples, 1), args.compare)
@@ -272,7 +352,14 @@ def run(args) -> int:
     except (ExportError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{colorizer}: {len(paths)} photos from {args.input} -> {args.output}", flush=True)
+    try:
+        colorizer.check_temperature(temperature)  # a model without one: the error names it
+    except ValueError as e:
+        print(f"error: --{e}", file=sys.stderr)
+        return 2
+    used = temperature if temperature is not None else colorizer.temperature_default
+    print(f"{colorizer}: {len(paths)} photos from {args.input} -> {args.output}" +
+          (f" (temperature {used:g})" if used is not None else ""), flush=True)
 
     done, written, failed, skipped = 0, 0, 0, []
     bar = tqdm(total=len(paths), unit="photo", dynamic_ncols=True, file=sys.stderr)
@@ -290,7 +377,7 @@ def run(args) -> int:
         # Predict the batch at the working size; then one photo at a time at full size, so
         # only one photo's full-resolution buffers are alive at once.
         small = colorizer.predict_small([p for _, p in batch], args.num_samples,
-                                        fixed_batch=True)
+                                        fixed_batch=True, temperature=temperature)
         for i, ((path, photo), abs_) in enumerate(zip(batch, small)):
             n = _write_photo(colorizer, photo, abs_, files[path], args, bar)
             written, failed = written + n, failed + len(files[path]) - n
@@ -326,6 +413,11 @@ def parse_args(argv=None):
     p.add_argument("--batch_size", type=int, default=8, help="photos per model call")
     p.add_argument("--seed", type=int, default=0, help="random seed of sampling models")
     p.add_argument("--format", choices=("png", "jpg"), default="png", help="output format")
+    p.add_argument("--temperature", default=None, metavar="T",
+                   help="classification models (colorful) only: the annealed mean's "
+                        "temperature, a number in (0, inf); 1 = the mean (dull), lower = "
+                        "more vivid (near 0: the mode); default: the model's own "
+                        "(config.classification.temperature, the paper's 0.38)")
     return p.parse_args(argv)
 
 

@@ -7,12 +7,17 @@ Endpoints (standard library only: `http.server.ThreadingHTTPServer`, one thread 
 * ``GET /``               the page (single HTML file, inline JS).
 * ``GET /api/info``       model name, whether it samples, the limits, as JSON.
 * ``POST /api/colorize``  ``multipart/form-data`` with a file field ``image`` (and optional
-  ``num_samples``), or the raw image bytes as the body. Query ``?num_samples=N`` and
-  ``?format=json|png``: ``png`` answers with the first colorization as a PNG instead of JSON.
+  ``num_samples``, ``temperature``), or the raw image bytes as the body. Query
+  ``?num_samples=N``, ``?temperature=T`` and ``?format=json|png``: ``png`` answers with the
+  first colorization as a PNG instead of JSON.
   JSON answer: ``{"width", "height", "gray": data-URL, "colors": [data-URL, ...], ...}``.
 
+``temperature`` (classification models such as ``colorful`` only; ``/api/info`` gives the
+model's default as ``"temperature"``, null for other models): the annealed mean's T in
+(0, ∞), 1 = the mean, lower = more vivid. The page shows a slider for it (0.05 to 1).
+
 Bad requests get a JSON ``{"error": ...}`` with 400 (empty upload, corrupt image, bad
-``num_samples``, unknown query parameter or value, a Host header not in ``--allowed_hosts``),
+``num_samples``, a bad ``temperature`` or one for a model without one, unknown query parameter or value, a Host header not in ``--allowed_hosts``),
 403 (a POST from another site's page: ``Origin`` is not this server), 408 (the request did not
 arrive within ``--timeout``), 411 (no Content-Length), 413 (file over ``--max_upload_mb``,
 more than ``--max_pixels`` pixels, a side over ``--max_side``), 415 (not an image) or 503 with

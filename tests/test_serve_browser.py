@@ -176,3 +176,38 @@ def test_a_sampling_model_offers_and_returns_several_samples(browser, colorizer,
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_a_classification_model_offers_a_temperature(browser, page_url, tmp_path_factory,
+                                                      tmp_path):
+    """`colorful`: a temperature slider (0.05 to 1) at the model's default, sent with the
+    upload; the unet page has none."""
+    from selenium.webdriver.common.by import By
+
+    import test_colorize_temperature as temperature_tests
+
+    path = temperature_tests.colorful_export(tmp_path_factory.getbasetemp()
+                                             / "colorjax_colorful")[0]
+    srv, url = _serve(Colorizer.load(str(path)))
+    try:
+        photo = tmp_path / "gray.png"
+        Image.fromarray(skdata.camera()).resize((61, 47)).save(photo)
+        browser.get(url)
+        field = browser.find_element(By.ID, "temperature")
+        assert field.is_displayed() and field.is_enabled()
+        assert [field.get_attribute(a) for a in ("min", "max", "step")] == ["0.05", "1", "0.01"]
+        assert float(field.get_attribute("value")) == 0.38
+        assert "low = vivid, 1 = the mean" in browser.find_element(
+            By.ID, "temperature-label").text
+        browser.execute_script("arguments[0].value = '0.2';"
+                               "arguments[0].dispatchEvent(new Event('input'))", field)
+        assert browser.find_element(By.ID, "temperature-value").text == "0.20"
+        browser.find_element(By.ID, "file").send_keys(str(photo))
+        browser.find_element(By.ID, "go").click()
+        status = _wait_status(browser)
+        assert status.text.startswith("Done") and "temperature 0.20" in status.text, status.text
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    browser.get(page_url)  # the tiny unet: no temperature
+    assert not browser.find_element(By.ID, "temperature-label").is_displayed()

@@ -1,4 +1,7 @@
-"""The upload page: one HTML file with inline JS.
+"""The upload page: one HTML file with inline JS (nothing loaded from elsewhere).
+
+For a classification model (`info["temperature"]` is its default T, not None) the page shows
+a temperature slider (0.05 to 1, step 0.01, starting at the default) and sends its value.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ PAGE = """<!doctype html>
  figure { margin: 0; }
  figure img { max-width: 45vw; max-height: 70vh; border: 1px solid #ccc; }
  figcaption { font-size: .9rem; color: #555; }
+ #temperature-label small { color: #555; }
 </style></head>
 <body>
 <h1>__TITLE__</h1>
@@ -33,6 +37,11 @@ PAGE = """<!doctype html>
   <input type="file" id="file" name="image" accept="image/*">
   <label id="samples-label" hidden>samples
     <select id="samples" name="num_samples" disabled></select></label>
+  <label id="temperature-label" hidden>temperature
+    <input type="range" id="temperature" name="temperature" min="0.05" max="1" step="0.01"
+      disabled>
+    <output id="temperature-value" for="temperature"></output>
+    <small>(low = vivid, 1 = the mean)</small></label>
   <button type="submit" id="go">Colorize</button>
 </form>
 <div id="status"></div>
@@ -47,6 +56,13 @@ if (INFO.samples) {
   for (let n = 1; n <= INFO.max_samples; n++) $("samples").add(new Option(n, n));
   $("samples-label").hidden = false; $("samples").disabled = false;
 }
+if (INFO.temperature !== null && INFO.temperature !== undefined) {
+  const t = $("temperature");
+  t.value = Math.min(1, Math.max(0.05, INFO.temperature));
+  const show = () => { $("temperature-value").textContent = Number(t.value).toFixed(2); };
+  t.addEventListener("input", show); show();
+  $("temperature-label").hidden = false; t.disabled = false;
+}
 function status(text, error) { $("status").textContent = text; $("status").className = error ? "error" : ""; }
 $("form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
@@ -58,6 +74,7 @@ $("form").addEventListener("submit", async (ev) => {
   const body = new FormData();
   body.append("image", file);
   if (INFO.samples) body.append("num_samples", $("samples").value);
+  if (!$("temperature").disabled) body.append("temperature", $("temperature").value);
   $("go").disabled = true; status("Colorizing " + file.name + " ...");
   try {
     const resp = await fetch("api/colorize", { method: "POST", body });
@@ -78,7 +95,8 @@ $("form").addEventListener("submit", async (ev) => {
       fig.append(img, cap); return fig;
     }));
     $("result").hidden = false;
-    status("Done: " + file.name + ", " + out.width + "\\u00d7" + out.height + " px.");
+    status("Done: " + file.name + ", " + out.width + "\\u00d7" + out.height + " px" +
+           (out.temperature != null ? ", temperature " + Number(out.temperature).toFixed(2) : "") + ".");
   } catch (e) {
     status("The request failed: " + e, true);
   } finally { $("go").disabled = false; }

@@ -15,7 +15,7 @@ import urllib.parse
 # The seconds a refused (503) client is told to wait.
 RETRY_AFTER_S = 2
 # Query parameters of POST /api/colorize and their allowed values (None: checked elsewhere).
-QUERY = {"format": ("json", "png"), "num_samples": None}
+QUERY = {"format": ("json", "png"), "num_samples": None, "temperature": None}
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 

@@ -140,7 +140,8 @@ class Handler(BaseHTTPRequestHandler):
         try:
             data, form = self._read_upload()
             n = self.service.num_samples(form.get("num_samples", query.get("num_samples")))
-            photo, colors = self.service.colorize(data, n)
+            t = self.service.temperature(form.get("temperature", query.get("temperature")))
+            photo, colors = self.service.colorize(data, n, t)
             if query.get("format") == "png":
                 return self._send(200, encode_png(to_uint8(colors[0])), "image/png",
                                   {"Content-Disposition": 'attachment; filename="color.png"'})
@@ -148,6 +149,7 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, {
                 "model": self.service.colorizer.model_name, "width": w, "height": h,
                 "num_samples": n, "had_color": photo.truth is not None,
+                "temperature": self.service.temperature_default if t is None else t,
                 "gray": png_data_url(gray_of(photo)),
                 "colors": [png_data_url(to_uint8(c)) for c in colors],
             })

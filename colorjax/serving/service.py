@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from colorjax.colorize import Colorizer
+from colorjax.colorize import Colorizer, parse_temperature
 from colorjax.photos import Photo, photo_from_pil
 from colorjax.serving.requests import RequestError, busy
 
@@ -80,7 +80,10 @@ class ColorizeService:
     def info(self) -> dict:
         c = self.colorizer
         return {"model": c.model_name, "step": c.metadata.get("step"), "size": c.size,
-                "samples": c.samples, "max_samples": self.max_samples,
+                "family": getattr(c, "family", None), "samples": c.samples,
+                "max_samples": self.max_samples,
+                # The annealed mean's default T (classification models); None: no such field.
+                "temperature": self.temperature_default,
                 "max_upload_mb": self.max_upload_bytes / (1 << 20),
                 "max_pixels": self.max_pixels, "max_side": self.max_side}
 
@@ -96,6 +99,30 @@ class ColorizeService:
                    else f"1 to {self.max_samples}")
             raise RequestError(400, f"num_samples={n} is not allowed; allowed: {why}")
         return n
+
+    @property
+    def temperature_default(self) -> float | None:
+        return getattr(self.colorizer, "temperature_default", None)
+
+    def temperature(self, value) -> float | None:
+        """The form's or query's `temperature` (None when absent: the model's own); 400 for
+        a model without one or a value outside (0, ∞)."""
+        if value in (None, ""):
+            return None
+        if self.temperature_default is None:
+            check = getattr(self.colorizer, "check_temperature", None)
+            try:
+                if check is None:  # a stand-in colorizer: say it the same way
+                    raise ValueError(f"temperature={value!r}: {self.colorizer.model_name!r} "
+                                     "has none; temperature applies to classification models "
+                                     "only")
+                check(value)
+            except ValueError as e:
+                raise RequestError(400, str(e)) from None
+        try:
+            return parse_temperature(value)
+        except ValueError as e:
+            raise RequestError(400, str(e)) from None
 
     def open(self, data: bytes) -> Image.Image:
         """Bytes -> a PIL image not yet decoded, its header checked against the limits.
@@ -160,12 +187,14 @@ class ColorizeService:
         w, h = im.size
         return self.small if w * h <= self.small_pixels else self.big
 
-    def colorize(self, data: bytes, num_samples: int = 1):
-        """(photo, [sRGB float images]) for an uploaded file; 503 when its lane is full."""
+    def colorize(self, data: bytes, num_samples: int = 1, temperature: float | None = None):
+        """(photo, [sRGB float images]) for an uploaded file; 503 when its lane is full.
+        `temperature`: as checked by `temperature` (None: the model's own)."""
         im = self.open(data)
         with self.lane(im):
             photo = self.load(im)
-            return photo, self.colorizer.colorize_photos([photo], num_samples)[0]
+            kwargs = {} if temperature is None else {"temperature": temperature}
+            return photo, self.colorizer.colorize_photos([photo], num_samples, **kwargs)[0]
 
 
 def png_data_url(rgb8: np.ndarray) -> str:
