@@ -1,0 +1,479 @@
+"""Train and compare several colorizers on the same images: `python -m colorjax.compare`.
+
+    python -m colorjax.compare --configs=configs/unet.py:cpu,configs/unetgan.py:cpu \\
+        --workdir=runs/compare --set=data.image_size=32 --set=num_train_steps=300
+    python -m colorjax.compare --all --workdir=runs/compare          # every config's :cpu
+    python -m colorjax.compare --all --workdir=runs/compare --eval_only
+
+Each model is trained in `DIR/<name>` (name: the config file's stem and variant, e.g.
+`unet_cpu`) by the real CLI, `python -m colorjax.main --config=... --workdir=DIR/<name>
+--config.<field>=<value>...` (one per `--set`), in a subprocess whose output goes to
+`DIR/<name>/train.log`; a finished run is reused and an unfinished one resumes (the CLI
+does both). Then, in this process, each run is restored (`checkpoint.restore_run`, with its
+saved config) and predicts every image of the split its eval data config names; per-image
+metrics (`evaluate.image_metrics`, LPIPS as the Evaluator builds it) give the mean and a
+95% percentile bootstrap interval (resampling images, seed 0, the same resamples for every
+row). The gray baseline (ab = 0) is a row too. A model whose training or evaluation fails
+is a row saying why; the exit status is nonzero only when every model failed.
+
+Writes `DIR/compare.md`, `DIR/compare.json`, `DIR/compare_grid.png` (gray first, a row per
+model, truth last) and `DIR/plots/<metric>.png` (each run's eval metrics against the step).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+from absl import app, flags, logging
+
+from colorjax import cli
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("configs", [], "Model configs to compare: configs/<m>.py[:variant],...")
+flags.DEFINE_bool("all", False, "Every model config in configs/ that has a :cpu variant, "
+                                "at that variant.")
+flags.DEFINE_string("workdir", None, "Directory of the comparison: a run per model in "
+                                     "DIR/<name>, and the tables, grid and plots.")
+flags.DEFINE_multi_string("set", [], "field=value: a config override passed to every run "
+                                     "as --config.field=value (repeatable).")
+flags.DEFINE_bool("eval_only", False, "Evaluate the runs already in DIR/<name>; never train.")
+flags.DEFINE_list("splits", [], "Eval splits (default: the runs' own config.eval.split).")
+flags.DEFINE_integer("num_images", 8, "Images (columns) in compare_grid.png.")
+flags.DEFINE_integer("bootstrap", 1000, "Bootstrap resamples of the images per interval "
+                                        "(0: no intervals).")
+flags.DEFINE_string("inception_weights", None, "Inception weights for FID and IS proper "
+                                               "(not implemented yet).")
+flags.mark_flags_as_required(["workdir"])
+
+GRAY, TRUTH = "gray (ab = 0)", "truth"
+NETS = ("vgg16", "effnet")
+
+
+def run_name(spec: str) -> str:
+    """`configs/unet.py:cpu` -> `unet_cpu`; `configs/unet.py` -> `unet`."""
+    path, _, variant = spec.partition(":")
+    stem = pathlib.Path(path).stem if path.endswith(".py") else path
+    return f"{stem}_{variant}" if variant else stem
+
+
+def cpu_model_configs() -> list[str]:
+    """`configs/<m>.py:cpu` of every model config with a :cpu variant (not the defaults)."""
+    from colorjax.configs import CONFIG_DIR, available_configs, load_config
+
+    found = []
+    for name in available_configs():
+        try:
+            load_config(name, "cpu")
+        except Exception:  # noqa: BLE001  no :cpu variant (or a broken file): not compared
+            continue
+        rel = os.path.relpath(CONFIG_DIR / f"{name}.py")
+        found.append(f"{rel}:cpu")
+    return found
+
+
+def _last_line(text: str) -> str:
+    """The last non-empty line of `text` (of a progress bar's line, what it printed last)."""
+    for line in reversed(text.splitlines()):
+        line = line.split("\r")[-1].strip() or line.strip()
+        if line:
+            return cli.one_line(line)[:300]
+    return "no output"
+
+
+# --- training ----------------------------------------------------------------------------
+
+
+def train(spec: str, run_dir: str, sets: list[str]) -> dict:
+    """Train (or resume, or reuse) `spec` in `run_dir` with the CLI in a subprocess; its
+    output is appended to `run_dir/train.log`. {"ok", "seconds", "log", "reused"}."""
+    os.makedirs(run_dir, exist_ok=True)
+    cmd = [sys.executable, "-m", "colorjax.main", f"--config={spec}", f"--workdir={run_dir}",
+           *[f"--config.{s}" for s in sets]]
+    log_path = os.path.join(run_dir, "train.log")
+    with open(log_path, "a") as log:
+        log.write(f"=== colorjax.compare {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                  f"{' '.join(cmd)}\n")
+        log.flush()
+        start = log.tell()
+        t0 = time.time()
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
+        seconds = time.time() - t0
+    with open(log_path, errors="replace") as f:
+        f.seek(start)
+        text = f.read()
+    return {"ok": rc == 0, "rc": rc, "seconds": seconds, "log": text,
+            "reused": "nothing to do:" in text, "resumed": "resumed from step" in text}
+
+
+def minutes_from_metrics(records: list[dict]) -> float | None:
+    """Training minutes from a run's metrics.jsonl timestamps: each session's span from its
+    first record (the gray baseline written before step 1) to its last training record."""
+    total, first, last = 0.0, None, None
+    for r in records:
+        if r.get("split") == "eval_gray_baseline":  # a (re)start of training
+            if first is not None and last is not None:
+                total += max(0.0, last - first)
+            first, last = r["time"], None
+        elif r.get("split") == "train":
+            if first is None:
+                first = r["time"]
+            last = r["time"]
+    if first is not None and last is not None:
+        total += max(0.0, last - first)
+    return total / 60 if records else None
+
+
+# --- evaluation --------------------------------------------------------------------------
+
+
+class Evaluation:
+    """Per-image predictions and metrics of restored runs on the same images."""
+
+    def __init__(self, num_images: int, bootstrap: int):
+        import jax
+
+        self.jax = jax
+        self.num_images = num_images
+        self.bootstrap = bootstrap
+        self._lpips = {}
+        self._metric_fns = {}
+        self.reference = {}  # split -> {"l", "ab", "source"}: the first run's images
+        self.indices = {}  # split -> bootstrap indices
+        self.dist = _distribution_module()
+        self.semantic = _semantic_module()
+        self.truth_features = {}  # (split, net) -> features
+
+    def _metrics_fn(self, net: str):
+        """Jitted per-image metrics with the LPIPS `net` (as the Evaluator builds it)."""
+        if net not in self._metric_fns:
+            from colorjax import evaluate, metrics
+            lp = metrics.LPIPS(net)
+            self._lpips[net] = lp
+
+            def fn(l, ab_pred, ab_true, params):
+                dist = evaluate.lpips_on_small_images(lp, params)
+                return evaluate.image_metrics(l, ab_pred, ab_true, dist)
+            self._metric_fns[net] = (self.jax.jit(fn), lp)
+        return self._metric_fns[net]
+
+    def predict_split(self, config, objective, state, split):
+        """(l, ab_pred, ab_true, per-image metrics) over `split` of the run's eval data."""
+        import numpy as np
+
+        from colorjax import data
+
+        jax = self.jax
+        it = data.create_eval_iterator(config.data, split=split,
+                                       global_batch_size=int(config.eval.batch_size),
+                                       num_examples=int(config.eval.num_examples) or None)
+        predict = jax.jit(objective.predict)
+        metric_fn, lp = self._metrics_fn(config.eval.lpips_net)
+        rng = jax.random.fold_in(jax.random.key(config.seed), 0xE7A1)  # the Evaluator's
+        ls, preds, trues, per = [], [], [], []
+        for i, batch in enumerate(it):
+            keep = np.asarray(batch["mask"]) > 0  # padding rows of the last batch
+            ab = predict(state, batch["l"], jax.random.fold_in(rng, i))
+            m = jax.device_get(metric_fn(batch["l"], ab, batch["ab"], lp.params))
+            ls.append(np.asarray(batch["l"])[keep])
+            preds.append(np.asarray(jax.device_get(ab))[keep])
+            trues.append(np.asarray(batch["ab"])[keep])
+            per.append({k: np.asarray(v)[keep] for k, v in m.items()})
+        per_image = {k: _finite(np.concatenate([p[k] for p in per])) for k in per[0]}
+        return (np.concatenate(ls), np.concatenate(preds), np.concatenate(trues), per_image)
+
+    def set_reference(self, split, config, l, ab_true, source: str):
+        """The images every run of `split` must be evaluated on, with the gray row."""
+        import numpy as np
+
+        from colorjax import color
+
+        metric_fn, lp = self._metrics_fn(config.eval.lpips_net)
+        gray = np.zeros_like(ab_true)
+        per = {}
+        bs = int(config.eval.batch_size)
+        for s in range(0, len(l), bs):
+            m = self.jax.device_get(metric_fn(l[s:s + bs], gray[s:s + bs], ab_true[s:s + bs],
+                                              lp.params))
+            for k, v in m.items():
+                per.setdefault(k, []).append(np.asarray(v))
+        per = {k: _finite(np.concatenate(v)) for k, v in per.items()}
+        from colorjax.compare_report import bootstrap_indices
+        self.indices[split] = (bootstrap_indices(len(l), self.bootstrap)
+                               if self.bootstrap > 0 else None)
+        truth_rgb = color.model_outputs_to_rgb(l, ab_true)
+        self.reference[split] = {"l": l, "ab": ab_true, "source": source, "rgb": truth_rgb,
+                                 "lpips_net": config.eval.lpips_net}
+        gray_rgb = color.gray_rgb(l)
+        return self.row(split, per, gray_rgb), gray_rgb, truth_rgb
+
+    def row(self, split, per_image: dict, rgb) -> dict:
+        """A table row of per-image metrics, with the distribution and SI columns."""
+        from colorjax.compare_report import mean_and_interval
+
+        idx = self.indices[split]
+        row = {"status": "ok",
+               "metrics": {k: mean_and_interval(v, idx) for k, v in per_image.items()},
+               "per_image": {k: [float(x) for x in v] for k, v in per_image.items()},
+               "num_images": int(len(rgb))}
+        row["distribution"] = self.distribution(split, rgb)
+        row["si"] = self.si(split, rgb)
+        return row
+
+    def truth_row(self, split) -> dict:
+        """The truth as a row: its colorfulness and SI (its other metrics are trivial)."""
+        from colorjax.compare_report import mean_and_interval
+
+        ref = self.reference[split]
+        from colorjax import metrics
+        colorful = _finite(self.jax.device_get(metrics.colorfulness(ref["rgb"])))
+        return {"status": "ok", "is_truth": True, "num_images": int(len(ref["rgb"])),
+                "metrics": {"colorfulness": mean_and_interval(colorful, self.indices[split])},
+                "si": self.si(split, ref["rgb"], truth=True), "fid": "—", "is": "—"}
+
+    def distribution(self, split, rgb) -> dict:
+        """fd_<net> and kid_<net> of `rgb` against the split's true images."""
+        if self.dist is None:
+            return {}
+        out = {}
+        ref = self.reference[split]
+        for net in NETS:
+            try:
+                key = (split, net)
+                if key not in self.truth_features:
+                    self.truth_features[key] = self.dist.pooled_features(ref["rgb"], net)
+                truth = self.truth_features[key]
+                feats = self.dist.pooled_features(rgb, net)
+                n = int(len(rgb))
+                out[f"fd_{net}"] = {"value": float(self.dist.frechet_distance(feats, truth)),
+                                    "num_images": n}
+                mean, std = self.dist.kernel_inception_distance(feats, truth)
+                out[f"kid_{net}"] = {"value": float(mean), "std": float(std), "num_images": n}
+            except Exception as e:  # noqa: BLE001  a column that fails is said in the row
+                why = _last_line(str(e)) or type(e).__name__
+                out.setdefault(f"fd_{net}", {"error": why})
+                out.setdefault(f"kid_{net}", {"error": why})
+        return out
+
+    def si(self, split, rgb, truth: bool = False) -> dict:
+        """Semantic interpretability: top-1/top-5 against the labels where the split has
+        them, else the agreement of a classifier's predictions with those on the truth."""
+        if self.semantic is None:
+            return {}
+        ref = self.reference[split]
+        try:
+            labels = ref.get("labels")
+            if labels is not None:
+                return {k: float(v) for k, v in
+                        self.semantic.semantic_interpretability(rgb, labels=labels).items()}
+            if truth:
+                return {}  # agreement of the truth with itself says nothing
+            return {k: float(v) for k, v in self.semantic.semantic_interpretability(
+                rgb, reference_rgb=ref["rgb"]).items()}
+        except Exception as e:  # noqa: BLE001
+            return {"si_error": _last_line(str(e)) or type(e).__name__}
+
+
+def _finite(v):
+    """Per-image values with PSNR's +inf (a perfect image) at 100, as the Evaluator does."""
+    import numpy as np
+    return np.nan_to_num(np.asarray(v, np.float64), posinf=100.0)
+
+
+def _distribution_module():
+    try:
+        from colorjax.metrics import distribution
+    except ImportError:
+        return None
+    return distribution
+
+
+def _semantic_module():
+    try:
+        from colorjax.metrics import semantic
+    except ImportError:
+        return None
+    return semantic
+
+
+def num_params(objective, state) -> int:
+    """Parameters of the exported inference variables."""
+    import jax
+    import numpy as np
+    params = objective.inference_variables(state)["params"]
+    return int(sum(np.size(x) for x in jax.tree.leaves(params)))
+
+
+# --- the command -------------------------------------------------------------------------
+
+
+def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
+            splits: list[str], num_images: int, bootstrap: int) -> int:
+    """Train, evaluate and report every model of `specs`; returns the exit status."""
+    import numpy as np
+
+    from colorjax import checkpoint, color, compare_report
+
+    os.makedirs(workdir, exist_ok=True)
+    names = [run_name(s) for s in specs]
+    if len(set(names)) != len(names):
+        cli.fail(f"error: --configs names a run twice: {names}")
+    ev = Evaluation(num_images, bootstrap)
+    results = {}  # split -> {row name -> row}
+    grids = {}  # split -> [(label, rgb)]
+    truth_images = {}
+    model_info = {}
+    failed = 0
+    width = len(str(len(specs)))
+    for i, (spec, name) in enumerate(zip(specs, names), 1):
+        tag = f"[{i:>{width}}/{len(specs)}] {name}"
+        run_dir = os.path.join(workdir, name)
+        info = {"config": spec, "workdir": run_dir}
+        model_info[name] = info
+        t0 = time.time()
+        if eval_only:
+            print(f"{tag}: evaluating {run_dir} (--eval_only: no training) ...", flush=True)
+            trained = None
+        else:
+            print(f"{tag}: training ...", flush=True)
+            trained = train(spec, run_dir, sets)
+            if not trained["ok"]:
+                why = _last_line(trained["log"])
+                info.update(status="failed", error=f"training failed: {why}")
+                failed += 1
+                print(f"{tag}: training failed after {trained['seconds'] / 60:.1f} min: {why} "
+                      f"(see {os.path.join(run_dir, 'train.log')})", flush=True)
+                continue
+        try:
+            config, objective, state, step = checkpoint.restore_run(run_dir)
+            records = compare_report.read_metrics(os.path.join(run_dir, "metrics.jsonl"))
+            if trained is not None and not trained["reused"] and not trained["resumed"]:
+                minutes, source = trained["seconds"] / 60, "subprocess"
+            else:
+                minutes, source = minutes_from_metrics(records), "metrics.jsonl"
+            ips = [r["images_per_sec"] for r in records
+                   if r.get("split") == "train" and "images_per_sec" in r]
+            info.update(status="ok", steps=int(step), train_minutes=minutes,
+                        train_minutes_source=source, params=num_params(objective, state),
+                        images_per_sec=float(np.mean(ips)) if ips else None,
+                        reused=bool(eval_only or (trained and trained["reused"])))
+            summary = []
+            for split in (splits or [config.eval.split]):
+                l, ab_pred, ab_true, per_image = ev.predict_split(config, objective, state,
+                                                                  split)
+                if split not in ev.reference:
+                    gray_row, gray_rgb, truth_rgb = ev.set_reference(split, config, l, ab_true,
+                                                                     name)
+                    results[split] = {GRAY: gray_row}
+                    grids[split] = [(GRAY, gray_rgb[:num_images])]
+                    truth_images[split] = truth_rgb[:num_images]
+                ref = ev.reference[split]
+                if ab_true.shape != ref["ab"].shape or not np.allclose(ab_true, ref["ab"],
+                                                                       atol=1e-4):
+                    raise ValueError(
+                        f"its {split} images differ from those of {ref['source']} (the eval "
+                        f"data configs differ: {_data_summary(config)})")
+                rgb = color.model_outputs_to_rgb(l, ab_pred)
+                row = ev.row(split, per_image, rgb)
+                row.update({k: info[k] for k in ("steps", "train_minutes",
+                                                 "train_minutes_source", "params",
+                                                 "images_per_sec")})
+                results[split][name] = row
+                grids[split].append((name, rgb[:num_images]))
+                m = row["metrics"]
+                summary.append(f"{split}: ciede2000 {m['ciede2000']['mean']:.3g}, "
+                               f"lpips {m['lpips']['mean']:.3g}, psnr {m['psnr']['mean']:.3g}")
+            del state
+        except Exception as e:  # noqa: BLE001  a failed evaluation is the model's row
+            why = _last_line(f"{type(e).__name__}: {e}")
+            info.update(status="failed", error=f"evaluation failed: {why}")
+            failed += 1
+            print(f"{tag}: evaluation failed: {why}", flush=True)
+            continue
+        how = ("reused" if info["reused"] else "trained") + \
+              (f" {minutes:.2f} min ({source})" if minutes is not None else "")
+        print(f"{tag}: {how}, step {step}, {_params_text(info['params'])} params; "
+              f"{'; '.join(summary)} [{time.time() - t0:.0f} s]", flush=True)
+
+    # Rows of failed models (after gray and the models that have numbers), truth last.
+    if not results:
+        results = {s: {} for s in (splits or ["(none)"])}
+    tables = []
+    payload = {"workdir": os.path.abspath(workdir), "configs": specs, "set": sets,
+               "eval_only": eval_only, "bootstrap": bootstrap, "interval": "95% percentile",
+               "fid": "not computed", "is": "not computed", "models": model_info,
+               "splits": {}}
+    for split, rows in results.items():
+        ordered = {}
+        if GRAY in rows:
+            ordered[GRAY] = rows[GRAY]
+        for name in names:
+            if name in rows:
+                ordered[name] = rows[name]
+            elif model_info[name].get("status") == "failed" or name not in rows:
+                ordered[name] = {"status": "failed",
+                                 "error": model_info[name].get("error", "not evaluated")}
+        if split in ev.reference:
+            ordered[TRUTH] = ev.truth_row(split)
+        tables.append(compare_report.markdown_table(split, ordered, bootstrap))
+        payload["splits"][split] = {"num_images": int(len(ev.reference[split]["l"]))
+                                    if split in ev.reference else 0, "rows": ordered}
+        if split in grids:
+            stem = "compare_grid" if split == next(iter(results)) else f"compare_grid_{split}"
+            layout = compare_report.save_labelled_grid(
+                grids[split] + [(TRUTH, truth_images[split])],
+                os.path.join(workdir, stem + ".png"))
+            payload["splits"][split]["grid"] = {"path": stem + ".png", **layout}
+    runs = {name: compare_report.read_metrics(os.path.join(workdir, name, "metrics.jsonl"))
+            for name in names if model_info[name].get("status") == "ok"}
+    plots = compare_report.plot_curves(runs, os.path.join(workdir, "plots")) if runs else []
+    payload["plots"] = [os.path.relpath(p, workdir) for p in plots]
+    md, js = compare_report.write_outputs(workdir, tables, payload)
+    print(open(md).read(), flush=True)
+    print(f"wrote {md}, {js}, the grid and {len(plots)} plots in "
+          f"{os.path.join(workdir, 'plots')}", flush=True)
+    if failed == len(specs):
+        print(f"every model failed ({failed} of {len(specs)})", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def _data_summary(config) -> str:
+    d = config.data
+    return (f"data {d.eval_folder or d.eval_name or d.folder or d.name}, image_size "
+            f"{d.image_size}, eval.num_examples {config.eval.num_examples}")
+
+
+def _params_text(n: int) -> str:
+    from colorjax.compare_report import _params
+    return _params(n)
+
+
+def main(argv):
+    if len(argv) > 1:
+        cli.fail(f"error: unexpected arguments: {argv[1:]}; see --helpshort")
+    logging.set_verbosity(logging.WARNING)
+    if FLAGS.inception_weights:
+        cli.fail("FID/IS: not implemented yet (--inception_weights); without it the table "
+                 "says 'not computed' in those columns")
+    if FLAGS.all and FLAGS.configs:
+        cli.fail("error: give --configs or --all, not both")
+    specs = cpu_model_configs() if FLAGS.all else list(FLAGS.configs)
+    if not specs:
+        cli.fail("error: no models to compare: give --configs=configs/<m>.py[:variant],... "
+                 "or --all")
+    for s in FLAGS.set:
+        if "=" not in s or not s.split("=", 1)[0].strip():
+            cli.fail(f"error: --set={s!r} is not field=value (e.g. --set=data.image_size=32)")
+    if FLAGS.num_images < 1 or FLAGS.bootstrap < 0:
+        cli.fail("error: --num_images must be >= 1 and --bootstrap >= 0")
+    sys.exit(compare(specs, FLAGS.workdir, list(FLAGS.set), FLAGS.eval_only,
+                     list(FLAGS.splits), FLAGS.num_images, FLAGS.bootstrap))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.parse_flags)
