@@ -206,8 +206,10 @@ class Evaluation:
         self.indices[split] = (bootstrap_indices(len(l), self.bootstrap)
                                if self.bootstrap > 0 else None)
         truth_rgb = color.model_outputs_to_rgb(l, ab_true)
+        labels, note = imagenet_labels(config, split, len(l))
         self.reference[split] = {"l": l, "ab": ab_true, "source": source, "rgb": truth_rgb,
-                                 "lpips_net": config.eval.lpips_net}
+                                 "lpips_net": config.eval.lpips_net, "labels": labels,
+                                 "labels_note": note}
         gray_rgb = color.gray_rgb(l)
         return self.row(split, per, gray_rgb), gray_rgb, truth_rgb
 
@@ -270,12 +272,48 @@ class Evaluation:
             if labels is not None:
                 return {k: float(v) for k, v in
                         self.semantic.semantic_interpretability(rgb, labels=labels).items()}
-            if truth:
-                return {}  # agreement of the truth with itself says nothing
+            # The truth's agreement with itself is 1 by definition: the ceiling, shown.
             return {k: float(v) for k, v in self.semantic.semantic_interpretability(
-                rgb, reference_rgb=ref["rgb"]).items()}
+                rgb, reference_rgb=ref["rgb"] if not truth else rgb).items()}
         except Exception as e:  # noqa: BLE001
             return {"si_error": _last_line(str(e)) or type(e).__name__}
+
+
+def imagenet_labels(config, split: str, n: int):
+    """(ImageNet class indices of the first `n` images of the eval `split`, how they were
+    found) when the eval data is a prepared folder of ImageNet-named photos
+    (`<wnid>_<anything>`, with the 1000 wnids found by `semantic.wnids_from_folder` in the
+    folder or the split's subfolder); (None, why not) otherwise."""
+    semantic = _semantic_module()
+    if semantic is None:
+        return None, "colorjax.metrics.semantic is not installed"
+    d = config.data
+    folder = d.eval_folder if (d.eval_folder or d.eval_name) else d.folder
+    if not folder:
+        return None, "the eval data is not a folder of photos"
+    try:
+        from colorjax.data.config import check_fields
+        from colorjax.data.sources import open_split
+
+        source = open_split(check_fields(d), split, True, "config.eval.split")
+        records = source._open()
+        paths = []
+        for k in range(n):
+            p = records[k]["path"]
+            paths.append(p.decode() if isinstance(p, bytes) else str(p))
+        root = pathlib.Path(os.path.expanduser(folder))
+        wnids = None
+        for where in [root, *sorted({(root / p).parent for p in paths})]:
+            try:
+                wnids = semantic.wnids_from_folder(where)
+                break
+            except (ValueError, FileNotFoundError):
+                continue
+        if wnids is None:
+            return None, f"{root} does not hold the 1000 ImageNet wnids in its file names"
+        return semantic.labels_from_filenames(paths, wnids), f"labels from the file names in {root}"
+    except Exception as e:  # noqa: BLE001  no labels: SI is the agreement with the truth
+        return None, _last_line(f"{type(e).__name__}: {e}")
 
 
 def _finite(v):
@@ -419,9 +457,12 @@ def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
                                  "error": model_info[name].get("error", "not evaluated")}
         if split in ev.reference:
             ordered[TRUTH] = ev.truth_row(split)
-        tables.append(compare_report.markdown_table(split, ordered, bootstrap))
-        payload["splits"][split] = {"num_images": int(len(ev.reference[split]["l"]))
-                                    if split in ev.reference else 0, "rows": ordered}
+        ref = ev.reference.get(split, {})
+        tables.append(compare_report.markdown_table(split, ordered, bootstrap,
+                                                    ref.get("labels_note") or ""))
+        payload["splits"][split] = {"num_images": int(len(ref["l"])) if ref else 0,
+                                    "reference_run": ref.get("source"),
+                                    "si_labels": ref.get("labels_note"), "rows": ordered}
         if split in grids:
             stem = "compare_grid" if split == next(iter(results)) else f"compare_grid_{split}"
             layout = compare_report.save_labelled_grid(

@@ -106,7 +106,7 @@ def _best(rows: dict, col: str, arrow: str):
     return max(values) if arrow == "↑" else min(values)
 
 
-def markdown_table(split: str, rows: dict, bootstrap: int) -> str:
+def markdown_table(split: str, rows: dict, bootstrap: int, si_note: str = "") -> str:
     """One row per entry of `rows` (gray first, then the models, truth last)."""
     cols = _columns(rows)
     best = {c: _best(rows, c, a) for c, a in cols}
@@ -133,8 +133,13 @@ def markdown_table(split: str, rows: dict, bootstrap: int) -> str:
             f"{bootstrap} resamples of the images, seed 0]; bold: the best model or gray "
             "value of each column with a direction (↑ higher is better, ↓ lower). "
             "fd_*/kid_*: Fréchet / kernel distance of pooled features to the split's "
-            "true images (n images). train min: wall time of the training subprocess, or "
-            "from the run's metrics.jsonl timestamps when the run was reused or resumed.")
+            "true images (n images; kid ± its std over subsets). SI: EfficientNet-Lite0 "
+            "top-1/top-5 accuracy on ImageNet labels where the split's file names carry "
+            "them, else si_agreement, the share of images whose top-1 class matches the "
+            "truth's" + (f" ({si_note})" if si_note else "") + ". FID and IS need "
+            "--inception_weights (not implemented yet). train min: wall time of the "
+            "training subprocess, or from the run's metrics.jsonl timestamps when the run "
+            "was reused or resumed.")
     return "\n".join([f"## {split}", "", note, "", *lines, ""])
 
 
