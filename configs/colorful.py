@@ -8,17 +8,13 @@ EfficientNet-Lite0 encoder feeding the decoder (`config.model.backbone`).
 
 import ml_collections
 
-from configs import default
-from configs.unet import add_backbone_fields
+from configs.unet import VARIANTS, add_backbone_fields, apply_variant, base_config
 
-VARIANTS = ("", "cpu", "cpu_backbone")
+__all__ = ["VARIANTS", "get_config"]
 
 
 def get_config(variant: str = ""):
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown config variant {variant!r}; allowed: '' (GPU-sized), "
-                         "'cpu', 'cpu_backbone' (cpu with the EfficientNet-Lite0 encoder)")
-    c = default.get_config("cpu" if variant == "cpu_backbone" else variant)
+    c = base_config(variant)
     c.model.name = "colorful"
     c.model.network = "unet"  # unet | resnet (then model.width)
     c.model.features = (32, 64, 128, 256)  # UNet widths per level
@@ -34,9 +30,5 @@ def get_config(variant: str = ""):
         # Training images the colour prior is counted from before step 1 (0 = all).
         prior_images=10_000,
     ))
-    if variant in ("cpu", "cpu_backbone"):
-        c.model.features = (16, 32, 64, 128)
-    if variant == "cpu_backbone":
-        c.model.backbone = "efficientnet_lite0"
-        c.model.backbone_width = 32
+    apply_variant(c, variant)
     return c

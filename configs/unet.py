@@ -21,11 +21,25 @@ def add_backbone_fields(c) -> None:
     c.model.backbone_learning_rate = 1e-5
 
 
-def get_config(variant: str = ""):
+def base_config(variant: str):
+    """default's config for `variant` in VARIANTS (the UNet-shaped model configs share them)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown config variant {variant!r}; allowed: '' (GPU-sized), "
                          "'cpu', 'cpu_backbone' (cpu with the EfficientNet-Lite0 encoder)")
-    c = default.get_config("cpu" if variant == "cpu_backbone" else variant)
+    return default.get_config("cpu" if variant == "cpu_backbone" else variant)
+
+
+def apply_variant(c, variant: str) -> None:
+    """The CPU widths, and for cpu_backbone the frozen EfficientNet-Lite0 encoder."""
+    if variant in ("cpu", "cpu_backbone"):
+        c.model.features = (16, 32, 64, 128)
+    if variant == "cpu_backbone":
+        c.model.backbone = "efficientnet_lite0"
+        c.model.backbone_width = 32
+
+
+def get_config(variant: str = ""):
+    c = base_config(variant)
     c.model.name = "unet"
     c.model.features = (32, 64, 128, 256)  # widths per level
     c.model.norm = "batch"  # batch | group | instance | none
@@ -34,9 +48,5 @@ def get_config(variant: str = ""):
     # (colorjax/objectives/rebalance.py); 0 = plain per-pixel loss.
     c.loss_rebalance = 0.0
     add_backbone_fields(c)
-    if variant in ("cpu", "cpu_backbone"):
-        c.model.features = (16, 32, 64, 128)
-    if variant == "cpu_backbone":
-        c.model.backbone = "efficientnet_lite0"
-        c.model.backbone_width = 32
+    apply_variant(c, variant)
     return c

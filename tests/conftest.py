@@ -109,3 +109,38 @@ def restore_checkpoint(workdir, state, step: int | None = None):
     finally:
         ckpt.close()
     return step, restored, data_state
+
+
+IMAGENET_SAMPLES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / \
+    "imagenet-samples"
+
+
+def imagenet_color_photos(step: int):
+    """(images (N, 224, 224, 3) in [0, 1], their files) of every `step`-th sorted
+    `../shared/data/imagenet-samples` photo (one per class, `<wnid>_<class>.JPEG`) that is
+    in colour, as classifiers are evaluated: shorter side to 256 (bicubic), centre crop 224.
+    Skips the test when the folder is absent."""
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    if not IMAGENET_SAMPLES.is_dir():
+        pytest.skip(f"ImageNet sample photos not available: {IMAGENET_SAMPLES} is absent")
+    images, kept = [], []
+    for f in sorted(IMAGENET_SAMPLES.glob("*.JPEG"))[::step]:
+        with Image.open(f) as im:
+            if im.mode == "L":
+                continue
+            rgb = im.convert("RGB")
+        a = np.asarray(rgb)
+        if np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2]):
+            continue  # grayscale stored as RGB
+        w, h = rgb.size
+        s = 256 / min(w, h)
+        rgb = rgb.resize((max(224, round(w * s)), max(224, round(h * s))), Image.BICUBIC)
+        w, h = rgb.size
+        left, top = (w - 224) // 2, (h - 224) // 2
+        images.append(np.asarray(rgb.crop((left, top, left + 224, top + 224)),
+                                 np.float32) / 255.0)
+        kept.append(f)
+    return np.stack(images), kept

@@ -5,51 +5,30 @@ from __future__ import annotations
 
 import pickle
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-from PIL import Image
+
+from conftest import IMAGENET_SAMPLES, imagenet_color_photos
 
 from colorjax.models import efficientnet as eff
 from colorjax.models import torch_weights as tw
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples"
+SAMPLES = IMAGENET_SAMPLES
 # Every 4th of the 1000 sorted sample photos (one per class): 250 files, of which the color
 # ones are classified. Keeps the test well under two minutes on two CPU cores.
 SUBSET_STEP = 4
 BATCH = 50
 
 
-def _preprocess(im: Image.Image) -> np.ndarray:
-    """Shorter side to 256 (bicubic), center crop 224, RGB in [0, 1]."""
-    w, h = im.size
-    s = 256 / min(w, h)
-    im = im.resize((max(224, round(w * s)), max(224, round(h * s))), Image.BICUBIC)
-    w, h = im.size
-    left, top = (w - 224) // 2, (h - 224) // 2
-    return np.asarray(im.crop((left, top, left + 224, top + 224)), np.float32) / 255.0
-
-
 def _color_samples() -> tuple[np.ndarray, np.ndarray]:
-    files = sorted(SAMPLES.glob("*.JPEG"))
+    images, files = imagenet_color_photos(SUBSET_STEP)
     # ImageNet's class index is the position of the wnid among the 1000 sorted wnids.
-    wnids = sorted({f.name.split("_")[0] for f in files})
+    wnids = sorted({f.name.split("_")[0] for f in SAMPLES.glob("*.JPEG")})
     assert len(wnids) == 1000, f"expected 1000 classes in {SAMPLES}, found {len(wnids)}"
     index = {w: i for i, w in enumerate(wnids)}
-    images, labels = [], []
-    for f in files[::SUBSET_STEP]:
-        with Image.open(f) as im:
-            if im.mode == "L":
-                continue
-            rgb = im.convert("RGB")
-        a = np.asarray(rgb)
-        if np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2]):
-            continue  # grayscale stored as RGB
-        images.append(_preprocess(rgb))
-        labels.append(index[f.name.split("_")[0]])
-    return np.stack(images), np.array(labels)
+    return images, np.array([index[f.name.split("_")[0]] for f in files])
 
 
 def test_imagenet_accuracy():

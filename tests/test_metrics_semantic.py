@@ -5,27 +5,17 @@ of Zhang et al. 2016), and the label / argument handling."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+
+from conftest import IMAGENET_SAMPLES, imagenet_color_photos
 
 from colorjax.color import lab_to_rgb, rgb_to_lab
 from colorjax.metrics import semantic as sem
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples"
+SAMPLES = IMAGENET_SAMPLES
 SUBSET_STEP = 8  # every 8th of the 1000 sorted photos (one per class): 125 files
-
-
-def _preprocess(im: Image.Image) -> np.ndarray:
-    """As tests/test_efficientnet.py: shorter side to 256 (bicubic), centre crop 224."""
-    w, h = im.size
-    s = 256 / min(w, h)
-    im = im.resize((max(224, round(w * s)), max(224, round(h * s))), Image.BICUBIC)
-    w, h = im.size
-    left, top = (w - 224) // 2, (h - 224) // 2
-    return np.asarray(im.crop((left, top, left + 224, top + 224)), np.float32) / 255.0
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
@@ -37,22 +27,8 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def color_samples():
-    if not SAMPLES.is_dir():
-        pytest.skip(f"ImageNet sample photos not available: {SAMPLES} is absent")
-    files = sorted(SAMPLES.glob("*.JPEG"))
-    wnids = sem.wnids_from_folder(SAMPLES)
-    images, kept = [], []
-    for f in files[::SUBSET_STEP]:
-        with Image.open(f) as im:
-            if im.mode == "L":
-                continue
-            rgb = im.convert("RGB")
-        a = np.asarray(rgb)
-        if np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2]):
-            continue  # grayscale stored as RGB
-        images.append(_preprocess(rgb))
-        kept.append(f)
-    return np.stack(images), sem.labels_from_filenames(kept, wnids), kept
+    images, kept = imagenet_color_photos(SUBSET_STEP)
+    return images, sem.labels_from_filenames(kept, sem.wnids_from_folder(SAMPLES)), kept
 
 
 def test_truth_is_recognised_better_than_gray(color_samples):
