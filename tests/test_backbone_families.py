@@ -147,7 +147,7 @@ def test_without_a_backbone_the_trees_are_unchanged(model):
 @pytest.mark.parametrize("field,value,message", [
     ("model.backbone", "resnet50", r"config.model.backbone.*'efficientnet_lite0'"),
     ("model.backbone_width", 0, r"config.model.backbone_width"),
-    ("model.backbone_trainable", True, r"config.model.backbone_trainable"),
+    ("model.backbone_trainable", "yes", r"config.model.backbone_trainable"),
 ])
 @pytest.mark.parametrize("model", ["unetgan", "unetvae"])
 def test_bad_backbone_fields_are_named(model, field, value, message):

@@ -9,12 +9,16 @@ with its own optax optimizer, trained in one jitted step:
 G's update sees the freshly updated D, as in pix2pix. The phase is a function of the
 checkpointed `state.step`, so a resumed run continues in the right phase.
 
-`config.model.backbone` (vgg16 | efficientnet_lite0): a frozen pretrained ImageNet network
-reads L and its feature maps feed G (`colorjax.models.generators`: the UNet-shaped
-generators' decoder skips, the encoder-decoder's bottleneck). Its weights are G's
+`config.model.backbone` (vgg16 | efficientnet_lite0): a pretrained ImageNet network reads L
+and its feature maps feed G (`colorjax.models.generators`: the UNet-shaped generators'
+decoder skips, the encoder-decoder's bottleneck). Frozen (the default), its weights are G's
 collection `model_state["backbone"]`, read but never written by the step (not mutable, not
-optimised, not in the EMA); its taps are computed once per step, outside G's VJP, and from
-the variables in `predict_with`, so exports carry it. D never sees it.
+optimised, not in the EMA); its taps are computed once per step, outside G's VJP. With
+`config.model.backbone_trainable` they are G's `params["backbone"]`, fine-tuned through G's
+VJP by G's optimizer with their own peak learning rate `config.model.backbone_learning_rate`
+(`frozen_backbone.split_optimizer`; BatchNorm statistics stay fixed) and in G's EMA. Either
+way `predict_with` computes the taps from the variables, so exports carry the backbone.
+D never sees it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from colorjax import checks, models, registry
-from colorjax.models.backbone import backbone_taps, load_backbone
+from colorjax.models.backbone import load_backbone
 from colorjax.models.blocks import NORMS
 from colorjax.models.discriminators import DISCRIMINATORS, build_discriminator, min_input_size
 from colorjax.models.generators import GENERATORS, build_generator
@@ -40,8 +44,9 @@ from colorjax.objectives.base import (OPTIMIZERS, SCHEDULES, Objective, apply_gr
                                       apply_in_precision, compute_dtype, init_ema,
                                       init_opt_state, is_finite, optimizer_for, optimizer_step,
                                       require_optimizer)
-from colorjax.objectives.frozen_backbone import (backbone_width, check_backbone, init_taps,
-                                                 split_frozen)
+from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_settings,
+                                                 backbone_width, check_backbone, frozen_taps,
+                                                 init_taps, network_variables, place_weights)
 
 ADV_LOSSES = ("bce", "wgan_gp")
 # The generator used when `config.model.generator` is not set is the model name's
@@ -149,7 +154,8 @@ class AdversarialObjective(Objective):
         self.gen_opt_config, self.disc_opt_config = config.optimizer, config.disc_optimizer
         self.disc_batchnorm = adv.disc_norm == "batch"
         self.use_perceptual = self.perceptual_weight > 0 and any(self.layer_weights)
-        self.backbone = checks.get(config, "model.backbone", default="none")
+        self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
+            backbone_settings(config))
 
     @property
     def vgg_params(self):
@@ -169,10 +175,13 @@ class AdversarialObjective(Objective):
             g_vars = dict(self.generator.init(g_rng, batch["l"], train=False,
                                               taps=init_taps(self.backbone, weights,
                                                              batch["l"])))
-            g_vars["backbone"] = weights  # G's collection: state, never params
         d_vars = dict(self.discriminator.init(d_rng, batch["l"], batch["ab"], train=False))
         params, disc_params = g_vars.pop("params"), d_vars.pop("params")
-        tx = optimizer_for(self.gen_opt_config, num_train_steps)
+        if self.backbone != "none":
+            # Frozen: G's collection, state, never params; trainable: G's params["backbone"].
+            params, g_vars = place_weights(params, g_vars, weights, self.backbone_trainable)
+        tx = backbone_optimizer(self.gen_opt_config, num_train_steps, self.backbone_trainable,
+                                self.backbone_learning_rate)
         # D's optimizer counts D updates: n_critic per step, none in the NoGAN phase.
         disc_tx = optimizer_for(self.disc_opt_config, None if num_train_steps is None else
                                 max(1, num_train_steps - self.nogan_steps) * self.n_critic)
@@ -185,21 +194,22 @@ class AdversarialObjective(Objective):
     # -- networks ---------------------------------------------------------------------
 
     def _taps(self, model_state, l):
-        """The frozen backbone's taps of L (None without one), from G's collections."""
-        if self.backbone == "none":
-            return None
-        return backbone_taps(self.backbone, model_state["backbone"], l)
+        """The frozen backbone's taps of L, from G's collections (None without one, or with
+        a trainable one: those are computed inside G's VJP)."""
+        taps = frozen_taps(self.backbone, model_state)
+        return None if taps is None else taps(l)
 
     def _taps_kwargs(self, taps):
         return {} if taps is None else {"taps": taps}
 
     def _generate(self, params, model_state, l, taps=None):
-        """G in train mode: (ab, new BatchNorm statistics). The frozen backbone is not passed
-        to G (it reads the precomputed `taps`), so it is neither cast nor written back."""
-        own = split_frozen(model_state)[0]
-        return apply_in_precision(self.generator, {"params": params, **own}, l, train=True,
-                                  mutable=list(own), dtype=self.dtype,
-                                  **self._taps_kwargs(taps))
+        """G in train mode: (ab, new BatchNorm statistics). The backbone is not passed to G
+        (it reads the precomputed frozen `taps`, or those of its trainable weights in
+        `params["backbone"]`, computed here), so it is neither cast nor written back."""
+        variables, taps = network_variables(self.backbone, params, model_state, l, taps)
+        own = [c for c in variables if c != "params"]
+        return apply_in_precision(self.generator, variables, l, train=True,
+                                  mutable=own, dtype=self.dtype, **self._taps_kwargs(taps))
 
     def _discriminate(self, disc_params, disc_state, l, ab):
         """D in train mode (batch statistics): (outputs, new BatchNorm statistics)."""
@@ -355,9 +365,11 @@ class AdversarialObjective(Objective):
 
     def predict_with(self, variables, gray_l, rng, sampling: bool = False):
         del rng, sampling  # deterministic generator
-        own, _ = split_frozen(dict(variables))
-        return apply_in_precision(self.generator, own, gray_l, train=False, dtype=self.dtype,
-                                  **self._taps_kwargs(self._taps(variables, gray_l)))
+        variables = dict(variables)
+        params = variables.pop("params")
+        variables, taps = network_variables(self.backbone, params, variables, gray_l)
+        return apply_in_precision(self.generator, variables, gray_l, train=False,
+                                  dtype=self.dtype, **self._taps_kwargs(taps))
 
 
 OBJECTIVE = AdversarialObjective

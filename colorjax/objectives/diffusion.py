@@ -12,6 +12,14 @@ timesteps, and DDIM-50 would spend one or two steps where colour is decided. Sca
 standard deviation of ~0.5 (the range of the images the published schedules were tuned on)
 puts those noise levels back where the schedules expect them (cf. Chen 2023, "On the
 importance of noise scheduling for diffusion models", on input scaling).
+
+`config.model.backbone` (vgg16 | efficientnet_lite0): a pretrained ImageNet network's
+features of L condition the denoiser (`semantic`). Frozen (the default), its weights are the
+collection `model_state["backbone"]` and its taps are computed once per step outside the
+gradient. With `config.model.backbone_trainable` they are `params["backbone"]`, fine-tuned
+by the diffusion loss with their own peak learning rate `config.model.backbone_learning_rate`
+(`frozen_backbone.split_optimizer`; BatchNorm statistics stay fixed) and in the EMA. Either
+way the sampler computes the taps once per image, outside its loop.
 """
 
 from __future__ import annotations
@@ -22,11 +30,13 @@ import jax.numpy as jnp
 from colorjax import checks, models, registry
 from colorjax.diffusion import (PREDICTIONS, SAMPLERS, SCHEDULES, make_schedule, q_sample,
                                 sample, training_target)
-from colorjax.models.backbone import BACKBONES, backbone_taps, load_backbone
+from colorjax.models.backbone import load_backbone
 from colorjax.models.diffusion_unet import DiffusionUNet
-from colorjax.objectives.frozen_backbone import backbone_width
+from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_settings,
+                                                 backbone_width, check_backbone, frozen_taps,
+                                                 network_variables, place_weights)
 from colorjax.objectives.base import (Objective, TrainState, apply_gradients, apply_in_precision,
-                                      compute_dtype, init_ema, optimizer_for)
+                                      compute_dtype, init_ema)
 
 LOSSES = ("l1", "mse")
 # The sampler used when config.sampler.name is not set (or '') is the model name's in
@@ -58,9 +68,9 @@ def validate(config) -> None:
                                note="(widths per level)")
     checks.sequence(config, "model.attention_levels", "integers", low=0, high=len(features),
                     high_open=True)
-    # Frozen ImageNet features of L as extra conditioning (colorjax/models/backbone.py).
-    if checks.choice(config, "model.backbone", BACKBONES, default="none") != "none":
-        checks.integer(config, "model.backbone_width", low=1, default=64)
+    # ImageNet features of L as extra conditioning (colorjax/models/backbone.py), frozen
+    # or fine-tuned (model.backbone_trainable, model.backbone_learning_rate).
+    check_backbone(config)
     checks.integer(config, "model.num_res_blocks", low=1)
     checks.number(config, "model.dropout", low=0.0, high=1.0, high_open=True)
 
@@ -133,7 +143,8 @@ class DiffusionObjective(Objective):
         self.eta = float(s.eta)
         self.temperature = float(s.get("temperature", 1.0))
         self.ema_decay = float(config.ema_decay)
-        self.backbone = config.model.get("backbone", "none")
+        self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
+            backbone_settings(config))
         self.model = build_model(config)
         self.downsample_factor = models.downsample_factor(self.model)
         self.opt_config = config.optimizer
@@ -152,16 +163,20 @@ class DiffusionObjective(Objective):
         model_state = {} if self.backbone == "none" else {"backbone": load_backbone(self.backbone)}
         params = self.model.init(rbg_key(rng), x, l, t, train=False,
                                  semantic=self._semantic(model_state, l))["params"]
+        if self.backbone_trainable:  # params["backbone"]: optimised, EMA'd, checkpointed
+            params, model_state = place_weights(params, {}, model_state["backbone"], True)
         return TrainState.create(params, model_state,
-                                 optimizer_for(self.opt_config, num_train_steps),
+                                 backbone_optimizer(self.opt_config, num_train_steps,
+                                                    self.backbone_trainable,
+                                                    self.backbone_learning_rate),
                                  init_ema(params, self.ema_decay))
 
     def _semantic(self, model_state, gray_l):
-        """Backbone taps of L (None without a backbone): computed once per image, outside
-        the loss's gradient and outside the sampler's loop."""
-        if self.backbone == "none":
-            return None
-        return backbone_taps(self.backbone, model_state["backbone"], gray_l)
+        """Frozen backbone taps of L (None without a backbone, or with a trainable one):
+        computed once per image, outside the loss's gradient and outside the sampler's
+        loop."""
+        taps = frozen_taps(self.backbone, model_state)
+        return None if taps is None else taps(gray_l)
 
     def _ema_decay_at(self, step):
         """`ema_decay`, warmed up as min(decay, (1+step)/(10+step)) (TensorFlow's
@@ -181,8 +196,11 @@ class DiffusionObjective(Objective):
         semantic = self._semantic(state.model_state, batch["l"])
 
         def loss_fn(params):
-            out = apply_in_precision(self.model, {"params": params}, x_t, batch["l"], t,
-                                     train=True, semantic=semantic,
+            # A trainable backbone's taps are computed here, inside the gradient.
+            variables, taps = network_variables(self.backbone, params, {}, batch["l"],
+                                                semantic)
+            out = apply_in_precision(self.model, variables, x_t, batch["l"], t,
+                                     train=True, semantic=taps,
                                      rngs={"dropout": dropout_rng}, dtype=self.dtype)
             err = out - target
             per_example = jnp.mean(err**2 if self.loss_kind == "mse" else jnp.abs(err),
@@ -199,16 +217,19 @@ class DiffusionObjective(Objective):
 
     def model_fn(self, params, gray_l, model_state=None):
         """The network as the samplers see it: (x_t, t) -> ε or v, conditioned on L (and on
-        the backbone's features of L, computed here once, when `model_state` holds one)."""
+        the backbone's features of L, computed here once, when `model_state` holds a frozen
+        one or `params` a trainable one)."""
         semantic = self._semantic(model_state, gray_l)
-        return lambda x_t, t: apply_in_precision(self.model, {"params": params}, x_t, gray_l, t,
+        variables, semantic = network_variables(self.backbone, params, {}, gray_l, semantic)
+        return lambda x_t, t: apply_in_precision(self.model, variables, x_t, gray_l, t,
                                                  train=False, semantic=semantic,
                                                  dtype=self.dtype)
 
     def sample(self, params, gray_l, rng, sampler: str | None = None,
                steps: int | None = None, eta: float | None = None, model_state=None):
         """ab (N,H,W,2) in network range drawn with a sampler (config's unless overridden).
-        `model_state` is the train state's (the frozen backbone, if the model has one)."""
+        `model_state` is the train state's (the frozen backbone, if the model has one; a
+        trainable one is in `params`)."""
         noise_rng, sampler_rng = jax.random.split(rbg_key(rng))
         # Reduced temperature (< 1) starts from, and adds, less noise: samples move from a
         # draw of the model's distribution towards its most likely colouring (cf. Glow's

@@ -12,21 +12,23 @@ BatchNorm statistics stay fixed).
 
 from __future__ import annotations
 
-import copy
-
 import jax
-import optax
 
 from colorjax import checks, models, registry
 from colorjax.models import build_regression_model
-from colorjax.models.backbone import BACKBONES, backbone_taps, load_backbone
+from colorjax.models.backbone import backbone_taps, load_backbone
 from colorjax.models.blocks import NORMS
 from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
-                                      apply_in_precision, compute_dtype, init_ema,
-                                      make_optimizer, pixel_loss)
-from colorjax.objectives.frozen_backbone import FROZEN_COLLECTIONS, init_taps, split_frozen
+                                      apply_in_precision, compute_dtype, init_ema, pixel_loss)
+# backbone_labels and split_optimizer are re-exported (classification imports them here).
+from colorjax.objectives.frozen_backbone import (FROZEN_COLLECTIONS, backbone_labels,
+                                                 backbone_optimizer, backbone_settings,
+                                                 check_backbone, init_taps, network_variables,
+                                                 place_weights, split_optimizer)
 from colorjax.objectives.rebalance import rebalancing_weights
 
+__all__ = ["OBJECTIVE", "RegressionObjective", "backbone_labels", "downsample_factor",
+           "split_optimizer", "validate"]
 
 
 def validate(config) -> None:
@@ -47,40 +49,8 @@ def validate(config) -> None:
         checks.integer(config, "model.embed_size", low=32)
         checks.choice(config, "model.backbone", ("none",), default="none",
                       note="(fusion reads its own classifier)")
-    elif checks.choice(config, "model.backbone", BACKBONES, default="none") != "none":
-        checks.integer(config, "model.backbone_width", low=1, default=64)
-        if checks.boolean(config, "model.backbone_trainable", default=False):
-            checks.number(config, "model.backbone_learning_rate", low=0.0, default=1e-5)
-
-
-def backbone_labels(params):
-    """multi_transform labels: "backbone" for the backbone's weights, "frozen" for its other
-    collections (BatchNorm statistics), "network" for the rest."""
-    def label(path, _):
-        keys = [getattr(k, "key", None) for k in path]
-        if keys[0] != "backbone":
-            return "network"
-        return "backbone" if keys[1] == "params" else "frozen"
-    return jax.tree_util.tree_map_with_path(label, params)
-
-
-def split_optimizer(opt_config, num_train_steps: int, backbone_learning_rate: float):
-    """`make_optimizer` for the network, the same with peak `backbone_learning_rate` for the
-    backbone's weights (labels: `backbone_labels`), gradients clipped by their global norm
-    over both first."""
-    def variant(**fields):
-        c = copy.deepcopy(opt_config)
-        for k, v in fields.items():
-            setattr(c, k, v)
-        return make_optimizer(c, num_train_steps)
-
-    tx = optax.multi_transform(
-        {"network": variant(grad_clip_norm=0.0),
-         "backbone": variant(grad_clip_norm=0.0, learning_rate=backbone_learning_rate),
-         "frozen": optax.set_to_zero()}, backbone_labels)
-    if opt_config.grad_clip_norm > 0:
-        tx = optax.chain(optax.clip_by_global_norm(opt_config.grad_clip_norm), tx)
-    return tx
+    else:
+        check_backbone(config)
 
 
 def downsample_factor(config) -> int:
@@ -100,19 +70,12 @@ class RegressionObjective(Objective):
         self.loss_rebalance = float(checks.get(config, "loss_rebalance", default=0.0))
         self.ema_decay = float(config.ema_decay)
         self.dtype = compute_dtype(config)
-        self.backbone = checks.get(config, "model.backbone", default="none")
-        self.backbone_trainable = self.backbone != "none" and bool(
-            checks.get(config, "model.backbone_trainable", default=False))
-        self.backbone_learning_rate = float(
-            checks.get(config, "model.backbone_learning_rate", default=1e-5))
+        self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
+            backbone_settings(config))
 
     def _optimizer(self, num_train_steps):
-        if num_train_steps is None:  # a state for inference or shapes
-            return None
-        if self.backbone_trainable:
-            return split_optimizer(self.opt_config, num_train_steps,
-                                   self.backbone_learning_rate)
-        return make_optimizer(self.opt_config, num_train_steps)
+        return backbone_optimizer(self.opt_config, num_train_steps, self.backbone_trainable,
+                                  self.backbone_learning_rate)
 
     def init(self, rng, batch, num_train_steps=None):
         kwargs = {}
@@ -125,11 +88,9 @@ class RegressionObjective(Objective):
             variables = load_pretrained(variables)
         variables = dict(variables)
         params = variables.pop("params")
-        if self.backbone_trainable:
-            params = {**params, "backbone": weights}
-        elif self.backbone != "none":
-            # Frozen: state, not params (no optimizer, EMA or weight decay on it).
-            variables["backbone"] = weights
+        if self.backbone != "none":
+            params, variables = place_weights(params, variables, weights,
+                                              self.backbone_trainable)
         return TrainState.create(params, dict(variables), self._optimizer(num_train_steps),
                                  init_ema(params, self.ema_decay))
 
@@ -137,18 +98,8 @@ class RegressionObjective(Objective):
         """(the network's variables, its `taps` keyword) from params and model_state in
         either layout: the backbone in `params["backbone"]` (trainable) or in
         `model_state["backbone"]` (frozen). `taps` given: already computed."""
-        if self.backbone == "none":
-            return {"params": params, **model_state}, {}
-        rest = split_frozen(model_state)[0]
-        if "backbone" in params:  # trainable: the gradient reaches its weights
-            weights = {k: v if k == "params" else jax.lax.stop_gradient(v)
-                       for k, v in params["backbone"].items()}
-            params = {k: v for k, v in params.items() if k != "backbone"}
-            if taps is None:
-                taps = backbone_taps(self.backbone, weights, gray_l, trainable=True)
-        elif taps is None:
-            taps = backbone_taps(self.backbone, model_state["backbone"], gray_l)
-        return {"params": params, **rest}, {"taps": taps}
+        variables, taps = network_variables(self.backbone, params, model_state, gray_l, taps)
+        return variables, ({} if taps is None else {"taps": taps})
 
     def train_step(self, state, batch, rng):
         del rng  # deterministic networks

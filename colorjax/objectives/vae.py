@@ -18,13 +18,17 @@ Prediction needs only the decoder: z is drawn from the prior N(0, I) (`sample_mo
 a different colouring per rng) or set to its mode z = 0 (`"zero"`, deterministic: the
 single most likely colouring, used by default for evaluation tables).
 
-`config.model.backbone` (vgg16 | efficientnet_lite0): a frozen pretrained ImageNet network
-reads L and its feature maps feed the decoder (`colorjax.models.vae`); the encoder does not
-see them. Its weights are the decoder's collection `model_state["decoder"]["backbone"]`,
-beside the decoder's BatchNorm statistics, so `inference_variables` (the decoder's
-collections) carries it and exports are self-contained. The step reads it, never writes it;
-its taps are computed once per step outside the gradient, and from the variables in
-`decode`.
+`config.model.backbone` (vgg16 | efficientnet_lite0): a pretrained ImageNet network reads L
+and its feature maps feed the decoder (`colorjax.models.vae`); the encoder does not see
+them. Frozen (the default), its weights are the decoder's collection
+`model_state["decoder"]["backbone"]`, beside the decoder's BatchNorm statistics; the step
+reads it, never writes it, and its taps are computed once per step outside the gradient.
+With `config.model.backbone_trainable` they are the decoder's `params["decoder"]["backbone"]`,
+fine-tuned by the reconstruction (and KL) loss with their own peak learning rate
+`config.model.backbone_learning_rate` (`frozen_backbone.split_optimizer`; BatchNorm
+statistics stay fixed) and in the decoder's EMA. Either way `inference_variables` (the
+decoder's params and collections) carries it, so exports are self-contained, and `decode`
+computes the taps from the variables.
 """
 
 from __future__ import annotations
@@ -34,12 +38,14 @@ import jax.numpy as jnp
 
 from colorjax import checks, models, registry
 from colorjax.models.blocks import NORMS
-from colorjax.models.backbone import backbone_taps, load_backbone
+from colorjax.models.backbone import load_backbone
 from colorjax.models.vae import CONDITIONS, build_vae
 from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
                                       apply_in_precision, compute_dtype, init_ema,
-                                      optimizer_for, pixel_loss)
-from colorjax.objectives.frozen_backbone import check_backbone, init_taps, split_frozen
+                                      pixel_loss)
+from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_settings,
+                                                 check_backbone, frozen_taps, init_taps,
+                                                 network_variables, place_weights)
 
 SAMPLE_MODES = ("prior", "zero")
 
@@ -108,7 +114,8 @@ class VAEObjective(Objective):
         self.kl_warmup_steps = int(config.vae.kl_warmup_steps)
         self.sample_mode = config.vae.sample_mode
         self.dtype = compute_dtype(config)  # networks compute in it; KL, loss stay float32
-        self.backbone = checks.get(config, "model.backbone", default="none")
+        self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
+            backbone_settings(config))
 
     def init(self, rng, batch, num_train_steps=None):
         enc_rng, dec_rng = jax.random.split(rng)
@@ -121,10 +128,16 @@ class VAEObjective(Objective):
             weights = load_backbone(self.backbone)
             dec = dict(self.decoder.init(dec_rng, l, z, train=False,
                                          taps=init_taps(self.backbone, weights, l)))
-            dec["backbone"] = weights  # the decoder's collection: exported with it
-        params = {"encoder": enc.pop("params"), "decoder": dec.pop("params")}
-        return TrainState.create(params, {"encoder": dict(enc), "decoder": dict(dec)},
-                                 optimizer_for(self.opt_config, num_train_steps),
+        dec = dict(dec)
+        dec_params = dec.pop("params")
+        if self.backbone != "none":
+            # The decoder's (exported with it): its collection (frozen) or its params.
+            dec_params, dec = place_weights(dec_params, dec, weights, self.backbone_trainable)
+        params = {"encoder": enc.pop("params"), "decoder": dec_params}
+        return TrainState.create(params, {"encoder": dict(enc), "decoder": dec},
+                                 backbone_optimizer(self.opt_config, num_train_steps,
+                                                    self.backbone_trainable,
+                                                    self.backbone_learning_rate),
                                  init_ema(params["decoder"], self.ema_decay))
 
     def train_step(self, state, batch, rng):
@@ -132,8 +145,8 @@ class VAEObjective(Objective):
         ms = state.model_state
         beta = kl_weight(state.step, self.beta, self.kl_warmup_steps)
         # The frozen backbone runs once, outside the gradient, and is not passed to (so not
-        # cast or written back by) the decoder: it comes back bit for bit.
-        dec_own = split_frozen(ms["decoder"])[0]
+        # cast or written back by) the decoder: it comes back bit for bit. A trainable one
+        # runs inside the gradient (`network_variables`), from params["decoder"]["backbone"].
         taps = self._taps(ms["decoder"], l)
 
         def loss_fn(params):
@@ -141,9 +154,12 @@ class VAEObjective(Objective):
                 self.encoder, {"params": params["encoder"], **ms["encoder"]}, l, ab,
                 train=True, mutable=list(ms["encoder"]), dtype=self.dtype)
             z = reparameterize(rng, mu, logvar)
+            dec_vars, dec_taps = network_variables(self.backbone, params["decoder"],
+                                                   ms["decoder"], l, taps)
             pred, dec_state = apply_in_precision(
-                self.decoder, {"params": params["decoder"], **dec_own}, l, z,
-                train=True, mutable=list(dec_own), dtype=self.dtype, **self._taps_kwargs(taps))
+                self.decoder, dec_vars, l, z, train=True,
+                mutable=[c for c in dec_vars if c != "params"], dtype=self.dtype,
+                **self._taps_kwargs(dec_taps))
             recon = pixel_loss(self.loss_kind, pred, ab)
             kl = jnp.mean(kl_divergence(mu, logvar))
             aux = {"recon": recon, "kl": kl, "mu_sq": jnp.mean(jnp.square(mu)),
@@ -170,24 +186,26 @@ class VAEObjective(Objective):
         raise ValueError(f"sample mode {mode!r}; allowed: {list(SAMPLE_MODES)}")
 
     def _taps(self, decoder_collections, gray_l):
-        """The frozen backbone's taps of L (None without one), from the decoder's
-        collections."""
-        if self.backbone == "none":
-            return None
-        return backbone_taps(self.backbone, decoder_collections["backbone"], gray_l)
+        """The frozen backbone's taps of L, from the decoder's collections (None without
+        one, or with a trainable one, whose taps `network_variables` computes)."""
+        taps = frozen_taps(self.backbone, decoder_collections)
+        return None if taps is None else taps(gray_l)
 
     def _taps_kwargs(self, taps):
         return {} if taps is None else {"taps": taps}
 
     def decode(self, variables, gray_l, z) -> jax.Array:
-        """ab for given latents, from the decoder's variables only (its backbone too)."""
-        own = split_frozen(dict(variables))[0]
-        return apply_in_precision(self.decoder, own, gray_l, z, train=False, dtype=self.dtype,
-                                  **self._taps_kwargs(self._taps(variables, gray_l)))
+        """ab for given latents, from the decoder's variables only (its backbone too, in
+        either layout)."""
+        variables = dict(variables)
+        params = variables.pop("params")
+        variables, taps = network_variables(self.backbone, params, variables, gray_l)
+        return apply_in_precision(self.decoder, variables, gray_l, z, train=False,
+                                  dtype=self.dtype, **self._taps_kwargs(taps))
 
     def inference_variables(self, state):
-        """Decoder (EMA) params, BatchNorm statistics and frozen backbone; nothing of the
-        encoder."""
+        """Decoder (EMA) params (a trainable backbone's among them), BatchNorm statistics
+        and frozen backbone; nothing of the encoder."""
         params = state.params["decoder"] if state.ema_params is None else state.ema_params
         return {"params": params, **state.model_state["decoder"]}
 
