@@ -354,7 +354,7 @@ def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
     """Train, evaluate and report every model of `specs`; returns the exit status."""
     import numpy as np
 
-    from colorjax import checkpoint, color, compare_report
+    from colorjax import checkpoint, compare_report
 
     os.makedirs(workdir, exist_ok=True)
     names = [run_name(s) for s in specs]
@@ -399,39 +399,34 @@ def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
                         train_minutes_source=source, params=num_params(objective, state),
                         images_per_sec=float(np.mean(ips)) if ips else None,
                         reused=bool(eval_only or (trained and trained["reused"])))
-            summary = []
-            for split in (splits or [config.eval.split]):
-                l, ab_pred, ab_true, per_image = ev.predict_split(config, objective, state,
-                                                                  split)
-                if split not in ev.reference:
-                    gray_row, gray_rgb, truth_rgb = ev.set_reference(split, config, l, ab_true,
-                                                                     name)
-                    results[split] = {GRAY: gray_row}
-                    grids[split] = [(GRAY, gray_rgb[:num_images])]
-                    truth_images[split] = truth_rgb[:num_images]
-                ref = ev.reference[split]
-                if ab_true.shape != ref["ab"].shape or not np.allclose(ab_true, ref["ab"],
-                                                                       atol=1e-4):
-                    raise ValueError(
-                        f"its {split} images differ from those of {ref['source']} (the eval "
-                        f"data configs differ: {_data_summary(config)})")
-                rgb = color.model_outputs_to_rgb(l, ab_pred)
-                row = ev.row(split, per_image, rgb)
-                row.update({k: info[k] for k in ("steps", "train_minutes",
-                                                 "train_minutes_source", "params",
-                                                 "images_per_sec")})
-                results[split][name] = row
-                grids[split].append((name, rgb[:num_images]))
-                m = row["metrics"]
-                summary.append(f"{split}: ciede2000 {m['ciede2000']['mean']:.3g}, "
-                               f"lpips {m['lpips']['mean']:.3g}, psnr {m['psnr']['mean']:.3g}")
-            del state
-        except Exception as e:  # noqa: BLE001  a failed evaluation is the model's row
+            del records
+        except Exception as e:  # noqa: BLE001  a run that cannot be restored is a failed row
             why = _last_line(f"{type(e).__name__}: {e}")
             info.update(status="failed", error=f"evaluation failed: {why}")
             failed += 1
             print(f"{tag}: evaluation failed: {why}", flush=True)
             continue
+        summary, split_errors = [], {}
+        for split in (splits or [config.eval.split]):
+            results.setdefault(split, {})
+            try:
+                summary.append(evaluate_split(ev, split, name, config, objective, state, info,
+                                              results[split], grids, truth_images))
+            except Exception as e:  # noqa: BLE001  a failed evaluation is the model's row
+                why = _last_line(f"{type(e).__name__}: {e}")
+                split_errors[split] = why
+                results[split][name] = {"status": "failed",
+                                        "error": f"evaluation failed: {why}"}
+                summary.append(f"{split}: evaluation failed: {why}")
+        del state
+        if len(split_errors) == len(splits or [config.eval.split]):
+            info.update(status="failed", error=f"evaluation failed: "
+                                               f"{next(iter(split_errors.values()))}")
+            failed += 1
+            print(f"{tag}: evaluation failed: {'; '.join(summary)}", flush=True)
+            continue
+        if split_errors:
+            info["split_errors"] = split_errors
         how = ("reused" if info["reused"] else "trained") + \
               (f" {minutes:.2f} min ({source})" if minutes is not None else "")
         print(f"{tag}: {how}, step {step}, {_params_text(info['params'])} params; "
@@ -481,6 +476,36 @@ def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
         print(f"every model failed ({failed} of {len(specs)})", file=sys.stderr, flush=True)
         return 1
     return 0
+
+
+def evaluate_split(ev, split, name, config, objective, state, info, rows, grids,
+                   truth_images) -> str:
+    """`name`'s row of `split` in `rows` (the gray row too, for the first run that gets
+    there) and its grid row; the progress summary. Raises when its images are not those
+    of the first run."""
+    import numpy as np
+
+    from colorjax import color
+
+    l, ab_pred, ab_true, per_image = ev.predict_split(config, objective, state, split)
+    if split not in ev.reference:
+        gray_row, gray_rgb, truth_rgb = ev.set_reference(split, config, l, ab_true, name)
+        rows[GRAY] = gray_row
+        grids[split] = [(GRAY, gray_rgb[:ev.num_images])]
+        truth_images[split] = truth_rgb[:ev.num_images]
+    ref = ev.reference[split]
+    if ab_true.shape != ref["ab"].shape or not np.allclose(ab_true, ref["ab"], atol=1e-4):
+        raise ValueError(f"its {split} images differ from those of {ref['source']} (the eval "
+                         f"data configs differ: {_data_summary(config)})")
+    rgb = color.model_outputs_to_rgb(l, ab_pred)
+    row = ev.row(split, per_image, rgb)
+    row.update({k: info[k] for k in ("steps", "train_minutes", "train_minutes_source",
+                                     "params", "images_per_sec")})
+    rows[name] = row
+    grids[split].append((name, rgb[:ev.num_images]))
+    m = row["metrics"]
+    return (f"{split}: ciede2000 {m['ciede2000']['mean']:.3g}, lpips {m['lpips']['mean']:.3g}, "
+            f"psnr {m['psnr']['mean']:.3g}")
 
 
 def _data_summary(config) -> str:

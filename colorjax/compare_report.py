@@ -225,6 +225,10 @@ def plot_curves(runs: dict[str, list[dict]], directory: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     curves = {name: eval_curves(records) for name, records in runs.items()}
+    # The gray baseline of the first run that logged one: a dashed line for reference.
+    gray = next(({k: v for k, v in r.items() if isinstance(v, (int, float))}
+                 for records in runs.values() for r in records
+                 if r.get("split") == "eval_gray_baseline"), {})
     metrics = sorted({m for c in curves.values() for m in c},
                      key=lambda m: (list(METRICS).index(m) if m in METRICS else len(METRICS), m))
     os.makedirs(directory, exist_ok=True)
@@ -235,6 +239,8 @@ def plot_curves(runs: dict[str, list[dict]], directory: str) -> list[str]:
             if metric in c:
                 steps, values = zip(*c[metric])
                 ax.plot(steps, values, marker="o", label=name)
+        if metric in gray:
+            ax.axhline(gray[metric], color="gray", linestyle="--", label="gray (ab = 0)")
         arrow = METRICS.get(metric, "")
         ax.set_xlabel("training step")
         ax.set_ylabel(f"{metric} {arrow}".strip())

@@ -37,9 +37,11 @@ def compared(tmp_path_factory):
     return wd, out
 
 
-def table_rows(md: str) -> dict[str, str]:
+def table_rows(md: str, split: str = "validation") -> dict[str, str]:
+    """Name -> table line of the rows of `split`'s section of compare.md."""
     rows = {}
-    for line in md.splitlines():
+    section = md.split(f"## {split}\n", 1)[1].split("\n## ", 1)[0]
+    for line in section.splitlines():
         if line.startswith("| ") and not line.startswith("| model"):
             rows[line.split("|")[1].strip()] = line
     return rows
@@ -107,7 +109,8 @@ def test_eval_only_trains_nothing_and_rewrites_the_table(compared):
     logs = {name: (wd / name / "train.log").read_text() for name in MODELS}
     before = json.loads((wd / "compare.json").read_text())["splits"]["validation"]["rows"]
     (wd / "compare.md").unlink()
-    out = run_compare(wd, "--eval_only")
+    # A split the data lacks fails in its own section; the validation numbers stand.
+    out = run_compare(wd, "--eval_only", "--splits=validation,nosuchsplit")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
     assert "training ..." not in out.stdout and "--eval_only: no training" in out.stdout
     for name in MODELS:  # no training subprocess ran: the logs are untouched
@@ -125,6 +128,13 @@ def test_eval_only_trains_nothing_and_rewrites_the_table(compared):
         assert after[name]["train_minutes"] > 0
     assert after["nonexistent"]["status"] == "failed"
     assert "no checkpoints" in after["nonexistent"]["error"]
+    other = table_rows((wd / "compare.md").read_text(), "nosuchsplit")
+    assert list(other) == [*MODELS, "nonexistent"]
+    for name in MODELS:
+        assert "failed: evaluation failed" in other[name] and "nosuchsplit" in other[name]
+    report = json.loads((wd / "compare.json").read_text())
+    assert report["splits"]["validation"]["grid"]["path"] == "compare_grid.png"
+    assert report["models"]["unet_cpu"]["status"] == "ok"
 
 
 def test_exit_status_is_nonzero_only_when_every_model_fails(tmp_path):
