@@ -6,7 +6,8 @@ ab is decoded by the annealed mean at temperature `config.classification.tempera
 The bins and the rebalancing weights are the collection `model_state["colour_bins"]`
 (`centers` (Q, 2) in Lab units, `weights` (Q,), `prior` (Q,)), so checkpoints and exports
 carry them. The weights come from one pass over the training split before step 1
-(`fit_data_statistics`, called by the loop); until then they are 1.
+(`fit_data_statistics`, called by the loop; it also starts the output layer at the loss's
+best constant prediction); until then they are 1.
 
 The network is a UNet or a ResNet colorizer (`config.model.network`) with Q output
 channels, optionally with a frozen pretrained backbone, exactly as in the regression
@@ -149,10 +150,13 @@ class ClassificationObjective(RegressionObjective):
                                                      mix=self.prior_mix)
         place = lambda x: jax.device_put(x, replicated)
         bins = {**state.model_state[BINS], "weights": place(weights), "prior": place(prior)}
-        # The output layer starts at the prior (its bias = log p̃, the classifier prior
-        # initialisation of Lin et al. 2017, "Focal Loss"): the first steps then refine a
-        # calibrated distribution instead of climbing out of the uniform one.
-        set_bias = lambda p: _with_output_bias(p, place(np.log(prior + 1e-8)))
+        # The output layer starts at the best constant prediction of this loss, the
+        # rebalanced marginal ∝ w(q) p̃(q) (its bias = the log of that; the prior
+        # initialisation of Lin et al. 2017, "Focal Loss", for a weighted cross-entropy):
+        # the first steps refine a calibrated distribution instead of climbing out of the
+        # uniform one, and do not start from the gray-dominated plain prior either.
+        start = np.log(weights * prior + 1e-12)
+        set_bias = lambda p: _with_output_bias(p, place((start - start.max()).astype(np.float32)))
         state = state.replace(params=set_bias(state.params),
                               ema_params=None if state.ema_params is None
                               else set_bias(state.ema_params))
