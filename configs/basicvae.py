@@ -14,7 +14,7 @@ def add_vae_fields(c, variant: str = "") -> None:
     c.model.latent_dim = 256  # the original project's latent size
     c.model.encoder_features = (32, 64, 128, 256)  # posterior encoder, one stride-2 conv each
     c.model.condition = "film"  # bottleneck: z added there only | film: also FiLM per level
-    gan.add_backbone_fields(c)  # model.backbone (frozen, read by the decoder only)
+    gan.add_backbone_fields(c)  # model.backbone* (read by the decoder only)
     c.vae = ml_collections.ConfigDict(dict(
         beta=0.001,  # KL weight, the original's; KL summed over latent dims (not per pixel)
         kl_warmup_steps=0,  # > 0: beta ramps linearly from 0 over this many steps

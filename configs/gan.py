@@ -11,13 +11,16 @@ from configs import default
 
 
 def add_backbone_fields(c: ml_collections.ConfigDict) -> None:
-    """`config.model.backbone*` of the GAN generators and VAE decoders (always frozen)."""
-    # none | vgg16 (the LPIPS VGG16) | efficientnet_lite0: a frozen pretrained ImageNet network
-    # reads the gray image; its feature maps feed G's decoder skips (the encoder-decoder's
+    """`config.model.backbone*` of the GAN generators and VAE decoders."""
+    # none | vgg16 (the LPIPS VGG16) | efficientnet_lite0: a pretrained ImageNet network reads
+    # the gray image; its feature maps feed G's decoder skips (the encoder-decoder's
     # bottleneck) or the VAE decoder. E.g. on a CPU:
     #   --config.model.backbone=efficientnet_lite0 --config.model.backbone_width=32
     c.model.backbone = "none"
     c.model.backbone_width = 64  # channels each backbone tap is projected to
+    # False: frozen; True: fine-tuned (G's or the decoder's params) at its own peak rate.
+    c.model.backbone_trainable = False
+    c.model.backbone_learning_rate = 1e-5
 
 
 def add_adversarial_fields(c: ml_collections.ConfigDict, variant: str) -> None:

@@ -32,6 +32,8 @@ def get_config(variant: str = ""):
     # CPU (docs/results.md): CIEDE2000 13.70 -> 12.68 on bsds500/val after 1,000 steps each.
     c.model.backbone = "vgg16"
     c.model.backbone_width = 64  # channels each backbone tap is projected to
+    c.model.backbone_trainable = False  # True: fine-tuned at its own peak rate
+    c.model.backbone_learning_rate = 1e-5
     c.diffusion = ml_collections.ConfigDict(dict(
         schedule="cosine",  # linear (Ho et al. 2020) | cosine (Nichol and Dhariwal 2021)
         timesteps=1000,
