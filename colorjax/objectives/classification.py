@@ -22,14 +22,12 @@ import numpy as np
 
 from colorjax import ab_bins, checks, models, registry
 from colorjax.color import AB_SCALE
-from colorjax.models.backbone import BACKBONES, backbone_taps
 from colorjax.models.blocks import NORMS
 from colorjax.models.resnet import ResNetColorizer
 from colorjax.models.unet import UNet
-from colorjax.objectives.base import (apply_gradients, apply_in_precision, compute_dtype,
-                                      make_optimizer)
-from colorjax.objectives.frozen_backbone import FROZEN_COLLECTIONS
-from colorjax.objectives.regression import RegressionObjective, split_optimizer
+from colorjax.objectives.base import compute_dtype
+from colorjax.objectives.frozen_backbone import backbone_settings, backbone_width, check_backbone
+from colorjax.objectives.regression import RegressionObjective
 
 BINS = "colour_bins"  # the model_state collection of bins and class weights
 NETWORKS = ("unet", "resnet")
@@ -44,10 +42,7 @@ def validate(config) -> None:
         checks.integer(config, "model.width", low=1)
     else:
         checks.sequence(config, "model.features", "integers", low=1, min_length=1)
-    if checks.choice(config, "model.backbone", BACKBONES, default="none") != "none":
-        checks.integer(config, "model.backbone_width", low=1, default=64)
-        if checks.boolean(config, "model.backbone_trainable", default=False):
-            checks.number(config, "model.backbone_learning_rate", low=0.0, default=1e-5)
+    check_backbone(config)
     checks.number(config, "classification.temperature", low=0.0, low_open=True,
                   note="(1 = the mean, near 0 = the mode; the paper's 0.38)")
     checks.number(config, "classification.prior_mix", low=0.0, high=1.0,
@@ -56,20 +51,18 @@ def validate(config) -> None:
                    note="(0 = the whole training split)")
 
 
-def build_network(model_config, num_bins: int):
+def build_network(config, num_bins: int):
     """The L -> per-bin logits network of `config.model.network`."""
-    backbone_width = (0 if model_config.get("backbone", "none") == "none"
-                      else int(model_config.get("backbone_width", 64)))
-    if model_config.get("network", "unet") == "resnet":
-        return ResNetColorizer(width=model_config.width, norm=model_config.norm,
-                               backbone_width=backbone_width, out_channels=num_bins,
-                               out_act="none")
-    return UNet(features=tuple(model_config.features), norm=model_config.norm,
-                backbone_width=backbone_width, out_channels=num_bins, out_act="none")
+    m, width = config.model, backbone_width(config)
+    if m.get("network", "unet") == "resnet":
+        return ResNetColorizer(width=m.width, norm=m.norm, backbone_width=width,
+                               out_channels=num_bins, out_act="none")
+    return UNet(features=tuple(m.features), norm=m.norm, backbone_width=width,
+                out_channels=num_bins, out_act="none")
 
 
 def downsample_factor(config) -> int:
-    return models.downsample_factor(build_network(config.model, 1))
+    return models.downsample_factor(build_network(config, 1))
 
 
 def soft_cross_entropy(logits, ab_lab, centers, class_weights):
@@ -97,27 +90,16 @@ class ClassificationObjective(RegressionObjective):
     def __init__(self, config):
         validate(config)
         self.centers = ab_bins.in_gamut_centers()
-        self.model = build_network(config.model, len(self.centers))
+        self.model = build_network(config, len(self.centers))
         self.downsample_factor = models.downsample_factor(self.model)
         self.opt_config = config.optimizer
         self.ema_decay = float(config.ema_decay)
         self.dtype = compute_dtype(config)
-        self.backbone = checks.get(config, "model.backbone", default="none")
-        self.backbone_trainable = self.backbone != "none" and bool(
-            checks.get(config, "model.backbone_trainable", default=False))
-        self.backbone_learning_rate = float(
-            checks.get(config, "model.backbone_learning_rate", default=1e-5))
+        self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
+            backbone_settings(config))
         self.temperature = float(config.classification.temperature)
         self.prior_mix = float(config.classification.prior_mix)
         self.prior_images = int(config.classification.prior_images)
-
-    def _optimizer(self, num_train_steps):
-        if num_train_steps is None:
-            return None
-        if self.backbone_trainable:
-            return split_optimizer(self.opt_config, num_train_steps,
-                                   self.backbone_learning_rate)
-        return make_optimizer(self.opt_config, num_train_steps)
 
     def init(self, rng, batch, num_train_steps=None):
         state = super().init(rng, batch, num_train_steps)
@@ -164,40 +146,17 @@ class ClassificationObjective(RegressionObjective):
 
     # -- training and prediction --
 
-    @staticmethod
-    def _without_bins(model_state):
+    def _network_state(self, model_state):
         return {k: v for k, v in model_state.items() if k != BINS}
 
-    def train_step(self, state, batch, rng):
-        del rng
+    def _loss(self, logits, batch, state):
         bins = state.model_state[BINS]
-        net_state = self._without_bins(state.model_state)
-        mutable = [c for c in net_state if c not in FROZEN_COLLECTIONS]
-        taps = None
-        if self.backbone != "none" and not self.backbone_trainable:
-            taps = backbone_taps(self.backbone, net_state["backbone"], batch["l"])
-        ab_lab = batch["ab"] * AB_SCALE
-
-        def loss_fn(params):
-            variables, kwargs = self._network(params, net_state, batch["l"], taps)
-            logits, new_model_state = apply_in_precision(
-                self.model, variables, batch["l"], train=True, mutable=mutable,
-                dtype=self.dtype, **kwargs)
-            loss = soft_cross_entropy(logits, ab_lab, bins["centers"], bins["weights"])
-            return loss, new_model_state
-
-        (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        return apply_gradients(state, grads, self.ema_decay, loss,
-                               model_state={**state.model_state, **new_model_state})
+        return soft_cross_entropy(logits, batch["ab"] * AB_SCALE, bins["centers"],
+                                  bins["weights"])
 
     def logits_with(self, variables, gray_l):
         """Per-bin logits (N, H, W, Q) from `inference_variables` alone."""
-        variables = dict(variables)
-        params = variables.pop("params")
-        variables.pop(BINS)
-        variables, kwargs = self._network(params, variables, gray_l)
-        return apply_in_precision(self.model, variables, gray_l, train=False,
-                                  dtype=self.dtype, **kwargs)
+        return super().predict_with(variables, gray_l, None)
 
     def predict_with(self, variables, gray_l, rng, sampling: bool = False, temperature=None):
         """ab in network range by the annealed mean at `temperature` (default

@@ -101,25 +101,36 @@ class RegressionObjective(Objective):
         variables, taps = network_variables(self.backbone, params, model_state, gray_l, taps)
         return variables, ({} if taps is None else {"taps": taps})
 
-    def train_step(self, state, batch, rng):
-        del rng  # deterministic networks
-        # Frozen collections are read, never written back (not even through a bfloat16
-        # round trip): they come back bit for bit.
-        mutable = [c for c in state.model_state if c not in FROZEN_COLLECTIONS]
-        taps = None
-        if self.backbone != "none" and not self.backbone_trainable:
-            # The frozen backbone runs once, outside the gradient.
-            taps = backbone_taps(self.backbone, state.model_state["backbone"], batch["l"])
+    def _network_state(self, model_state):
+        """The collections the network reads from a state's (or export's) model_state
+        (a subclass may keep its own there, as classification's bins)."""
+        return model_state
+
+    def _loss(self, pred, batch, state):
+        """The per-pixel loss of `pred` on `batch` (optionally colour-rebalanced)."""
+        del state
         weights = None
         if self.loss_rebalance > 0:
             weights = rebalancing_weights(batch["ab"], self.loss_rebalance)
+        return pixel_loss(self.loss_kind, pred, batch["ab"], weights=weights)
+
+    def train_step(self, state, batch, rng):
+        del rng  # deterministic networks
+        net_state = self._network_state(state.model_state)
+        # Frozen collections are read, never written back (not even through a bfloat16
+        # round trip): they come back bit for bit.
+        mutable = [c for c in net_state if c not in FROZEN_COLLECTIONS]
+        taps = None
+        if self.backbone != "none" and not self.backbone_trainable:
+            # The frozen backbone runs once, outside the gradient.
+            taps = backbone_taps(self.backbone, net_state["backbone"], batch["l"])
 
         def loss_fn(params):
-            variables, kwargs = self._network(params, state.model_state, batch["l"], taps)
+            variables, kwargs = self._network(params, net_state, batch["l"], taps)
             pred, new_model_state = apply_in_precision(
                 self.model, variables, batch["l"], train=True, mutable=mutable,
                 dtype=self.dtype, **kwargs)
-            return pixel_loss(self.loss_kind, pred, batch["ab"], weights=weights), new_model_state
+            return self._loss(pred, batch, state), new_model_state
 
         (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         return apply_gradients(state, grads, self.ema_decay, loss,
@@ -130,7 +141,7 @@ class RegressionObjective(Objective):
         del rng, sampling  # deterministic
         variables = dict(variables)
         params = variables.pop("params")
-        variables, kwargs = self._network(params, variables, gray_l)
+        variables, kwargs = self._network(params, self._network_state(variables), gray_l)
         return apply_in_precision(self.model, variables, gray_l, train=False,
                                   dtype=self.dtype, **kwargs)
 
