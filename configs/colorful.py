@@ -8,6 +8,7 @@ EfficientNet-Lite0 encoder feeding the decoder (`config.model.backbone`).
 
 import ml_collections
 
+from colorjax.ab_bins import PRIOR_MIX, TEMPERATURE
 from configs.unet import VARIANTS, add_backbone_fields, apply_variant, base_config
 
 __all__ = ["VARIANTS", "get_config"]
@@ -24,9 +25,9 @@ def get_config(variant: str = ""):
     c.classification = ml_collections.ConfigDict(dict(
         # Annealed mean: 1 = the mean (dull), near 0 = the mode (vivid, patchy); the paper's
         # 0.38. A runtime field: --mode=eval and colorize --temperature may change it.
-        temperature=0.38,
+        temperature=TEMPERATURE,
         # lambda of the rebalancing prior: 1 = plain cross-entropy, the paper's 0.5.
-        prior_mix=0.5,
+        prior_mix=PRIOR_MIX,
         # Training images the colour prior is counted from before step 1 (0 = all).
         prior_images=10_000,
     ))

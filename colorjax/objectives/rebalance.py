@@ -22,10 +22,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from colorjax.ab_bins import GRID  # Lab units per ab bin (Zhang et al. 2016)
+from colorjax.ab_bins import PRIOR_SIGMA as SIGMA  # Lab units, the histogram's smoothing
 from colorjax.color import AB_SCALE
 
-GRID = 10.0  # Lab units per ab bin (Zhang et al. 2016)
-SIGMA = 5.0  # Lab units, the histogram's Gaussian smoothing
 IN_GAMUT_BINS = 313  # Q: in-gamut bins at that grid (Zhang et al. 2016)
 _BINS = int(2 * -(-AB_SCALE // GRID))  # bins per ab axis covering [-AB_SCALE, AB_SCALE]
 
