@@ -249,12 +249,14 @@ def _saved_tree(step_dir: str):
     return saved.tree if hasattr(saved, "tree") else saved
 
 
+def _tree_with_frozen(tree) -> bool:
+    return isinstance(tree, dict) and holds_frozen(tree.get("model_state"))
+
+
 def saved_with_frozen(step_dir: str) -> bool:
     """Whether the checkpoint in `step_dir` holds frozen backbone weights (written before
     they were left out)."""
-    tree = _saved_tree(step_dir)
-    model_state = tree.get("model_state") if isinstance(tree, dict) else None
-    return holds_frozen(model_state)
+    return _tree_with_frozen(_saved_tree(step_dir))
 
 
 def check_matches(step_dir: str, target) -> None:
@@ -264,7 +266,7 @@ def check_matches(step_dir: str, target) -> None:
     saved = _saved_tree(step_dir)
     if saved is None:
         return  # an unexpected layout: let the restore report it
-    if not saved_with_frozen(step_dir):
+    if not _tree_with_frozen(saved):
         target = without_frozen(target)
     mismatch = tree_mismatch(saved, target, "the checkpoint", "--config's model")
     if mismatch:
