@@ -149,11 +149,11 @@ def train_and_evaluate(config, workdir: str):
     # The newest checkpoint that verifies (sha256) and restores; damaged ones are set aside.
     start, state, data_state = ckpt.restore_newest_good(state, report=say)
     start = start or 0
-    if not start:
-        state = fit_data_statistics(config, objective, state, mesh, say)
     if start:
         train_iter.set_state(data_state)
         say(f"resumed from step {start} in {workdir}")
+    else:  # a resumed state already holds the statistics
+        state = fit_data_statistics(config, objective, state, mesh, say)
 
     train_step = make_train_step(objective, mesh)
     train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
