@@ -144,8 +144,8 @@ class Evaluation:
         self._metric_fns = {}
         self.reference = {}  # split -> {"l", "ab", "source"}: the first run's images
         self.indices = {}  # split -> bootstrap indices
-        self.dist = _distribution_module()
-        self.semantic = _semantic_module()
+        from colorjax.metrics import distribution, semantic
+        self.dist, self.semantic = distribution, semantic
         self.truth_features = {}  # (split, net) -> features
 
     def _metrics_fn(self, net: str):
@@ -239,8 +239,6 @@ class Evaluation:
 
     def distribution(self, split, rgb) -> dict:
         """fd_<net> and kid_<net> of `rgb` against the split's true images."""
-        if self.dist is None:
-            return {}
         out = {}
         ref = self.reference[split]
         for net in NETS:
@@ -264,8 +262,6 @@ class Evaluation:
     def si(self, split, rgb, truth: bool = False) -> dict:
         """Semantic interpretability: top-1/top-5 against the labels where the split has
         them, else the agreement of a classifier's predictions with those on the truth."""
-        if self.semantic is None:
-            return {}
         ref = self.reference[split]
         try:
             labels = ref.get("labels")
@@ -284,9 +280,8 @@ def imagenet_labels(config, split: str, n: int):
     found) when the eval data is a prepared folder of ImageNet-named photos
     (`<wnid>_<anything>`, with the 1000 wnids found by `semantic.wnids_from_folder` in the
     folder or the split's subfolder); (None, why not) otherwise."""
-    semantic = _semantic_module()
-    if semantic is None:
-        return None, "colorjax.metrics.semantic is not installed"
+    from colorjax.metrics import semantic
+
     d = config.data
     folder = d.eval_folder if (d.eval_folder or d.eval_name) else d.folder
     if not folder:
@@ -320,22 +315,6 @@ def _finite(v):
     """Per-image values with PSNR's +inf (a perfect image) at 100, as the Evaluator does."""
     import numpy as np
     return np.nan_to_num(np.asarray(v, np.float64), posinf=100.0)
-
-
-def _distribution_module():
-    try:
-        from colorjax.metrics import distribution
-    except ImportError:
-        return None
-    return distribution
-
-
-def _semantic_module():
-    try:
-        from colorjax.metrics import semantic
-    except ImportError:
-        return None
-    return semantic
 
 
 def num_params(objective, state) -> int:
@@ -429,7 +408,8 @@ def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
             info["split_errors"] = split_errors
         how = ("reused" if info["reused"] else "trained") + \
               (f" {minutes:.2f} min ({source})" if minutes is not None else "")
-        print(f"{tag}: {how}, step {step}, {_params_text(info['params'])} params; "
+        params = compare_report.params_text(info["params"])
+        print(f"{tag}: {how}, step {step}, {params} params; "
               f"{'; '.join(summary)} [{time.time() - t0:.0f} s]", flush=True)
 
     # Rows of failed models (after gray and the models that have numbers), truth last.
@@ -512,11 +492,6 @@ def _data_summary(config) -> str:
     d = config.data
     return (f"data {d.eval_folder or d.eval_name or d.folder or d.name}, image_size "
             f"{d.image_size}, eval.num_examples {config.eval.num_examples}")
-
-
-def _params_text(n: int) -> str:
-    from colorjax.compare_report import _params
-    return _params(n)
 
 
 def main(argv):

@@ -57,7 +57,8 @@ def _num(v) -> str:
     return f"{v:.4g}"
 
 
-def _params(n) -> str:
+def params_text(n) -> str:
+    """A parameter count as 0.70M / 12.3k."""
     if n is None:
         return "—"
     return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
@@ -121,7 +122,7 @@ def markdown_table(split: str, rows: dict, bootstrap: int, si_note: str = "") ->
         minutes = r.get("train_minutes")
         minutes = "—" if minutes is None else f"{minutes:.2f} ({r['train_minutes_source']})"
         cells = [name, r.get("status", "ok"), _num(r.get("steps")), minutes,
-                 _params(r.get("params")), _num(r.get("images_per_sec"))]
+                 params_text(r.get("params")), _num(r.get("images_per_sec"))]
         for c, _ in cols:
             v, text = _value(r, c)
             if v is not None and best[c] is not None and not r.get("is_truth") and v == best[c]:
