@@ -80,11 +80,6 @@ def parse_temperature(value, name: str = "temperature") -> float | None:
     return t
 
 
-def _family_of(model_name: str) -> str:
-    from colorjax.objectives import MODEL_FAMILIES
-    return MODEL_FAMILIES.get(model_name, "")
-
-
 # --- the colorizer --------------------------------------------------------------------
 
 
@@ -108,7 +103,8 @@ class Colorizer:
             raise ValueError(f"batch_size={batch_size} must be positive")
         self.seed = int(seed)
         self.size = self.check_size(size)
-        self.family: str = metadata.get("family") or _family_of(self.model_name)
+        self.family: str = metadata.get("family") or getattr(
+            registry.MODELS.get(self.model_name), "family", "")
         # The annealed-mean temperature the model decodes at unless told otherwise (the
         # export config's classification.temperature); None: the model has none.
         self.temperature_default: float | None = None
