@@ -2,13 +2,16 @@
 
 from colorjax.version import __version__
 
-__all__ = ["Colorizer", "__version__"]
+__all__ = ["Colorizer", "Hint", "__version__"]
 
 
 def __getattr__(name):
-    # `colorjax.Colorizer` is imported on first use, so `import colorjax` stays light
+    # `colorjax.Colorizer` (and `Hint`) are imported on first use, so `import colorjax` stays light
     # (no JAX, no model code) for tools that only want the version or a submodule.
     if name == "Colorizer":
         from colorjax.colorize import Colorizer
         return Colorizer
+    if name == "Hint":
+        from colorjax.hints import Hint
+        return Hint
     raise AttributeError(f"module 'colorjax' has no attribute {name!r}")
