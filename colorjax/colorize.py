@@ -2,7 +2,7 @@
 
     python -m colorjax.colorize --model=EXPORT_DIR --input=FILE_OR_DIR --output=DIR \
         [--overwrite] [--num_samples=N] [--size=S] [--compare] [--batch_size=B] [--seed=K]
-        [--temperature=T]
+        [--temperature=T] [--hints=FILE.json]
 
 How a photo is colorized (any size, any mode PIL reads):
 
@@ -21,6 +21,15 @@ Classification models (`colorful`) decode their per-pixel distribution over ab b
 annealed mean at a temperature T (`--temperature`, `colorize(..., temperature=T)`; default
 the export's `config.classification.temperature`): T = 1 is the mean (dull), T near 0 the
 mode (vivid, patchier). T is an argument of the compiled call: a new T does not recompile.
+
+Colour hints (models trained with `config.model.hints=True`, Zhang et al. 2017):
+`colorize(image, hints=[Hint(x, y, rgb=(r, g, b)), Hint(x, y, ab=(a, b))])`, x and y in the
+photo's own full-resolution pixels; `--hints=FILE.json` gives the same list as JSON,
+`[{"x": 120, "y": 40, "rgb": [200, 30, 30]}, {"x": 10, "y": 5, "rgb": "#3060c0"},
+{"x": 64, "y": 64, "ab": [20.0, -35.5]}]`, applied to every input photo. Each hint becomes a
+small patch of the model-size hint planes (`colorjax.hints.planes_for_photo`); an sRGB
+colour is turned into ab at the photo's own L there. Hints for a model trained without
+them, outside the photo, or with a bad colour are one clear ValueError (CLI: one line).
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from colorjax import color, registry
+from colorjax import color, hints as hints_lib, registry
 from colorjax.artifact import ExportError, read_export
 from colorjax.output_files import (OUTPUT_RULES, check_outputs, output_stems, output_suffixes,
                                    save_atomic)
@@ -44,9 +53,12 @@ from colorjax.photos import (STRIPE_PIXELS, Photo, compare_strip, image_files,
                              lab_to_rgb_striped, open_photo, photo_from_array, photo_from_pil,
                              resize_plane, to_photo, to_uint8)
 
-__all__ = ["Colorizer", "main", "run", "parse_args", "Photo", "open_photo", "to_photo",
+__all__ = ["Colorizer", "Hint", "main", "run", "parse_args", "Photo", "open_photo", "to_photo",
            "photo_from_array", "photo_from_pil", "output_stems", "STRIPE_PIXELS",
            "lab_to_rgb_striped"]  # the photo names: colorize's API before photos.py existed
+
+
+Hint = hints_lib.Hint
 
 
 def _pow2_at_least(n: int) -> int:
@@ -111,6 +123,8 @@ class Colorizer:
         if self.family == TEMPERATURE_FAMILY:
             self.temperature_default = float(getattr(
                 objective, "temperature", None) or config.classification.temperature)
+        # Whether the model reads colour hints (config.model.hints); `colorize(hints=...)`.
+        self.uses_hints: bool = bool(getattr(objective, "hints", False))
         self._predict = jax.jit(objective.predict_with, static_argnames="sampling")
         # One jitted call at a time: compilation caches and host buffers are then never
         # contended, and a busy server does not oversubscribe the CPU/GPU.
@@ -152,6 +166,36 @@ class Colorizer:
                              f"models ({models}) only")
         return parse_temperature(temperature)
 
+    def check_hints(self, hints) -> list[hints_lib.Hint] | None:
+        """`hints` as a list of Hints (dicts in the JSON format are read too); None or []
+        stays None. ValueError (one line) for hints to a model trained without them, or
+        anything that is not a hint."""
+        if hints is None:
+            return None
+        if isinstance(hints, (hints_lib.Hint, dict, str, bytes)) or not hasattr(hints, "__iter__"):
+            raise ValueError(f"hints={hints!r:.80}: expected a list of colorjax.Hint")
+        hints = list(hints)
+        if not hints:
+            return None
+        if not self.uses_hints:
+            raise ValueError(f"hints: {self.model_name!r} was trained without colour hints "
+                             "(config.model.hints=False); train with "
+                             "--config.model.hints=True to use them")
+        if all(isinstance(h, dict) for h in hints):
+            return hints_lib.hints_from_json(hints)
+        for i, h in enumerate(hints):
+            if not isinstance(h, hints_lib.Hint):
+                raise ValueError(f"hints[{i}]={h!r:.80} is not a colorjax.Hint")
+        return hints
+
+    def hint_planes(self, photo: Photo, hints, size: int | None = None) -> np.ndarray:
+        """The (S, S, 3) hint planes of `hints` on `photo` at the working size (zeros for
+        None); ValueError for a hint outside the photo."""
+        s = self.size if size is None else int(size)
+        if not hints:
+            return hints_lib.empty_planes((s, s))
+        return hints_lib.planes_for_photo(hints, photo.l, s)
+
     def check_num_samples(self, num_samples: int) -> int:
         if int(num_samples) != num_samples or num_samples < 1:
             raise ValueError(f"num_samples={num_samples} must be a positive integer")
@@ -164,34 +208,49 @@ class Colorizer:
     # -- prediction in network units at the working size --
 
     def predict_ab(self, l_norm, rng=None, sampling: bool = False, *,
-                   temperature: float | None = None) -> np.ndarray:
+                   temperature: float | None = None, hints=None) -> np.ndarray:
         """ab (N, S, S, 2) in network range for l_norm (N, S, S, 1): `predict_with` under jit.
         `sampling` selects the sampling configuration (what num_samples > 1 uses);
-        `temperature` the annealed mean's T of a classification model (None: its default)."""
+        `temperature` the annealed mean's T of a classification model (None: its default);
+        `hints` (N, S, S, 3) hint planes of a hint model (None: no hints)."""
         rng = jax.random.key(self.seed) if rng is None else rng
         t = self.check_temperature(temperature)
         # An array argument, not a constant: every T shares one compilation.
         kwargs = {} if t is None else {"temperature": np.float32(t)}
+        if hints is not None and not self.uses_hints:
+            raise ValueError(f"hints: {self.model_name!r} was trained without colour hints "
+                             "(config.model.hints=False)")
+        if self.uses_hints:  # zero planes for no hints: one compilation either way
+            kwargs["hints"] = (np.zeros(np.shape(l_norm)[:-1] + (hints_lib.NUM_PLANES,),
+                                        np.float32) if hints is None
+                               else np.asarray(hints, np.float32))
         with self._lock:
             return np.asarray(self._predict(self.variables, np.asarray(l_norm, np.float32), rng,
                                             sampling=sampling, **kwargs))
 
     def _predict_batch(self, l_small: np.ndarray, sample: int, chunk: int,
-                       pad_to: int, sampling: bool, temperature=None) -> np.ndarray:
-        """Zero-pad (n, S, S, 1) to `pad_to` rows: jit compiles once per padded shape."""
+                       pad_to: int, sampling: bool, temperature=None,
+                       hints: np.ndarray | None = None) -> np.ndarray:
+        """Zero-pad (n, S, S, 1) (and the hint planes) to `pad_to` rows: jit compiles once
+        per padded shape."""
         n = l_small.shape[0]
         padded = max(n, pad_to)
         if padded > n:
             pad = np.zeros((padded - n,) + l_small.shape[1:], np.float32)
             l_small = np.concatenate([l_small, pad])
+            if hints is not None:
+                hints = np.concatenate([hints, np.zeros((padded - n,) + hints.shape[1:],
+                                                        np.float32)])
         rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.seed), sample), chunk)
-        return self.predict_ab(l_small, rng, sampling, temperature=temperature)[:n]
+        return self.predict_ab(l_small, rng, sampling, temperature=temperature,
+                               hints=hints)[:n]
 
     # -- photos in, colour out --
 
     def predict_small(self, photos: list[Photo], num_samples: int = 1,
                       size: int | None = None, fixed_batch: bool = False, *,
-                      temperature: float | None = None) -> list[list[np.ndarray]]:
+                      temperature: float | None = None,
+                      hints=None) -> list[list[np.ndarray]]:
         """For each photo, `num_samples` ab planes (S, S, 2) in Lab units at the working size.
 
         One sample is the model's configured prediction (a VAE's default is its most likely
@@ -203,10 +262,18 @@ class Colorizer:
 
         `temperature`: the annealed mean's T of a classification model (None: its default,
         `temperature_default`); other models refuse one (ValueError).
+
+        `hints`: a list of `Hint`s for every photo, or one list (or None) per photo when
+        given as a list of lists; hint models only (ValueError otherwise, or for a hint
+        outside its photo).
         """
         num_samples = self.check_num_samples(num_samples)
         temperature = self.check_temperature(temperature)
         s = self.size if size is None else self.check_size(size)
+        per_photo = self._hints_per_photo(hints, len(photos))
+        planes = None
+        if any(per_photo):  # checked before any prediction: a bad hint fails at once
+            planes = [self.hint_planes(p, h, s) for p, h in zip(photos, per_photo)]
         pad_to = (self.batch_size if fixed_batch or len(photos) >= self.batch_size
                   else min(self.batch_size, _pow2_at_least(len(photos))))
         results: list[list[np.ndarray]] = [[] for _ in photos]
@@ -214,13 +281,31 @@ class Colorizer:
             chunk = photos[start:start + self.batch_size]
             l_small = np.stack([color.normalize_l(resize_plane(p.l, s, s))[..., None]
                                 for p in chunk])
+            h_small = (None if planes is None
+                       else np.stack(planes[start:start + self.batch_size]))
             for k in range(num_samples):
                 ab = color.denormalize_ab(
                     self._predict_batch(l_small, k, start // self.batch_size, pad_to,
-                                        sampling=num_samples > 1, temperature=temperature))
+                                        sampling=num_samples > 1, temperature=temperature,
+                                        hints=h_small))
                 for i in range(len(chunk)):
                     results[start + i].append(ab[i])
         return results
+
+    def _hints_per_photo(self, hints, n: int) -> list:
+        """`hints` (None, one list for all, or a list of n lists) as n checked lists."""
+        if hints is None:
+            return [None] * n
+        hints = list(hints) if not isinstance(hints, (dict, str, bytes)) else hints
+        if isinstance(hints, list) and hints and all(
+                h is None or (isinstance(h, (list, tuple)) and not isinstance(h, hints_lib.Hint))
+                for h in hints):
+            if len(hints) != n:
+                raise ValueError(f"hints: {len(hints)} lists for {n} photos; give one list "
+                                 "per photo, or one list of Hints for all")
+            return [self.check_hints(h) for h in hints]
+        one = self.check_hints(hints)
+        return [one] * n
 
     @staticmethod
     def full_size_ab(photo: Photo, ab_small: np.ndarray) -> np.ndarray:
@@ -235,20 +320,24 @@ class Colorizer:
 
     def predict_photos(self, photos: list[Photo], num_samples: int = 1,
                        size: int | None = None, *,
-                       temperature: float | None = None) -> list[list[np.ndarray]]:
+                       temperature: float | None = None,
+                       hints=None) -> list[list[np.ndarray]]:
         """For each photo, `num_samples` ab planes (H, W, 2) in Lab units at its full size."""
-        small = self.predict_small(photos, num_samples, size, temperature=temperature)
+        small = self.predict_small(photos, num_samples, size, temperature=temperature,
+                                   hints=hints)
         return [[self.full_size_ab(p, ab) for ab in abs_] for p, abs_ in zip(photos, small)]
 
     def colorize_photos(self, photos: list[Photo], num_samples: int = 1,
                         size: int | None = None, *,
-                        temperature: float | None = None) -> list[list[np.ndarray]]:
+                        temperature: float | None = None,
+                        hints=None) -> list[list[np.ndarray]]:
         """For each photo, `num_samples` sRGB float32 images (H, W, 3) of its size."""
-        small = self.predict_small(photos, num_samples, size, temperature=temperature)
+        small = self.predict_small(photos, num_samples, size, temperature=temperature,
+                                   hints=hints)
         return [[self.finish(p, ab) for ab in abs_] for p, abs_ in zip(photos, small)]
 
     def colorize(self, image, num_samples: int = 1, size: int | None = None, *,
-                 temperature: float | None = None):
+                 temperature: float | None = None, hints=None):
         """Colorize a PIL image, a numpy array, or a list (or (N, H, W[, C]) array) of them.
 
         Returns the same kind: PIL in -> PIL RGB out; integer arrays -> uint8 (H, W, 3);
@@ -256,17 +345,21 @@ class Colorizer:
         diffusion models) each image becomes a list of samples (arrays gain an axis).
         `temperature` (classification models only, in (0, ∞)): the annealed mean's T,
         1 = the mean, lower = more vivid; None = the model's own (`temperature_default`).
+        `hints` (models with `uses_hints` only): a list of `colorjax.Hint`, x and y in the
+        photo's full-resolution pixels, colour as sRGB or ab; for several images, one list
+        for all of them or one list per image.
         """
         t = self.check_temperature(temperature)  # before any photo is converted
         if isinstance(image, (list, tuple)):
             photos = [to_photo(x) for x in image]
-            outs = self.colorize_photos(photos, num_samples, size, temperature=t)
+            outs = self.colorize_photos(photos, num_samples, size, temperature=t, hints=hints)
             return [self._as_input_kind(x, o, num_samples) for x, o in zip(image, outs)]
         if isinstance(image, np.ndarray) and image.ndim == 4:
             outs = self.colorize_photos([to_photo(x) for x in image], num_samples, size,
-                                        temperature=t)
+                                        temperature=t, hints=hints)
             return np.stack([self._as_input_kind(image[0], o, num_samples) for o in outs])
-        out = self.colorize_photos([to_photo(image)], num_samples, size, temperature=t)[0]
+        out = self.colorize_photos([to_photo(image)], num_samples, size, temperature=t,
+                                   hints=hints)[0]
         return self._as_input_kind(image, out, num_samples)
 
     @staticmethod
@@ -280,6 +373,26 @@ class Colorizer:
         if num_samples == 1:
             return kind[0]
         return kind if not isinstance(image, np.ndarray) else np.stack(kind)
+
+
+def load_hints_file(path: str) -> list[hints_lib.Hint]:
+    """The hints of a `--hints` JSON file (`hints.JSON_FORMAT`); ValueError, one line."""
+    import json
+
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ValueError(f"--hints={path}: cannot read it: {e.strerror or e}") from None
+    try:
+        obj = json.loads(text)
+    except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"--hints={path}: not valid JSON ({e}); expected "
+                         f"{hints_lib.JSON_FORMAT}") from None
+    try:
+        return hints_lib.hints_from_json(obj)
+    except ValueError as e:
+        raise ValueError(f"--hints={path}: {e}") from None
 
 
 def _gather_inputs(args) -> tuple[list[str], list[str], int] | str:
@@ -328,6 +441,7 @@ def run(args) -> int:
     paths, rels, ignored = gathered
     try:  # the value now; whether the model has a temperature once it is loaded
         temperature = parse_temperature(args.temperature, "--temperature")
+        hint_list = load_hints_file(args.hints) if args.hints else None
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -353,6 +467,11 @@ def run(args) -> int:
     except ValueError as e:
         print(f"error: --{e}", file=sys.stderr)
         return 2
+    try:
+        hint_list = colorizer.check_hints(hint_list)  # a model without hints: named
+    except ValueError as e:
+        print(f"error: --hints={args.hints}: {e}", file=sys.stderr)
+        return 2
     used = temperature if temperature is not None else colorizer.temperature_default
     print(f"{colorizer}: {len(paths)} photos from {args.input} -> {args.output}" +
           (f" (temperature {used:g})" if used is not None else ""), flush=True)
@@ -363,17 +482,27 @@ def run(args) -> int:
         batch = []
         for path in paths[start:start + args.batch_size]:
             try:
-                batch.append((path, open_photo(path)))
+                photo = open_photo(path)
             except Exception as e:  # noqa: BLE001 - any decode failure: report, go on
                 skipped.append(path)
                 bar.write(f"skipped {path}: {type(e).__name__}: {e}", file=sys.stderr)
                 bar.update(1)
+                continue
+            try:  # hints apply to every photo: one smaller than a hint's place is skipped
+                hints_lib.check_in_photo(hint_list or [], *photo.size)
+            except ValueError as e:
+                skipped.append(path)
+                bar.write(f"skipped {path}: --hints: {e}", file=sys.stderr)
+                bar.update(1)
+                continue
+            batch.append((path, photo))
         if not batch:
             continue
         # Predict the batch at the working size; then one photo at a time at full size, so
         # only one photo's full-resolution buffers are alive at once.
         small = colorizer.predict_small([p for _, p in batch], args.num_samples,
-                                        fixed_batch=True, temperature=temperature)
+                                        fixed_batch=True, temperature=temperature,
+                                        hints=hint_list)
         for i, ((path, photo), abs_) in enumerate(zip(batch, small)):
             n = _write_photo(colorizer, photo, abs_, files[path], args, bar)
             written, failed = written + n, failed + len(files[path]) - n
@@ -384,7 +513,8 @@ def run(args) -> int:
     bar.close()
     print(f"colorized {done} photo(s) into {args.output} ({written} file(s) written)" +
           (f"; could not write {failed} file(s)" if failed else "") +
-          (f"; skipped {len(skipped)} unreadable file(s)" if skipped else "") +
+          (f"; skipped {len(skipped)} unreadable file(s)" +
+           (" or photos too small for --hints" if hint_list else "") if skipped else "") +
           (f"; ignored {ignored} non-image file(s)" if ignored else ""), flush=True)
     return 0 if done and not failed else 1
 
@@ -414,6 +544,11 @@ def parse_args(argv=None):
                         "temperature, a number in (0, inf); 1 = the mean (dull), lower = "
                         "more vivid (near 0: the mode); default: the model's own "
                         "(config.classification.temperature, the paper's 0.38)")
+    p.add_argument("--hints", default=None, metavar="FILE.json",
+                   help="colour hints for every photo (models trained with "
+                        "config.model.hints=True): a JSON list of {\"x\": X, \"y\": Y, "
+                        "\"rgb\": [R, G, B]} (ints 0-255, or \"#rrggbb\") or {\"x\": X, "
+                        "\"y\": Y, \"ab\": [A, B]}, x and y in the photo's own pixels")
     return p.parse_args(argv)
 
 

@@ -87,6 +87,16 @@ def _check_counts(config) -> None:
     checks.integer(config, "eval.num_images", low=1)
 
 
+def _check_hints(config) -> None:
+    """config.model.hints (a bool) and config.eval.num_hints (hint models only)."""
+    hints = checks.boolean(config, "model.hints", default=False,
+                           note="(colour hints as extra input planes)")
+    n = checks.integer(config, "eval.num_hints", low=0, default=0, note="(0 = no hints)")
+    if n and not hints:
+        raise ConfigError("config.eval.num_hints", f"{n} needs a hint model",
+                          "0 (or config.model.hints=True)")
+
+
 def _check_image_size(config, factor: int) -> None:
     """image_size must halve evenly as often as the network halves it (`factor` times)."""
     size = checks.integer(config, "data.image_size")
@@ -109,6 +119,7 @@ def validate_config(config, training: bool = True) -> None:
         family = registry.family_module(config.model.name)
         family.validate(config)
         _check_counts(config)
+        _check_hints(config)
         parallel.check_batch_divisible(config.batch_size, "config.batch_size")
         parallel.check_batch_divisible(config.eval.batch_size, "config.eval.batch_size")
         _check_image_size(config, family.downsample_factor(config))

@@ -99,14 +99,17 @@ class Evaluator:
                                    in_shardings=(repl, sharded, repl, repl), out_shardings=repl)
         self._gray_sums = jax.jit(self._gray_batch_sums,
                                   in_shardings=(sharded, repl), out_shardings=repl)
-        self._predict = jax.jit(objective.predict, in_shardings=(repl, sharded, repl),
-                                out_shardings=sharded)
+        # `inputs`: the batch's "l" (and "hints" where the eval batches have them).
+        self._predict = jax.jit(
+            lambda state, inputs, rng: objective.predict(state, inputs["l"], rng,
+                                                         hints=inputs.get("hints")),
+            in_shardings=(repl, sharded, repl), out_shardings=sharded)
         # Running sums stay on the devices; the host fetches them once per split.
         self._add = jax.jit(_add_sums, out_shardings=repl, donate_argnums=0)
         self._baselines: dict[str, dict] = {}
 
     def _model_batch_sums(self, state, batch, rng, lpips_params):
-        ab = self.objective.predict(state, batch["l"], rng)
+        ab = self.objective.predict(state, batch["l"], rng, hints=batch.get("hints"))
         dist = lpips_on_small_images(self.lpips, lpips_params)
         return _batch_sums(batch["l"], ab, batch["ab"], dist, batch["mask"])
 
@@ -117,9 +120,13 @@ class Evaluator:
 
     def _batches(self, split):
         cfg = self.config
+        # A hint model is evaluated without hints (its automatic colorization) unless
+        # config.eval.num_hints asks for that many points from the truth, seeded.
+        num_hints = int(cfg.eval.get("num_hints", 0) or 0)
         return data.create_eval_iterator(
             cfg.data, split=split, global_batch_size=cfg.eval.batch_size,
-            num_examples=cfg.eval.num_examples or None)
+            num_examples=cfg.eval.num_examples or None,
+            num_hints=num_hints or None, hint_seed=cfg.seed)
 
     def _mean_over_split(self, split, batch_sums) -> dict:
         totals = None
@@ -153,7 +160,8 @@ class Evaluator:
         ls, preds, trues = [], [], []
         for i, local in enumerate(self._batches(split)):
             batch = parallel.shard_batch(local, self.mesh)
-            ab = self._predict(state, batch["l"], jax.random.fold_in(self.rng, i))
+            inputs = {k: batch[k] for k in ("l", "hints") if k in batch}
+            ab = self._predict(state, inputs, jax.random.fold_in(self.rng, i))
             # Gathers are collectives: every process runs them; only process 0 saves.
             keep = parallel.to_host(batch["mask"]) > 0  # drop the padding rows
             ls.append(parallel.to_host(batch["l"])[keep])

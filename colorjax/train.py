@@ -23,6 +23,7 @@ from colorjax.checkpoint import TrainCheckpointer, restore_run
 from colorjax.config_checks import validate_config
 from colorjax.evaluate import Evaluator, write_report
 from colorjax.objectives import make_objective
+from colorjax.objectives.base import uses_hints
 from colorjax.writers import MetricWriter
 
 
@@ -141,7 +142,8 @@ def train_and_evaluate(config, workdir: str):
     total_steps = num_train_steps(config)
     objective = make_objective(config)
     train_iter = data.create_train_iterator(
-        config.data, global_batch_size=config.batch_size, seed=config.seed)
+        config.data, global_batch_size=config.batch_size, seed=config.seed,
+        with_hints=uses_hints(config))
     state = create_state(config, objective, mesh, total_steps)
 
     say = _printer()

@@ -14,6 +14,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 8000  # the original projects' default seed
     c.model = ml_collections.ConfigDict(dict(name="unet"))  # the family's config adds fields
+    # Colour hints (Zhang et al. 2017; colorjax/hints.py): the network also reads ab hint
+    # planes and a mask, drawn from the truth in training; any family.
+    c.model.hints = False
     c.batch_size = 16  # global, over all devices and processes
     c.num_train_steps = 20_000
     c.num_epochs = 0  # > 0 replaces num_train_steps with this many passes over the train split
@@ -41,6 +44,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         num_images=8,  # images in the sample grids
         step=-1,  # --mode=eval: which checkpoint (-1 = latest); the original's --weights
         lpips_net="alex",  # alex | vgg
+        # Hint models: evaluate with this many hints from the truth (seeded; 0 = none,
+        # the automatic colorization). Needs config.model.hints.
+        num_hints=0,
     ))
     c.data = default_data_config()
     c.wandb = ml_collections.ConfigDict(dict(enabled=False, project="colorjax", entity=""))

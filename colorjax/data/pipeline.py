@@ -44,7 +44,7 @@ from absl import flags, logging
 import jax
 import numpy as np
 
-from colorjax import color
+from colorjax import color, hints
 from colorjax.data import allocator, images
 from colorjax.data.config import check_fields
 from colorjax.data.sources import open_mixture, open_split
@@ -61,10 +61,11 @@ def _to_model(rgb8: np.ndarray) -> dict[str, np.ndarray]:
 
 
 class _TrainExample:
-    """(position in the stream, image bytes) -> augmented {'l', 'ab'}."""
+    """(position in the stream, image bytes) -> augmented {'l', 'ab'} (and 'hints', drawn
+    from the augmented truth, with `hints`)."""
 
-    def __init__(self, seed: int, cfg):
-        self.seed = seed
+    def __init__(self, seed: int, cfg, with_hints: bool = False):
+        self.seed, self.with_hints = seed, with_hints
         self.size = cfg.image_size
         self.shorter = cfg.resize_shorter_to or cfg.image_size
         self.random_crop, self.hflip, self.draft = cfg.random_crop, cfg.hflip, cfg.jpeg_draft
@@ -80,15 +81,21 @@ class _TrainExample:
         flip = self.hflip and rng.random() < 0.5
         im = images.open_rgb(data, self.shorter, self.draft)
         rgb = np.asarray(images.crop_resize(im, self.shorter, self.size, offset))
-        return _to_model(rgb[:, ::-1] if flip else rgb)
+        out = _to_model(rgb[:, ::-1] if flip else rgb)
+        if self.with_hints:  # their own generator: hints on or off, the same crops and flips
+            out["hints"] = hints.sample_planes(out["ab"], hints.hint_rng(self.seed, position))
+        return out
 
 
 class _EvalExample:
     """Index in this process's rows -> center-cropped {'l', 'ab', 'mask'}; padding where
-    the record index is -1."""
+    the record index is -1. `num_hints` not None: also 'hints', that many points drawn
+    from the truth with `hints.hint_rng(hint_seed, record index, stream=2)`."""
 
-    def __init__(self, source, indices: list[int], cfg):
+    def __init__(self, source, indices: list[int], cfg, num_hints: int | None = None,
+                 hint_seed: int = 0):
         self.source, self.indices = source, indices
+        self.num_hints, self.hint_seed = num_hints, hint_seed
         self.size, self.draft = cfg.image_size, cfg.jpeg_draft
         self.keep_freed_memory = cfg.keep_freed_memory
 
@@ -97,11 +104,18 @@ class _EvalExample:
             allocator.keep_freed_memory()
         s = self.size
         if self.indices[i] < 0:
-            return {"l": np.zeros((s, s, 1), np.float32), "ab": np.zeros((s, s, 2), np.float32),
-                    "mask": np.float32(0.0)}
+            out = {"l": np.zeros((s, s, 1), np.float32), "ab": np.zeros((s, s, 2), np.float32),
+                   "mask": np.float32(0.0)}
+            if self.num_hints is not None:
+                out["hints"] = hints.empty_planes((s, s))
+            return out
         im = images.open_rgb(self.source[self.indices[i]], s, self.draft)
         out = _to_model(np.asarray(images.crop_resize(im, s, s)))
         out["mask"] = np.float32(1.0)
+        if self.num_hints is not None:
+            out["hints"] = hints.sample_planes(
+                out["ab"], hints.hint_rng(self.hint_seed, self.indices[i], stream=2),
+                num_points=self.num_hints)
         return out
 
 
@@ -241,8 +255,14 @@ def _batch_per_process(global_batch_size: int) -> tuple[int, int, int]:
     return global_batch_size // pc, pi, pc
 
 
-def create_train_iterator(data_config, *, global_batch_size: int, seed: int) -> TrainIterator:
-    """Infinite training batches ``{'l': (b,S,S,1), 'ab': (b,S,S,2)}`` float32 for this process."""
+def create_train_iterator(data_config, *, global_batch_size: int, seed: int,
+                          with_hints: bool = False) -> TrainIterator:
+    """Infinite training batches ``{'l': (b,S,S,1), 'ab': (b,S,S,2)}`` float32 for this process.
+
+    ``with_hints`` (``config.model.hints``): also ``'hints'`` (b,S,S,3), colour hints drawn
+    from each example's truth after crop and flip (``colorjax.hints.sample_planes``) with
+    ``hint_rng(data seed, stream position)``: the same hints on resume and on any number
+    of processes."""
     cfg = check_fields(data_config)
     b, pi, pc = _batch_per_process(global_batch_size)
     data_seed = seed if cfg.shuffle_seed in (None, -1) else cfg.shuffle_seed
@@ -256,12 +276,14 @@ def create_train_iterator(data_config, *, global_batch_size: int, seed: int) -> 
         ds = _source_stream(source, cfg, data_seed)
         meta = {"dataset": f"{source.builder_dir}:{cfg.train_split}",
                 "num_examples": len(source)}
-    ds = ds.map_with_index(_TrainExample(data_seed, cfg))
+    ds = ds.map_with_index(_TrainExample(data_seed, cfg, with_hints))
     ds = ds.batch(b, drop_remainder=True)[pi::pc]  # block pi of every global batch
     # The stream depends on the global batch only: a run may resume on another number of
     # processes. (States saved before kept the per-process batch and the process layout;
     # with one process those equal the global batch, and the extra keys are not compared.)
     meta.update(seed=data_seed, batch_size=global_batch_size, image_size=cfg.image_size)
+    if with_hints:  # (absent without: states saved before hints existed still match)
+        meta["hints"] = True
     return TrainIterator(ds, cfg, meta)
 
 
@@ -293,8 +315,13 @@ def _mixture_stream(cfg, data_seed: int) -> tuple[grain.MapDataset, dict]:
 
 
 def create_eval_iterator(data_config, *, split: str, global_batch_size: int,
-                         num_examples: int | None = None) -> EvalIterable:
+                         num_examples: int | None = None, num_hints: int | None = None,
+                         hint_seed: int = 0) -> EvalIterable:
     """Deterministic eval batches ``{'l', 'ab', 'mask'}`` of ``split`` for this process.
+
+    ``num_hints`` not None: batches also hold ``'hints'``, exactly that many points from
+    each image's truth, seeded by ``hint_seed`` and the image's index in the split (the
+    same hints whatever the batch size or number of processes).
 
     Uses the first ``num_examples`` images of the split (all when None). Global batch k
     holds images ``k*B .. (k+1)*B - 1`` (B = ``global_batch_size``), process i reads its
@@ -310,7 +337,8 @@ def create_eval_iterator(data_config, *, split: str, global_batch_size: int,
     num_batches = math.ceil(n / global_batch_size)
     positions = [k * global_batch_size + pi * b + j for k in range(num_batches) for j in range(b)]
     local = [p if p < n else -1 for p in positions]
-    ds = grain.MapDataset.range(len(local)).map(_EvalExample(source, local, cfg)).batch(b)
+    ds = grain.MapDataset.range(len(local)).map(
+        _EvalExample(source, local, cfg, num_hints, hint_seed)).batch(b)
     return EvalIterable(ds, cfg, num_batches, sum(p >= 0 for p in local))
 
 

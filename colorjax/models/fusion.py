@@ -55,7 +55,8 @@ def classifier_embedding(weights: Any, l_norm: jax.Array, size: int) -> jax.Arra
 
 
 class FusionColorizer(nn.Module):
-    """L (N,H,W,1) in [-1,1] -> ab (N,H,W,2) in [-1,1].
+    """L (N,H,W,1) in [-1,1] -> ab (N,H,W,2) in [-1,1]. With colour hints the input is
+    (N,H,W,4), L then the hint planes (`colorjax.hints`); the classifier reads L alone.
 
     `features` gives the encoder widths, e.g. (64, 128, 256, 512) as in the paper:
     len(features)-1 stride-2 convolutions, so H and W must be multiples of
@@ -88,7 +89,8 @@ class FusionColorizer(nn.Module):
             # Shapes are all init needs: skip the classifier's forward pass.
             embedding = jnp.zeros((l.shape[0], EMBED_DIM), jnp.float32)
         elif embedding is None:
-            embedding = classifier_embedding(weights, l, self.embed_size)
+            # The classifier reads the gray photo alone (channel 0), never the hint planes.
+            embedding = classifier_embedding(weights, l[..., :1], self.embed_size)
         f, n = self.features, self.norm
         x = l
         for i in range(len(f) - 1):  # the paper's "w/2, 2w" pairs: halve, then widen

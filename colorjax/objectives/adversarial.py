@@ -19,6 +19,10 @@ VJP by G's optimizer with their own peak learning rate `config.model.backbone_le
 (`frozen_backbone.split_optimizer`; BatchNorm statistics stay fixed) and in G's EMA. Either
 way `predict_with` computes the taps from the variables, so exports carry the backbone.
 D never sees it.
+
+`config.model.hints`: G reads concat(L, hint planes) (`Objective.conditioning`); D still
+judges (L, ab) pairs alone: whether colours look real does not depend on where a user
+clicked, and the L1 term already ties G's output to the truth the hints came from.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from colorjax.objectives.adversarial_losses import (_deinterleave, _interleave,
 from colorjax.objectives.base import (OPTIMIZERS, SCHEDULES, Objective, apply_gradients,
                                       apply_in_precision, compute_dtype, init_ema,
                                       init_opt_state, is_finite, optimizer_for, optimizer_step,
-                                      require_optimizer)
+                                      require_optimizer, uses_hints)
 from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_settings,
                                                  backbone_width, check_backbone, frozen_taps,
                                                  init_taps, network_variables, place_weights)
@@ -154,6 +158,7 @@ class AdversarialObjective(Objective):
         self.gen_opt_config, self.disc_opt_config = config.optimizer, config.disc_optimizer
         self.disc_batchnorm = adv.disc_norm == "batch"
         self.use_perceptual = self.perceptual_weight > 0 and any(self.layer_weights)
+        self.hints = uses_hints(config)  # G reads concat(L, hints); D judges (L, ab) alone
         self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
             backbone_settings(config))
 
@@ -168,11 +173,12 @@ class AdversarialObjective(Objective):
 
     def init(self, rng, batch, num_train_steps=None):
         g_rng, d_rng = jax.random.split(rng)
+        g_in = self.batch_conditioning(batch)
         if self.backbone == "none":
-            g_vars = dict(self.generator.init(g_rng, batch["l"], train=False))
+            g_vars = dict(self.generator.init(g_rng, g_in, train=False))
         else:
             weights = load_backbone(self.backbone)
-            g_vars = dict(self.generator.init(g_rng, batch["l"], train=False,
+            g_vars = dict(self.generator.init(g_rng, g_in, train=False,
                                               taps=init_taps(self.backbone, weights,
                                                              batch["l"])))
         d_vars = dict(self.discriminator.init(d_rng, batch["l"], batch["ab"], train=False))
@@ -202,13 +208,14 @@ class AdversarialObjective(Objective):
     def _taps_kwargs(self, taps):
         return {} if taps is None else {"taps": taps}
 
-    def _generate(self, params, model_state, l, taps=None):
+    def _generate(self, params, model_state, l, taps=None, hints=None):
         """G in train mode: (ab, new BatchNorm statistics). The backbone is not passed to G
         (it reads the precomputed frozen `taps`, or those of its trainable weights in
         `params["backbone"]`, computed here), so it is neither cast nor written back."""
         variables, taps = network_variables(self.backbone, params, model_state, l, taps)
         own = [c for c in variables if c != "params"]
-        return apply_in_precision(self.generator, variables, l, train=True,
+        return apply_in_precision(self.generator, variables, self.conditioning(l, hints),
+                                  train=True,
                                   mutable=own, dtype=self.dtype, **self._taps_kwargs(taps))
 
     def _discriminate(self, disc_params, disc_state, l, ab):
@@ -310,13 +317,13 @@ class AdversarialObjective(Objective):
         total = self.adv_weight * adv + self.l1_weight * l1 + self.perceptual_weight * perc
         return total, {"g_adv": adv, "g_l1": l1, "g_perceptual": perc}
 
-    def _forward(self, state, l):
+    def _forward(self, state, l, hints=None):
         """G's output, its VJP and its new BatchNorm statistics: one forward for both
         D's update (as a constant) and G's (through the VJP). The frozen backbone runs once,
         outside the VJP, and comes back in the statistics unchanged (bit for bit)."""
         taps = self._taps(state.model_state, l)
         fake, vjp_fn, model_state = jax.vjp(
-            lambda p: self._generate(p, state.model_state, l, taps), state.params,
+            lambda p: self._generate(p, state.model_state, l, taps, hints), state.params,
             has_aux=True)
         return fake, vjp_fn, {**state.model_state, **dict(model_state)}
 
@@ -335,14 +342,14 @@ class AdversarialObjective(Objective):
         """One G update against the current D; D's fields are returned untouched."""
         del rng
         gan_on = self._gan_phase(state.step)
-        fake, vjp_fn, model_state = self._forward(state, batch["l"])
+        fake, vjp_fn, model_state = self._forward(state, batch["l"], self.batch_hints(batch))
         return self._gen_update(state, batch, fake, vjp_fn, model_state, gan_on)
 
     # -- the step ---------------------------------------------------------------------
 
     def train_step(self, state, batch, rng):
         gan_on = self._gan_phase(state.step)
-        fake, vjp_fn, model_state = self._forward(state, batch["l"])
+        fake, vjp_fn, model_state = self._forward(state, batch["l"], self.batch_hints(batch))
         if gan_on is True:
             state, d_metrics = self.discriminator_step(state, batch, fake, rng)
         else:
@@ -363,12 +370,13 @@ class AdversarialObjective(Objective):
     # G's (EMA) params and BN statistics (and its frozen backbone), no discriminator and no
     # optimizer states.
 
-    def predict_with(self, variables, gray_l, rng, sampling: bool = False):
+    def predict_with(self, variables, gray_l, rng, sampling: bool = False, hints=None):
         del rng, sampling  # deterministic generator
         variables = dict(variables)
         params = variables.pop("params")
         variables, taps = network_variables(self.backbone, params, variables, gray_l)
-        return apply_in_precision(self.generator, variables, gray_l, train=False,
+        return apply_in_precision(self.generator, variables, self.conditioning(gray_l, hints),
+                                  train=False,
                                   dtype=self.dtype, **self._taps_kwargs(taps))
 
 

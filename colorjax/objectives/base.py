@@ -14,7 +14,17 @@ import jax
 import jax.numpy as jnp
 import optax
 
-Batch = dict  # {"l": (N,H,W,1), "ab": (N,H,W,2)} in network range (colorjax.color)
+from colorjax import checks
+
+# {"l": (N,H,W,1), "ab": (N,H,W,2)} in network range (colorjax.color); with
+# config.model.hints also "hints" (N,H,W,3): hint ab and mask (colorjax.hints)
+Batch = dict
+HINT_PLANES = 3  # colorjax.hints.NUM_PLANES (not imported: objectives stay NumPy-free here)
+
+
+def uses_hints(config) -> bool:
+    """`config.model.hints` (False where absent: exports from before hints existed)."""
+    return checks.boolean(config, "model.hints", default=False)
 
 
 class Objective:
@@ -25,9 +35,10 @@ class Objective:
       the run's length) comes with the step count; without one the state has none (for
       inference, or for `jax.eval_shape`)
     * `train_step(state, batch, rng) -> (state, metrics)`
-    * `predict_with(variables, gray_l, rng, sampling=False) -> ab`: inference without the
-      training state (exports, `colorjax.Colorizer`), from `inference_variables(state)`
-      alone.
+    * `predict_with(variables, gray_l, rng, sampling=False, hints=None) -> ab`: inference
+      without the training state (exports, `colorjax.Colorizer`), from
+      `inference_variables(state)` alone. `hints` (N,H,W,3): colour hint planes for a model
+      with `config.model.hints` (None: no hints, zero planes).
 
     They are not stubbed here, so that an object missing one still fails `hasattr`
     (`artifact._check_objective`) instead of returning None.
@@ -35,6 +46,34 @@ class Objective:
 
     # What image_size must be a multiple of (how often the network halves the image).
     downsample_factor: int = 1
+    # config.model.hints: the network's conditioning input is concat(L, hint planes).
+    hints: bool = False
+
+    def conditioning(self, gray_l: jax.Array, hints: jax.Array | None = None) -> jax.Array:
+        """What the network reads: L (N,H,W,1), or for a hint model concat(L, hints)
+        (N,H,W,4), zero planes (no hints) when `hints` is None. Pretrained backbones,
+        fusion's classifier, the discriminator and the VAE encoder read L alone.
+        Hints to a model trained without them: ValueError."""
+        if not self.hints:
+            if hints is not None:
+                raise ValueError("this model was trained without colour hints "
+                                 "(config.model.hints=False); it cannot take hints")
+            return gray_l
+        if hints is None:
+            hints = jnp.zeros(gray_l.shape[:-1] + (HINT_PLANES,), gray_l.dtype)
+        if hints.shape != gray_l.shape[:-1] + (HINT_PLANES,):
+            raise ValueError(f"hints of shape {hints.shape}; expected "
+                             f"{gray_l.shape[:-1] + (HINT_PLANES,)} (ab and mask planes)")
+        return jnp.concatenate([gray_l, hints.astype(gray_l.dtype)], -1)
+
+    def batch_hints(self, batch: Batch) -> jax.Array | None:
+        """A training batch's hint planes for a hint model (None: no hints, or a model
+        without them, which ignores any)."""
+        return batch.get("hints") if self.hints else None
+
+    def batch_conditioning(self, batch: Batch) -> jax.Array:
+        """`conditioning` of a training batch's L and hint planes."""
+        return self.conditioning(batch["l"], self.batch_hints(batch))
 
     def inference_variables(self, state: Any) -> Any:
         """What prediction needs, and all an export holds: the (EMA) params and the
@@ -43,12 +82,13 @@ class Objective:
         return {"params": eval_params(state.ema_params, state.params), **state.model_state}
 
     def predict(self, state: Any, gray_l: jax.Array, rng: jax.Array,
-                sampling: bool = False) -> jax.Array:
+                sampling: bool = False, hints: jax.Array | None = None) -> jax.Array:
         """ab for gray_l from a training state; the same as an export would predict.
         `sampling` asks for a draw from the model's distribution instead of its usual
         prediction (a VAE's prior sample instead of `config.vae.sample_mode`); families
-        that are deterministic, or always sample, ignore it."""
-        return self.predict_with(self.inference_variables(state), gray_l, rng, sampling)
+        that are deterministic, or always sample, ignore it. `hints`: see `conditioning`."""
+        return self.predict_with(self.inference_variables(state), gray_l, rng, sampling,
+                                 hints=hints)
 
 
 @flax.struct.dataclass

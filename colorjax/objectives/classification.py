@@ -25,7 +25,7 @@ from colorjax.color import AB_SCALE
 from colorjax.models.blocks import NORMS
 from colorjax.models.resnet import ResNetColorizer
 from colorjax.models.unet import UNet
-from colorjax.objectives.base import compute_dtype
+from colorjax.objectives.base import compute_dtype, uses_hints
 from colorjax.objectives.frozen_backbone import backbone_settings, backbone_width, check_backbone
 from colorjax.objectives.regression import RegressionObjective
 
@@ -95,6 +95,7 @@ class ClassificationObjective(RegressionObjective):
         self.opt_config = config.optimizer
         self.ema_decay = float(config.ema_decay)
         self.dtype = compute_dtype(config)
+        self.hints = uses_hints(config)
         self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
             backbone_settings(config))
         self.temperature = float(config.classification.temperature)
@@ -154,16 +155,17 @@ class ClassificationObjective(RegressionObjective):
         return soft_cross_entropy(logits, batch["ab"] * AB_SCALE, bins["centers"],
                                   bins["weights"])
 
-    def logits_with(self, variables, gray_l):
+    def logits_with(self, variables, gray_l, hints=None):
         """Per-bin logits (N, H, W, Q) from `inference_variables` alone."""
-        return super().predict_with(variables, gray_l, None)
+        return super().predict_with(variables, gray_l, None, hints=hints)
 
-    def predict_with(self, variables, gray_l, rng, sampling: bool = False, temperature=None):
+    def predict_with(self, variables, gray_l, rng, sampling: bool = False, temperature=None,
+                     hints=None):
         """ab in network range by the annealed mean at `temperature` (default
         `config.classification.temperature`; may be traced)."""
         del rng, sampling
         t = self.temperature if temperature is None else temperature
-        ab = ab_bins.annealed_mean(self.logits_with(variables, gray_l),
+        ab = ab_bins.annealed_mean(self.logits_with(variables, gray_l, hints),
                                    variables[BINS]["centers"], t)
         return ab / AB_SCALE
 

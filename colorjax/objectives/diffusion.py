@@ -36,7 +36,7 @@ from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_se
                                                  backbone_width, check_backbone, frozen_taps,
                                                  network_variables, place_weights)
 from colorjax.objectives.base import (Objective, TrainState, apply_gradients, apply_in_precision,
-                                      compute_dtype, init_ema)
+                                      compute_dtype, init_ema, uses_hints)
 
 LOSSES = ("l1", "mse")
 # The sampler used when config.sampler.name is not set (or '') is the model name's in
@@ -143,6 +143,7 @@ class DiffusionObjective(Objective):
         self.eta = float(s.eta)
         self.temperature = float(s.get("temperature", 1.0))
         self.ema_decay = float(config.ema_decay)
+        self.hints = uses_hints(config)  # the denoiser's condition is concat(L, hints)
         self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
             backbone_settings(config))
         self.model = build_model(config)
@@ -161,7 +162,8 @@ class DiffusionObjective(Objective):
         t = jnp.zeros((l.shape[0],), jnp.int32)
         # The frozen backbone is state, not params: no optimizer, EMA or weight decay on it.
         model_state = {} if self.backbone == "none" else {"backbone": load_backbone(self.backbone)}
-        params = self.model.init(rbg_key(rng), x, l, t, train=False,
+        params = self.model.init(rbg_key(rng), x, self.batch_conditioning(batch), t,
+                                 train=False,
                                  semantic=self._semantic(model_state, l))["params"]
         if self.backbone_trainable:  # params["backbone"]: optimised, EMA'd, checkpointed
             params, model_state = place_weights(params, {}, model_state["backbone"], True)
@@ -194,12 +196,13 @@ class DiffusionObjective(Objective):
         x_t = q_sample(self.schedule, x0, t, noise)
         target = training_target(self.prediction, self.schedule, x0, t, noise)
         semantic = self._semantic(state.model_state, batch["l"])
+        cond = self.batch_conditioning(batch)
 
         def loss_fn(params):
             # A trainable backbone's taps are computed here, inside the gradient.
             variables, taps = network_variables(self.backbone, params, {}, batch["l"],
                                                 semantic)
-            out = apply_in_precision(self.model, variables, x_t, batch["l"], t,
+            out = apply_in_precision(self.model, variables, x_t, cond, t,
                                      train=True, semantic=taps,
                                      rngs={"dropout": dropout_rng}, dtype=self.dtype)
             err = out - target
@@ -215,18 +218,20 @@ class DiffusionObjective(Objective):
 
     # --- sampling -------------------------------------------------------------------
 
-    def model_fn(self, params, gray_l, model_state=None):
-        """The network as the samplers see it: (x_t, t) -> ε or v, conditioned on L (and on
-        the backbone's features of L, computed here once, when `model_state` holds a frozen
-        one or `params` a trainable one)."""
+    def model_fn(self, params, gray_l, model_state=None, hints=None):
+        """The network as the samplers see it: (x_t, t) -> ε or v, conditioned on L (and its
+        hint planes, for a hint model; and on the backbone's features of L, computed here
+        once, when `model_state` holds a frozen one or `params` a trainable one)."""
         semantic = self._semantic(model_state, gray_l)
         variables, semantic = network_variables(self.backbone, params, {}, gray_l, semantic)
-        return lambda x_t, t: apply_in_precision(self.model, variables, x_t, gray_l, t,
+        cond = self.conditioning(gray_l, hints)
+        return lambda x_t, t: apply_in_precision(self.model, variables, x_t, cond, t,
                                                  train=False, semantic=semantic,
                                                  dtype=self.dtype)
 
     def sample(self, params, gray_l, rng, sampler: str | None = None,
-               steps: int | None = None, eta: float | None = None, model_state=None):
+               steps: int | None = None, eta: float | None = None, model_state=None,
+               hints=None):
         """ab (N,H,W,2) in network range drawn with a sampler (config's unless overridden).
         `model_state` is the train state's (the frozen backbone, if the model has one; a
         trainable one is in `params`)."""
@@ -236,7 +241,7 @@ class DiffusionObjective(Objective):
         # reduced-temperature sampling, Kingma and Dhariwal 2018).
         x_T = self.temperature * jax.random.normal(noise_rng, gray_l.shape[:-1] + (2,),
                                                    jnp.float32)
-        x0 = sample(sampler or self.sampler, self.model_fn(params, gray_l, model_state),
+        x0 = sample(sampler or self.sampler, self.model_fn(params, gray_l, model_state, hints),
                     self.schedule, x_T,
                     sampler_rng, steps=steps or self.sampler_steps,
                     eta=self.eta if eta is None else eta, prediction=self.prediction,
@@ -244,12 +249,13 @@ class DiffusionObjective(Objective):
                     temperature=self.temperature)
         return jnp.clip(x0 / self.data_scale, -1.0, 1.0)
 
-    def predict_with(self, variables, gray_l, rng, sampling: bool = False):
+    def predict_with(self, variables, gray_l, rng, sampling: bool = False, hints=None):
         """Pure sampling from `inference_variables` alone (used by exports too); it always
         samples, so `sampling` changes nothing."""
         del sampling
         model_state = {k: v for k, v in variables.items() if k != "params"}
-        return self.sample(variables["params"], gray_l, rng, model_state=model_state)
+        return self.sample(variables["params"], gray_l, rng, model_state=model_state,
+                           hints=hints)
 
 
 OBJECTIVE = DiffusionObjective

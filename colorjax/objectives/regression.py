@@ -19,7 +19,8 @@ from colorjax.models import build_regression_model
 from colorjax.models.backbone import backbone_taps, load_backbone
 from colorjax.models.blocks import NORMS
 from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
-                                      apply_in_precision, compute_dtype, init_ema, pixel_loss)
+                                      apply_in_precision, compute_dtype, init_ema, pixel_loss,
+                                      uses_hints)
 # backbone_labels and split_optimizer are re-exported (classification imports them here).
 from colorjax.objectives.frozen_backbone import (FROZEN_COLLECTIONS, backbone_labels,
                                                  backbone_optimizer, backbone_settings,
@@ -70,6 +71,7 @@ class RegressionObjective(Objective):
         self.loss_rebalance = float(checks.get(config, "loss_rebalance", default=0.0))
         self.ema_decay = float(config.ema_decay)
         self.dtype = compute_dtype(config)
+        self.hints = uses_hints(config)
         self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
             backbone_settings(config))
 
@@ -82,7 +84,8 @@ class RegressionObjective(Objective):
         if self.backbone != "none":
             weights = load_backbone(self.backbone)
             kwargs["taps"] = init_taps(self.backbone, weights, batch["l"])
-        variables = self.model.init(rng, batch["l"], train=False, **kwargs)
+        variables = self.model.init(rng, self.batch_conditioning(batch),
+                                    train=False, **kwargs)
         load_pretrained = getattr(self.model, "load_pretrained", None)
         if load_pretrained is not None:  # a frozen pretrained part (fusion's classifier)
             variables = load_pretrained(variables)
@@ -124,11 +127,12 @@ class RegressionObjective(Objective):
         if self.backbone != "none" and not self.backbone_trainable:
             # The frozen backbone runs once, outside the gradient.
             taps = backbone_taps(self.backbone, net_state["backbone"], batch["l"])
+        x = self.batch_conditioning(batch)
 
         def loss_fn(params):
             variables, kwargs = self._network(params, net_state, batch["l"], taps)
             pred, new_model_state = apply_in_precision(
-                self.model, variables, batch["l"], train=True, mutable=mutable,
+                self.model, variables, x, train=True, mutable=mutable,
                 dtype=self.dtype, **kwargs)
             return self._loss(pred, batch, state), new_model_state
 
@@ -136,13 +140,14 @@ class RegressionObjective(Objective):
         return apply_gradients(state, grads, self.ema_decay, loss,
                                model_state={**state.model_state, **new_model_state})
 
-    def predict_with(self, variables, gray_l, rng, sampling: bool = False):
+    def predict_with(self, variables, gray_l, rng, sampling: bool = False, hints=None):
         """Pure prediction from `inference_variables` alone (used by exports too)."""
         del rng, sampling  # deterministic
         variables = dict(variables)
         params = variables.pop("params")
         variables, kwargs = self._network(params, self._network_state(variables), gray_l)
-        return apply_in_precision(self.model, variables, gray_l, train=False,
+        return apply_in_precision(self.model, variables, self.conditioning(gray_l, hints),
+                                  train=False,
                                   dtype=self.dtype, **kwargs)
 
 

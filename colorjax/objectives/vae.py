@@ -29,6 +29,10 @@ fine-tuned by the reconstruction (and KL) loss with their own peak learning rate
 statistics stay fixed) and in the decoder's EMA. Either way `inference_variables` (the
 decoder's params and collections) carries it, so exports are self-contained, and `decode`
 computes the taps from the variables.
+
+`config.model.hints`: the decoder reads concat(L, hint planes) (`Objective.conditioning`);
+the encoder q(z | L, ab) keeps L alone, since it already sees the true colours the hints
+are drawn from.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from colorjax.models.backbone import load_backbone
 from colorjax.models.vae import CONDITIONS, build_vae
 from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
                                       apply_in_precision, compute_dtype, init_ema,
-                                      pixel_loss)
+                                      pixel_loss, uses_hints)
 from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_settings,
                                                  check_backbone, frozen_taps, init_taps,
                                                  network_variables, place_weights)
@@ -114,6 +118,7 @@ class VAEObjective(Objective):
         self.kl_warmup_steps = int(config.vae.kl_warmup_steps)
         self.sample_mode = config.vae.sample_mode
         self.dtype = compute_dtype(config)  # networks compute in it; KL, loss stay float32
+        self.hints = uses_hints(config)  # the decoder reads concat(L, hints); q(z|L,ab) L only
         self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
             backbone_settings(config))
 
@@ -122,11 +127,12 @@ class VAEObjective(Objective):
         l, ab = batch["l"], batch["ab"]
         enc = self.encoder.init(enc_rng, l, ab, train=False)
         z = jnp.zeros((l.shape[0], self.latent_dim), l.dtype)
+        cond = self.batch_conditioning(batch)
         if self.backbone == "none":
-            dec = self.decoder.init(dec_rng, l, z, train=False)
+            dec = self.decoder.init(dec_rng, cond, z, train=False)
         else:
             weights = load_backbone(self.backbone)
-            dec = dict(self.decoder.init(dec_rng, l, z, train=False,
+            dec = dict(self.decoder.init(dec_rng, cond, z, train=False,
                                          taps=init_taps(self.backbone, weights, l)))
         dec = dict(dec)
         dec_params = dec.pop("params")
@@ -148,6 +154,7 @@ class VAEObjective(Objective):
         # cast or written back by) the decoder: it comes back bit for bit. A trainable one
         # runs inside the gradient (`network_variables`), from params["decoder"]["backbone"].
         taps = self._taps(ms["decoder"], l)
+        cond = self.batch_conditioning(batch)
 
         def loss_fn(params):
             (mu, logvar), enc_state = apply_in_precision(
@@ -157,7 +164,7 @@ class VAEObjective(Objective):
             dec_vars, dec_taps = network_variables(self.backbone, params["decoder"],
                                                    ms["decoder"], l, taps)
             pred, dec_state = apply_in_precision(
-                self.decoder, dec_vars, l, z, train=True,
+                self.decoder, dec_vars, cond, z, train=True,
                 mutable=[c for c in dec_vars if c != "params"], dtype=self.dtype,
                 **self._taps_kwargs(dec_taps))
             recon = pixel_loss(self.loss_kind, pred, ab)
@@ -194,13 +201,14 @@ class VAEObjective(Objective):
     def _taps_kwargs(self, taps):
         return {} if taps is None else {"taps": taps}
 
-    def decode(self, variables, gray_l, z) -> jax.Array:
+    def decode(self, variables, gray_l, z, hints=None) -> jax.Array:
         """ab for given latents, from the decoder's variables only (its backbone too, in
         either layout)."""
         variables = dict(variables)
         params = variables.pop("params")
         variables, taps = network_variables(self.backbone, params, variables, gray_l)
-        return apply_in_precision(self.decoder, variables, gray_l, z, train=False,
+        return apply_in_precision(self.decoder, variables, self.conditioning(gray_l, hints), z,
+                                  train=False,
                                   dtype=self.dtype, **self._taps_kwargs(taps))
 
     def inference_variables(self, state):
@@ -209,11 +217,11 @@ class VAEObjective(Objective):
         params = state.params["decoder"] if state.ema_params is None else state.ema_params
         return {"params": params, **state.model_state["decoder"]}
 
-    def predict_with(self, variables, gray_l, rng, sampling: bool = False):
+    def predict_with(self, variables, gray_l, rng, sampling: bool = False, hints=None):
         """Pure prediction honoring `config.vae.sample_mode` (used by exports too); with
         `sampling`, z is drawn from the prior whatever the configured mode."""
         mode = "prior" if sampling else None
-        return self.decode(variables, gray_l, self.latent(rng, gray_l.shape[0], mode))
+        return self.decode(variables, gray_l, self.latent(rng, gray_l.shape[0], mode), hints)
 
 
 OBJECTIVE = VAEObjective
