@@ -1,13 +1,15 @@
-"""A local web page for an exported colorizer: upload a photo, see gray and colour, download.
+"""A local web page for an exported colorizer: drop or choose a photo, compare gray and colour
+with a slider, download; samples as a gallery, the temperature, colour hints placed by clicking.
 
     python -m colorjax.serve --model=EXPORT_DIR [--host=127.0.0.1] [--port=8000]
 
 Endpoints (standard library only: `http.server.ThreadingHTTPServer`, one thread a connection):
 
-* ``GET /``               the page (single HTML file, inline JS).
-* ``GET /api/info``       model name, whether it samples, the limits, as JSON.
+* ``GET /``               the page (one HTML file, inline CSS and JS: nothing from elsewhere,
+  it works offline; see `colorjax/serving/page.py` for what it offers).
+* ``GET /api/info``       model name, whether it samples or takes hints, the limits, as JSON.
 * ``POST /api/colorize``  ``multipart/form-data`` with a file field ``image`` (and optional
-  ``num_samples``, ``temperature``), or the raw image bytes as the body. Query
+  ``num_samples``, ``temperature``, ``hints``), or the raw image bytes as the body. Query
   ``?num_samples=N``, ``?temperature=T`` and ``?format=json|png``: ``png`` answers with the
   first colorization as a PNG instead of JSON.
   JSON answer: ``{"width", "height", "gray": data-URL, "colors": [data-URL, ...], ...}``.
@@ -16,8 +18,16 @@ Endpoints (standard library only: `http.server.ThreadingHTTPServer`, one thread 
 model's default as ``"temperature"``, null for other models): the annealed mean's T in
 (0, ∞), 1 = the mean, lower = more vivid. The page shows a slider for it (0.05 to 1).
 
+``hints`` (models trained with ``config.model.hints=True``; ``/api/info`` says ``"hints":
+true``): JSON text, ``[{"x": 10, "y": 20, "rgb": [255, 0, 0]}, {"x": 5, "y": 7, "rgb":
+"#00ff00"}, {"x": 1, "y": 2, "ab": [20, -30]}]``, x and y in the uploaded photo's pixels
+(after its EXIF orientation), read by `colorjax.hints.hints_from_json`; the answer's
+``"hints"`` is how many were used. The page places them where the photo is clicked.
+
 Bad requests get a JSON ``{"error": ...}`` with 400 (empty upload, corrupt image, bad
-``num_samples``, a bad ``temperature`` or one for a model without one, unknown query parameter or value, a Host header not in ``--allowed_hosts``),
+``num_samples``, a bad ``temperature`` or one for a model without one, bad ``hints`` (not JSON,
+not the format, off the photo, more than 256) or hints for a model without them, unknown
+query parameter or value, a Host header not in ``--allowed_hosts``),
 403 (a POST from another site's page: ``Origin`` is not this server), 408 (the request did not
 arrive within ``--timeout``), 411 (no Content-Length), 413 (file over ``--max_upload_mb``,
 more than ``--max_pixels`` pixels, a side over ``--max_side``), 415 (not an image) or 503 with

@@ -102,6 +102,7 @@ def test_page_and_info(server):
     assert info["model"] == "unet"
     assert info["samples"] is False
     assert info["max_pixels"] == MAX_PIXELS
+    assert info["hints"] is False
 
 
 def test_upload_gives_a_colorized_image_of_the_same_size(server):
@@ -136,6 +137,10 @@ def test_upload_gives_a_colorized_image_of_the_same_size(server):
      "not an integer"),
     ("samples from a deterministic model",
      lambda: {"image": photo_bytes(30, 20), "num_samples": "2"}, 400, "deterministic"),
+    ("hints to a model without them", lambda: {"image": photo_bytes(30, 20), "hints":
+     '[{"x": 1, "y": 2, "rgb": [255, 0, 0]}]'}, 400, "'unet' takes no colour hints"),
+    ("hints that are not JSON", lambda: {"image": photo_bytes(30, 20), "hints": "[{x: 1"},
+     400, "hints is not valid JSON"),
 ])
 def test_bad_requests_get_clear_answers_and_the_server_keeps_serving(
         server, name, make, status, message):
@@ -448,3 +453,54 @@ def test_a_port_in_use_is_one_line():
     assert "Traceback" not in proc.stderr, proc.stderr
     assert f"127.0.0.1:{port}" in lines[0]
     assert "in use" in lines[0]
+
+
+class HintStub:
+    """A stand-in hint model: records the hints it is given, answers gray."""
+
+    model_name, metadata, size, samples, family, uses_hints = "hinty", {"step": 1}, 16, \
+        False, "regression", True
+
+    def __init__(self):
+        self.seen = []
+
+    def colorize_photos(self, photos, num_samples=1, **kwargs):
+        self.seen.append(None)
+        return [[np.zeros(p.l.shape + (3,), np.float32)] for p in photos]
+
+    def colorize(self, photo, num_samples=1, *, hints=None, **kwargs):
+        self.seen.append(hints)
+        return np.zeros(photo.l.shape + (3,), np.float32)
+
+
+def test_hints_reach_a_hint_model_and_bad_ones_get_clear_answers():
+    pytest.importorskip("colorjax.hints", reason="hint backend not landed")
+    from colorjax.hints import Hint
+
+    stub = HintStub()
+    srv = make_server(stub, "127.0.0.1", 0, quiet=True)
+    gen = _running(srv)
+    addr = next(gen)
+    try:
+        assert json.loads(request(addr, "GET", "/api/info")[2])["hints"] is True
+        photo = photo_bytes(40, 30)
+        status, _, body = upload(addr, {"image": photo, "hints": json.dumps(
+            [{"x": 3, "y": 4.5, "rgb": [255, 0, 0]}, {"x": 39, "y": 29, "rgb": "#00ff00"}])})
+        assert status == 200, body
+        assert json.loads(body)["hints"] == 2
+        assert stub.seen[-1] == [Hint(3, 4.5, rgb=(255, 0, 0)), Hint(39, 29, rgb=(0, 255, 0))]
+        for hints in ("", "[]"):  # none: the model's own colorization
+            assert upload(addr, {"image": photo, "hints": hints})[0] == 200
+            assert stub.seen[-1] is None
+        for hints, message in [
+                ('[{"x": 1, "y": 2}]', "bad hints: hints[0]: keys must be x, y and exactly one"),
+                ('{"x": 1}', "bad hints: hints must be a JSON list"),
+                ('[{"x": 40, "y": 2, "rgb": "#ff0000"}]', "hint 1 at x=40, y=2 is outside the "
+                                                          "40x30 photo"),
+                ('[{"x": 1, "y": 2, "rgb": "red"}]', "rgb='red' is not allowed"),
+                (json.dumps([{"x": 1, "y": 1, "rgb": "#ffffff"}] * 257), "257 hints; at most 256")]:
+            status, _, body = upload(addr, {"image": photo, "hints": hints})
+            assert status == 400, body
+            assert message in json.loads(body)["error"], (hints[:40], body)
+    finally:
+        next(gen, None)

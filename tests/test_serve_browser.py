@@ -1,13 +1,21 @@
-"""The upload page in a real headless browser (Debian's chromium + chromedriver, Selenium):
-upload a real photo, get a colorized image of the same size, download it.
+"""The upload page in a real headless browser (Debian's chromium + chromedriver, Selenium),
+driven with real clicks and keys: upload (chooser and drop), the progress indicator, the
+before/after slider, download, the samples gallery, the temperature, colour hints (placed
+by clicking the photo; the output moves toward each hint's colour), every rejected upload's
+message, the keyboard, a phone-sized window, no broken images.
 
 CI installs them (`.ci/run`) and sets COLORJAX_REQUIRE_BROWSER=1, so there a missing browser
 fails the test; elsewhere it skips and says what is missing.
+
+Screenshots: with COLORJAX_SCREENSHOTS=DIR the tests also save the page as DIR/page_*.png
+(the README's and docs/images' come from
+``COLORJAX_SCREENSHOTS=docs/images python -m pytest tests/test_serve_browser.py``).
 """
 
 import base64
 import io
 import os
+import pathlib
 import shutil
 import threading
 
@@ -16,6 +24,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
+from colorjax import color
 from colorjax.colorize import Colorizer
 from colorjax.serve import make_server
 
@@ -26,7 +35,10 @@ CHROMEDRIVER = os.environ.get("COLORJAX_CHROMEDRIVER", shutil.which("chromedrive
                               or "/usr/bin/chromedriver")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage"]
+         "--disable-dev-shm-usage", "--force-device-scale-factor=1"]
+DESKTOP = (1200, 900)
+PHONE = (390, 844)  # CSS pixels of a common phone
+SCREENSHOTS = os.environ.get("COLORJAX_SCREENSHOTS")
 
 
 def _missing():
@@ -45,11 +57,23 @@ REQUIRED = os.environ.get("COLORJAX_REQUIRE_BROWSER") == "1"
 pytestmark = pytest.mark.skipif(MISSING is not None and not REQUIRED, reason=str(MISSING))
 
 
-def _serve(colorizer):
-    srv = make_server(colorizer, "127.0.0.1", 0, quiet=True, max_samples=3)
+def _serve(colorizer, **limits):
+    srv = make_server(colorizer, "127.0.0.1", 0, quiet=True, **{"max_samples": 3, **limits})
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     host, port = srv.server_address[:2]
     return srv, f"http://{host}:{port}/"
+
+
+class _Served:
+    def __init__(self, colorizer, **limits):
+        self.srv, self.url = _serve(colorizer, **limits)
+
+    def __enter__(self):
+        return self.url
+
+    def __exit__(self, *exc):
+        self.srv.shutdown()
+        self.srv.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +84,8 @@ def colorizer(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page_url(colorizer):
-    srv, url = _serve(colorizer)
-    yield url
-    srv.shutdown()
-    srv.server_close()
+    with _Served(colorizer) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +99,8 @@ def browser(tmp_path_factory):
     options.binary_location = CHROMIUM
     for flag in FLAGS:
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.add_argument(f"--window-size={DESKTOP[0]},{DESKTOP[1]}")
     options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
     # Driver and browser paths given: Selenium Manager (which would go online) is not used.
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
@@ -85,67 +109,254 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-def _wait_status(driver, timeout=120):
-    """The page's status line once a request has finished (success or error)."""
+@pytest.fixture
+def page(browser):
+    """The browser at the desktop size (a test may change it), with the page's errors
+    collected: none may be logged."""
+    _viewport(browser, *DESKTOP)
+    yield browser
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"
+              and "api/colorize" not in e["message"]]  # a 4xx answer is logged; it is expected
+    assert not errors, errors
+
+
+def _viewport(driver, w, h, mobile=False):
+    """Make the page's viewport w x h CSS pixels (a phone's with `mobile`)."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": w, "height": h, "deviceScaleFactor": 1, "mobile": mobile})
+
+
+def _screenshot(driver, name):
+    if SCREENSHOTS:
+        path = pathlib.Path(SCREENSHOTS)
+        path.mkdir(parents=True, exist_ok=True)
+        driver.execute_script("document.activeElement && document.activeElement.blur()")
+        driver.save_screenshot(str(path / f"page_{name}.png"))
+
+
+def _by():
     from selenium.webdriver.common.by import By
+    return By
+
+
+def _find(driver, css):
+    return driver.find_element(_by().CSS_SELECTOR, css)
+
+
+def _watch_busy(driver):
+    """Record every text the progress line shows (it may come and go between polls)."""
+    driver.execute_script("""
+      window.busySeen = [];
+      new MutationObserver(() => {
+        const b = document.getElementById('busy');
+        if (!b.hidden) window.busySeen.push(document.getElementById('busy-text').textContent);
+      }).observe(document.getElementById('busy'), {attributes: true, childList: true,
+                                                   subtree: true, characterData: true});""")
+
+
+def _answered(driver) -> int:
+    """How many answers the page has shown (results, refusals in the page or the server's)."""
+    return driver.execute_script("return S.answered")
+
+
+def _act(driver, action, timeout=120):
+    """Do `action` (clicks, keys), then wait for the page's next answer and no request in
+    flight or scheduled; the status line."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, timeout).until(
-        lambda d: d.find_element(By.ID, "status").text.startswith(("Done", "The ", "Choose"))
-        or "error" in d.find_element(By.ID, "status").get_attribute("class"))
-    return driver.find_element(By.ID, "status")
+    before = _answered(driver)
+    action()
+    WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: d.execute_script(
+        "return S.answered > arguments[0] && !S.xhr && !S.timer && $('busy').hidden", before))
+    return _find(driver, "#status")
 
 
-def test_upload_a_photo_and_download_the_colorized_one(browser, page_url, tmp_path):
-    from selenium.webdriver.common.by import By
+def _upload(driver, path):
+    return _act(driver, lambda: _find(driver, "#file").send_keys(str(path)))
 
-    photo = tmp_path / "astronaut.jpg"
-    Image.fromarray(skdata.astronaut()).resize((333, 517), Image.BILINEAR).save(photo, quality=90)
-    browser.get(page_url)
-    assert "unet" in browser.title
-    # A deterministic model: no samples selector.
-    assert not browser.find_element(By.ID, "samples-label").is_displayed()
 
-    browser.find_element(By.ID, "file").send_keys(str(photo))
-    browser.find_element(By.ID, "go").click()
-    status = _wait_status(browser)
-    assert status.text.startswith("Done"), status.text
+def _data_url_image(url):
+    assert url.startswith("data:image/png;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
 
-    img = browser.find_element(By.CSS_SELECTOR, "img.color")
-    browser.execute_script("return arguments[0].decode()", img)  # wait until it is decoded
-    size = browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]",
-                                  img)
-    assert size == [333, 517]
-    gray = browser.find_element(By.ID, "gray")
-    assert browser.execute_script("return arguments[0].naturalWidth", gray) == 333
-    assert gray.is_displayed()
-    assert img.is_displayed()
 
-    link = browser.find_element(By.CSS_SELECTOR, "a.download")
+def _shown(driver):
+    """The colour image now in the comparison, as an RGB array."""
+    return np.asarray(_data_url_image(_find(driver, "#after").get_attribute("src")).convert("RGB"))
+
+
+def _photo(tmp_path, w, h, name="astronaut.jpg"):
+    path = tmp_path / name
+    Image.fromarray(skdata.astronaut()).resize((w, h), Image.BILINEAR).save(path, quality=90)
+    return path
+
+
+def _chroma(png) -> float:
+    """Mean |ab| of a screenshot's pixels (0 for gray)."""
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), np.float32) / 255.0
+    lab = np.asarray(color.rgb_to_lab(rgb))
+    return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
+
+
+def test_before_any_upload_the_page_is_clean_and_keyboard_ready(page, page_url):
+    page.get(page_url)
+    assert "unet" in page.title
+    # No image element at all before an upload: nothing to show as a broken placeholder.
+    assert page.find_elements(_by().TAG_NAME, "img") == []
+    assert not _find(page, "#result").is_displayed()
+    assert "gray input" not in page.find_element(_by().TAG_NAME, "body").text
+    assert "drop" in _find(page, "#drop").text
+    assert "at most 20 MiB" in _find(page, "#limits").text
+    # A deterministic model: no samples, no temperature, no hints.
+    for hidden in ("#samples-label", "#temperature-label", "#hints-panel", "#gallery-panel"):
+        assert not _find(page, hidden).is_displayed(), hidden
+    # The first Tab reaches the file chooser (its drop zone shows the focus).
+    from selenium.webdriver.common.keys import Keys
+    _find(page, "body").send_keys(Keys.TAB)
+    assert page.switch_to.active_element.get_attribute("id") == "file"
+    assert page.execute_script("return getComputedStyle(document.getElementById('drop'))"
+                               ".outlineStyle") != "none"
+    _screenshot(page, "empty")
+
+
+def test_upload_compare_with_the_slider_and_download(page, page_url, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    photo = _photo(tmp_path, 333, 517)
+    page.get(page_url)
+    _watch_busy(page)
+    status = _upload(page, photo)
+    assert status.text.startswith("Done: astronaut.jpg, 333\u00d7517 px"), status.text
+    seen = page.execute_script("return window.busySeen")
+    assert any(t.startswith("Colorizing astronaut.jpg") for t in seen), seen  # the progress
+    assert not _find(page, "#busy").is_displayed()
+
+    after, before = _find(page, "#after"), _find(page, "#before")
+    for img in (after, before):
+        assert page.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]",
+                                   img) == [333, 517]
+        assert img.is_displayed()
+    # The two lie on each other at the same size.
+    assert after.rect == before.rect
+    assert not page.find_elements(_by().CSS_SELECTOR, "#gallery img")  # one result: no gallery
+
+    # The slider: a real click near its left end shows almost all colour, End all gray,
+    # Home all colour (the stage's own pixels, as the screen shows them).
+    slider, stage = _find(page, "#compare"), _find(page, "#stage")
+    ActionChains(page).move_to_element_with_offset(
+        slider, -slider.rect["width"] // 2 + 4, 0).click().perform()
+    assert int(slider.get_attribute("value")) < 10
+    assert _find(page, "#divider").rect["x"] < stage.rect["x"] + 0.1 * stage.rect["width"]
+    slider.send_keys(Keys.END)
+    assert slider.get_attribute("value") == "100"
+    all_gray = _chroma(stage.screenshot_as_png)
+    slider.send_keys(Keys.HOME)
+    assert slider.get_attribute("value") == "0"
+    all_color = _chroma(stage.screenshot_as_png)
+    assert all_gray < 1.5 < all_color, (all_gray, all_color)
+    for _ in range(5):
+        slider.send_keys(Keys.ARROW_RIGHT)
+    assert slider.get_attribute("value") == "5"
+    slider.send_keys(Keys.END)
+    for _ in range(50):
+        slider.send_keys(Keys.ARROW_LEFT)
+    _screenshot(page, "result")
+
+    # Keyboard: Tab from the slider reaches the download link.
+    slider.send_keys(Keys.TAB)
+    link = page.switch_to.active_element
+    assert link.get_attribute("id") == "download"
     assert link.get_attribute("download") == "astronaut_color.png"
-    png = base64.b64decode(link.get_attribute("href").split(",", 1)[1])
-    out = Image.open(io.BytesIO(png))
-    assert out.size == (333, 517)
-    assert out.mode == "RGB"
+    out = _data_url_image(link.get_attribute("href"))
+    assert out.size == (333, 517) and out.mode == "RGB"
     rgb = np.asarray(out).astype(int)
     assert np.abs(rgb[..., 0] - rgb[..., 2]).max() > 0  # colour, not gray
+    np.testing.assert_array_equal(np.asarray(out.convert("RGB")), _shown(page))
+
+    # "Colorize again" (Enter on the focused button) answers the same photo again.
+    go = _find(page, "#go")
+    assert go.is_enabled()
+    page.execute_script("arguments[0].focus()", go)
+    assert _act(page, lambda: page.switch_to.active_element.send_keys(Keys.ENTER)) \
+        .text.startswith("Done: astronaut.jpg")
 
 
-def test_a_bad_file_shows_the_servers_message(browser, page_url, tmp_path):
-    from selenium.webdriver.common.by import By
+def _drop(driver, *paths, target="#drop"):
+    """Drop files on `target` the way a file manager does: a drop event whose DataTransfer
+    holds the files (Selenium cannot drag from outside the browser)."""
+    holder = driver.execute_script(
+        "const i = document.createElement('input'); i.type = 'file'; i.multiple = true;"
+        "i.id = 'drop-source'; i.style.display = 'none'; document.body.append(i); return i;")
+    holder.send_keys("\n".join(str(p) for p in paths))
+    driver.execute_script("""
+      const [holder, target] = arguments;
+      const dt = new DataTransfer();
+      for (const f of holder.files) dt.items.add(f);
+      holder.remove();
+      for (const type of ['dragenter', 'dragover', 'drop'])
+        target.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: dt}));
+    """, holder, _find(driver, target))
 
-    bad = tmp_path / "notes.jpg"
-    bad.write_text("not a photo")
-    browser.get(page_url)
-    browser.find_element(By.ID, "file").send_keys(str(bad))
-    browser.find_element(By.ID, "go").click()
-    status = _wait_status(browser)
-    assert "error" in status.get_attribute("class")
-    assert "not an image file" in status.text
+
+def test_drag_and_drop_a_photo(page, page_url, tmp_path):
+    photo = _photo(tmp_path, 120, 90, "dropped.png")
+    page.get(page_url)
+    status = _act(page, lambda: _drop(page, photo))
+    assert status.text.startswith("Done: dropped.png, 120\u00d790 px"), status.text
+    assert "over" not in _find(page, "#drop").get_attribute("class")
+    assert _shown(page).shape == (90, 120, 3)
+    assert _find(page, "#download").get_attribute("download") == "dropped_color.png"
+    # Dropped beside the box, on the result: taken too (never opened in place of the page).
+    second = _photo(tmp_path, 64, 80, "second.jpg")
+    status = _act(page, lambda: _drop(page, second, target="#stage"))
+    assert status.text.startswith("Done: second.jpg, 64\u00d780"), status.text
+    assert page.current_url == page_url
 
 
-def test_a_sampling_model_offers_and_returns_several_samples(browser, colorizer, tmp_path):
-    from selenium.webdriver.common.by import By
+def test_every_rejected_upload_says_why(page, colorizer, tmp_path):
+    """In the page: several files, not an image type, empty, over the size limit. From the
+    server: not an image file, too many pixels; the message is the server's."""
+    photo = _photo(tmp_path, 150, 100)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a photo")
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("not a photo either")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    big = tmp_path / "big.bmp"
+    Image.fromarray(skdata.astronaut()).resize((200, 120)).save(big)  # 72 KB of BMP
+    huge = tmp_path / "huge.png"
+    Image.new("L", (400, 300), 128).save(huge)  # small file, 120,000 pixels
+
+    with _Served(colorizer, max_upload_mb=0.05, max_pixels=100_000) as url:
+        page.get(url)
+
+        def refused(action, *needles):
+            status = _act(page, action)
+            assert "error" in status.get_attribute("class"), status.text
+            for needle in needles:
+                assert needle in status.text, status.text
+            assert not _find(page, "#result").is_displayed()
+            assert all(i.get_attribute("src") for i in page.find_elements(_by().TAG_NAME, "img"))
+            return status.text
+
+        refused(lambda: _drop(page, photo, fake), "2 files were given", "one photo at a time")
+        refused(lambda: _drop(page, text), "notes.txt is not an image (text/plain)")
+        refused(lambda: _find(page, "#file").send_keys(str(empty)), "empty.png is empty")
+        refused(lambda: _find(page, "#file").send_keys(str(big)),
+                "big.bmp is 0.069 MiB; the limit is 0.05 MiB")
+        refused(lambda: _find(page, "#file").send_keys(str(fake)),
+                "Refused:", "not an image file")
+        # A good photo, then a refused one: the old result goes (it is not the new photo's).
+        assert _upload(page, photo).text.startswith("Done")
+        assert _find(page, "#result").is_displayed()
+        refused(lambda: _find(page, "#file").send_keys(str(huge)),
+                "Refused:", "120,000 pixels; the limit is 100,000")
+        _screenshot(page, "refused")
+
+
+def test_a_sampling_model_shows_its_samples_as_a_gallery(page, colorizer, tmp_path):
     from selenium.webdriver.support.ui import Select
 
     from test_colorize import NoisyObjective  # the tiny unet plus rng-dependent noise
@@ -153,61 +364,335 @@ def test_a_sampling_model_offers_and_returns_several_samples(browser, colorizer,
     sampler = Colorizer(NoisyObjective(colorizer.objective), colorizer.variables,
                         colorizer.config, dict(colorizer.metadata, samples=True,
                                                family="diffusion"))
-    srv, url = _serve(sampler)
-    try:
-        photo = tmp_path / "gray.png"
+    with _Served(sampler) as url:
+        photo = tmp_path / "camera.png"
         Image.fromarray(skdata.camera()).resize((101, 67)).save(photo)
-        browser.get(url)
-        select = browser.find_element(By.ID, "samples")
-        assert select.is_displayed()
-        assert select.is_enabled()
+        page.get(url)
+        select = _find(page, "#samples")
+        assert select.is_displayed() and select.is_enabled()
         assert [o.text for o in Select(select).options] == ["1", "2", "3"]
-        Select(select).select_by_value("2")
-        browser.find_element(By.ID, "file").send_keys(str(photo))
-        browser.find_element(By.ID, "go").click()
-        assert _wait_status(browser).text.startswith("Done")
-        links = browser.find_elements(By.CSS_SELECTOR, "a.download")
+        Select(select).select_by_value("3")
+        assert _upload(page, photo).text.startswith("Done: camera.png, 101\u00d767 px, 3 samples")
+        thumbs = page.find_elements(_by().CSS_SELECTOR, "#gallery button.sample")
+        assert len(thumbs) == 3 and all(t.is_displayed() for t in thumbs)
+        links = page.find_elements(_by().CSS_SELECTOR, "#gallery a.sample-download")
         assert [a.get_attribute("download") for a in links] == \
-            ["gray_sample1_color.png", "gray_sample2_color.png"]
-        images = [np.asarray(Image.open(io.BytesIO(base64.b64decode(
-            a.get_attribute("href").split(",", 1)[1])))) for a in links]
+            [f"camera_sample{i}_color.png" for i in (1, 2, 3)]
+        images = [np.asarray(_data_url_image(a.get_attribute("href"))) for a in links]
         assert images[0].shape == (67, 101, 3)
         assert not np.array_equal(images[0], images[1])
-    finally:
-        srv.shutdown()
-        srv.server_close()
+        # The first is compared; a click on the second puts it there and in the download.
+        np.testing.assert_array_equal(_shown(page), images[0])
+        thumbs[1].click()
+        np.testing.assert_array_equal(_shown(page), images[1])
+        assert thumbs[1].get_attribute("aria-pressed") == "true"
+        assert thumbs[0].get_attribute("aria-pressed") == "false"
+        download = _find(page, "#download")
+        assert download.get_attribute("download") == "camera_sample2_color.png"
+        assert download.text == "Download sample 2"
+        _screenshot(page, "samples")
+        # Fewer samples, colorized again: the gallery follows.
+        Select(select).select_by_value("2")
+        assert _act(page, _find(page, "#go").click).text.endswith("2 samples.")
+        assert len(page.find_elements(_by().CSS_SELECTOR, "#gallery button.sample")) == 2
 
 
-def test_a_classification_model_offers_a_temperature(browser, page_url, tmp_path_factory,
-                                                      tmp_path):
+def test_a_classification_model_offers_a_temperature(page, page_url, tmp_path_factory, tmp_path):
     """`colorful`: a temperature slider (0.05 to 1) at the model's default, sent with the
-    upload; the unet page has none."""
-    from selenium.webdriver.common.by import By
+    upload; a new value, colorized again, gives a new answer; the unet page has none."""
+    from selenium.webdriver.common.keys import Keys
 
     import test_colorize_temperature as temperature_tests
 
     path = temperature_tests.colorful_export(tmp_path_factory.getbasetemp()
                                              / "colorjax_colorful")[0]
-    srv, url = _serve(Colorizer.load(str(path)))
-    try:
+    with _Served(Colorizer.load(str(path))) as url:
         photo = tmp_path / "gray.png"
         Image.fromarray(skdata.camera()).resize((61, 47)).save(photo)
-        browser.get(url)
-        field = browser.find_element(By.ID, "temperature")
+        page.get(url)
+        field = _find(page, "#temperature")
         assert field.is_displayed() and field.is_enabled()
         assert [field.get_attribute(a) for a in ("min", "max", "step")] == ["0.05", "1", "0.01"]
         assert float(field.get_attribute("value")) == 0.38
-        assert "low = vivid, 1 = the mean" in browser.find_element(
-            By.ID, "temperature-label").text
-        browser.execute_script("arguments[0].value = '0.2';"
-                               "arguments[0].dispatchEvent(new Event('input'))", field)
-        assert browser.find_element(By.ID, "temperature-value").text == "0.20"
-        browser.find_element(By.ID, "file").send_keys(str(photo))
-        browser.find_element(By.ID, "go").click()
-        status = _wait_status(browser)
-        assert status.text.startswith("Done") and "temperature 0.20" in status.text, status.text
-    finally:
-        srv.shutdown()
-        srv.server_close()
-    browser.get(page_url)  # the tiny unet: no temperature
-    assert not browser.find_element(By.ID, "temperature-label").is_displayed()
+        assert "low = vivid, 1 = the mean" in _find(page, "#temperature-label").text
+        first = _upload(page, photo).text
+        assert first.startswith("Done") and "temperature 0.38" in first, first
+        vivid = _shown(page)
+        # The keyboard moves the slider (a step of 0.01 a key), Enter on the button resends.
+        field.send_keys(Keys.HOME)
+        assert _find(page, "#temperature-value").text == "0.05"
+        for _ in range(15):
+            field.send_keys(Keys.ARROW_RIGHT)
+        assert _find(page, "#temperature-value").text == "0.20"
+        field.send_keys(Keys.END)
+        assert _find(page, "#temperature-value").text == "1.00"
+        status = _act(page, _find(page, "#go").click)
+        assert "temperature 1.00" in status.text, status.text
+        assert not np.array_equal(_shown(page), vivid)
+    page.get(page_url)  # the tiny unet: no temperature
+    assert not _find(page, "#temperature-label").is_displayed()
+
+
+def test_a_phone_sized_window(page, page_url, tmp_path):
+    """390 x 844 CSS pixels: nothing wider than the screen, the photo fits, controls usable."""
+    _viewport(page, *PHONE, mobile=True)
+    page.get(page_url)
+    assert page.execute_script("return innerWidth") == PHONE[0]
+    _screenshot(page, "phone_empty")
+    assert _upload(page, _photo(tmp_path, 640, 480)).text.startswith("Done")
+    assert page.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
+    for css in ("#stage", "#compare", "#download", "#drop", "#status"):
+        r = _find(page, css).rect
+        assert r["x"] >= 0 and r["x"] + r["width"] <= PHONE[0], (css, r)
+    stage = _find(page, "#stage").rect
+    assert stage["width"] > 0.8 * PHONE[0]
+    assert abs(stage["height"] / stage["width"] - 480 / 640) < 0.03  # not distorted
+    # Text stays readable: no font below 12 CSS px.
+    smallest = page.execute_script(
+        "return Math.min(...[...document.querySelectorAll('body *')].filter(e => e.offsetParent)"
+        ".filter(e => e.childNodes.length && [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()))"
+        ".map(e => parseFloat(getComputedStyle(e).fontSize)))")
+    assert smallest >= 12, smallest
+    _screenshot(page, "phone")
+
+
+# --- colour hints ------------------------------------------------------------------------
+
+try:
+    import colorjax.hints as hints_module
+except ImportError:  # before the hint backend
+    hints_module = None
+HINT_BACKEND = hints_module is not None and hasattr(Colorizer, "uses_hints")
+
+
+class PaintsHints:
+    """A stand-in hint model for the page and server (not for the model): the tiny unet's
+    colorization with a disc of each hint's colour (rgb, at the photo's own lightness)."""
+
+    RADIUS = 0.12  # of the shorter side
+    uses_hints = True
+
+    def __init__(self, base):
+        self.base = base
+
+    def __getattr__(self, name):
+        return getattr(self.base, name)
+
+    def colorize(self, image, num_samples=1, size=None, *, temperature=None, hints=None):
+        out = self.base.colorize(image, num_samples, size, temperature=temperature)
+        if not hints:
+            return out
+        photo = image
+        lab = np.asarray(color.rgb_to_lab(np.asarray(out, np.float32)))
+        h, w = lab.shape[:2]
+        yy, xx = np.mgrid[:h, :w]
+        for hint in hints:
+            a, b = hints_module.hint_ab(hint, photo.l)
+            disc = (xx - hint.x) ** 2 + (yy - hint.y) ** 2 <= (self.RADIUS * min(w, h)) ** 2
+            lab[disc, 1], lab[disc, 2] = a, b
+        return np.clip(np.asarray(color.lab_to_rgb(lab)), 0.0, 1.0).astype(np.float32)
+
+
+def _ab_at(rgb8, x, y, r=2):
+    patch = np.asarray(rgb8[max(0, y - r):y + r + 1, max(0, x - r):x + r + 1], np.float32) / 255.0
+    return np.asarray(color.rgb_to_lab(patch))[..., 1:].reshape(-1, 2).mean(0)
+
+
+def _rgb(hex_colour):
+    return np.array(list(bytes.fromhex(hex_colour.lstrip("#"))))
+
+
+def _set_colour(driver, li, hex_colour):
+    """Choose a colour in point `li`'s colour input (the native picker is not scriptable;
+    the page sees what a pick sends: input, then change)."""
+    field = li.find_element(_by().CSS_SELECTOR, "input.hint-color")
+    driver.execute_script("arguments[0].value = arguments[1];"
+                          "arguments[0].dispatchEvent(new Event('input', {bubbles: true}));"
+                          "arguments[0].dispatchEvent(new Event('change', {bubbles: true}));",
+                          field, hex_colour)
+
+
+def _click_photo(driver, x, y, size):
+    """A real click on the photo at its pixel (x, y) (of a photo of `size` = (w, h))."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    stage = _find(driver, "#after")
+    # Wholly in view (it is at most 72vh tall): Selenium's offsets are from the centre of
+    # the element's visible part.
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", stage)
+    r = stage.rect
+    dx = (x + 0.5) / size[0] * r["width"] - r["width"] / 2
+    dy = (y + 0.5) / size[1] * r["height"] - r["height"] / 2
+    ActionChains(driver).move_to_element_with_offset(stage, int(round(dx)), int(round(dy))) \
+        .click().perform()
+
+
+def _hints_session(page, url, tmp_path, points, colours, check_moves_toward):
+    """Upload, click `points` on the photo, give them `colours`; check the output at each
+    point moves toward its colour; then move, undo, delete. Returns the final status."""
+    w, h = 240, 180
+    photo = _photo(tmp_path, w, h, "hinted.jpg")
+    page.get(url)
+    assert _find(page, "#hints-panel").is_displayed() is False  # until a photo is in
+    status = _upload(page, photo).text
+    assert status.startswith("Done: hinted.jpg"), status
+    assert _find(page, "#hints-panel").is_displayed()
+    plain = _shown(page)
+    for i, (x, y) in enumerate(points):
+        status = _act(page, lambda: _click_photo(page, x, y, (w, h))).text
+        assert status.endswith(f"{i + 1} hint{'s' if i else ''}."), status
+        items = page.find_elements(_by().CSS_SELECTOR, "#hint-list li")
+        assert len(items) == i + 1
+        # A new point starts at the model's own colour there (the suggestion).
+        suggestion = items[i].find_element(_by().CSS_SELECTOR, "button.suggest")
+        got = items[i].find_element(_by().CSS_SELECTOR, "input.hint-color").get_attribute("value")
+        assert np.abs(_rgb(got) - plain[y, x]).max() <= 2, (got, plain[y, x])
+        assert suggestion.get_attribute("title") == "the model's colour here: " + got
+        status = _act(page, lambda: _set_colour(page, items[i], colours[i])).text
+        assert status.endswith(f"{i + 1} hint{'s' if i else ''}."), status
+    markers = page.find_elements(_by().CSS_SELECTOR, "#markers .hint")
+    assert len(markers) == len(points)
+    for (x, y), m in zip(points, markers):  # each marker sits where it was clicked
+        r, stage = m.rect, _find(page, "#after").rect
+        cx = (r["x"] + r["width"] / 2 - stage["x"]) / stage["width"] * w
+        cy = (r["y"] + r["height"] / 2 - stage["y"]) / stage["height"] * h
+        assert abs(cx - x - 0.5) < 1.5 and abs(cy - y - 0.5) < 1.5, (cx, cy, x, y)
+    assert [li.find_element(_by().CSS_SELECTOR, "button.select").text
+            for li in page.find_elements(_by().CSS_SELECTOR, "#hint-list li")] == \
+        [f"Point {i + 1} ({x}, {y})" for i, (x, y) in enumerate(points)]
+    hinted = _shown(page)
+    for (x, y), colour in zip(points, colours):
+        lightness = float(np.asarray(color.rgb_to_lab(
+            plain[y, x].reshape(1, 1, 3) / 255.0))[0, 0, 0])
+        target = np.asarray(hints_module.rgb_to_ab_at(_rgb(colour), lightness))
+        check_moves_toward(_ab_at(plain, x, y), _ab_at(hinted, x, y), target)
+    _screenshot(page, "hints")
+
+    # Keyboard: the focused marker moves with an arrow key; Undo puts it back; Delete
+    # removes it; Ctrl+Z brings it back. A drag moves a point; Remove all.
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    def point_labels():
+        return [li.find_element(_by().CSS_SELECTOR, "button.select").text
+                for li in page.find_elements(_by().CSS_SELECTOR, "#hint-list li")]
+
+    def marker(i):
+        return page.find_elements(_by().CSS_SELECTOR, "#markers .hint")[i]
+
+    labels = point_labels()
+    marker(0).click()
+    assert page.switch_to.active_element.get_attribute("data-i") == "0"
+    _act(page, lambda: page.switch_to.active_element.send_keys(Keys.ARROW_RIGHT))
+    moved = point_labels()
+    assert moved[0] != labels[0] and moved[1:] == labels[1:]
+    assert not np.array_equal(_shown(page), hinted)
+    _act(page, _find(page, "#undo").click)
+    assert point_labels() == labels
+    np.testing.assert_array_equal(_shown(page), hinted)  # the same hints: the same answer
+    marker(1).click()
+    status = _act(page, lambda: page.switch_to.active_element.send_keys(Keys.DELETE)).text
+    assert point_labels() == labels[:1]
+    assert status.endswith("1 hint."), status
+    _act(page, lambda: ActionChains(page).key_down(Keys.CONTROL).send_keys("z")
+         .key_up(Keys.CONTROL).perform())
+    assert point_labels() == labels
+    np.testing.assert_array_equal(_shown(page), hinted)
+    _act(page, lambda: ActionChains(page).click_and_hold(marker(0)).move_by_offset(30, 15)
+         .release().perform())
+    assert point_labels()[0] != labels[0] and point_labels()[1] == labels[1]
+    status = _act(page, _find(page, "#clear").click).text
+    assert point_labels() == []
+    np.testing.assert_array_equal(_shown(page), plain)
+    return status
+
+
+@pytest.mark.skipif(hints_module is None, reason="hint backend not landed (colorjax.hints)")
+def test_hints_are_placed_by_clicking_and_sent_with_the_photo(page, colorizer, tmp_path):
+    """The page and server with a stand-in hint model (it paints each hint's colour round
+    its point): two clicks, two colours, the output there becomes those colours."""
+    painter = PaintsHints(colorizer)
+
+    def becomes(plain, hinted, target):  # from far to (8-bit sRGB) near
+        assert np.linalg.norm(plain - target) > 25.0, (plain, target)
+        assert np.linalg.norm(hinted - target) < 6.0, (plain, hinted, target)
+
+    with _Served(painter) as url:
+        assert _find_info(page, url)["hints"] is True
+        _hints_session(page, url, tmp_path, [(60, 50), (180, 120)], ["#20a040", "#e07010"],
+                       becomes)
+
+
+def _find_info(page, url):
+    page.get(url)
+    return page.execute_script("return INFO")
+
+
+# --- a trained hint model ----------------------------------------------------------------
+
+HINT_SIZE = 32
+
+
+def hint_export(root):
+    """A tiny hint unet trained for a few dozen steps on one batch whose colours only the
+    hints can tell (flat gray L, random colour blocks): it learns to follow them."""
+    import jax
+    import jax.numpy as jnp
+
+    from colorjax import export
+    from colorjax.objectives import make_objective
+    from conftest import STEADY_LR, tiny_config
+
+    config = tiny_config("unet", size=HINT_SIZE, features=(8, 16), ema_decay=0.0,
+                         **{"model.hints": True, **STEADY_LR, "optimizer.learning_rate": 1e-2})
+    obj = make_objective(config)
+    rng = np.random.default_rng(0)
+    n, s = 8, HINT_SIZE
+    l_plane = np.full((n, s, s, 1), color.normalize_l(60.0), np.float32)
+    ab = np.zeros((n, s, s, 2), np.float32)
+    for i in range(n):  # 4 x 4 blocks of random saturated colours
+        for by in range(0, s, s // 4):
+            for bx in range(0, s, s // 4):
+                ab[i, by:by + s // 4, bx:bx + s // 4] = rng.uniform(-0.6, 0.6, 2)
+    planes = np.zeros((n, s, s, 3), np.float32)
+    for i in range(n):
+        for by in range(0, s, s // 4):
+            for bx in range(0, s, s // 4):
+                if rng.random() < 0.6:
+                    cy, cx = by + s // 8, bx + s // 8
+                    planes[i, cy, cx, :2] = ab[i, cy, cx]
+                    planes[i, cy, cx, 2] = 1.0
+    batch = {"l": jnp.asarray(l_plane), "ab": jnp.asarray(ab), "hints": jnp.asarray(planes)}
+    state = obj.init(jax.random.key(0), batch, 200)
+    step = jax.jit(obj.train_step)
+    for k in range(60):
+        state, _ = step(state, batch, jax.random.key(k))
+    path = export.write_export(str(pathlib.Path(root) / "hint_export"),
+                               obj.inference_variables(state), config, step=60)
+    return pathlib.Path(path)
+
+
+@pytest.mark.skipif(not HINT_BACKEND, reason="hint backend not landed")
+def test_a_trained_hint_model_follows_two_clicked_hints(page, tmp_path_factory, tmp_path):
+    """A real hint export: two clicked hints of distinct colours; the output's colour near
+    each point moves toward its hint."""
+    model = Colorizer.load(str(hint_export(tmp_path_factory.mktemp("hint_model"))))
+    assert model.uses_hints
+
+    def moves_toward(plain, hinted, target):
+        assert np.linalg.norm(hinted - target) < np.linalg.norm(plain - target) - 2.0, \
+            (plain, hinted, target)
+
+    with _Served(model) as url:
+        _hints_session(page, url, tmp_path, [(60, 45), (180, 135)], ["#e02020", "#2050e0"],
+                       moves_toward)
+
+
+def test_a_model_without_hints_shows_no_hint_controls(page, page_url, tmp_path):
+    page.get(page_url)
+    assert page.execute_script("return INFO.hints") is False
+    _upload(page, _photo(tmp_path, 80, 60))
+    assert not _find(page, "#hints-panel").is_displayed()
+    _click_photo(page, 40, 30, (80, 60))
+    assert page.execute_script("return S.timer") is None  # a click on the photo places nothing
+    assert page.find_elements(_by().CSS_SELECTOR, "#markers .hint") == []

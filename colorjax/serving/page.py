@@ -1,7 +1,23 @@
-"""The upload page: one HTML file with inline JS (nothing loaded from elsewhere).
+"""The upload page: one HTML file with inline CSS and JS; nothing is loaded from elsewhere
+(no CDN, no fonts, no icons), so it works offline.
 
-For a classification model (`info["temperature"]` is its default T, not None) the page shows
-a temperature slider (0.05 to 1, step 0.01, starting at the default) and sends its value.
+What it offers, from `info` (`ColorizeService.info`):
+
+* a drop zone and a file chooser (the first file dropped or chosen is colorized at once),
+  an upload/progress bar while the model runs, and a message for every refusal (no file,
+  several files, not an image, too big: in the page; everything else: the server's words);
+* a before/after comparison: the colour result under the gray input, a range slider (a
+  keyboard control too) moving the divider, and a download link for what is shown;
+* `info["samples"]` (VAE, diffusion): a samples count; the samples as a gallery, one of
+  them in the comparison;
+* `info["temperature"]` (classification models: the default T, not None): a temperature
+  slider (0.05 to 1, step 0.01, starting at the default), sent with the upload;
+* `info["hints"]`: click on the photo to place a colour point; each point has a colour input
+  and the model's own colour there (read from the result, a suggestion), can be dragged or
+  moved with the arrow keys, deleted (Delete key or button); Undo (and Ctrl+Z); every change
+  colorizes again with the points sent as the form field ``hints``.
+
+Before any upload no image element exists (no broken-image placeholder).
 """
 
 from __future__ import annotations
@@ -20,38 +36,134 @@ PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>__TITLE__</title>
+<link rel="icon" href="data:,">
 <style>
- body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
- form { display: flex; gap: 1rem; align-items: center; flex-wrap: wrap; }
- #status { min-height: 1.5em; margin: .8rem 0; }
- #status.error { color: #b00020; }
- .pair { display: flex; gap: 1rem; flex-wrap: wrap; }
- figure { margin: 0; }
- figure img { max-width: 45vw; max-height: 70vh; border: 1px solid #ccc; }
- figcaption { font-size: .9rem; color: #555; }
- #temperature-label small { color: #555; }
+ :root { --accent: #1f5fbf; --line: #c8cdd4; --muted: #555; }
+ * { box-sizing: border-box; }
+ body { font-family: system-ui, sans-serif; margin: 0 auto; padding: 1rem; max-width: 1100px;
+        color: #1d1d1f; background: #fafafa; line-height: 1.4; }
+ h1 { font-size: 1.35rem; margin: .2rem 0; overflow-wrap: anywhere; }
+ h2 { font-size: 1.05rem; margin: 1rem 0 .4rem; }
+ #about { color: var(--muted); margin: 0 0 .8rem; font-size: .92rem; }
+ .visually-hidden { position: absolute !important; width: 1px; height: 1px; padding: 0;
+   margin: -1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
+ #drop { border: 2px dashed var(--line); border-radius: 10px; padding: 1.2rem; text-align: center;
+         background: #fff; transition: background .15s, border-color .15s; }
+ #drop.over { border-color: var(--accent); background: #eaf1fc; }
+ #drop:focus-within { outline: 3px solid var(--accent); outline-offset: 2px; }
+ #drop p { margin: .4rem 0; }
+ #drop .limits { color: var(--muted); font-size: .85rem; }
+ .button, button { font: inherit; padding: .45rem .9rem; border-radius: 6px; cursor: pointer;
+   border: 1px solid var(--accent); background: var(--accent); color: #fff; display: inline-block; }
+ button.secondary, .secondary { background: #fff; color: var(--accent); }
+ button:disabled { opacity: .5; cursor: default; }
+ button:focus-visible, a:focus-visible, input:focus-visible, select:focus-visible,
+ .hint:focus-visible { outline: 3px solid #f2a900; outline-offset: 2px; }
+ #options { display: flex; gap: .8rem 1.2rem; align-items: center; flex-wrap: wrap; margin: .8rem 0; }
+ #options label small { color: var(--muted); }
+ #busy { display: flex; align-items: center; gap: .6rem; margin: .6rem 0; }
+ #busy[hidden] { display: none; }
+ #progress { width: min(320px, 60vw); height: 1rem; }
+ #status { min-height: 1.5em; margin: .5rem 0; overflow-wrap: anywhere; }
+ #status.error { color: #b00020; font-weight: 600; }
+ #stage { position: relative; width: min(100%, calc(72vh * var(--ratio, 1.5))); margin: .4rem 0;
+          user-select: none; touch-action: none; background: #fff; border: 1px solid var(--line); }
+ #stage img { display: block; width: 100%; height: auto; }
+ #before { position: absolute; inset: 0; height: 100% !important; clip-path: inset(0 50% 0 0); }
+ #divider { position: absolute; top: 0; bottom: 0; left: 50%; width: 2px; margin-left: -1px;
+            background: #fff; box-shadow: 0 0 0 1px rgba(0,0,0,.45); pointer-events: none; }
+ .tag { position: absolute; top: .3rem; padding: .05rem .4rem; font-size: .8rem; color: #fff;
+        background: rgba(0,0,0,.55); border-radius: 4px; pointer-events: none; }
+ #tag-before { left: .3rem; } #tag-after { right: .3rem; }
+ #stage.hinting { cursor: crosshair; }
+ .hint { position: absolute; width: 22px; height: 22px; margin: -11px 0 0 -11px; padding: 0;
+         border-radius: 50%; border: 3px solid #fff; box-shadow: 0 0 0 1.5px #000; cursor: move;
+         touch-action: none; }
+ .hint.active { box-shadow: 0 0 0 3px #f2a900, 0 0 0 4.5px #000; }
+ #compare-row { display: flex; align-items: center; gap: .6rem; flex-wrap: wrap;
+                width: min(100%, calc(72vh * var(--ratio, 1.5))); }
+ #compare { flex: 1 1 12rem; }
+ #hint-list { list-style: none; padding: 0; margin: .3rem 0; display: grid; gap: .35rem; }
+ #hint-list li { display: flex; align-items: center; gap: .5rem; flex-wrap: wrap; }
+ #hint-list li.active .select { outline: 2px solid #f2a900; }
+ .swatch { width: 1.6rem; height: 1.6rem; padding: 0; border: 1px solid #000; }
+ input[type=color] { width: 2.6rem; height: 2rem; padding: 0 2px; }
+ .note { color: var(--muted); font-size: .88rem; }
+ #gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(9rem, 1fr)); gap: .6rem; }
+ #gallery figure { margin: 0; }
+ #gallery button { display: block; padding: 2px; background: #fff; border: 2px solid var(--line);
+                   width: 100%; }
+ #gallery button[aria-pressed=true] { border-color: var(--accent); }
+ #gallery img { display: block; width: 100%; height: auto; }
+ #gallery figcaption { font-size: .85rem; }
+ @media (max-width: 600px) { body { padding: .6rem; } #drop { padding: .8rem; }
+   h1 { font-size: 1.1rem; } #stage, #compare-row { width: 100%; } }
 </style></head>
 <body>
+<header>
 <h1>__TITLE__</h1>
+<p id="about"></p>
+</header>
+<main>
 <form id="form">
-  <input type="file" id="file" name="image" accept="image/*">
-  <label id="samples-label" hidden>samples
-    <select id="samples" name="num_samples" disabled></select></label>
-  <label id="temperature-label" hidden>temperature
-    <input type="range" id="temperature" name="temperature" min="0.05" max="1" step="0.01"
-      disabled>
-    <output id="temperature-value" for="temperature"></output>
-    <small>(low = vivid, 1 = the mean)</small></label>
-  <button type="submit" id="go">Colorize</button>
+  <div id="drop">
+    <input type="file" id="file" name="image" accept="image/*" class="visually-hidden">
+    <p><label for="file" class="button" id="choose">Choose a photo</label></p>
+    <p>or drop one here (anywhere on the page)</p>
+    <p class="limits" id="limits"></p>
+  </div>
+  <div id="options">
+    <label id="samples-label" hidden>samples
+      <select id="samples" name="num_samples" disabled></select></label>
+    <label id="temperature-label" hidden>temperature
+      <input type="range" id="temperature" name="temperature" min="0.05" max="1" step="0.01"
+        disabled>
+      <output id="temperature-value" for="temperature"></output>
+      <small>(low = vivid, 1 = the mean)</small></label>
+    <button type="submit" id="go" disabled>Colorize again</button>
+  </div>
 </form>
-<div id="status"></div>
-<div class="pair" id="result" hidden>
-  <figure><img id="gray" alt="gray input"><figcaption>gray input</figcaption></figure>
-  <div id="colors" class="pair"></div>
-</div>
+<div id="busy" hidden><progress id="progress" max="1"></progress><span id="busy-text"></span></div>
+<div id="status" role="status" aria-live="polite"></div>
+<section id="result" hidden aria-label="result">
+  <div id="stage"></div>
+  <div id="compare-row">
+    <label for="compare">before / after</label>
+    <input type="range" id="compare" min="0" max="100" value="50" step="1"
+      aria-label="before/after divider: gray on the left, colour on the right">
+    <a id="download" class="download button secondary" href="#">Download</a>
+  </div>
+  <section id="hints-panel" hidden aria-labelledby="hints-title">
+    <h2 id="hints-title">Colour hints</h2>
+    <p class="note" id="hints-note">Click (or tap) the photo to place a point; drag a point, or
+      focus it and use the arrow keys, to move it; Delete removes it; Ctrl+Z undoes.</p>
+    <ol id="hint-list"></ol>
+    <button type="button" id="undo" class="secondary" disabled>Undo</button>
+    <button type="button" id="clear" class="secondary" disabled>Remove all points</button>
+  </section>
+  <section id="gallery-panel" hidden aria-labelledby="gallery-title">
+    <h2 id="gallery-title">Samples</h2>
+    <p class="note">Choose a sample to compare it and download it.</p>
+    <div id="gallery"></div>
+  </section>
+</section>
+</main>
 <script>
+"use strict";
 const INFO = __INFO__;
 const $ = (id) => document.getElementById(id);
+const MIB = 1048576;
+// answered: requests finished (shown or refused) and uploads refused in the page.
+const S = { file: null, out: null, shown: 0, hints: [], history: [], active: -1,
+            xhr: null, generation: 0, timer: null, answered: 0 };
+
+// -- the controls the model has --
+$("about").textContent = [INFO.model, INFO.family, "step " + INFO.step,
+  "trained at " + INFO.size + " px",
+  INFO.samples ? "draws samples" : "one colorization a photo",
+  INFO.hints ? "takes colour hints" : null].filter(Boolean).join(" \\u00b7 ");
+$("limits").textContent = "JPEG, PNG, WebP, TIFF, BMP, GIF or PPM; at most " +
+  mib(INFO.max_upload_mb) + " MiB and " + (INFO.max_pixels / 1e6).toFixed(1) + " megapixels.";
 if (INFO.samples) {
   for (let n = 1; n <= INFO.max_samples; n++) $("samples").add(new Option(n, n));
   $("samples-label").hidden = false; $("samples").disabled = false;
@@ -63,44 +175,324 @@ if (INFO.temperature !== null && INFO.temperature !== undefined) {
   t.addEventListener("input", show); show();
   $("temperature-label").hidden = false; t.disabled = false;
 }
-function status(text, error) { $("status").textContent = text; $("status").className = error ? "error" : ""; }
-$("form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const file = $("file").files[0];
-  if (!file) { status("Choose a photo first.", true); return; }
-  if (file.size > INFO.max_upload_mb * 1048576) {
-    status(`The file is ${(file.size / 1048576).toFixed(1)} MiB; the limit is ${INFO.max_upload_mb} MiB.`, true); return;
-  }
+function mib(x) { return x >= 10 ? x.toFixed(0) : String(Number(x.toPrecision(2))); }
+
+function status(text, error) {
+  $("status").textContent = text; $("status").className = error ? "error" : "";
+}
+function busy(text, fraction) {
+  $("busy").hidden = text === null;
+  $("busy-text").textContent = text || "";
+  const p = $("progress");
+  if (fraction === undefined) p.removeAttribute("value"); else p.value = fraction;
+  $("result").setAttribute("aria-busy", text === null ? "false" : "true");
+}
+
+// -- choosing a file: the chooser or a drop --
+function reject(text) { busy(null); status(text, true); S.answered++; }
+function accept(files) {
+  if (!files || files.length === 0) return reject("Nothing to colorize: drop or choose a photo file.");
+  if (files.length > 1) return reject(files.length + " files were given: drop or choose one photo at a time.");
+  const file = files[0];
+  if (file.type && !file.type.startsWith("image/"))
+    return reject(file.name + " is not an image (" + file.type + "): choose a photo.");
+  if (file.size === 0) return reject(file.name + " is empty: choose a photo.");
+  if (file.size > INFO.max_upload_mb * MIB)
+    return reject(file.name + " is " + mib(file.size / MIB) + " MiB; the limit is " +
+                  mib(INFO.max_upload_mb) + " MiB.");
+  S.file = file; S.hints = []; S.history = []; S.active = -1; S.out = null;
+  $("go").disabled = false;
+  run(true);
+}
+$("file").addEventListener("change", () => { accept($("file").files); });
+// A photo dropped anywhere on the page (the dashed box says so) is taken, never opened by the
+// browser in place of the page.
+const drop = $("drop");
+let depth = 0;
+window.addEventListener("dragenter", (ev) => { ev.preventDefault(); depth++; drop.classList.add("over"); });
+window.addEventListener("dragleave", () => { if (--depth <= 0) { depth = 0; drop.classList.remove("over"); } });
+window.addEventListener("dragover", (ev) => { ev.preventDefault(); });
+window.addEventListener("drop", (ev) => {
+  ev.preventDefault(); depth = 0; drop.classList.remove("over");
+  accept(ev.dataTransfer ? ev.dataTransfer.files : null);
+});
+$("form").addEventListener("submit", (ev) => { ev.preventDefault();
+  if (!S.file) return reject("Choose a photo first."); run(false); });
+
+// -- talking to the server --
+function hintsJSON() {
+  return JSON.stringify(S.hints.map((h) => ({ x: h.x, y: h.y, rgb: h.rgb })));
+}
+function run(fresh) {
+  clearTimeout(S.timer); S.timer = null;
+  if (S.xhr) S.xhr.abort();
+  const gen = ++S.generation, file = S.file;
   const body = new FormData();
   body.append("image", file);
   if (INFO.samples) body.append("num_samples", $("samples").value);
   if (!$("temperature").disabled) body.append("temperature", $("temperature").value);
-  $("go").disabled = true; status("Colorizing " + file.name + " ...");
-  try {
-    const resp = await fetch("api/colorize", { method: "POST", body });
-    const out = await resp.json();
-    if (!resp.ok) { status(out.error || resp.statusText, true); return; }
-    const stem = file.name.replace(/\\.[^.]*$/, "") || "photo";
-    $("gray").src = out.gray;
-    $("colors").replaceChildren(...out.colors.map((url, i) => {
-      const fig = document.createElement("figure");
-      const img = document.createElement("img");
-      img.src = url; img.className = "color"; img.alt = "colorized";
-      const cap = document.createElement("figcaption");
-      const a = document.createElement("a");
-      a.href = url; a.className = "download";
-      a.download = stem + (out.colors.length > 1 ? "_sample" + (i + 1) : "") + "_color.png";
-      a.textContent = "download" + (out.colors.length > 1 ? " sample " + (i + 1) : "");
-      cap.append("colorized (" + out.width + "\\u00d7" + out.height + ") ", a);
-      fig.append(img, cap); return fig;
-    }));
-    $("result").hidden = false;
-    status("Done: " + file.name + ", " + out.width + "\\u00d7" + out.height + " px" +
-           (out.temperature != null ? ", temperature " + Number(out.temperature).toFixed(2) : "") + ".");
-  } catch (e) {
-    status("The request failed: " + e, true);
-  } finally { $("go").disabled = false; }
+  if (INFO.hints && S.hints.length) body.append("hints", hintsJSON());
+  const xhr = new XMLHttpRequest(); S.xhr = xhr;
+  xhr.open("POST", "api/colorize");
+  xhr.responseType = "json";
+  busy("Uploading " + file.name + " ...", 0); status("");
+  xhr.upload.onprogress = (e) => { if (gen === S.generation && e.lengthComputable)
+    busy("Uploading " + file.name + " ... " + Math.round(100 * e.loaded / e.total) + "%",
+         e.loaded / e.total); };
+  xhr.upload.onload = () => { if (gen === S.generation)
+    busy("Colorizing " + file.name + " with " + INFO.model + " ..."); };
+  xhr.onerror = () => { if (gen !== S.generation) return; S.xhr = null;
+    failed(fresh, "The request failed: the server could not be reached."); };
+  xhr.onload = () => {
+    if (gen !== S.generation) return;
+    S.xhr = null;
+    const out = xhr.response;
+    if (xhr.status !== 200 || !out || !out.colors) {
+      const why = out && out.error ? out.error : ("HTTP " + xhr.status + " " + xhr.statusText);
+      const what = xhr.status === 503 ? "The server is busy: " :
+                   xhr.status >= 500 ? "The server failed: " : "Refused: ";
+      return failed(fresh, what + why);
+    }
+    show(out, fresh).then(() => {
+      if (gen !== S.generation) return;
+      busy(null);
+      status("Done: " + file.name + ", " + out.width + "\\u00d7" + out.height + " px" +
+        (out.num_samples > 1 ? ", " + out.num_samples + " samples" : "") +
+        (out.temperature != null ? ", temperature " + Number(out.temperature).toFixed(2) : "") +
+        (out.hints ? ", " + out.hints + " hint" + (out.hints > 1 ? "s" : "") : "") + ".");
+      S.answered++;
+    });
+  };
+  xhr.send(body);
+}
+function failed(fresh, text) {
+  if (fresh) { $("result").hidden = true; S.out = null; }
+  reject(text);
+}
+function schedule() {  // hints changed: colorize again shortly (a burst of moves is one request)
+  clearTimeout(S.timer); S.timer = setTimeout(() => run(false), 250);
+}
+
+// -- the result: comparison, download, gallery --
+function loaded(img) { return img.decode ? img.decode().catch(() => {}) : Promise.resolve(); }
+function stem() { return S.file.name.replace(/\\.[^.]*$/, "") || "photo"; }
+function show(out, fresh) {
+  const stage = $("stage");
+  if (fresh || !S.out || !$("after")) {
+    const after = new Image(), before = new Image();
+    after.id = "after"; after.alt = "colorized photo"; after.draggable = false;
+    before.id = "before"; before.alt = "gray input"; before.draggable = false;
+    const divider = document.createElement("div"); divider.id = "divider";
+    const tb = document.createElement("span"); tb.className = "tag"; tb.id = "tag-before";
+    tb.textContent = "before";
+    const ta = document.createElement("span"); ta.className = "tag"; ta.id = "tag-after";
+    ta.textContent = "after";
+    const markers = document.createElement("div"); markers.id = "markers";
+    before.src = out.gray;
+    stage.replaceChildren(after, before, divider, tb, ta, markers);
+    stage.style.setProperty("--ratio", out.width / out.height);
+    $("compare-row").style.setProperty("--ratio", out.width / out.height);
+    stage.classList.toggle("hinting", !!INFO.hints);
+    if (INFO.hints) { stage.tabIndex = 0;
+      stage.setAttribute("aria-label", "the photo: click to place a colour point, or press " +
+                         "Enter to place one in the middle"); }
+    S.shown = 0;
+  }
+  S.out = out;
+  S.shown = Math.min(S.shown, out.colors.length - 1);
+  $("after").src = out.colors[S.shown];
+  gallery(out);
+  setDivider($("compare").value);
+  $("hints-panel").hidden = !INFO.hints;
+  $("result").hidden = false;
+  renderHints();
+  return Promise.all([loaded($("after")), loaded($("before"))]).then(() => {
+    S.hints.forEach((h) => { h.suggestion = h.suggestion || sampleAt(h.x, h.y); });
+    renderHints();
+  });
+}
+function pick(i) {
+  S.shown = i; $("after").src = S.out.colors[i];
+  document.querySelectorAll("#gallery button").forEach((b, j) =>
+    b.setAttribute("aria-pressed", String(j === i)));
+  setDownload();
+}
+function setDownload() {
+  const a = $("download"), many = S.out.colors.length > 1;
+  a.href = S.out.colors[S.shown];
+  a.download = stem() + (many ? "_sample" + (S.shown + 1) : "") + "_color.png";
+  a.textContent = "Download" + (many ? " sample " + (S.shown + 1) : "");
+}
+function gallery(out) {
+  const many = out.colors.length > 1;
+  $("gallery-panel").hidden = !many;
+  $("gallery").replaceChildren(...(many ? out.colors.map((url, i) => {
+    const fig = document.createElement("figure");
+    const b = document.createElement("button"); b.type = "button"; b.className = "sample";
+    b.setAttribute("aria-pressed", String(i === S.shown));
+    b.setAttribute("aria-label", "show sample " + (i + 1));
+    const img = new Image(); img.src = url; img.alt = "sample " + (i + 1); img.className = "color";
+    b.append(img); b.addEventListener("click", () => pick(i));
+    const cap = document.createElement("figcaption");
+    const a = document.createElement("a"); a.className = "sample-download"; a.href = url;
+    a.download = stem() + "_sample" + (i + 1) + "_color.png";
+    a.textContent = "download sample " + (i + 1);
+    cap.append(a); fig.append(b, cap); return fig;
+  }) : []));
+  setDownload();
+}
+function setDivider(v) {
+  const before = $("before"); if (!before) return;
+  before.style.clipPath = "inset(0 " + (100 - v) + "% 0 0)";
+  $("divider").style.left = v + "%";
+  $("tag-before").hidden = v < 12; $("tag-after").hidden = v > 88;
+}
+$("compare").addEventListener("input", (e) => setDivider(e.target.value));
+
+// -- hints --
+const HEX = (r, g, b) => "#" + [r, g, b].map((v) => v.toString(16).padStart(2, "0")).join("");
+let probe = null;
+function sampleAt(x, y) {
+  // The model's own colour at (x, y): the shown result's pixel there.
+  const img = $("after"); if (!img || !img.naturalWidth) return null;
+  probe = probe || document.createElement("canvas"); probe.width = probe.height = 1;
+  const ctx = probe.getContext("2d", { willReadFrequently: true });
+  const px = Math.max(0, Math.min(img.naturalWidth - 1, Math.floor(x)));
+  const py = Math.max(0, Math.min(img.naturalHeight - 1, Math.floor(y)));
+  ctx.clearRect(0, 0, 1, 1);
+  ctx.drawImage(img, px, py, 1, 1, 0, 0, 1, 1);
+  const d = ctx.getImageData(0, 0, 1, 1).data;
+  return HEX(d[0], d[1], d[2]);
+}
+function snapshot() { return JSON.stringify(S.hints); }
+function remember(before) {
+  S.history.push(before === undefined ? snapshot() : before);
+  if (S.history.length > 200) S.history.shift();
+}
+function changed() { renderHints(); schedule(); }
+function toPhoto(ev) {  // a pointer event -> photo pixels (full resolution)
+  const r = $("after").getBoundingClientRect();
+  const fx = (ev.clientX - r.left) / r.width, fy = (ev.clientY - r.top) / r.height;
+  return { x: Math.max(0, Math.min(S.out.width - 1, Math.floor(fx * S.out.width))),
+           y: Math.max(0, Math.min(S.out.height - 1, Math.floor(fy * S.out.height))) };
+}
+function addHint(p) {
+  if (S.hints.length >= INFO.max_hints) return reject("At most " + INFO.max_hints + " points.");
+  remember();
+  const suggestion = sampleAt(p.x, p.y) || "#808080";
+  S.hints.push({ x: Math.floor(p.x), y: Math.floor(p.y), rgb: suggestion, suggestion });
+  S.active = S.hints.length - 1;
+  changed();
+  focusMarker(S.active);
+}
+function removeHint(i) {
+  remember(); S.hints.splice(i, 1);
+  S.active = Math.min(S.active, S.hints.length - 1); changed();
+  if (S.active >= 0) focusMarker(S.active); else $("compare").focus();
+}
+function undo() {
+  if (!S.history.length) return;
+  S.hints = JSON.parse(S.history.pop()); S.active = Math.min(S.active, S.hints.length - 1);
+  changed();
+}
+function focusMarker(i) { const m = document.querySelector('.hint[data-i="' + i + '"]'); if (m) m.focus(); }
+function renderHints() {
+  if (!INFO.hints) return;
+  const markers = $("markers"); if (!markers || !S.out) return;
+  markers.replaceChildren(...S.hints.map((h, i) => {
+    const m = document.createElement("button"); m.type = "button"; m.className = "hint";
+    if (i === S.active) m.classList.add("active");
+    m.dataset.i = i; m.style.background = h.rgb;
+    m.style.left = (100 * (h.x + 0.5) / S.out.width) + "%";
+    m.style.top = (100 * (h.y + 0.5) / S.out.height) + "%";
+    m.setAttribute("aria-label", "point " + (i + 1) + " at " + h.x + ", " + h.y + ", colour " + h.rgb +
+                   " (arrow keys move it, Delete removes it)");
+    return m;
+  }));
+  $("hint-list").replaceChildren(...S.hints.map((h, i) => {
+    const li = document.createElement("li"); li.dataset.i = i;
+    if (i === S.active) li.className = "active";
+    const sel = document.createElement("button"); sel.type = "button"; sel.className = "select secondary";
+    sel.textContent = "Point " + (i + 1) + " (" + h.x + ", " + h.y + ")";
+    sel.addEventListener("click", () => { S.active = i; renderHints(); focusMarker(i); });
+    const color = document.createElement("input"); color.type = "color"; color.className = "hint-color";
+    color.value = h.rgb; color.setAttribute("aria-label", "colour of point " + (i + 1));
+    let before = null;
+    color.addEventListener("input", () => {
+      if (before === null) before = snapshot();
+      h.rgb = color.value; const m = document.querySelector('.hint[data-i="' + i + '"]');
+      if (m) m.style.background = h.rgb;
+    });
+    color.addEventListener("change", () => {
+      remember(before === null ? snapshot() : before); before = null;
+      h.rgb = color.value; S.active = i; changed();
+    });
+    const sug = document.createElement("button"); sug.type = "button"; sug.className = "suggest swatch";
+    const s = h.suggestion || "#808080"; sug.style.background = s;
+    sug.title = "the model's colour here: " + s;
+    sug.setAttribute("aria-label", "use the model's colour here, " + s);
+    sug.addEventListener("click", () => { remember(); h.rgb = s; S.active = i; changed(); });
+    const del = document.createElement("button"); del.type = "button"; del.className = "delete secondary";
+    del.textContent = "Delete"; del.setAttribute("aria-label", "delete point " + (i + 1));
+    del.addEventListener("click", () => removeHint(i));
+    li.append(sel, color, document.createTextNode(" model: "), sug, del); return li;
+  }));
+  $("undo").disabled = !S.history.length;
+  $("clear").disabled = !S.hints.length;
+}
+$("undo").addEventListener("click", undo);
+$("clear").addEventListener("click", () => { if (!S.hints.length) return;
+  remember(); S.hints = []; S.active = -1; changed(); });
+document.addEventListener("keydown", (ev) => {
+  if ((ev.ctrlKey || ev.metaKey) && ev.key.toLowerCase() === "z" && INFO.hints &&
+      !(ev.target instanceof HTMLInputElement && ev.target.type === "text")) {
+    ev.preventDefault(); undo(); return;
+  }
+  if (ev.target === $("stage") && INFO.hints && S.out && (ev.key === "Enter" || ev.key === " ")) {
+    ev.preventDefault(); addHint({ x: S.out.width / 2, y: S.out.height / 2 }); return;
+  }
+  const m = ev.target.closest && ev.target.closest(".hint"); if (!m) return;
+  const i = Number(m.dataset.i), h = S.hints[i];
+  if (ev.key === "Delete" || ev.key === "Backspace") { ev.preventDefault(); removeHint(i); return; }
+  const step = Math.max(1, Math.round(Math.max(S.out.width, S.out.height) / (ev.shiftKey ? 10 : 50)));
+  const d = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] }[ev.key];
+  if (!d) return;
+  ev.preventDefault(); remember(); S.active = i;
+  h.x = Math.max(0, Math.min(S.out.width - 1, h.x + d[0]));
+  h.y = Math.max(0, Math.min(S.out.height - 1, h.y + d[1]));
+  h.suggestion = sampleAt(h.x, h.y) || h.suggestion;
+  changed(); focusMarker(i);
 });
+// Pointer: a press on the photo places a point; a press on a point selects it and drags it.
+let drag = null;
+$("stage").addEventListener("pointerdown", (ev) => {
+  if (!INFO.hints || !S.out || ev.button !== 0) return;
+  const m = ev.target.closest(".hint");
+  if (m) {
+    const i = Number(m.dataset.i);
+    drag = { i, before: snapshot(), moved: false }; S.active = i;
+    m.setPointerCapture(ev.pointerId); ev.preventDefault(); return;
+  }
+  if (ev.target.closest("#markers") === null && ev.target.closest("#stage")) addHint(toPhoto(ev));
+});
+$("stage").addEventListener("pointermove", (ev) => {
+  if (!drag) return;
+  const p = toPhoto(ev), h = S.hints[drag.i];
+  h.x = p.x; h.y = p.y; drag.moved = true;
+  const m = document.querySelector('.hint[data-i="' + drag.i + '"]');
+  if (m) { m.style.left = (100 * (h.x + 0.5) / S.out.width) + "%";
+           m.style.top = (100 * (h.y + 0.5) / S.out.height) + "%"; }
+});
+function endDrag() {
+  if (!drag) return;
+  const d = drag; drag = null;
+  if (d.moved) { remember(d.before); const h = S.hints[d.i];
+    h.suggestion = sampleAt(h.x, h.y) || h.suggestion; changed(); }
+  else renderHints();
+  focusMarker(d.i);
+}
+$("stage").addEventListener("pointerup", endDrag);
+$("stage").addEventListener("pointercancel", endDrag);
 </script>
 </body></html>
 """

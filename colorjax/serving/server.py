@@ -141,7 +141,8 @@ class Handler(BaseHTTPRequestHandler):
             data, form = self._read_upload()
             n = self.service.num_samples(form.get("num_samples", query.get("num_samples")))
             t = self.service.temperature(form.get("temperature", query.get("temperature")))
-            photo, colors = self.service.colorize(data, n, t)
+            hints = self.service.hints(form.get("hints"))
+            photo, colors = self.service.colorize(data, n, t, hints)
             if query.get("format") == "png":
                 return self._send(200, encode_png(to_uint8(colors[0])), "image/png",
                                   {"Content-Disposition": 'attachment; filename="color.png"'})
@@ -150,6 +151,7 @@ class Handler(BaseHTTPRequestHandler):
                 "model": self.service.colorizer.model_name, "width": w, "height": h,
                 "num_samples": n, "had_color": photo.truth is not None,
                 "temperature": self.service.temperature_default if t is None else t,
+                "hints": len(hints or ()),
                 "gray": png_data_url(gray_of(photo)),
                 "colors": [png_data_url(to_uint8(c)) for c in colors],
             })

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import threading
 import warnings
 
@@ -23,6 +24,8 @@ _SMALL_PIXELS = 1 << 20
 # plugins that run external programs, no exotic parsers exposed to the network). JPEG
 # includes MPO (phones' multi-picture JPEGs), which PIL opens through the JPEG plugin.
 FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
+# The most colour hints one request may carry (each is a point the page's user placed).
+MAX_HINTS = 256
 
 
 class Lane:
@@ -84,6 +87,8 @@ class ColorizeService:
                 "max_samples": self.max_samples,
                 # The annealed mean's default T (classification models); None: no such field.
                 "temperature": self.temperature_default,
+                # Whether the model takes colour hints (points of given colour on the photo).
+                "hints": self.uses_hints, "max_hints": MAX_HINTS,
                 "max_upload_mb": self.max_upload_bytes / (1 << 20),
                 "max_pixels": self.max_pixels, "max_side": self.max_side}
 
@@ -99,6 +104,42 @@ class ColorizeService:
                    else f"1 to {self.max_samples}")
             raise RequestError(400, f"num_samples={n} is not allowed; allowed: {why}")
         return n
+
+    @property
+    def uses_hints(self) -> bool:
+        return bool(getattr(self.colorizer, "uses_hints", False))
+
+    def hints(self, value) -> list | None:
+        """The form's `hints` (JSON text: ``[{"x": 10, "y": 20, "rgb": [255, 0, 0]}, ...]``,
+        x and y in the uploaded photo's pixels) -> a list of `colorjax.hints.Hint`; None when
+        absent or empty. 400 for bad JSON, a bad hint, or hints for a model without them."""
+        if value is None or not value.strip():
+            return None
+        try:
+            obj = json.loads(value)
+        except ValueError as e:
+            raise RequestError(400, f"hints is not valid JSON: {e}") from None
+        if obj == []:
+            return None
+        if not self.uses_hints:
+            raise RequestError(400, f"hints given, but {self.colorizer.model_name!r} takes no "
+                                    "colour hints (a model trained with model.hints=True does)")
+        if isinstance(obj, list) and len(obj) > MAX_HINTS:
+            raise RequestError(400, f"{len(obj)} hints; at most {MAX_HINTS} are allowed")
+        from colorjax.hints import hints_from_json  # only a hint model's server needs it
+
+        try:
+            return hints_from_json(obj)
+        except ValueError as e:
+            raise RequestError(400, f"bad hints: {e}") from None
+
+    @staticmethod
+    def check_hints(hints, w: int, h: int) -> None:
+        """400 for a hint outside the (w x h) photo."""
+        for i, hint in enumerate(hints, 1):
+            if not (0 <= hint.x < w and 0 <= hint.y < h):
+                raise RequestError(400, f"hint {i} at x={hint.x:g}, y={hint.y:g} is outside "
+                                        f"the {w}x{h} photo")
 
     @property
     def temperature_default(self) -> float | None:
@@ -187,14 +228,23 @@ class ColorizeService:
         w, h = im.size
         return self.small if w * h <= self.small_pixels else self.big
 
-    def colorize(self, data: bytes, num_samples: int = 1, temperature: float | None = None):
+    def colorize(self, data: bytes, num_samples: int = 1, temperature: float | None = None,
+                 hints: list | None = None):
         """(photo, [sRGB float images]) for an uploaded file; 503 when its lane is full.
-        `temperature`: as checked by `temperature` (None: the model's own)."""
+        `temperature`: as checked by `temperature` (None: the model's own); `hints`: as
+        parsed by `hints` (None: none), each checked to lie on the photo."""
         im = self.open(data)
         with self.lane(im):
             photo = self.load(im)
             kwargs = {} if temperature is None else {"temperature": temperature}
-            return photo, self.colorizer.colorize_photos([photo], num_samples, **kwargs)[0]
+            if not hints:
+                return photo, self.colorizer.colorize_photos([photo], num_samples, **kwargs)[0]
+            self.check_hints(hints, *photo.size)
+            try:  # a Photo in: float sRGB out, one image or (num_samples > 1) a list
+                out = self.colorizer.colorize(photo, num_samples, hints=hints, **kwargs)
+            except ValueError as e:  # hints the model refuses (the inputs are checked above)
+                raise RequestError(400, f"bad hints: {e}") from None
+            return photo, list(out) if num_samples > 1 else [out]
 
 
 def png_data_url(rgb8: np.ndarray) -> str:
