@@ -13,6 +13,7 @@ Screenshots: with COLORJAX_SCREENSHOTS=DIR the tests also save the page as DIR/p
 """
 
 import base64
+import inspect
 import io
 import os
 import pathlib
@@ -462,7 +463,9 @@ try:
     import colorjax.hints as hints_module
 except ImportError:  # before the hint backend
     hints_module = None
-HINT_BACKEND = hints_module is not None and hasattr(Colorizer, "uses_hints")
+# Hint models end to end: Colorizer.colorize(..., hints=) and objectives reading config.model.hints.
+HINT_BACKEND = (hints_module is not None
+                and "hints" in inspect.signature(Colorizer.colorize).parameters)
 
 
 class PaintsHints:
@@ -491,6 +494,10 @@ class PaintsHints:
             disc = (xx - hint.x) ** 2 + (yy - hint.y) ** 2 <= (self.RADIUS * min(w, h)) ** 2
             lab[disc, 1], lab[disc, 2] = a, b
         return np.clip(np.asarray(color.lab_to_rgb(lab)), 0.0, 1.0).astype(np.float32)
+
+
+HINT_POINTS = [(60, 50), (180, 120)]  # on a 240 x 180 photo
+HINT_COLOURS = ["#20a040", "#e07010"]  # green, orange: far from the tiny models' colours
 
 
 def _ab_at(rgb8, x, y, r=2):
@@ -583,9 +590,12 @@ def _hints_session(page, url, tmp_path, points, colours, check_moves_toward):
     labels = point_labels()
     marker(0).click()
     assert page.switch_to.active_element.get_attribute("data-i") == "0"
-    _act(page, lambda: page.switch_to.active_element.send_keys(Keys.ARROW_RIGHT))
+    # Shift+arrow: a tenth of the photo (a plain arrow, a fiftieth, may stay in one pixel
+    # of a small model).
+    _act(page, lambda: page.switch_to.active_element.send_keys(Keys.SHIFT, Keys.ARROW_RIGHT))
     moved = point_labels()
-    assert moved[0] != labels[0] and moved[1:] == labels[1:]
+    x0, y0 = points[0]
+    assert moved[0] == f"Point 1 ({x0 + w // 10}, {y0})" and moved[1:] == labels[1:], moved
     assert not np.array_equal(_shown(page), hinted)
     _act(page, _find(page, "#undo").click)
     assert point_labels() == labels
@@ -619,7 +629,7 @@ def test_hints_are_placed_by_clicking_and_sent_with_the_photo(page, colorizer, t
 
     with _Served(painter) as url:
         assert _find_info(page, url)["hints"] is True
-        _hints_session(page, url, tmp_path, [(60, 50), (180, 120)], ["#20a040", "#e07010"],
+        _hints_session(page, url, tmp_path, HINT_POINTS, HINT_COLOURS,
                        becomes)
 
 
@@ -633,9 +643,10 @@ def _find_info(page, url):
 HINT_SIZE = 32
 
 
-def hint_export(root):
+def hint_export(root, steps=80):
     """A tiny hint unet trained for a few dozen steps on one batch whose colours only the
-    hints can tell (flat gray L, random colour blocks): it learns to follow them."""
+    hints can tell (random 4 x 4 blocks of colour under random lightness, a seventh of the
+    pixels given as hints): it learns to put a hint's colour where it is given."""
     import jax
     import jax.numpy as jnp
 
@@ -643,32 +654,27 @@ def hint_export(root):
     from colorjax.objectives import make_objective
     from conftest import STEADY_LR, tiny_config
 
-    config = tiny_config("unet", size=HINT_SIZE, features=(8, 16), ema_decay=0.0,
+    config = tiny_config("unet", size=HINT_SIZE, features=(8, 16),
                          **{"model.hints": True, **STEADY_LR, "optimizer.learning_rate": 1e-2})
     obj = make_objective(config)
     rng = np.random.default_rng(0)
-    n, s = 8, HINT_SIZE
-    l_plane = np.full((n, s, s, 1), color.normalize_l(60.0), np.float32)
-    ab = np.zeros((n, s, s, 2), np.float32)
-    for i in range(n):  # 4 x 4 blocks of random saturated colours
-        for by in range(0, s, s // 4):
-            for bx in range(0, s, s // 4):
-                ab[i, by:by + s // 4, bx:bx + s // 4] = rng.uniform(-0.6, 0.6, 2)
-    planes = np.zeros((n, s, s, 3), np.float32)
-    for i in range(n):
-        for by in range(0, s, s // 4):
-            for bx in range(0, s, s // 4):
-                if rng.random() < 0.6:
-                    cy, cx = by + s // 8, bx + s // 8
-                    planes[i, cy, cx, :2] = ab[i, cy, cx]
-                    planes[i, cy, cx, 2] = 1.0
-    batch = {"l": jnp.asarray(l_plane), "ab": jnp.asarray(ab), "hints": jnp.asarray(planes)}
-    state = obj.init(jax.random.key(0), batch, 200)
+    n, s, block = 8, HINT_SIZE, 4
+
+    def blocks(*shape):
+        return np.kron(rng.uniform(-1, 1, (n, s // block, s // block) + shape),
+                       np.ones((1, block, block) + (1,) * len(shape))).astype(np.float32)
+
+    l_plane = 0.5 * blocks(1)
+    ab = 0.5 * blocks(2)
+    mask = (rng.random((n, s, s, 1)) < 1 / 7).astype(np.float32)
+    batch = {"l": jnp.asarray(l_plane), "ab": jnp.asarray(ab),
+             "hints": jnp.asarray(np.concatenate([ab * mask, mask], -1))}
+    state = obj.init(jax.random.key(0), batch, steps)
     step = jax.jit(obj.train_step)
-    for k in range(60):
+    for k in range(steps):
         state, _ = step(state, batch, jax.random.key(k))
     path = export.write_export(str(pathlib.Path(root) / "hint_export"),
-                               obj.inference_variables(state), config, step=60)
+                               obj.inference_variables(state), config, step=steps)
     return pathlib.Path(path)
 
 
@@ -684,7 +690,7 @@ def test_a_trained_hint_model_follows_two_clicked_hints(page, tmp_path_factory, 
             (plain, hinted, target)
 
     with _Served(model) as url:
-        _hints_session(page, url, tmp_path, [(60, 45), (180, 135)], ["#e02020", "#2050e0"],
+        _hints_session(page, url, tmp_path, HINT_POINTS, HINT_COLOURS,
                        moves_toward)
 
 
