@@ -296,10 +296,8 @@ class Colorizer:
         """`hints` (None, one list for all, or a list of n lists) as n checked lists."""
         if hints is None:
             return [None] * n
-        hints = list(hints) if not isinstance(hints, (dict, str, bytes)) else hints
-        if isinstance(hints, list) and hints and all(
-                h is None or (isinstance(h, (list, tuple)) and not isinstance(h, hints_lib.Hint))
-                for h in hints):
+        if isinstance(hints, (list, tuple)) and hints and all(
+                h is None or isinstance(h, (list, tuple)) for h in hints):
             if len(hints) != n:
                 raise ValueError(f"hints: {len(hints)} lists for {n} photos; give one list "
                                  "per photo, or one list of Hints for all")

@@ -63,6 +63,7 @@ def write_export(export_dir: str, variables, config, *, step: int,
         "image_size": int(config.data.image_size),
         "downsample_factor": int(objective.downsample_factor),
         "samples": family in SAMPLING_FAMILIES,
+        "hints": bool(getattr(objective, "hints", False)),  # config.model.hints
         "colorjax_version": __version__, "jax_version": jax.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "source": source, "metrics": metrics,

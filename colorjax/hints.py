@@ -27,7 +27,7 @@ Sampling (the paper's, adapted to small training crops):
   training crops, scaled to keep the same fraction of the image (1..3 at 64 px, 1..13 at
   256 px), so a patch covers as much of the scene at 64 px as in the paper;
 * its location is, per point with probability 1/2 each, a 2-D Gaussian around the centre
-  (sigma = a quarter of the side, clipped to the image) or uniform. The paper describes
+  (sigma = a quarter of the image side, clipped to the image) or uniform. The paper describes
   both; we mix them because users click mostly on the subject (the centre) but the API
   takes hints anywhere, and uniform points teach the model to use hints near the border.
 * later patches overwrite earlier ones where they overlap (as the authors' code does).
