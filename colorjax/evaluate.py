@@ -81,6 +81,11 @@ def _means(totals: dict) -> dict:
     return means | {"num_examples": count}
 
 
+def _hint_kwargs(batch: dict) -> dict:
+    """`predict`'s hints keyword where the eval batch has hint planes (config.eval.num_hints)."""
+    return {"hints": batch["hints"]} if "hints" in batch else {}
+
+
 def _add_sums(totals: dict, sums: dict) -> dict:
     return jax.tree.map(jnp.add, totals, sums)
 
@@ -102,14 +107,14 @@ class Evaluator:
         # `inputs`: the batch's "l" (and "hints" where the eval batches have them).
         self._predict = jax.jit(
             lambda state, inputs, rng: objective.predict(state, inputs["l"], rng,
-                                                         hints=inputs.get("hints")),
+                                                         **_hint_kwargs(inputs)),
             in_shardings=(repl, sharded, repl), out_shardings=sharded)
         # Running sums stay on the devices; the host fetches them once per split.
         self._add = jax.jit(_add_sums, out_shardings=repl, donate_argnums=0)
         self._baselines: dict[str, dict] = {}
 
     def _model_batch_sums(self, state, batch, rng, lpips_params):
-        ab = self.objective.predict(state, batch["l"], rng, hints=batch.get("hints"))
+        ab = self.objective.predict(state, batch["l"], rng, **_hint_kwargs(batch))
         dist = lpips_on_small_images(self.lpips, lpips_params)
         return _batch_sums(batch["l"], ab, batch["ab"], dist, batch["mask"])
 
