@@ -40,6 +40,7 @@ PAGE = """<!doctype html>
 <style>
  :root { --accent: #1f5fbf; --line: #c8cdd4; --muted: #555; }
  * { box-sizing: border-box; }
+ [hidden] { display: none !important; }
  body { font-family: system-ui, sans-serif; margin: 0 auto; padding: 1rem; max-width: 1100px;
         color: #1d1d1f; background: #fafafa; line-height: 1.4; }
  h1 { font-size: 1.35rem; margin: .2rem 0; overflow-wrap: anywhere; }
@@ -66,7 +67,7 @@ PAGE = """<!doctype html>
  #progress { width: min(320px, 60vw); height: 1rem; }
  #status { min-height: 1.5em; margin: .5rem 0; overflow-wrap: anywhere; }
  #status.error { color: #b00020; font-weight: 600; }
- #stage { position: relative; width: min(100%, calc(72vh * var(--ratio, 1.5))); margin: .4rem 0;
+ #stage { position: relative; width: min(100%, calc(64vh * var(--ratio, 1.5))); margin: .4rem 0;
           user-select: none; touch-action: none; background: #fff; border: 1px solid var(--line); }
  #stage img { display: block; width: 100%; height: auto; }
  #before { position: absolute; inset: 0; height: 100% !important; clip-path: inset(0 50% 0 0); }
@@ -81,7 +82,7 @@ PAGE = """<!doctype html>
          touch-action: none; }
  .hint.active { box-shadow: 0 0 0 3px #f2a900, 0 0 0 4.5px #000; }
  #compare-row { display: flex; align-items: center; gap: .6rem; flex-wrap: wrap;
-                width: min(100%, calc(72vh * var(--ratio, 1.5))); }
+                width: min(100%, calc(64vh * var(--ratio, 1.5))); }
  #compare { flex: 1 1 12rem; }
  #hint-list { list-style: none; padding: 0; margin: .3rem 0; display: grid; gap: .35rem; }
  #hint-list li { display: flex; align-items: center; gap: .5rem; flex-wrap: wrap; }
@@ -120,7 +121,7 @@ PAGE = """<!doctype html>
         disabled>
       <output id="temperature-value" for="temperature"></output>
       <small>(low = vivid, 1 = the mean)</small></label>
-    <button type="submit" id="go" disabled>Colorize again</button>
+    <button type="submit" id="go" disabled hidden>Colorize again</button>
   </div>
 </form>
 <div id="busy" hidden><progress id="progress" max="1"></progress><span id="busy-text"></span></div>
@@ -175,6 +176,8 @@ if (INFO.temperature !== null && INFO.temperature !== undefined) {
   t.addEventListener("input", show); show();
   $("temperature-label").hidden = false; t.disabled = false;
 }
+// Colorize again: for new settings (samples, temperature); hints colorize again by themselves.
+$("go").hidden = !INFO.samples && (INFO.temperature === null || INFO.temperature === undefined);
 function mib(x) { return x >= 10 ? x.toFixed(0) : String(Number(x.toPrecision(2))); }
 
 function status(text, error) {
