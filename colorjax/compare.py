@@ -18,6 +18,12 @@ is a row saying why; the exit status is nonzero only when every model failed.
 
 Writes `DIR/compare.md`, `DIR/compare.json`, `DIR/compare_grid.png` (gray first, a row per
 model, truth last) and `DIR/plots/<metric>.png` (each run's eval metrics against the step).
+
+FID and IS proper need `--inception_weights=PATH`, pytorch-fid's
+`pt_inception-2015-12-05-6726825d.pth` (sha256-checked, read without running pickled code):
+then every row gets the FID of its images against the split's true images and the IS of its
+images (one split over the eval images), with the number of images; without it the columns
+say "not computed" (`colorjax.metrics.inception_scores`).
 """
 
 from __future__ import annotations
@@ -45,8 +51,10 @@ flags.DEFINE_list("splits", [], "Eval splits (default: the runs' own config.eval
 flags.DEFINE_integer("num_images", 8, "Images (columns) in compare_grid.png.")
 flags.DEFINE_integer("bootstrap", 1000, "Bootstrap resamples of the images per interval "
                                         "(0: no intervals).")
-flags.DEFINE_string("inception_weights", None, "Inception weights for FID and IS proper "
-                                               "(not implemented yet).")
+flags.DEFINE_string("inception_weights", None,
+                    "pytorch-fid's pt_inception-2015-12-05-6726825d.pth (from its GitHub "
+                    "release; sha256-checked): adds FID and IS proper to every row. "
+                    "Without it those columns say 'not computed'.")
 flags.mark_flags_as_required(["workdir"])
 
 GRAY, TRUTH = "gray (ab = 0)", "truth"
@@ -134,7 +142,7 @@ def minutes_from_metrics(records: list[dict]) -> float | None:
 class Evaluation:
     """Per-image predictions and metrics of restored runs on the same images."""
 
-    def __init__(self, num_images: int, bootstrap: int):
+    def __init__(self, num_images: int, bootstrap: int, inception=None):
         import jax
 
         self.jax = jax
@@ -147,6 +155,8 @@ class Evaluation:
         from colorjax.metrics import distribution, semantic
         self.dist, self.semantic = distribution, semantic
         self.truth_features = {}  # (split, net) -> features
+        self.inception = inception  # FID Inception variables, or None: FID/IS not computed
+        self.truth_inception = {}  # split -> (pool3 features, IS logits) of the truth
 
     def _metrics_fn(self, net: str):
         """Jitted per-image metrics with the LPIPS `net` (as the Evaluator builds it)."""
@@ -224,6 +234,7 @@ class Evaluation:
                "num_images": int(len(rgb))}
         row["distribution"] = self.distribution(split, rgb)
         row["si"] = self.si(split, rgb)
+        row.update(self.inception_columns(split, rgb))
         return row
 
     def truth_row(self, split) -> dict:
@@ -235,7 +246,42 @@ class Evaluation:
         colorful = _finite(self.jax.device_get(metrics.colorfulness(ref["rgb"])))
         return {"status": "ok", "is_truth": True, "num_images": int(len(ref["rgb"])),
                 "metrics": {"colorfulness": mean_and_interval(colorful, self.indices[split])},
-                "si": self.si(split, ref["rgb"], truth=True), "fid": "—", "is": "—"}
+                "si": self.si(split, ref["rgb"], truth=True), "fid": "—", "is": "—",
+                **self.inception_columns(split, ref["rgb"], truth=True)}
+
+    def inception_columns(self, split, rgb, truth: bool = False) -> dict:
+        """{"fid": {"value", "num_images"}, "is": {"value", "splits", "num_images"}} of `rgb`
+        (FID against the split's true images; the truth's own FID stays "—"); {} without
+        Inception weights (the table says "not computed"); {"error"} cells if it fails."""
+        if self.inception is None:
+            return {}
+        from colorjax.metrics import inception_scores as ins
+
+        def failed(e: Exception) -> dict:
+            return {"error": _last_line(str(e)) or type(e).__name__}
+
+        n = int(len(rgb))
+        try:
+            if split not in self.truth_inception:
+                self.truth_inception[split] = ins.inception_outputs(
+                    self.reference[split]["rgb"], self.inception)
+            truth_feats, truth_logits = self.truth_inception[split]
+            feats, logits = ((truth_feats, truth_logits) if truth
+                             else ins.inception_outputs(rgb, self.inception))
+        except Exception as e:  # noqa: BLE001  a column that fails is said in the row
+            return {"is": failed(e), **({} if truth else {"fid": failed(e)})}
+        out = {}
+        try:
+            out["is"] = {"value": ins.inception_score(logits, splits=1)[0], "splits": 1,
+                         "num_images": n}
+        except Exception as e:  # noqa: BLE001
+            out["is"] = failed(e)
+        if not truth:
+            try:
+                out["fid"] = {"value": ins.fid(feats, truth_feats), "num_images": n}
+            except Exception as e:  # noqa: BLE001
+                out["fid"] = failed(e)
+        return out
 
     def distribution(self, split, rgb) -> dict:
         """fd_<net> and kid_<net> of `rgb` against the split's true images."""
@@ -329,8 +375,11 @@ def num_params(objective, state) -> int:
 
 
 def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
-            splits: list[str], num_images: int, bootstrap: int) -> int:
-    """Train, evaluate and report every model of `specs`; returns the exit status."""
+            splits: list[str], num_images: int, bootstrap: int, inception=None,
+            inception_path: str | None = None) -> int:
+    """Train, evaluate and report every model of `specs`; returns the exit status.
+    `inception`: FID Inception variables (`models.inception.load_inception`) for FID and
+    IS, loaded from `inception_path`; None: those columns say "not computed"."""
     import numpy as np
 
     from colorjax import checkpoint, compare_report
@@ -339,7 +388,7 @@ def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
     names = [run_name(s) for s in specs]
     if len(set(names)) != len(names):
         cli.fail(f"error: --configs names a run twice: {names}")
-    ev = Evaluation(num_images, bootstrap)
+    ev = Evaluation(num_images, bootstrap, inception)
     results = {}  # split -> {row name -> row}
     grids = {}  # split -> [(label, rgb)]
     truth_images = {}
@@ -420,6 +469,17 @@ def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
                "eval_only": eval_only, "bootstrap": bootstrap, "interval": "95% percentile",
                "fid": "not computed", "is": "not computed", "models": model_info,
                "splits": {}}
+    if inception is not None:
+        import hashlib
+        with open(inception_path, "rb") as f:  # the file's own digest (the CLI checked it)
+            digest = hashlib.sha256(f.read()).hexdigest()
+        payload["fid"] = {"weights": os.path.abspath(inception_path), "sha256": digest,
+                          "features": "FID Inception-v3 pool3 (2048-d), images resized to "
+                                      "299 bilinear", "against": "the split's true images"}
+        payload["is"] = {"weights": payload["fid"]["weights"], "splits": 1,
+                         "logits": "the 1008-way fc without its bias (as Salimans et al.'s "
+                                   "code)", "note": "one split over the eval images: not "
+                                                    "comparable with 50k-image, 10-split IS"}
     for split, rows in results.items():
         ordered = {}
         if GRAY in rows:
@@ -498,9 +558,6 @@ def main(argv):
     if len(argv) > 1:
         cli.fail(f"error: unexpected arguments: {argv[1:]}; see --helpshort")
     logging.set_verbosity(logging.WARNING)
-    if FLAGS.inception_weights:
-        cli.fail("FID/IS: not implemented yet (--inception_weights); without it the table "
-                 "says 'not computed' in those columns")
     if FLAGS.all and FLAGS.configs:
         cli.fail("error: give --configs or --all, not both")
     specs = cpu_model_configs() if FLAGS.all else list(FLAGS.configs)
@@ -512,8 +569,16 @@ def main(argv):
             cli.fail(f"error: --set={s!r} is not field=value (e.g. --set=data.image_size=32)")
     if FLAGS.num_images < 1 or FLAGS.bootstrap < 0:
         cli.fail("error: --num_images must be >= 1 and --bootstrap >= 0")
+    inception = None
+    if FLAGS.inception_weights:  # loaded (and hash-checked) once, before any training
+        from colorjax.models.inception import InceptionWeightsError, load_inception
+        try:
+            inception = load_inception(FLAGS.inception_weights)
+        except InceptionWeightsError as e:
+            cli.fail(f"error: --inception_weights: {e}")
     sys.exit(compare(specs, FLAGS.workdir, list(FLAGS.set), FLAGS.eval_only,
-                     list(FLAGS.splits), FLAGS.num_images, FLAGS.bootstrap))
+                     list(FLAGS.splits), FLAGS.num_images, FLAGS.bootstrap, inception,
+                     FLAGS.inception_weights))
 
 
 if __name__ == "__main__":

@@ -95,6 +95,18 @@ def _value(row: dict, col: str):
     return None, "—"
 
 
+def inception_cell(cell) -> str:
+    """A FID or IS cell: its value with the number of images, "failed", the truth's "—",
+    or "not computed" (no --inception_weights)."""
+    if cell is None:
+        return "not computed"
+    if isinstance(cell, str):
+        return cell
+    if "error" in cell:
+        return "failed"
+    return f"{_num(cell['value'])} (n={cell['num_images']})"
+
+
 def _best(rows: dict, col: str, arrow: str):
     """The best value of column `col` over the comparable rows (models and gray, not the
     truth), or None when the column has no direction."""
@@ -128,7 +140,7 @@ def markdown_table(split: str, rows: dict, bootstrap: int, si_note: str = "") ->
             if v is not None and best[c] is not None and not r.get("is_truth") and v == best[c]:
                 text = f"**{text}**"
             cells.append(text)
-        cells += [r.get("fid", "not computed"), r.get("is", "not computed")]
+        cells += [inception_cell(r.get("fid")), inception_cell(r.get("is"))]
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     note = (f"Split `{split}`: mean over images [95% percentile bootstrap interval, "
             f"{bootstrap} resamples of the images, seed 0]; bold: the best model or gray "
@@ -137,8 +149,11 @@ def markdown_table(split: str, rows: dict, bootstrap: int, si_note: str = "") ->
             "true images (n images; kid ± its std over subsets). SI: EfficientNet-Lite0 "
             "top-1/top-5 accuracy on ImageNet labels where the split's file names carry "
             "them, else si_agreement, the share of images whose top-1 class matches the "
-            "truth's" + (f" ({si_note})" if si_note else "") + ". FID and IS need "
-            "--inception_weights (not implemented yet). train min: wall time of the "
+            "truth's" + (f" ({si_note})" if si_note else "") + ". FID / IS: on "
+            "the FID Inception-v3 (pytorch-fid's weights, --inception_weights; images "
+            "resized to 299): FID of the pool3 features against the split's true images, "
+            "IS over one split of the n images (small sets: not comparable with published "
+            "50k-image IS); \"not computed\" without the weights. train min: wall time of the "
             "training subprocess, or from the run's metrics.jsonl timestamps when the run "
             "was reused or resumed.")
     return "\n".join([f"## {split}", "", note, "", *lines, ""])

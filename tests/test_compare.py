@@ -146,10 +146,10 @@ def test_exit_status_is_nonzero_only_when_every_model_fails(tmp_path):
 
 
 def test_inception_weights_is_one_line_error(tmp_path):
-    out = run_compare(tmp_path, "--inception_weights=/nowhere.npz")
+    out = run_compare(tmp_path, "--inception_weights=/nowhere.pth")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [out.stderr.strip()]
-    assert out.stderr.startswith("FID/IS: not implemented yet")
+    assert out.stderr.startswith("error: --inception_weights: /nowhere.pth is not a file")
     assert not (tmp_path / "unet_cpu").exists()  # nothing trained
 
 
