@@ -118,6 +118,7 @@ def plot(rows: dict, title: str, path: str) -> None:
         ax.set_ylabel(label)
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlim(min(ks) - 0.3, max(ks) * 1.15 + 0.3)
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.suptitle(title, fontsize=9)
