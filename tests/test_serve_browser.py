@@ -637,6 +637,15 @@ def test_hints_are_placed_by_clicking_and_sent_with_the_photo(page, colorizer, t
         assert _find_info(page, url)["hints"] is True
         _hints_session(page, url, tmp_path, HINT_POINTS, HINT_COLOURS,
                        becomes)
+        # Without a pointer: Tab to the photo, Enter places a point in its middle.
+        from selenium.webdriver.common.keys import Keys
+        page.execute_script("document.getElementById('compare').focus()")
+        page.switch_to.active_element.send_keys(Keys.SHIFT, Keys.TAB)
+        assert page.switch_to.active_element.get_attribute("id") == "stage"
+        status = _act(page, lambda: page.switch_to.active_element.send_keys(Keys.ENTER)).text
+        assert status.endswith("1 hint."), status
+        assert page.switch_to.active_element.get_attribute("aria-label").startswith(
+            "point 1 at 120, 90")
 
 
 def _find_info(page, url):

@@ -402,6 +402,10 @@ function focusMarker(i) { const m = document.querySelector('.hint[data-i="' + i 
 function renderHints() {
   if (!INFO.hints) return;
   const markers = $("markers"); if (!markers || !S.out) return;
+  // What has the keyboard focus (a point, or a control of a point's row) keeps it.
+  const had = document.activeElement, row = had && had.closest && had.closest("#hint-list li");
+  const keep = had && had.classList && had.classList.contains("hint") ? '.hint[data-i="' + had.dataset.i + '"]'
+    : row ? '#hint-list li[data-i="' + row.dataset.i + '"] .' + had.className.split(" ")[0] : null;
   markers.replaceChildren(...S.hints.map((h, i) => {
     const m = document.createElement("button"); m.type = "button"; m.className = "hint";
     if (i === S.active) m.classList.add("active");
@@ -442,6 +446,7 @@ function renderHints() {
   }));
   $("undo").disabled = !S.history.length;
   $("clear").disabled = !S.hints.length;
+  if (keep && !document.body.contains(had)) { const el = document.querySelector(keep); if (el) el.focus(); }
 }
 $("undo").addEventListener("click", undo);
 $("clear").addEventListener("click", () => { if (!S.hints.length) return;
