@@ -107,8 +107,28 @@ def test_bfloat16_step_returns_the_backbone_bit_for_bit():
     assert _tree_equal(jax.device_get(state.model_state[BACKBONE]), backbone0)
 
 
+def test_fused_classifier_maps_condition_the_output(net):
+    """`fusion_taps`: the classifier's feature maps join the fusion layer; the paper's
+    network (no taps) is unchanged, and other maps give other colours."""
+    _, _, l = net
+    model = FusionColorizer(features=FEATURES, fusion_width=16, embed_size=64,
+                            fusion_taps=(2, 3), tap_width=4)
+    variables = jax.jit(lambda rng, l: model.init(rng, l, train=False))(jax.random.key(0), l)
+    assert {"fusion_tap2", "fusion_tap3"} <= set(variables["params"])
+    # The fusion layer reads the bottleneck, the embedding and two 4-channel maps.
+    assert variables["params"]["fusion"]["kernel"].shape == (1, 1, 16 + EMBED_DIM + 8, 16)
+    ab = model.apply(variables, l, train=False)
+    assert ab.shape == (2, SIZE, SIZE, 2) and bool(jnp.all(jnp.isfinite(ab)))
+    other = {**variables, BACKBONE: jax.tree.map(lambda w: 0.5 * w, variables[BACKBONE])}
+    # Same embedding, other classifier weights: only the fused maps can change the output.
+    emb = classifier_embedding(variables[BACKBONE][BACKBONE_NAME], l, 64)
+    moved = model.apply(other, l, train=False, embedding=emb)
+    assert float(jnp.abs(moved - ab).max()) > 1e-4
+
+
 @pytest.mark.parametrize("field,value", [("model.embed_size", 16), ("model.fusion_width", 0),
-                                         ("model.features", ())])
+                                         ("model.features", ()), ("model.fusion_taps", (5,)),
+                                         ("model.fusion_tap_width", 0)])
 def test_bad_fusion_fields_are_named(field, value):
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         make_objective(_config(**{field: value}))

@@ -24,7 +24,9 @@ def build_regression_model(model_config):
     if spec.network == "fusion":
         return FusionColorizer(features=tuple(model_config.features), norm=model_config.norm,
                                fusion_width=model_config.fusion_width,
-                               embed_size=model_config.embed_size)
+                               embed_size=model_config.embed_size,
+                               fusion_taps=tuple(model_config.get("fusion_taps", ())),
+                               tap_width=model_config.get("fusion_tap_width", 32))
     return UNet(features=tuple(model_config.features), norm=model_config.norm,
                 backbone_width=backbone_width)
 

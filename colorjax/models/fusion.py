@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from colorjax.color import gray_rgb
+from colorjax.models.backbone import TapProjection
 from colorjax.models.blocks import ConvNormAct, OutputHead, UpNormAct
 from colorjax.models.efficientnet import efficientnet_features, load_efficientnet_lite0
 
@@ -41,17 +42,21 @@ def _genuine_weights() -> Any:
         return load_efficientnet_lite0()
 
 
-def classifier_embedding(weights: Any, l_norm: jax.Array, size: int) -> jax.Array:
-    """The frozen classifier's 1280-d embedding (N, 1280) of the gray photo `l_norm`
-    (N,H,W,1, network range): gray sRGB, resized (bilinear) to size x size, float32, no
-    gradient."""
+def classifier_outputs(weights: Any, l_norm: jax.Array, size: int):
+    """The frozen classifier's five feature taps (strides 2-32) and its 1280-d embedding
+    (N, 1280) of the gray photo `l_norm` (N,H,W,1, network range): gray sRGB, resized
+    (bilinear) to size x size, float32, no gradient."""
     rgb = gray_rgb(l_norm.astype(jnp.float32))
     n = rgb.shape[0]
     if rgb.shape[1:3] != (size, size):
         rgb = jnp.clip(jax.image.resize(rgb, (n, size, size, 3), "bilinear"), 0.0, 1.0)
     weights = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), weights)
-    _, embedding = efficientnet_features(weights, rgb)
-    return jax.lax.stop_gradient(embedding)
+    return jax.lax.stop_gradient(efficientnet_features(weights, rgb))
+
+
+def classifier_embedding(weights: Any, l_norm: jax.Array, size: int) -> jax.Array:
+    """The frozen classifier's 1280-d embedding (N, 1280) of the gray photo `l_norm`."""
+    return classifier_outputs(weights, l_norm, size)[1]
 
 
 class FusionColorizer(nn.Module):
@@ -69,6 +74,11 @@ class FusionColorizer(nn.Module):
     norm: str = "batch"
     fusion_width: int = 256
     embed_size: int = 224
+    # Classifier taps (0-4: strides 2, 4, 8, 16, 32 of its input) also fused at the
+    # bottleneck, each projected to `tap_width` channels and resized to it. () is the
+    # paper's network (the global embedding alone); see `fusion_taps` in configs/fusion.py.
+    fusion_taps: Sequence[int] = ()
+    tap_width: int = 32
     act: str = "relu"  # the paper's ReLU throughout
     out_act: str = "tanh"
 
@@ -85,12 +95,18 @@ class FusionColorizer(nn.Module):
         # The frozen classifier, initialised with the genuine weights (not random ones);
         # always read, so init creates the collection.
         weights = self.variable(BACKBONE, BACKBONE_NAME, _genuine_weights).value
-        if embedding is None and self.is_initializing():
-            # Shapes are all init needs: skip the classifier's forward pass.
-            embedding = jnp.zeros((l.shape[0], EMBED_DIM), jnp.float32)
-        elif embedding is None:
-            # The classifier reads the gray photo alone (channel 0), never the hint planes.
-            embedding = classifier_embedding(weights, l[..., :1], self.embed_size)
+        taps = None
+        if self.fusion_taps or embedding is None:
+            if self.is_initializing():
+                # Shapes are all init needs: skip the classifier's forward pass.
+                taps, emb = jax.eval_shape(
+                    lambda w, g: classifier_outputs(w, g, self.embed_size), weights, l[..., :1])
+                taps = [jnp.zeros(t.shape, t.dtype) for t in taps]
+                emb = jnp.zeros(emb.shape, emb.dtype)
+            else:
+                # The classifier reads the gray photo alone (channel 0), never the hints.
+                taps, emb = classifier_outputs(weights, l[..., :1], self.embed_size)
+            embedding = emb if embedding is None else embedding
         f, n = self.features, self.norm
         x = l
         for i in range(len(f) - 1):  # the paper's "w/2, 2w" pairs: halve, then widen
@@ -101,8 +117,10 @@ class FusionColorizer(nn.Module):
         # Fusion layer: the embedding at every bottleneck position, concatenated, 1x1 conv.
         emb = jnp.broadcast_to(embedding.astype(x.dtype)[:, None, None, :],
                                x.shape[:3] + (embedding.shape[-1],))
+        maps = [TapProjection(self.tap_width, name=f"fusion_tap{i}")(
+            taps[i], x.shape[1], x.shape[2], x.dtype) for i in self.fusion_taps]
         x = nn.relu(nn.Conv(self.fusion_width, (1, 1), name="fusion")(
-            jnp.concatenate([x, emb], axis=-1)))
+            jnp.concatenate([x, emb, *maps], axis=-1)))
         for feats in reversed(f[:-1]):  # one x2 upsampling per encoder halving
             x = UpNormAct(feats, n, self.act)(x, train)
             x = ConvNormAct(feats, 3, 1, n, self.act)(x, train)

@@ -48,6 +48,9 @@ def validate(config) -> None:
         checks.integer(config, "model.fusion_width", low=1)
         # EfficientNet-Lite0 halves its input five times (stride 32).
         checks.integer(config, "model.embed_size", low=32)
+        # Classifier taps 0-4 (strides 2-32) fused beside the embedding; () = the paper's.
+        checks.sequence(config, "model.fusion_taps", "integers", low=0, high=4, default=())
+        checks.integer(config, "model.fusion_tap_width", low=1, default=32)
         checks.choice(config, "model.backbone", ("none",), default="none",
                       note="(fusion reads its own classifier)")
     else:
