@@ -3,14 +3,15 @@
     python -m colorjax.compare --configs=configs/unet.py:cpu,configs/unetgan.py:cpu \\
         --workdir=runs/compare --set=data.image_size=32 --set=num_train_steps=300
     python -m colorjax.compare --all --workdir=runs/compare          # every config's :cpu
-    python -m colorjax.compare --all --workdir=runs/compare --eval_only
+    python -m colorjax.compare --all --workdir=runs/compare --eval_only \\
+        --set=data.eval_folder=photos/   # the same runs, evaluated on other photos
 
 Each model is trained in `DIR/<name>` (name: the config file's stem and variant, e.g.
 `unet_cpu`) by the real CLI, `python -m colorjax.main --config=... --workdir=DIR/<name>
 --config.<field>=<value>...` (one per `--set`), in a subprocess whose output goes to
 `DIR/<name>/train.log`; a finished run is reused and an unfinished one resumes (the CLI
 does both). Then, in this process, each run is restored (`checkpoint.restore_run`, with its
-saved config) and predicts every image of the split its eval data config names; per-image
+saved config and the `--set` fields that are runtime fields: data, eval, sampler, ...) and predicts every image of the split its eval data config names; per-image
 metrics (`evaluate.image_metrics`, LPIPS as the Evaluator builds it) give the mean and a
 95% percentile bootstrap interval (resampling images, seed 0, the same resamples for every
 row). The gray baseline (ab = 0) is a row too. A model whose training or evaluation fails
@@ -90,6 +91,41 @@ def _last_line(text: str) -> str:
         if line:
             return cli.one_line(line)[:300]
     return "no output"
+
+
+def _typed(current, text: str):
+    """`text` (a --set value) as the type of the field's `current` value."""
+    import ast
+
+    if isinstance(current, bool):
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"{text!r} is not True or False")
+        return text.lower() == "true"
+    if isinstance(current, str):
+        return text
+    if isinstance(current, (int, float)) and not isinstance(current, bool):
+        return type(current)(float(text)) if isinstance(current, float) else int(text)
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def runtime_overrides(sets: list[str]):
+    """A `restore_run` prepare_config applying the `--set` fields that are runtime fields
+    (data, eval, sampler, ...): what an `--eval_only` comparison evaluates on. The others
+    shaped the trained model and are already in each run's saved config."""
+    from colorjax import config_fields, run_config
+
+    fields = [s.partition("=")[::2] for s in sets]
+
+    def prepare(config):
+        for path, text in fields:
+            if run_config._is_runtime(path):
+                current = config_fields.get(config, path, None)
+                config_fields.set_field(config, path, _typed(current, text))
+        return config
+    return prepare
 
 
 # --- training ----------------------------------------------------------------------------
@@ -419,7 +455,8 @@ def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
                       f"(see {os.path.join(run_dir, 'train.log')})", flush=True)
                 continue
         try:
-            config, objective, state, step = checkpoint.restore_run(run_dir)
+            config, objective, state, step = checkpoint.restore_run(
+                run_dir, prepare_config=runtime_overrides(sets))
             records = compare_report.read_metrics(os.path.join(run_dir, "metrics.jsonl"))
             if trained is not None and not trained["reused"] and not trained["resumed"]:
                 minutes, source = trained["seconds"] / 60, "subprocess"

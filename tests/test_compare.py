@@ -163,3 +163,19 @@ def test_all_lists_every_model_config_at_its_cpu_variant():
     assert "unet_cpu" in names and "resnet_cpu" in names
     assert "default_cpu" not in names
     assert len(specs) == len(available_configs())  # every model config has a :cpu variant
+
+
+def test_eval_only_sets_apply_their_runtime_fields_only():
+    """`--set` with `--eval_only` changes what the runs are evaluated on (data, eval), never
+    the trained model: a model field is left as the run saved it."""
+    from colorjax.compare import runtime_overrides
+    from colorjax.configs import load_config
+
+    config = load_config("unet", "cpu")
+    prepare = runtime_overrides(["data.eval_name=colorjax_demo", "data.eval_folder=",
+                                 "eval.num_examples=0", "eval.batch_size=8",
+                                 "model.features=(4, 8)", "model.norm=group"])
+    out = prepare(config)
+    assert out.data.eval_name == "colorjax_demo" and out.data.eval_folder == ""
+    assert out.eval.num_examples == 0 and out.eval.batch_size == 8
+    assert tuple(out.model.features) == (16, 32, 64, 128) and out.model.norm == "batch"
