@@ -123,8 +123,15 @@ def markdown_table(split: str, rows: dict, bootstrap: int, si_note: str = "") ->
     """One row per entry of `rows` (gray first, then the models, truth last)."""
     cols = _columns(rows)
     best = {c: _best(rows, c, a) for c, a in cols}
+    # FID (lower) and IS (higher) over the models and gray, where computed.
+    best_inception = {}
+    for key, pick in (("fid", min), ("is", max)):
+        found = [r[key]["value"] for r in rows.values() if not r.get("is_truth")
+                 and isinstance(r.get(key), dict) and "value" in r[key]
+                 and math.isfinite(r[key]["value"])]
+        best_inception[key] = pick(found) if found else None
     head = (["model", "status", "steps", "train min", "params", "img/s"]
-            + [f"{c} {a}".strip() for c, a in cols] + ["FID", "IS"])
+            + [f"{c} {a}".strip() for c, a in cols] + ["FID ↓", "IS ↑"])
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for name, r in rows.items():
         if r.get("status") == "failed":
@@ -140,7 +147,12 @@ def markdown_table(split: str, rows: dict, bootstrap: int, si_note: str = "") ->
             if v is not None and best[c] is not None and not r.get("is_truth") and v == best[c]:
                 text = f"**{text}**"
             cells.append(text)
-        cells += [inception_cell(r.get("fid")), inception_cell(r.get("is"))]
+        for key in ("fid", "is"):
+            cell, text = r.get(key), inception_cell(r.get(key))
+            if (not r.get("is_truth") and isinstance(cell, dict) and "value" in cell
+                    and cell["value"] == best_inception[key]):
+                text = f"**{text}**"
+            cells.append(text)
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     note = (f"Split `{split}`: mean over images [95% percentile bootstrap interval, "
             f"{bootstrap} resamples of the images, seed 0]; bold: the best model or gray "
