@@ -14,6 +14,21 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+def torch_python() -> str:
+    """The Python of the optional PyTorch peers (benchmarks/torch_*.py): `.venv-torch`, or
+    COLORJAX_TORCH_PYTHON."""
+    return os.environ.get("COLORJAX_TORCH_PYTHON", str(REPO / ".venv-torch" / "bin" / "python"))
+
+
+def torch_python_works() -> bool:
+    """Whether `torch_python()` exists and imports torch (else the peer tests skip)."""
+    import subprocess
+
+    path = torch_python()
+    return os.path.exists(path) and subprocess.run(
+        [path, "-c", "import torch"], capture_output=True).returncode == 0
+
+
 @pytest.fixture
 def shared_data():
     """`../shared/data` beside the repo, or skip: a user's machine will not have it."""

@@ -14,17 +14,13 @@ import sys
 import jax
 import numpy as np
 import pytest
+from conftest import torch_python, torch_python_works
 
 from colorjax.models import inception as inc
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TORCH_PYTHON = os.environ.get("COLORJAX_TORCH_PYTHON", str(REPO / ".venv-torch" / "bin" / "python"))
-
-
-def _torch_available() -> bool:
-    if not os.path.exists(TORCH_PYTHON):
-        return False
-    return subprocess.run([TORCH_PYTHON, "-c", "import torch"], capture_output=True).returncode == 0
+TORCH_PYTHON = torch_python()
+_torch_available = torch_python_works
 
 
 # The float64 forward in a fresh process (x64 must be on from the start).

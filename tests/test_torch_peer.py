@@ -5,7 +5,6 @@ PyTorch lives in its own Python (`.venv-torch`, see benchmarks/torch_unet.py); w
 this test is skipped. COLORJAX_TORCH_PYTHON names another one.
 """
 
-import os
 import pathlib
 import subprocess
 
@@ -13,17 +12,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import torch_python, torch_python_works
 
 from colorjax.models.unet import UNet
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TORCH_PYTHON = os.environ.get("COLORJAX_TORCH_PYTHON", str(REPO / ".venv-torch" / "bin" / "python"))
-
-
-def _torch_available() -> bool:
-    if not os.path.exists(TORCH_PYTHON):
-        return False
-    return subprocess.run([TORCH_PYTHON, "-c", "import torch"], capture_output=True).returncode == 0
+TORCH_PYTHON = torch_python()
+_torch_available = torch_python_works
 
 
 @pytest.mark.skipif(not _torch_available(), reason=f"no PyTorch Python at {TORCH_PYTHON}")

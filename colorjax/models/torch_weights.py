@@ -174,15 +174,21 @@ def load_legacy(data: bytes) -> Any:
     if pos != len(data):
         raise TorchWeightsError(f"{len(data) - pos} unexpected trailing bytes")
 
-    def build(x: Any) -> Any:
-        if isinstance(x, _TensorRef):
-            if x.storage.key not in buffers:
-                raise TorchWeightsError(f"storage {x.storage.key!r} has no data")
-            return _view(buffers[x.storage.key], x)
-        if isinstance(x, dict):
-            return type(x)((k, build(v)) for k, v in x.items())
-        if isinstance(x, (list, tuple)):
-            return type(x)(build(v) for v in x)
-        return x
+    def tensor(t: _TensorRef) -> np.ndarray:
+        if t.storage.key not in buffers:
+            raise TorchWeightsError(f"storage {t.storage.key!r} has no data")
+        return _view(buffers[t.storage.key], t)
 
-    return build(obj)
+    return build_tensors(obj, tensor)
+
+
+def build_tensors(obj: Any, tensor) -> Any:
+    """`obj` with every tensor reference replaced by `tensor(ref)`, containers rebuilt as
+    their own types (the readers of both formats end here)."""
+    if isinstance(obj, _TensorRef):
+        return tensor(obj)
+    if isinstance(obj, dict):
+        return type(obj)((k, build_tensors(v, tensor)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(build_tensors(v, tensor) for v in obj)
+    return obj

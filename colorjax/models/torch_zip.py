@@ -29,8 +29,8 @@ from colorjax.models.torch_weights import (
     _RestrictedUnpickler,
     _StorageRef,
     _StorageType,
-    _TensorRef,
     _view,
+    build_tensors,
     load_legacy,
 )
 
@@ -115,16 +115,7 @@ def load_zip(data: bytes) -> Any:
             raise TorchWeightsError(f"storage {ref.key!r} is named with two types")
         return buf
 
-    def build(x: Any) -> Any:
-        if isinstance(x, _TensorRef):
-            return _view(storage(x.storage), x)
-        if isinstance(x, dict):
-            return type(x)((k, build(v)) for k, v in x.items())
-        if isinstance(x, (list, tuple)):
-            return type(x)(build(v) for v in x)
-        return x
-
-    return build(obj)
+    return build_tensors(obj, lambda t: _view(storage(t.storage), t))
 
 
 def load_torch(data: bytes) -> Any:
