@@ -56,17 +56,22 @@ def tiny_state(config, seed=0):
     return obj, state
 
 
-def tiny_workdir(root):
-    """A workdir as training leaves it: checkpoints/2 (state, data, config) and eval/*.json."""
+def write_checkpoint(wd, state, config, step: int = 2) -> None:
+    """`wd`/checkpoints/`step` holding `state` and `config`, as the training loop writes it."""
     from colorjax.checkpoint import TrainCheckpointer
 
+    ckpt = TrainCheckpointer(str(pathlib.Path(wd) / "checkpoints"), async_save=False)
+    ckpt.save(step, state, {"iterator": "x"}, config)
+    ckpt.close()
+
+
+def tiny_workdir(root):
+    """A workdir as training leaves it: checkpoints/2 (state, data, config) and eval/*.json."""
     if "workdir" not in _CACHE:
         config = tiny_config("unet", **TINY)
         obj, state = tiny_state(config)
         wd = pathlib.Path(root) / "workdir"
-        ckpt = TrainCheckpointer(str(wd / "checkpoints"), async_save=False)
-        ckpt.save(2, state, {"iterator": "x"}, config)
-        ckpt.close()
+        write_checkpoint(wd, state, config)
         (wd / "eval").mkdir()
         table = {"unet": {"ssim": 0.5, "ciede2000": 9.0}, "gray baseline (ab = 0)": {"ssim": 0.4}}
         (wd / "eval" / "validation_step_1.json").write_text(json.dumps({"old": {}}))

@@ -17,7 +17,7 @@ from PIL import Image
 from colorjax import Hint, color, export, hints
 from colorjax.objectives import make_objective
 from conftest import REPO, STEADY_LR, fit_fixed_batch, photo_batch, tiny_config
-from test_export import SIZE, TINY, tiny_export, tiny_state
+from test_export import SIZE, TINY, tiny_export, tiny_state, write_checkpoint
 
 _CACHE = {}
 
@@ -25,15 +25,11 @@ _CACHE = {}
 def hint_export(root):
     """(export dir, config, objective, state) of a tiny hint UNet (random weights, EMA),
     checkpointed at step 2 and exported once."""
-    from colorjax.checkpoint import TrainCheckpointer
-
     if "export" not in _CACHE:
         config = tiny_config("unet", **TINY, **{"model.hints": True})
         obj, state = tiny_state(config)
         wd = pathlib.Path(root) / "hint_workdir"
-        ckpt = TrainCheckpointer(str(wd / "checkpoints"), async_save=False)
-        ckpt.save(2, state, {"iterator": "x"}, config)
-        ckpt.close()
+        write_checkpoint(wd, state, config)
         path = export.export_checkpoint(config, str(wd))
         _CACHE["export"] = (pathlib.Path(path), config, obj, state)
     return _CACHE["export"]
