@@ -30,6 +30,13 @@ photo's own full-resolution pixels; `--hints=FILE.json` gives the same list as J
 small patch of the model-size hint planes (`colorjax.hints.planes_for_photo`); an sRGB
 colour is turned into ab at the photo's own L there. Hints for a model trained without
 them, outside the photo, or with a bad colour are one clear ValueError (CLI: one line).
+
+Videos (`--input=film.mp4`, or folders holding .mp4 .mov .mkv .webm .avi ... files) are
+colorized frame by frame, streamed, with the colour stabilised over time (`--stabilize`, on
+by default; `colorjax.temporal`) and written to OUT/NAME.EXT with the input's frame rate,
+size, timestamps and audio (`colorjax.video`, `colorjax.video_io`). A file that is not a
+readable video, is truncated, has no video stream or frames over `--max_video_pixels` is
+one line on stderr and the others go on. `--num_samples` and `--compare` apply to photos.
 """
 
 from __future__ import annotations
@@ -47,9 +54,10 @@ from PIL import Image
 
 from colorjax import color, hints as hints_lib, registry
 from colorjax.artifact import ExportError, read_export
+from colorjax.video_io import MAX_VIDEO_PIXELS, VideoError, is_video_path, output_extension
 from colorjax.output_files import (OUTPUT_RULES, check_outputs, output_stems, output_suffixes,
                                    save_atomic)
-from colorjax.photos import (STRIPE_PIXELS, Photo, compare_strip, image_files,
+from colorjax.photos import (STRIPE_PIXELS, Photo, compare_strip, media_files,
                              lab_to_rgb_striped, open_photo, photo_from_array, photo_from_pil,
                              resize_plane, to_photo, to_uint8)
 
@@ -393,21 +401,22 @@ def load_hints_file(path: str) -> list[hints_lib.Hint]:
         raise ValueError(f"--hints={path}: {e}") from None
 
 
-def _gather_inputs(args) -> tuple[list[str], list[str], int] | str:
-    """(input paths, their paths relative to --input, files ignored), fixed once here before
-    anything is written; or an error message."""
+def _gather_inputs(args) -> tuple[list[str], list[str], set[str], int] | str:
+    """(input paths, their paths relative to --input, which of them are videos, files
+    ignored), fixed once here before anything is written; or an error message."""
     if os.path.isdir(args.input):
-        paths, ignored = image_files(args.input)
+        images, videos, ignored = media_files(args.input)
+        paths = sorted(images + videos)
         rels = [os.path.relpath(p, args.input) for p in paths]
     elif os.path.isfile(args.input):
-        paths, ignored = [args.input], 0
+        paths, ignored, videos = [args.input], 0, [args.input] if is_video_path(args.input) else []
         rels = [os.path.basename(args.input)]
     else:
         return f"--input={args.input}: no such file or directory"
     if not paths:
-        return (f"no image files in {args.input}" +
+        return (f"no image or video files in {args.input}" +
                 (f" ({ignored} files with other extensions ignored)" if ignored else ""))
-    return paths, rels, ignored
+    return paths, rels, set(videos), ignored
 
 
 def _write_photo(colorizer, photo: Photo, abs_, files: list[str], args, bar) -> int:
@@ -425,6 +434,12 @@ def _write_photo(colorizer, photo: Photo, abs_, files: list[str], args, bar) -> 
     return written
 
 
+def colorize_video_file(*a, **k):
+    from colorjax.video import colorize_video_file as f  # cv2 and PyAV load only for videos
+
+    return f(*a, **k)
+
+
 def run(args) -> int:
     """The CLI: returns the exit status (0 when at least one photo was colorized and every
     file was written; 2 for a usage error, reported before the model loads)."""
@@ -436,10 +451,11 @@ def run(args) -> int:
     if isinstance(gathered, str):
         print(f"error: {gathered}", file=sys.stderr)
         return 2
-    paths, rels, ignored = gathered
+    paths, rels, videos, ignored = gathered
     try:  # the value now; whether the model has a temperature once it is loaded
         temperature = parse_temperature(args.temperature, "--temperature")
         hint_list = load_hints_file(args.hints) if args.hints else None
+        stabilize_options = _stabilize_options(args) if videos else None
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -447,7 +463,9 @@ def run(args) -> int:
     # (An invalid --num_samples is named once the model is known; plan as for one.)
     suffixes = output_suffixes(max(args.num_samples, 1), args.compare)
     stems = output_stems(rels, suffixes)
-    files = {p: [os.path.join(args.output, f"{stem}{s}.{ext}") for s in suffixes]
+    # A video gets one file, the colorized video, in its own container (video_io).
+    files = {p: ([os.path.join(args.output, stem + output_extension(p))] if p in videos else
+                 [os.path.join(args.output, f"{stem}{s}.{ext}") for s in suffixes])
              for p, stem in zip(paths, stems)}
     problem = check_outputs(args, paths, [f for fs in files.values() for f in fs])
     if problem:
@@ -471,14 +489,18 @@ def run(args) -> int:
         print(f"error: --hints={args.hints}: {e}", file=sys.stderr)
         return 2
     used = temperature if temperature is not None else colorizer.temperature_default
-    print(f"{colorizer}: {len(paths)} photos from {args.input} -> {args.output}" +
+    photo_paths = [p for p in paths if p not in videos]
+    what = ", ".join(f"{n} {kind}" for n, kind in ((len(photo_paths), "photos"),
+                                                   (len(videos), "videos")) if n)
+    print(f"{colorizer}: {what} from {args.input} -> {args.output}" +
           (f" (temperature {used:g})" if used is not None else ""), flush=True)
 
     done, written, failed, skipped = 0, 0, 0, []
-    bar = tqdm(total=len(paths), unit="photo", dynamic_ncols=True, file=sys.stderr)
-    for start in range(0, len(paths), args.batch_size):
+    bar = tqdm(total=len(photo_paths), unit="photo", dynamic_ncols=True, file=sys.stderr,
+               disable=not photo_paths)
+    for start in range(0, len(photo_paths), args.batch_size):
         batch = []
-        for path in paths[start:start + args.batch_size]:
+        for path in photo_paths[start:start + args.batch_size]:
             try:
                 photo = open_photo(path)
             except Exception as e:  # noqa: BLE001 - any decode failure: report, go on
@@ -509,12 +531,47 @@ def run(args) -> int:
             batch[i] = None  # free the photo's full-resolution L before the next one
             bar.update(1)
     bar.close()
-    print(f"colorized {done} photo(s) into {args.output} ({written} file(s) written)" +
+    video_paths = [p for p in paths if p in videos]
+    for k, path in enumerate(video_paths):
+        out = files[path][0]
+        try:
+            stats = colorize_video_file(
+                colorizer, path, out, stabilize=args.stabilize, options=stabilize_options,
+                hints=hint_list, temperature=temperature, max_pixels=args.max_video_pixels,
+                desc=f"[{k + 1}/{len(video_paths)}] {os.path.basename(path)}")
+        except VideoError as e:
+            skipped.append(path)
+            print(f"skipped {path}: {e}", file=sys.stderr, flush=True)
+            continue
+        except OSError as e:
+            failed += 1
+            print(f"could not write {out}: {e.strerror or e}", file=sys.stderr, flush=True)
+            continue
+        done, written = done + 1, written + 1
+        print(f"{path} -> {out}: {stats['frames']} frames in {stats['seconds']:.1f} s "
+              f"({stats['frames'] / max(stats['seconds'], 1e-9):.1f} frames/s" +
+              (f", {stats['cuts']} scene cuts" if args.stabilize else ", not stabilised") +
+              (", audio copied" if stats["audio"] else "") + ")", flush=True)
+    print(f"colorized {done} input(s) into {args.output} ({written} file(s) written)" +
           (f"; could not write {failed} file(s)" if failed else "") +
           (f"; skipped {len(skipped)} unreadable file(s)" +
            (" or photos too small for --hints" if hint_list else "") if skipped else "") +
           (f"; ignored {ignored} non-image file(s)" if ignored else ""), flush=True)
     return 0 if done and not failed else 1
+
+
+def _stabilize_options(args):
+    """The temporal filter's options from --temporal_blend (ValueError naming the flag)."""
+    from colorjax.temporal import StabilizeOptions
+
+    b = args.temporal_blend
+    if not (isinstance(b, float) and 0.0 <= b <= 1.0):
+        raise ValueError(f"--temporal_blend={b} is not allowed; allowed: a number in [0, 1] "
+                         "(0 = no filtering, 1 = keep the previous colour wherever the "
+                         "motion is reliable)")
+    if args.max_video_pixels <= 0:
+        raise ValueError(f"--max_video_pixels={args.max_video_pixels} must be positive")
+    return StabilizeOptions(blend=b)
 
 
 def parse_args(argv=None):
@@ -523,7 +580,8 @@ def parse_args(argv=None):
                                 epilog=OUTPUT_RULES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="export directory (--mode=export)")
-    p.add_argument("--input", required=True, help="an image file or a folder (recursive)")
+    p.add_argument("--input", required=True,
+                   help="an image or video file, or a folder of them (recursive)")
     p.add_argument("--output", required=True,
                    help="folder for the results (not the input folder nor inside it)")
     p.add_argument("--overwrite", action="store_true",
@@ -547,6 +605,17 @@ def parse_args(argv=None):
                         "config.model.hints=True): a JSON list of {\"x\": X, \"y\": Y, "
                         "\"rgb\": [R, G, B]} (ints 0-255, or \"#rrggbb\") or {\"x\": X, "
                         "\"y\": Y, \"ab\": [A, B]}, x and y in the photo's own pixels")
+    v = p.add_argument_group("videos (inputs with a video extension: .mp4 .mov .mkv .webm "
+                             ".avi ...; colorjax.video)")
+    v.add_argument("--stabilize", action=argparse.BooleanOptionalAction, default=True,
+                   help="stabilise the colour over time along optical flow, restarting at "
+                        "scene cuts (default: on; --no-stabilize colorizes each frame alone)")
+    v.add_argument("--temporal_blend", type=float, default=0.7, metavar="W",
+                   help="weight in [0, 1] of the previous frame's motion-compensated colour "
+                        "where the motion is reliable (default 0.7)")
+    v.add_argument("--max_video_pixels", type=int, default=MAX_VIDEO_PIXELS, metavar="N",
+                   help=f"refuse videos whose frames have more pixels (default {MAX_VIDEO_PIXELS:,},"
+                        " 8K UHD)")
     return p.parse_args(argv)
 
 

@@ -194,21 +194,34 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
     return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def image_files(root: str) -> tuple[list[str], int]:
-    """Files under `root` (recursively, sorted) whose extension PIL registers; and how many
-    other files were ignored."""
+def media_files(root: str) -> tuple[list[str], list[str], int]:
+    """Files under `root` (recursively, sorted, hidden ones skipped): the images (extensions
+    PIL registers), the videos (`video_io.VIDEO_EXTENSIONS`, which wins where PIL also
+    claims one, e.g. .mpg), and how many other files were ignored."""
+    from colorjax.video_io import VIDEO_EXTENSIONS
+
     exts = {e.lower() for e in Image.registered_extensions()}
-    found, ignored = [], 0
+    images, videos, ignored = [], [], 0
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
-            if os.path.splitext(name)[1].lower() in exts:
-                found.append(os.path.join(dirpath, name))
+            ext = os.path.splitext(name)[1].lower()
+            if ext in VIDEO_EXTENSIONS:
+                videos.append(os.path.join(dirpath, name))
+            elif ext in exts:
+                images.append(os.path.join(dirpath, name))
             else:
                 ignored += 1
-    return found, ignored
+    return images, videos, ignored
+
+
+def image_files(root: str) -> tuple[list[str], int]:
+    """Images under `root` (see `media_files`); and how many other files (videos included)
+    were ignored."""
+    images, videos, ignored = media_files(root)
+    return images, ignored + len(videos)
 
 
 def compare_strip(photo: Photo, colors: list[np.ndarray]) -> np.ndarray:
