@@ -4,7 +4,7 @@ A colorizer run frame by frame flickers: grain, compression and small motions ch
 input a little, and its ab answer changes more (a wall or a face changing colour from frame
 to frame). `Stabilizer` filters the predicted ab along the motion:
 
-1. Optical flow from each frame back to the previous one on their L (OpenCV's DIS flow,
+1. Optical flow from each frame back to the previous one on their (lightly blurred) L (OpenCV's DIS flow,
    Kroeger et al. 2016, "Fast Optical Flow using Dense Inverse Search": about a millisecond
    per frame at the 256 px we run it at, and robust to the large displacements of pans).
 2. The previous *output* ab is warped along that flow and blended with the new prediction,
@@ -81,6 +81,15 @@ def _as_u8(l: np.ndarray) -> np.ndarray:
     return np.clip(np.round(l * 2.55), 0, 255).astype(np.uint8)
 
 
+GRAIN_SIGMA = 1.5  # px at the working resolution: the blur that hides grain from the checks
+
+
+def _smooth(l: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(np.ascontiguousarray(l, np.float32), (0, 0), GRAIN_SIGMA)
+
+
 def dis_flow():
     """A DIS optical-flow estimator (OpenCV, the MEDIUM preset)."""
     import cv2
@@ -144,14 +153,16 @@ class Stabilizer:
         """Per-pixel trust in [0, 1] of the flow from this frame back to the previous one
         (sets `self._back`, the flow)."""
         o = self.options
-        back = flow_between(self._flow, l, self._prev_l)
-        fwd = flow_between(self._flow, self._prev_l, l)
+        # On lightly blurred L: film grain is not motion, nor new content.
+        cur, prev = _smooth(l), _smooth(self._prev_l)
+        back = flow_between(self._flow, cur, prev)
+        fwd = flow_between(self._flow, prev, cur)
         self._back = back
-        prev_l_warped, inside = warp(self._prev_l, back)
+        prev_l_warped, inside = warp(prev, back)
         # Forward-backward check: following the back flow then the forward flow must land
         # where it started.
         fwd_at, _ = warp(fwd, back)
         fb_error = np.linalg.norm(back + fwd_at, axis=-1)
-        l_error = np.abs(prev_l_warped - l)
+        l_error = np.abs(prev_l_warped - cur)
         weight = np.clip(1.0 - l_error / o.max_l_error, 0.0, 1.0)
         return np.where(inside & (fb_error <= o.max_flow_error), weight, 0.0).astype(np.float32)
