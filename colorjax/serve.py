@@ -1,5 +1,6 @@
 """A local web page for an exported colorizer: drop or choose a photo, compare gray and colour
-with a slider, download; samples as a gallery, the temperature, colour hints placed by clicking.
+with a slider, download; samples as a gallery, the temperature, colour hints placed by clicking;
+or drop a short video clip and get it back colorized, to play in the page or download.
 
     python -m colorjax.serve --model=EXPORT_DIR [--host=127.0.0.1] [--port=8000]
 
@@ -13,6 +14,18 @@ Endpoints (standard library only: `http.server.ThreadingHTTPServer`, one thread 
   ``?num_samples=N``, ``?temperature=T`` and ``?format=json|png``: ``png`` answers with the
   first colorization as a PNG instead of JSON.
   JSON answer: ``{"width", "height", "gray": data-URL, "colors": [data-URL, ...], ...}``.
+* ``POST /api/colorize_video``  a short clip: ``multipart/form-data`` with a file field
+  ``video`` (and optional ``stabilize``: 1 (default) or 0), or the raw bytes as the body;
+  query ``?stabilize=0|1``. The answer is the colorized clip, ``video/mp4``: H.264 4:2:0
+  (what browsers play) with the clip's own timestamps, so its frame rate, and its audio
+  copied unchanged; ``X-Colorjax-Frames``, ``-Width``, ``-Height``, ``-Duration`` (s),
+  ``-Stabilized``, ``-Cuts`` headers describe it. `colorjax.video.colorize_video_file` does
+  the work, with temporal stabilisation unless ``stabilize=0``; the upload and the output
+  live in a private temporary directory (``--tmp_dir``, default the system's) that is removed
+  after the answer and on every error. What is refused and why: `colorjax/serving/clips.py`
+  (the content is probed, never the name; odd widths or heights are refused because browsers
+  play H.264 only as 4:2:0, which needs even sides). A clip holds one of the big photos'
+  ``--max_concurrent`` slots while it is colorized.
 
 ``temperature`` (classification models such as ``colorful`` only; ``/api/info`` gives the
 model's default as ``"temperature"``, null for other models): the annealed mean's T in
@@ -27,10 +40,13 @@ true``): JSON text, ``[{"x": 10, "y": 20, "rgb": [255, 0, 0]}, {"x": 5, "y": 7, 
 Bad requests get a JSON ``{"error": ...}`` with 400 (empty upload, corrupt image, bad
 ``num_samples``, a bad ``temperature`` or one for a model without one, bad ``hints`` (not JSON,
 not the format, off the photo, more than 256) or hints for a model without them, unknown
-query parameter or value, a Host header not in ``--allowed_hosts``),
+query parameter or value, a Host header not in ``--allowed_hosts``, a truncated or damaged
+clip, a clip of odd width or height, a bad ``stabilize``),
 403 (a POST from another site's page: ``Origin`` is not this server), 408 (the request did not
 arrive within ``--timeout``), 411 (no Content-Length), 413 (file over ``--max_upload_mb``,
-more than ``--max_pixels`` pixels, a side over ``--max_side``), 415 (not an image) or 503 with
+more than ``--max_pixels`` pixels, a side over ``--max_side``; a clip over ``--max_video_mb``,
+``--max_video_seconds`` or ``--max_video_frames``), 415 (not an image; not a video clip, no
+video stream or an audio codec MP4 cannot hold), 503 with
 ``Retry-After`` (more than ``--max_connections`` connections, or more than ``--max_concurrent``
 photos in work and ``--max_waiting`` waiting); the server keeps serving.
 
@@ -82,6 +98,14 @@ def parse_args(argv=None):
     p.add_argument("--timeout", type=float, default=5.0,
                    help="seconds a client may stay silent or take to send a request's headers "
                         "(the body gets 1 s more per 100 KB); then 408 or the connection closes")
+    p.add_argument("--max_video_mb", type=float, default=20.0, help="largest video clip upload")
+    p.add_argument("--max_video_seconds", type=float, default=30.0,
+                   help="longest video clip (seconds, from its frames' timestamps)")
+    p.add_argument("--max_video_frames", type=int, default=1800,
+                   help="most frames in a video clip (bounds the work of high frame rates)")
+    p.add_argument("--tmp_dir", default=None,
+                   help="where uploaded clips are colorized (a private folder each, removed "
+                        "after the answer; default: the system's temporary folder)")
     p.add_argument("--quiet", action="store_true", help="no access log")
     args = p.parse_args(argv)
     if not args.timeout > 0:
@@ -107,7 +131,9 @@ def main(argv=None) -> int:
         server.attach(ColorizeService(
             colorizer, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
             max_side=args.max_side, max_samples=args.max_samples,
-            max_concurrent=args.max_concurrent, max_waiting=args.max_waiting))
+            max_concurrent=args.max_concurrent, max_waiting=args.max_waiting,
+            max_video_mb=args.max_video_mb, max_video_seconds=args.max_video_seconds,
+            max_video_frames=args.max_video_frames, tmp_dir=args.tmp_dir))
     except ValueError as e:
         server.server_close()
         print(f"error: {e}", file=sys.stderr)

@@ -717,3 +717,40 @@ def test_a_model_without_hints_shows_no_hint_controls(page, page_url, tmp_path):
     _click_photo(page, 40, 30, (80, 60))
     assert page.execute_script("return S.timer") is None  # a click on the photo places nothing
     assert page.find_elements(_by().CSS_SELECTOR, "#markers .hint") == []
+
+
+def test_a_clip_is_colorized_and_played_in_the_page(page, page_url, tmp_path):
+    """A short clip through the same chooser: the progress line, then a <video> that plays
+    the colorized MP4 (the browser reads its metadata: a positive duration), a download link;
+    the "stabilise colours" checkbox is sent (Colorize again with it off)."""
+    from colorjax import video_io
+
+    y, x = np.mgrid[0:48, 0:64]
+    frames = [np.stack([(x * 4 + i * 8) % 256, (y * 5) % 256, (x + y + i) % 256], -1)
+              .astype(np.uint8) for i in range(8)]
+    path = tmp_path / "clip.mp4"
+    video_io.write_video(str(path), frames, fps=24, audio_seconds=0.4)
+    page.get(page_url)
+    assert "Clips (MP4" in _find(page, "#limits").text
+    box = _find(page, "#stabilize")
+    assert box.is_displayed() and box.is_selected()
+    _watch_busy(page)
+    status = _upload(page, path)
+    assert status.text.startswith("Done: clip.mp4, 64\u00d748 px, 8 frames, 0.33 s, colours "
+                                  "stabilised"), status.text
+    seen = page.execute_script("return window.busySeen")
+    assert any(t.startswith("Colorizing the clip clip.mp4") for t in seen), seen
+    video = _find(page, "#clip")
+    assert video.get_attribute("src").startswith("blob:")
+    state = page.execute_script("const v = arguments[0]; return [v.readyState, v.duration, "
+                                "v.videoWidth, v.videoHeight]", video)
+    assert state[0] >= 1 and state[1] > 0 and state[2:] == [64, 48], state
+    link = _find(page, "#clip-download")
+    assert link.get_attribute("download") == "clip_color.mp4"
+    assert link.get_attribute("href") == video.get_attribute("src")
+    assert not _find(page, "#result").is_displayed()  # no photo result, no broken images
+    assert page.find_elements(_by().TAG_NAME, "img") == []
+    box.click()
+    status = _act(page, lambda: _find(page, "#go").click())
+    assert "colours not stabilised" in status.text, status.text
+    assert page.execute_script("return arguments[0].readyState", _find(page, "#clip")) >= 1

@@ -17,7 +17,14 @@ What it offers, from `info` (`ColorizeService.info`):
   moved with the arrow keys, deleted (Delete key or button); Undo (and Ctrl+Z); every change
   colorizes again with the points sent as the form field ``hints``.
 
-Before any upload no image element exists (no broken-image placeholder).
+* `info["video"]` (PyAV installed): a short clip may be dropped or chosen too (a video type,
+  or a video file name when the browser gives no type); it is posted to
+  ``/api/colorize_video`` with the "stabilise colours" checkbox (on by default), and the
+  answer (an MP4 the browser plays) is shown in a ``<video controls>`` element with a
+  download link. While it runs: the upload's progress, then an indeterminate bar (the server
+  answers when the whole clip is done). "Colorize again" redoes it (e.g. after the checkbox).
+
+Before any upload no image or video element exists (no broken-image placeholder).
 """
 
 from __future__ import annotations
@@ -97,6 +104,7 @@ PAGE = """<!doctype html>
  #gallery button[aria-pressed=true] { border-color: var(--accent); }
  #gallery img { display: block; width: 100%; height: auto; }
  #gallery figcaption { font-size: .85rem; }
+ #clip-stage video { display: block; max-width: 100%; max-height: 64vh; background: #000; }
  @media (max-width: 600px) { body { padding: .6rem; } #drop { padding: .8rem; }
    h1 { font-size: 1.1rem; } #stage, #compare-row { width: 100%; } }
 </style></head>
@@ -108,7 +116,7 @@ PAGE = """<!doctype html>
 <main>
 <form id="form">
   <div id="drop">
-    <input type="file" id="file" name="image" accept="image/*" class="visually-hidden">
+    <input type="file" id="file" name="image" accept="image/*,video/*" class="visually-hidden">
     <p><label for="file" class="button" id="choose">Choose a photo</label></p>
     <p>or drop one here (anywhere on the page)</p>
     <p class="limits" id="limits"></p>
@@ -122,6 +130,8 @@ PAGE = """<!doctype html>
       <output id="temperature-value" for="temperature"></output>
       <small>(low = vivid, 1 = the mean)</small></label>
     <button type="submit" id="go" disabled hidden>Colorize again</button>
+    <label id="stabilize-label" hidden><input type="checkbox" id="stabilize" checked>
+      stabilise colours <small>(clips: less flicker)</small></label>
   </div>
 </form>
 <div id="busy" hidden><progress id="progress" max="1"></progress><span id="busy-text"></span></div>
@@ -148,6 +158,10 @@ PAGE = """<!doctype html>
     <div id="gallery"></div>
   </section>
 </section>
+<section id="clip-result" hidden aria-label="colorized clip">
+  <div id="clip-stage"></div>
+  <p><a id="clip-download" class="download button secondary" href="#">Download the clip</a></p>
+</section>
 </main>
 <script>
 "use strict";
@@ -155,8 +169,8 @@ const INFO = __INFO__;
 const $ = (id) => document.getElementById(id);
 const MIB = 1048576;
 // answered: requests finished (shown or refused) and uploads refused in the page.
-const S = { file: null, out: null, shown: 0, hints: [], history: [], active: -1,
-            xhr: null, generation: 0, timer: null, answered: 0 };
+const S = { file: null, video: false, out: null, shown: 0, hints: [], history: [], active: -1,
+            xhr: null, generation: 0, timer: null, answered: 0, clipURL: null };
 
 // -- the controls the model has --
 $("about").textContent = [INFO.model, INFO.family, "step " + INFO.step,
@@ -164,7 +178,10 @@ $("about").textContent = [INFO.model, INFO.family, "step " + INFO.step,
   INFO.samples ? "draws samples" : "one colorization a photo",
   INFO.hints ? "takes colour hints" : null].filter(Boolean).join(" \\u00b7 ");
 $("limits").textContent = "JPEG, PNG, WebP, TIFF, BMP, GIF or PPM; at most " +
-  mib(INFO.max_upload_mb) + " MiB and " + (INFO.max_pixels / 1e6).toFixed(1) + " megapixels.";
+  mib(INFO.max_upload_mb) + " MiB and " + (INFO.max_pixels / 1e6).toFixed(1) + " megapixels." +
+  (INFO.video ? " Clips (MP4, MOV, MKV, WebM, ...): at most " + mib(INFO.max_video_mb) +
+   " MiB, " + INFO.max_video_seconds + " s and " + INFO.max_video_frames + " frames." : "");
+if (INFO.video) { $("choose").textContent = "Choose a photo or a clip"; $("stabilize-label").hidden = false; }
 if (INFO.samples) {
   for (let n = 1; n <= INFO.max_samples; n++) $("samples").add(new Option(n, n));
   $("samples-label").hidden = false; $("samples").disabled = false;
@@ -177,7 +194,8 @@ if (INFO.temperature !== null && INFO.temperature !== undefined) {
   $("temperature-label").hidden = false; t.disabled = false;
 }
 // Colorize again: for new settings (samples, temperature); hints colorize again by themselves.
-$("go").hidden = !INFO.samples && (INFO.temperature === null || INFO.temperature === undefined);
+const GO_FOR_PHOTOS = !!INFO.samples || (INFO.temperature !== null && INFO.temperature !== undefined);
+$("go").hidden = !GO_FOR_PHOTOS;
 function mib(x) { return x >= 10 ? x.toFixed(0) : String(Number(x.toPrecision(2))); }
 
 function status(text, error) {
@@ -196,16 +214,28 @@ function reject(text) { busy(null); status(text, true); S.answered++; }
 function accept(files) {
   if (!files || files.length === 0) return reject("Nothing to colorize: drop or choose a photo file.");
   if (files.length > 1) return reject(files.length + " files were given: drop or choose one photo at a time.");
-  const file = files[0];
-  if (file.type && !file.type.startsWith("image/"))
-    return reject(file.name + " is not an image (" + file.type + "): choose a photo.");
-  if (file.size === 0) return reject(file.name + " is empty: choose a photo.");
-  if (file.size > INFO.max_upload_mb * MIB)
+  const file = files[0], video = isClip(file);
+  if (file.type && !file.type.startsWith("image/") && !video)
+    return reject(file.name + " is not an image (" + file.type + "): choose a photo" +
+                  (INFO.video ? " or a video clip." : "."));
+  if (file.size === 0) return reject(file.name + " is empty: choose a photo" +
+                                     (video ? " or a clip." : "."));
+  const limit = video ? INFO.max_video_mb : INFO.max_upload_mb;
+  if (file.size > limit * MIB)
     return reject(file.name + " is " + mib(file.size / MIB) + " MiB; the limit is " +
-                  mib(INFO.max_upload_mb) + " MiB.");
-  S.file = file; S.hints = []; S.history = []; S.active = -1; S.out = null;
-  $("go").disabled = false;
-  run(true);
+                  mib(limit) + " MiB" + (video ? " for clips." : "."));
+  S.file = file; S.video = video; S.hints = []; S.history = []; S.active = -1; S.out = null;
+  $("go").disabled = false; $("go").hidden = !(video || GO_FOR_PHOTOS);
+  if (video) runClip(true); else run(true);
+}
+// A clip: a video type, or (no type or a generic one, as for .mkv on some systems) a video
+// file name; the server checks the content either way.
+const CLIP_EXT = /\\.(mp4|m4v|mov|mkv|webm|avi|mpe?g|wmv|flv|ogv|3gp|ts|mts)$/i;
+function isClip(file) {
+  if (!INFO.video) return false;
+  if (file.type) return file.type.startsWith("video/") ||
+    (file.type === "application/octet-stream" && CLIP_EXT.test(file.name));
+  return CLIP_EXT.test(file.name);
 }
 $("file").addEventListener("change", () => { accept($("file").files); });
 // A photo dropped anywhere on the page (the dashed box says so) is taken, never opened by the
@@ -220,7 +250,8 @@ window.addEventListener("drop", (ev) => {
   accept(ev.dataTransfer ? ev.dataTransfer.files : null);
 });
 $("form").addEventListener("submit", (ev) => { ev.preventDefault();
-  if (!S.file) return reject("Choose a photo first."); run(false); });
+  if (!S.file) return reject("Choose a photo first.");
+  if (S.video) runClip(false); else run(false); });
 
 // -- talking to the server --
 function hintsJSON() {
@@ -269,8 +300,81 @@ function run(fresh) {
   xhr.send(body);
 }
 function failed(fresh, text) {
-  if (fresh) { $("result").hidden = true; S.out = null; }
+  if (fresh) { $("result").hidden = true; S.out = null; hideClip(); }
   reject(text);
+}
+
+// -- clips: posted to api/colorize_video, the answer (video/mp4) played in the page --
+function hideClip() {
+  $("clip-result").hidden = true; $("clip-stage").replaceChildren();
+  if (S.clipURL) { URL.revokeObjectURL(S.clipURL); S.clipURL = null; }
+}
+function runClip(fresh) {
+  clearTimeout(S.timer); S.timer = null;
+  if (S.xhr) S.xhr.abort();
+  const gen = ++S.generation, file = S.file, stab = $("stabilize").checked;
+  const body = new FormData();
+  body.append("video", file);
+  body.append("stabilize", stab ? "1" : "0");
+  const xhr = new XMLHttpRequest(); S.xhr = xhr;
+  xhr.open("POST", "api/colorize_video");
+  xhr.responseType = "blob";
+  busy("Uploading " + file.name + " ...", 0); status("");
+  xhr.upload.onprogress = (e) => { if (gen === S.generation && e.lengthComputable)
+    busy("Uploading " + file.name + " ... " + Math.round(100 * e.loaded / e.total) + "%",
+         e.loaded / e.total); };
+  xhr.upload.onload = () => { if (gen === S.generation)
+    busy("Colorizing the clip " + file.name + " with " + INFO.model +
+         " (every frame: this takes a while) ..."); };
+  xhr.onerror = () => { if (gen !== S.generation) return; S.xhr = null;
+    failed(fresh, "The request failed: the server could not be reached."); };
+  xhr.onload = () => {
+    if (gen !== S.generation) return;
+    S.xhr = null;
+    const blob = xhr.response;
+    if (xhr.status !== 200 || !blob || blob.type !== "video/mp4") {
+      const what = xhr.status === 503 ? "The server is busy: " :
+                   xhr.status >= 500 ? "The server failed: " : "Refused: ";
+      const fallback = "HTTP " + xhr.status + " " + xhr.statusText;
+      return (blob ? blob.text() : Promise.resolve("")).then((text) => {
+        if (gen !== S.generation) return;
+        let why = fallback;
+        try { const out = JSON.parse(text); if (out && out.error) why = out.error; } catch (e) { /* not JSON */ }
+        failed(fresh, what + why);
+      });
+    }
+    const h = (name) => xhr.getResponseHeader("X-Colorjax-" + name);
+    showClip(blob, file).then((ok) => {
+      if (gen !== S.generation) return;
+      busy(null);
+      if (!ok) { status("Colorized " + file.name + ", but this browser cannot play the MP4 " +
+                        "(H.264): download it instead.", true); S.answered++; return; }
+      status("Done: " + file.name + ", " + h("Width") + "\\u00d7" + h("Height") + " px, " +
+        h("Frames") + " frames, " + Number(h("Duration")).toFixed(2) + " s, colours " +
+        (h("Stabilized") === "1" ? "stabilised" : "not stabilised") + ".");
+      S.answered++;
+    });
+  };
+  xhr.send(body);
+}
+function showClip(blob, file) {
+  $("result").hidden = true;  // a photo's result is not this clip's
+  hideClip();
+  S.clipURL = URL.createObjectURL(blob);
+  const v = document.createElement("video");
+  v.id = "clip"; v.controls = true; v.playsInline = true; v.preload = "metadata";
+  v.setAttribute("aria-label", "the colorized clip");
+  const a = $("clip-download");
+  a.href = S.clipURL;
+  a.download = (file.name.replace(/\\.[^.]*$/, "") || "clip") + "_color.mp4";
+  const ready = new Promise((resolve) => {
+    v.addEventListener("loadedmetadata", () => resolve(true), { once: true });
+    v.addEventListener("error", () => resolve(false), { once: true });
+  });
+  v.src = S.clipURL;
+  $("clip-stage").replaceChildren(v);
+  $("clip-result").hidden = false;
+  return ready;
 }
 function schedule() {  // hints changed: colorize again shortly (a burst of moves is one request)
   clearTimeout(S.timer); S.timer = setTimeout(() => run(false), 250);
@@ -307,6 +411,7 @@ function show(out, fresh) {
   gallery(out);
   setDivider($("compare").value);
   $("hints-panel").hidden = !INFO.hints;
+  hideClip();
   $("result").hidden = false;
   renderHints();
   return Promise.all([loaded($("after")), loaded($("before"))]).then(() => {

@@ -16,6 +16,8 @@ import urllib.parse
 RETRY_AFTER_S = 2
 # Query parameters of POST /api/colorize and their allowed values (None: checked elsewhere).
 QUERY = {"format": ("json", "png"), "num_samples": None, "temperature": None}
+# ... and of POST /api/colorize_video.
+VIDEO_QUERY = {"stabilize": None}
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -60,20 +62,22 @@ def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[str | Non
     return fields
 
 
-def parse_query(query: str) -> dict[str, str]:
-    """The query of POST /api/colorize -> {name: value}; anything unknown is a 400 (a typo
-    such as ``?fromat=png`` or ``?format=exe`` would otherwise be silently ignored)."""
+def parse_query(query: str, allowed_params: dict | None = None) -> dict[str, str]:
+    """The query of POST /api/colorize (or, with `allowed_params=VIDEO_QUERY`, of
+    /api/colorize_video) -> {name: value}; anything unknown is a 400 (a typo such as
+    ``?fromat=png`` or ``?format=exe`` would otherwise be silently ignored)."""
+    known = QUERY if allowed_params is None else allowed_params
     try:
         params = urllib.parse.parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
     except ValueError:
         raise RequestError(400, f"malformed query string {query!r}") from None
     for name, values in params.items():
-        if name not in QUERY:
+        if name not in known:
             raise RequestError(400, f"unknown query parameter {name!r}; allowed: "
-                                    f"{', '.join(QUERY)}")
+                                    f"{', '.join(known)}")
         if len(values) > 1:
             raise RequestError(400, f"query parameter {name!r} is given {len(values)} times")
-        allowed = QUERY[name]
+        allowed = known[name]
         if allowed is not None and values[0] not in allowed:
             raise RequestError(400, f"{name}={values[0]!r} is not allowed; allowed: "
                                     f"{', '.join(allowed)}")

@@ -17,8 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from colorjax.colorize import Colorizer
 from colorjax.photos import gray_of, to_uint8
 from colorjax.serving.page import render_page
-from colorjax.serving.requests import (LOCAL_HOSTS, RETRY_AFTER_S, DeadlineReader,
-                                       RequestError, host_name, parse_multipart, parse_query)
+from colorjax.serving.clips import parse_bool
+from colorjax.serving.requests import (LOCAL_HOSTS, RETRY_AFTER_S, VIDEO_QUERY,
+                                       DeadlineReader, RequestError, host_name,
+                                       parse_multipart, parse_query)
 from colorjax.serving.service import ColorizeService, encode_png, png_data_url
 
 # Bodies up to this much over the limit are read and discarded before a 413, so the browser
@@ -121,6 +123,8 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, self.service.info())
         elif path == "/api/colorize":
             self._error(405, "use POST with an image file")
+        elif path == "/api/colorize_video":
+            self._error(405, "use POST with a video file")
         else:
             self._error(404, f"no page at {path}")
 
@@ -131,12 +135,15 @@ class Handler(BaseHTTPRequestHandler):
         try:
             self._check_host()
             self._check_origin()
-            if url.path != "/api/colorize":
+            if url.path not in ("/api/colorize", "/api/colorize_video"):
                 raise RequestError(404, f"no endpoint at {url.path}")
-            query = parse_query(url.query)
+            video = url.path == "/api/colorize_video"
+            query = parse_query(url.query, VIDEO_QUERY if video else None)
         except RequestError as e:
             self._drain_or_close()
             return self._error(e.status, e.message, e.headers)
+        if video:
+            return self._colorize_video(query)
         try:
             data, form = self._read_upload()
             n = self.service.num_samples(form.get("num_samples", query.get("num_samples")))
@@ -155,6 +162,29 @@ class Handler(BaseHTTPRequestHandler):
                 "gray": png_data_url(gray_of(photo)),
                 "colors": [png_data_url(to_uint8(c)) for c in colors],
             })
+        except RequestError as e:
+            self._error(e.status, e.message, e.headers)
+        except Exception as e:  # noqa: BLE001 - never take the server down with a request
+            self.log_error("internal error: %r", e)
+            self._error(500, f"internal error: {type(e).__name__}: {e}")
+
+    def _colorize_video(self, query: dict):
+        """POST /api/colorize_video: the colorized clip as video/mp4 (H.264, yuv420p, the
+        clip's timestamps and audio), or a JSON error."""
+        try:
+            data, form = self._read_upload(field="video", limit=self.service.clip_limits.max_bytes,
+                                           too_big=self.service.clip_limits.too_big)
+            stabilize = parse_bool("stabilize", form.get("stabilize", query.get("stabilize")),
+                                   True)
+            mp4, info, stats = self.service.colorize_clip(data, stabilize)
+            self._send(200, mp4, "video/mp4", {
+                "Content-Disposition": 'attachment; filename="color.mp4"',
+                "X-Colorjax-Width": str(info.width), "X-Colorjax-Height": str(info.height),
+                "X-Colorjax-Frames": str(stats["frames"]),
+                "X-Colorjax-Duration": f"{info.seconds:.3f}",
+                "X-Colorjax-Stabilized": "1" if stabilize else "0",
+                "X-Colorjax-Cuts": str(stats["cuts"]),
+                "X-Colorjax-Audio": "1" if stats["audio"] else "0"})
         except RequestError as e:
             self._error(e.status, e.message, e.headers)
         except Exception as e:  # noqa: BLE001 - never take the server down with a request
@@ -197,13 +227,16 @@ class Handler(BaseHTTPRequestHandler):
         self._reader.deadline = self._started + self.timeout + n / _MIN_UPLOAD_RATE
         return n
 
-    def _read_upload(self) -> tuple[bytes, dict]:
-        """The uploaded file's bytes and the other form fields."""
+    def _read_upload(self, field: str = "image", limit: int | None = None,
+                     too_big=None) -> tuple[bytes, dict]:
+        """The uploaded file's bytes (form field `field`, or the raw body) and the other
+        form fields; `limit` bytes (default --max_upload_mb), `too_big(n)` its message."""
         n = self._content_length()
-        limit = self.service.max_upload_bytes
+        limit = self.service.max_upload_bytes if limit is None else limit
+        too_big = too_big or self.service._too_big
         if n > limit + _MULTIPART_SLACK:
             self._drain_or_close()
-            raise RequestError(413, self.service._too_big(n))
+            raise RequestError(413, too_big(n))
         try:
             body = self.rfile.read(n)
         except TimeoutError:
@@ -218,11 +251,11 @@ class Handler(BaseHTTPRequestHandler):
         if not ctype.lower().startswith("multipart/form-data"):
             return body, {}  # the raw image as the body
         fields = parse_multipart(ctype, body)
-        if "image" not in fields:
-            raise RequestError(400, "no file field named 'image' in the form")
+        if field not in fields:
+            raise RequestError(400, f"no file field named {field!r} in the form")
         form = {k: v.decode("utf-8", "replace") for k, (fn, v) in fields.items()
-                if k != "image" and fn is None}
-        return fields["image"][1], form
+                if k != field and fn is None}
+        return fields[field][1], form
 
 
 class Server(ThreadingHTTPServer):

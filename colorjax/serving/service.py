@@ -15,6 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from colorjax.colorize import Colorizer, parse_temperature
 from colorjax.photos import Photo, photo_from_pil
+from colorjax.serving import clips
 from colorjax.serving.requests import RequestError, busy
 
 # Photos of at most this many pixels have their own lane of --max_concurrent slots, so a
@@ -43,7 +44,8 @@ class Lane:
             return
         with self._lock:
             if self._waiters >= self.waiting:
-                raise busy(f"busy: {self.slots} {self.name} photo(s) in work and "
+                what = "big photo(s) or clip(s)" if self.name == "big" else f"{self.name} photo(s)"
+                raise busy(f"busy: {self.slots} {what} in work and "
                            f"{self._waiters} waiting (--max_concurrent, --max_waiting)")
             self._waiters += 1
         try:
@@ -69,9 +71,16 @@ class ColorizeService:
     def __init__(self, colorizer: Colorizer, *, max_upload_mb: float = 20.0,
                  max_pixels: int = 16_000_000, max_side: int = 16384, max_samples: int = 8,
                  max_concurrent: int = 2, max_waiting: int = 8,
-                 small_pixels: int = _SMALL_PIXELS):
+                 small_pixels: int = _SMALL_PIXELS, max_video_mb: float = 20.0,
+                 max_video_seconds: float = 30.0, max_video_frames: int = 1800,
+                 tmp_dir: str | None = None):
         self.colorizer = colorizer
         self.max_upload_bytes = int(max_upload_mb * (1 << 20))
+        # Clips: their own upload size and length limits; frames obey max_pixels, max_side.
+        self.clip_limits = clips.ClipLimits(int(max_video_mb * (1 << 20)),
+                                            float(max_video_seconds), int(max_video_frames),
+                                            int(max_pixels), int(max_side))
+        self.tmp_dir = tmp_dir  # where clips' private temporary directories go (None: TMPDIR)
         self.max_pixels = int(max_pixels)
         self.max_side = int(max_side)
         self.max_samples = max(1, int(max_samples)) if colorizer.samples else 1
@@ -90,7 +99,12 @@ class ColorizeService:
                 # Whether the model takes colour hints (points of given colour on the photo).
                 "hints": self.uses_hints, "max_hints": MAX_HINTS,
                 "max_upload_mb": self.max_upload_bytes / (1 << 20),
-                "max_pixels": self.max_pixels, "max_side": self.max_side}
+                "max_pixels": self.max_pixels, "max_side": self.max_side,
+                # Clips (POST /api/colorize_video): whether PyAV is here, and their limits.
+                "video": clips.available(),
+                "max_video_mb": self.clip_limits.max_bytes / (1 << 20),
+                "max_video_seconds": self.clip_limits.max_seconds,
+                "max_video_frames": self.clip_limits.max_frames}
 
     def num_samples(self, value) -> int:
         if value in (None, ""):
@@ -179,6 +193,9 @@ class ColorizeService:
                 im = Image.open(io.BytesIO(data), formats=FORMATS)
             w, h = im.size
         except UnidentifiedImageError:
+            if clips.looks_like_video(data[:512]):
+                raise RequestError(415, "this is a video clip, not a photo: colorize it as a "
+                                        "clip (POST /api/colorize_video; the page does)") from None
             raise RequestError(415, "not an image file PIL reads here: upload a "
                                     f"{', '.join(FORMATS)} photo") from None
         except Image.DecompressionBombError as e:
@@ -245,6 +262,17 @@ class ColorizeService:
             except ValueError as e:  # hints the model refuses (the inputs are checked above)
                 raise RequestError(400, f"bad hints: {e}") from None
             return photo, list(out) if num_samples > 1 else [out]
+
+    def colorize_clip(self, data: bytes, stabilize: bool = True):
+        """(MP4 bytes, `clips.ClipInfo`, stats) for an uploaded clip. A clip takes a slot of
+        the big photos' lane while it is colorized (frames are colorized in batches at full
+        resolution: as much memory as a big photo), so big photos and clips share its
+        --max_concurrent slots and --max_waiting queue. Raises `RequestError` (400, 413, 415, 503)."""
+        if not clips.available():
+            raise RequestError(501, "this server cannot read videos: PyAV is not installed "
+                                    "(pip install av)")
+        return clips.colorize_clip(self.colorizer, data, self.clip_limits, self.big,
+                                   stabilize=stabilize, tmp_dir=self.tmp_dir)
 
 
 def png_data_url(rgb8: np.ndarray) -> str:
