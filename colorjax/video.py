@@ -100,12 +100,13 @@ def colorize_video_file(colorizer, in_path: str, out_path: str, *, stabilize: bo
                         options: StabilizeOptions | None = None, hints=None,
                         temperature: float | None = None,
                         max_pixels: int = video_io.MAX_VIDEO_PIXELS,
-                        desc: str | None = None) -> dict:
+                        desc: str | None = None, progress: bool = True) -> dict:
     """Colorize one video file into `out_path` (same frame rate, size, timestamps and audio).
 
     Raises `video_io.VideoError` (one line) for a file that is not a readable video, has
     no video stream, is too large, or turns out truncated; nothing is left at `out_path`
-    then. Returns {"frames", "seconds", "cuts", "audio"}.
+    then. `progress`: a tqdm bar on stderr (frames, frames/s, time left). Returns
+    {"frames", "seconds", "cuts", "audio"}.
     """
     import av
     from tqdm import tqdm
@@ -126,7 +127,7 @@ def colorize_video_file(colorizer, in_path: str, out_path: str, *, stabilize: bo
         except av.error.FFmpegError as e:
             raise video_io.VideoError(f"cannot write {out_path} ({video_io.one_line(e)})") from None
         bar = tqdm(total=reader.info.num_frames, unit="frame", dynamic_ncols=True,
-                   file=sys.stderr, desc=desc, leave=False)
+                   file=sys.stderr, desc=desc, leave=False, disable=not progress)
         n = colorizer.batch_size
         pending: list[tuple[np.ndarray, object, object]] = []
         count = 0

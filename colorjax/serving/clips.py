@@ -199,7 +199,7 @@ def colorize_clip(colorizer, data: bytes, limits: ClipLimits, lane, *, stabilize
         with lane:
             try:
                 stats = colorize_video_file(colorizer, src, out, stabilize=stabilize,
-                                            max_pixels=limits.max_pixels)
+                                            max_pixels=limits.max_pixels, progress=False)
             except VideoError as e:
                 raise RequestError(400, f"the clip cannot be colorized: {e}") from None
         with open(out, "rb") as f:
