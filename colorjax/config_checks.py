@@ -91,6 +91,8 @@ def _check_hints(config) -> None:
     """config.model.hints (a bool) and config.eval.num_hints (hint models only)."""
     hints = checks.boolean(config, "model.hints", default=False,
                            note="(colour hints as extra input planes)")
+    checks.boolean(config, "model.hint_propagation", default=False,
+                   note="(hint models: also read the hints spread along the image)")
     n = checks.integer(config, "eval.num_hints", low=0, default=0, note="(0 = no hints)")
     if n and not hints:
         raise ConfigError("config.eval.num_hints", f"{n} needs a hint model",

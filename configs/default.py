@@ -17,6 +17,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # Colour hints (Zhang et al. 2017; colorjax/hints.py): the network also reads ab hint
     # planes and a mask, drawn from the truth in training; any family.
     c.model.hints = False
+    # Hint models also read their hints spread along the image by an edge-aware
+    # propagation (colorjax/hint_propagation.py); False: the sparse planes alone.
+    c.model.hint_propagation = True
     c.batch_size = 16  # global, over all devices and processes
     c.num_train_steps = 20_000
     c.num_epochs = 0  # > 0 replaces num_train_steps with this many passes over the train split

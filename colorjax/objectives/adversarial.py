@@ -47,7 +47,7 @@ from colorjax.objectives.adversarial_losses import (_deinterleave, _interleave,
 from colorjax.objectives.base import (OPTIMIZERS, SCHEDULES, Objective, apply_gradients,
                                       apply_in_precision, compute_dtype, init_ema,
                                       init_opt_state, is_finite, optimizer_for, optimizer_step,
-                                      require_optimizer, uses_hints)
+                                      require_optimizer, uses_hint_propagation, uses_hints)
 from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_settings,
                                                  backbone_width, check_backbone, frozen_taps,
                                                  init_taps, network_variables, place_weights)
@@ -159,6 +159,7 @@ class AdversarialObjective(Objective):
         self.disc_batchnorm = adv.disc_norm == "batch"
         self.use_perceptual = self.perceptual_weight > 0 and any(self.layer_weights)
         self.hints = uses_hints(config)  # G reads concat(L, hints); D judges (L, ab) alone
+        self.hint_propagation = uses_hint_propagation(config)
         self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
             backbone_settings(config))
 

@@ -27,6 +27,14 @@ def uses_hints(config) -> bool:
     return checks.boolean(config, "model.hints", default=False)
 
 
+def uses_hint_propagation(config) -> bool:
+    """A hint model that also reads its hints spread along the image
+    (`config.model.hint_propagation`, colorjax/hint_propagation.py; False where absent:
+    hint exports from before it existed read the sparse planes alone)."""
+    return uses_hints(config) and checks.boolean(config, "model.hint_propagation",
+                                                 default=False)
+
+
 class Objective:
     """One training family, built from the config alone. A subclass defines three pure,
     jit-able methods:
@@ -46,12 +54,15 @@ class Objective:
 
     # What image_size must be a multiple of (how often the network halves the image).
     downsample_factor: int = 1
-    # config.model.hints: the network's conditioning input is concat(L, hint planes).
+    # config.model.hints: the network's conditioning input is concat(L, hint planes);
+    # with config.model.hint_propagation also the hints spread along the image.
     hints: bool = False
+    hint_propagation: bool = False
 
     def conditioning(self, gray_l: jax.Array, hints: jax.Array | None = None) -> jax.Array:
         """What the network reads: L (N,H,W,1), or for a hint model concat(L, hints)
-        (N,H,W,4), zero planes (no hints) when `hints` is None. Pretrained backbones,
+        (N,H,W,4), zero planes (no hints) when `hints` is None, and with hint propagation
+        concat(L, hints, propagated ab, confidence) (N,H,W,7). Pretrained backbones,
         fusion's classifier, the discriminator and the VAE encoder read L alone.
         Hints to a model trained without them: ValueError."""
         if not self.hints:
@@ -64,7 +75,12 @@ class Objective:
         if hints.shape != gray_l.shape[:-1] + (HINT_PLANES,):
             raise ValueError(f"hints of shape {hints.shape}; expected "
                              f"{gray_l.shape[:-1] + (HINT_PLANES,)} (ab and mask planes)")
-        return jnp.concatenate([gray_l, hints.astype(gray_l.dtype)], -1)
+        planes = [gray_l, hints.astype(gray_l.dtype)]
+        if self.hint_propagation:
+            from colorjax.hint_propagation import propagate
+
+            planes.append(propagate(gray_l, hints).astype(gray_l.dtype))
+        return jnp.concatenate(planes, -1)
 
     def batch_hints(self, batch: Batch) -> jax.Array | None:
         """A training batch's hint planes for a hint model (None: no hints, or a model

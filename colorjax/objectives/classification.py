@@ -25,7 +25,7 @@ from colorjax.color import AB_SCALE
 from colorjax.models.blocks import NORMS
 from colorjax.models.resnet import ResNetColorizer
 from colorjax.models.unet import UNet
-from colorjax.objectives.base import compute_dtype, uses_hints
+from colorjax.objectives.base import compute_dtype, uses_hint_propagation, uses_hints
 from colorjax.objectives.frozen_backbone import backbone_settings, backbone_width, check_backbone
 from colorjax.objectives.regression import RegressionObjective
 
@@ -96,6 +96,7 @@ class ClassificationObjective(RegressionObjective):
         self.ema_decay = float(config.ema_decay)
         self.dtype = compute_dtype(config)
         self.hints = uses_hints(config)
+        self.hint_propagation = uses_hint_propagation(config)
         self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
             backbone_settings(config))
         self.temperature = float(config.classification.temperature)

@@ -36,7 +36,7 @@ from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_se
                                                  backbone_width, check_backbone, frozen_taps,
                                                  network_variables, place_weights)
 from colorjax.objectives.base import (Objective, TrainState, apply_gradients, apply_in_precision,
-                                      compute_dtype, init_ema, uses_hints)
+                                      compute_dtype, init_ema, uses_hint_propagation, uses_hints)
 
 LOSSES = ("l1", "mse")
 # The sampler used when config.sampler.name is not set (or '') is the model name's in
@@ -144,6 +144,7 @@ class DiffusionObjective(Objective):
         self.temperature = float(s.get("temperature", 1.0))
         self.ema_decay = float(config.ema_decay)
         self.hints = uses_hints(config)  # the denoiser's condition is concat(L, hints)
+        self.hint_propagation = uses_hint_propagation(config)
         self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
             backbone_settings(config))
         self.model = build_model(config)

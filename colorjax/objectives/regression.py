@@ -20,7 +20,7 @@ from colorjax.models.backbone import backbone_taps, load_backbone
 from colorjax.models.blocks import NORMS
 from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
                                       apply_in_precision, compute_dtype, init_ema, pixel_loss,
-                                      uses_hints)
+                                      uses_hint_propagation, uses_hints)
 # backbone_labels and split_optimizer are re-exported (classification imports them here).
 from colorjax.objectives.frozen_backbone import (FROZEN_COLLECTIONS, backbone_labels,
                                                  backbone_optimizer, backbone_settings,
@@ -75,6 +75,7 @@ class RegressionObjective(Objective):
         self.ema_decay = float(config.ema_decay)
         self.dtype = compute_dtype(config)
         self.hints = uses_hints(config)
+        self.hint_propagation = uses_hint_propagation(config)
         self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
             backbone_settings(config))
 

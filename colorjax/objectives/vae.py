@@ -46,7 +46,7 @@ from colorjax.models.backbone import load_backbone
 from colorjax.models.vae import CONDITIONS, build_vae
 from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
                                       apply_in_precision, compute_dtype, init_ema,
-                                      pixel_loss, uses_hints)
+                                      pixel_loss, uses_hint_propagation, uses_hints)
 from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_settings,
                                                  check_backbone, frozen_taps, init_taps,
                                                  network_variables, place_weights)
@@ -119,6 +119,7 @@ class VAEObjective(Objective):
         self.sample_mode = config.vae.sample_mode
         self.dtype = compute_dtype(config)  # networks compute in it; KL, loss stay float32
         self.hints = uses_hints(config)  # the decoder reads concat(L, hints); q(z|L,ab) L only
+        self.hint_propagation = uses_hint_propagation(config)
         self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
             backbone_settings(config))
 
