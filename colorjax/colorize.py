@@ -495,7 +495,7 @@ def run(args) -> int:
     print(f"{colorizer}: {what} from {args.input} -> {args.output}" +
           (f" (temperature {used:g})" if used is not None else ""), flush=True)
 
-    done, written, failed, skipped = 0, 0, 0, []
+    done, written, failed, skipped, videos_done = 0, 0, 0, [], 0
     bar = tqdm(total=len(photo_paths), unit="photo", dynamic_ncols=True, file=sys.stderr,
                disable=not photo_paths)
     for start in range(0, len(photo_paths), args.batch_size):
@@ -547,17 +547,19 @@ def run(args) -> int:
             failed += 1
             print(f"could not write {out}: {e.strerror or e}", file=sys.stderr, flush=True)
             continue
-        done, written = done + 1, written + 1
+        videos_done, written = videos_done + 1, written + 1
         print(f"{path} -> {out}: {stats['frames']} frames in {stats['seconds']:.1f} s "
               f"({stats['frames'] / max(stats['seconds'], 1e-9):.1f} frames/s" +
               (f", {stats['cuts']} scene cuts" if args.stabilize else ", not stabilised") +
               (", audio copied" if stats["audio"] else "") + ")", flush=True)
-    print(f"colorized {done} input(s) into {args.output} ({written} file(s) written)" +
+    what = " and ".join(f"{n} {kind}(s)" for n, kind in ((done, "photo"), (videos_done, "video"))
+                        if n or (kind == "photo" and not videos_done))
+    print(f"colorized {what} into {args.output} ({written} file(s) written)" +
           (f"; could not write {failed} file(s)" if failed else "") +
           (f"; skipped {len(skipped)} unreadable file(s)" +
            (" or photos too small for --hints" if hint_list else "") if skipped else "") +
           (f"; ignored {ignored} non-image file(s)" if ignored else ""), flush=True)
-    return 0 if done and not failed else 1
+    return 0 if (done or videos_done) and not failed else 1
 
 
 def _stabilize_options(args):
