@@ -42,6 +42,10 @@ flags.DEFINE_integer("num_examples", 64, "Images to evaluate (0 = the whole spli
 flags.DEFINE_integer("batch_size", 0, "Images per call (0 = the config's eval.batch_size).")
 flags.DEFINE_list("hints", ["0", "1", "2", "5", "10", "20"], "Numbers of hints.")
 flags.DEFINE_integer("seed", 0, "Seed of the hints (and of sampling models' noise).")
+flags.DEFINE_list("reference", [], "Other workdirs to measure on the same images and draw "
+                  "on the same plot: hint models get their curve, models without hints "
+                  "their automatic score (a horizontal line), e.g. the same model trained "
+                  "without hints.")
 flags.DEFINE_string("out", "", "Output folder ('' = hint_curve/ in the workdir, or beside "
                     "the export).")
 FLAGS = flags.FLAGS
@@ -61,9 +65,18 @@ def load_model(workdir: str | None, step: int, export_dir: str | None):
             f"{config.model.name} step {step}")
 
 
-def curve(objective, variables, batches, counts, seed: int) -> dict:
-    """{k: {"ciede2000", "psnr", "num_examples"}} for every k in `counts`, plus "gray"."""
-    predict = jax.jit(lambda v, l, r, h: objective.predict_with(v, l, r, hints=h))
+def curve(objective, variables, batches, counts, seed: int, spread: bool = False) -> dict:
+    """{k: {"ciede2000", "psnr", "num_examples"}} for every k in `counts`, plus "gray";
+    with `spread`, also ("spread", k): the hints spread along the image alone
+    (`colorjax.hint_propagation`, no network), the prior a propagating model starts from.
+    A model without hints is measured at k = 0 only (its automatic colorization)."""
+    from colorjax.hint_propagation import propagate
+
+    takes_hints = bool(getattr(objective, "hints", False))
+    counts = counts if takes_hints else [0]
+    predict = jax.jit(lambda v, l, r, h: objective.predict_with(v, l, r, hints=h)
+                      if takes_hints else objective.predict_with(v, l, r))
+    spread_ab = jax.jit(lambda l, h: propagate(l, h)[..., :2])
 
     @jax.jit
     def scores(l, ab_pred, ab_true):
@@ -73,7 +86,8 @@ def curve(objective, variables, batches, counts, seed: int) -> dict:
                 metrics.psnr(color.lab_to_rgb(lab_pred), color.lab_to_rgb(lab_true),
                              max_db=100.0))
 
-    sums = {k: np.zeros(2) for k in [*counts, "gray"]}
+    keys = [*counts, "gray"] + ([("spread", k) for k in counts] if spread else [])
+    sums = {k: np.zeros(2) for k in keys}
     n, start = 0, 0
     for i, batch in enumerate(batches):
         keep = np.asarray(batch["mask"]) > 0
@@ -86,6 +100,10 @@ def curve(objective, variables, batches, counts, seed: int) -> dict:
             ab_pred = predict(variables, l, rng, planes)
             ciede, psnr = (np.asarray(x)[keep] for x in scores(l, ab_pred, ab))
             sums[k] += (ciede.sum(), psnr.sum())
+            if spread:
+                ciede, psnr = (np.asarray(x)[keep]
+                               for x in scores(l, spread_ab(l, planes), ab))
+                sums[("spread", k)] += (ciede.sum(), psnr.sum())
         ciede, psnr = (np.asarray(x)[keep] for x in scores(l, np.zeros_like(ab), ab))
         sums["gray"] += (ciede.sum(), psnr.sum())
         n += int(keep.sum())
@@ -95,32 +113,59 @@ def curve(objective, variables, batches, counts, seed: int) -> dict:
             for k, s in sums.items()}
 
 
-def markdown(rows: dict, title: str) -> str:
-    lines = [title, "", "| hints | CIEDE2000 ↓ | PSNR (dB) ↑ |", "|---:|---:|---:|"]
-    for k, r in rows.items():
-        name = "gray (ab = 0)" if k == "gray" else str(k)
-        lines.append(f"| {name} | {r['ciede2000']:.3f} | {r['psnr']:.3f} |")
+SPREAD = "hints spread alone (no network)"
+
+
+def curves_of(rows: dict, label: str) -> dict:
+    """{series name: {k: row}}: the model, the spread-alone prior (if measured)."""
+    out = {label: {k: r for k, r in rows.items() if isinstance(k, int)}}
+    spread = {k[1]: r for k, r in rows.items() if isinstance(k, tuple)}
+    if spread:
+        out[SPREAD] = spread
+    return out
+
+
+def markdown(series: dict, gray: dict, title: str) -> str:
+    """One row per number of hints, CIEDE2000 and PSNR per series; a series measured at
+    k = 0 only (a model without hints) is its automatic score on every row."""
+    ks = sorted({k for rows in series.values() for k in rows})
+    head = "| hints | " + " | ".join(f"{name}: CIEDE2000 ↓ | PSNR (dB) ↑" for name in series)
+    lines = [title, "", head + " |", "|---:|" + "---:|---:|" * len(series)]
+    for k in ks:
+        cells = []
+        for rows in series.values():
+            r = rows.get(k, rows[0] if list(rows) == [0] else None)
+            cells.append("  |  " if r is None else f"{r['ciede2000']:.3f} | {r['psnr']:.3f}")
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    lines.append("| gray (ab = 0) | " + " | ".join(
+        f"{gray['ciede2000']:.3f} | {gray['psnr']:.3f}" for _ in series) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: dict, title: str, path: str) -> None:
+def plot(series: dict, gray: dict, title: str, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ks = [k for k in rows if k != "gray"]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    ks = sorted({k for rows in series.values() for k in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
     for ax, metric, label in ((axes[0], "ciede2000", "CIEDE2000 (lower is better)"),
                               (axes[1], "psnr", "PSNR, dB (higher is better)")):
-        ax.plot(ks, [rows[k][metric] for k in ks], "o-", label="model")
-        ax.axhline(rows["gray"][metric], color="gray", ls="--", label="gray (ab = 0)")
+        for name, rows in series.items():
+            if list(rows) == [0]:  # no hints: its automatic score
+                ax.axhline(rows[0][metric], ls=":", color="black", label=name)
+            else:
+                style = "s--" if name == SPREAD else "o-"
+                ax.plot(sorted(rows), [rows[k][metric] for k in sorted(rows)], style,
+                        label=name)
+        ax.axhline(gray[metric], color="gray", ls="--", label="gray (ab = 0)")
         ax.set_xlabel("number of hints")
         ax.set_ylabel(label)
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.set_xlim(min(ks) - 0.3, max(ks) * 1.15 + 0.3)
         ax.grid(alpha=0.3)
-    axes[0].legend()
+    axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -145,8 +190,23 @@ def main(argv):
     batches = data.create_eval_iterator(
         config.data, split=split, global_batch_size=FLAGS.batch_size or config.eval.batch_size,
         num_examples=FLAGS.num_examples or None)
-    rows = curve(objective, variables, batches, counts, FLAGS.seed)
-    n = rows["gray"]["num_examples"]
+    rows = curve(objective, variables, batches, counts, FLAGS.seed,
+                 spread=bool(getattr(objective, "hint_propagation", False)))
+    gray = rows["gray"]
+    n = gray["num_examples"]
+    if FLAGS.workdir:
+        label = f"{os.path.basename(os.path.normpath(FLAGS.workdir))} ({label})"
+    series = curves_of(rows, label)
+    for ref in FLAGS.reference:  # the same images, the same hints
+        r_config, r_obj, r_vars, r_label = load_model(ref, -1, None)
+        ref_batches = data.create_eval_iterator(
+            config.data, split=split,
+            global_batch_size=FLAGS.batch_size or config.eval.batch_size,
+            num_examples=FLAGS.num_examples or None)
+        ref_rows = curve(r_obj, r_vars, ref_batches, counts, FLAGS.seed)
+        name = f"{os.path.basename(os.path.normpath(ref))} ({r_label}" + (
+            ")" if getattr(r_obj, "hints", False) else ", no hints)")
+        series.update(curves_of(ref_rows, name))
     where = FLAGS.eval_folder or config.data.eval_folder or config.data.eval_name or (
         config.data.folder or config.data.name)
     title = f"Colour hints: {label}, {where}:{split}, {n} images, seed {FLAGS.seed}"
@@ -154,13 +214,16 @@ def main(argv):
                         os.path.join(os.path.dirname(os.path.abspath(FLAGS.export)),
                                      "hint_curve"))
     os.makedirs(out, exist_ok=True)
-    text = markdown(rows, title)
+    text = markdown(series, gray, title)
     with open(os.path.join(out, "hint_curve.md"), "w") as f:
         f.write(text)
     with open(os.path.join(out, "hint_curve.json"), "w") as f:
         json.dump({"title": title, "split": split, "seed": FLAGS.seed,
-                   "rows": {str(k): v for k, v in rows.items()}}, f, indent=2)
-    plot(rows, title, os.path.join(out, "hint_curve.png"))
+                   "rows": {str(k): v for k, v in rows.items() if not isinstance(k, tuple)},
+                   "gray": gray,
+                   "series": {name: {str(k): v for k, v in r.items()}
+                              for name, r in series.items()}}, f, indent=2)
+    plot(series, gray, title, os.path.join(out, "hint_curve.png"))
     print(text + f"written to {out}/hint_curve.md, .json, .png")
 
 
