@@ -549,6 +549,8 @@ def _hints_session(page, url, tmp_path, points, colours, check_moves_toward):
     assert _find(page, "#hints-panel").is_displayed()
     plain = _shown(page)
     for i, (x, y) in enumerate(points):
+        # The result shown now (the earlier hints spread colour across the whole photo).
+        current = plain if i == 0 else _shown(page)
         status = _act(page, lambda: _click_photo(page, x, y, (w, h))).text
         assert status.endswith(f"{i + 1} hint{'s' if i else ''}."), status
         items = page.find_elements(_by().CSS_SELECTOR, "#hint-list li")
@@ -556,7 +558,7 @@ def _hints_session(page, url, tmp_path, points, colours, check_moves_toward):
         # A new point starts at the model's own colour there (the suggestion).
         suggestion = items[i].find_element(_by().CSS_SELECTOR, "button.suggest")
         got = items[i].find_element(_by().CSS_SELECTOR, "input.hint-color").get_attribute("value")
-        assert np.abs(_rgb(got) - plain[y, x]).max() <= 2, (got, plain[y, x])
+        assert np.abs(_rgb(got) - current[y, x]).max() <= 2, (got, current[y, x])
         assert suggestion.get_attribute("title") == "the model's colour here: " + got
         status = _act(page, lambda: _set_colour(page, items[i], colours[i])).text
         assert status.endswith(f"{i + 1} hint{'s' if i else ''}."), status
@@ -669,8 +671,12 @@ def hint_export(root, steps=80):
     from colorjax.objectives import make_objective
     from conftest import STEADY_LR, tiny_config
 
+    # The sparse planes alone (no hint_propagation): this batch teaches a local rule ("the
+    # hint's colour where it is given") in a few steps, which is what the page test needs;
+    # the spread planes are measured in docs/results.md.
     config = tiny_config("unet", size=HINT_SIZE, features=(8, 16),
-                         **{"model.hints": True, **STEADY_LR, "optimizer.learning_rate": 1e-2})
+                         **{"model.hints": True, "model.hint_propagation": False, **STEADY_LR,
+                            "optimizer.learning_rate": 1e-2})
     obj = make_objective(config)
     rng = np.random.default_rng(0)
     n, s, block = 8, HINT_SIZE, 4
@@ -750,6 +756,7 @@ def test_a_clip_is_colorized_and_played_in_the_page(page, page_url, tmp_path):
     assert link.get_attribute("href") == video.get_attribute("src")
     assert not _find(page, "#result").is_displayed()  # no photo result, no broken images
     assert page.find_elements(_by().TAG_NAME, "img") == []
+    _screenshot(page, "clip")
     box.click()
     status = _act(page, lambda: _find(page, "#go").click())
     assert "colours not stabilised" in status.text, status.text

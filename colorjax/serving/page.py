@@ -104,7 +104,8 @@ PAGE = """<!doctype html>
  #gallery button[aria-pressed=true] { border-color: var(--accent); }
  #gallery img { display: block; width: 100%; height: auto; }
  #gallery figcaption { font-size: .85rem; }
- #clip-stage video { display: block; max-width: 100%; max-height: 64vh; background: #000; }
+ #clip-stage video { display: block; width: 100%; max-width: 720px; height: auto; max-height: 64vh;
+                     background: #000; }  /* small clips shown large, like photos */
  @media (max-width: 600px) { body { padding: .6rem; } #drop { padding: .8rem; }
    h1 { font-size: 1.1rem; } #stage, #compare-row { width: 100%; } }
 </style></head>
