@@ -104,9 +104,27 @@ class VideoReader:
                 frames = int(round((end - start) * float(rate))) or None if end else None
             self.info = VideoInfo(width, height, fractions.Fraction(rate) if rate else None,
                                   frames, bool(self.audio))
+            self.rotation = self._first_frame_rotation(path)
         except BaseException:
             self.container.close()
             raise
+
+    @staticmethod
+    def _first_frame_rotation(path: str) -> int:
+        """The display rotation (degrees) phones record in the stream's side data: frames
+        decode unrotated, and the writer keeps the same rotation, so players show the
+        colorized video the way they show the input. Read from the first frame (PyAV
+        exposes it on frames), in its own short-lived demuxer: the main one stays at the
+        start of the file."""
+        import av
+
+        try:
+            with av.open(path, "r") as c:
+                for frame in c.decode(video=0):
+                    return int(round(getattr(frame, "rotation", 0) or 0))
+        except av.error.FFmpegError:
+            pass  # reported, in one line, when the frames are read
+        return 0
 
     def __enter__(self):
         return self
@@ -192,6 +210,8 @@ class VideoWriter:
             self.stream.codec_context.time_base = reader.stream.time_base
             self.stream.options = ({"crf": str(crf), "preset": "medium"} if codec == "libx264"
                                    else {"crf": str(crf + 14), "b": "0"})
+            if reader.rotation:
+                self.stream.set_display_rotation(reader.rotation)
             self.audio = {a.index: self.container.add_stream_from_template(a)
                           for a in reader.audio}
         except BaseException:

@@ -242,3 +242,24 @@ def test_flicker_metric_on_known_motion():
 def test_bad_stabilise_options_are_named():
     with pytest.raises(ValueError, match=r"blend=2 is not allowed; allowed: a number in \[0.0, 1.0\]"):
         StabilizeOptions(blend=2)
+
+
+def test_a_phone_videos_rotation_is_kept(colorizer, tmp_path):
+    import av
+
+    from colorjax.video import colorize_video_file
+
+    src, out = tmp_path / "phone.mp4", tmp_path / "out" / "phone.mp4"
+    frames, _ = clip(frames=4, grain=0)
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.set_display_rotation(90)  # as phones record portrait video
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode(None))
+    stats = colorize_video_file(colorizer, str(src), str(out), progress=False)
+    assert stats["frames"] == len(frames)
+    with av.open(str(out)) as c:
+        first = next(c.decode(video=0))
+        assert first.rotation == 90 and (first.width, first.height) == (64, 48)
