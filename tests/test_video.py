@@ -17,19 +17,9 @@ from colorjax.metrics import flicker as flicker_lib
 from colorjax.temporal import Stabilizer, StabilizeOptions, histogram_distance, l_histogram
 from colorjax.video import colorize_frames
 
-import test_export  # the shared tiny export (tests/ is on sys.path under pytest)
+from test_colorize import colorizer, exported  # noqa: F401 - the tiny export's fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    return test_export.tiny_export(tmp_path_factory.getbasetemp() / "colorjax_export")
-
-
-@pytest.fixture(scope="module")
-def colorizer(exported):
-    return Colorizer.load(str(exported[0]), batch_size=4)
 
 
 def lab_l(rgb8):

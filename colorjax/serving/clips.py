@@ -30,7 +30,7 @@ import dataclasses
 import os
 import tempfile
 
-from colorjax.serving.requests import RequestError
+from colorjax.serving.requests import RequestError, check_frame_size
 
 # FFmpeg demuxers a clip may be read with (its `format_whitelist`): the common camera and
 # web containers; nothing that reads other files or URLs (hls, concat, image2, ...).
@@ -138,12 +138,7 @@ def _check(container, limits: ClipLimits) -> ClipInfo:
     w, h = int(ctx.width or 0), int(ctx.height or 0)
     if w <= 0 or h <= 0:
         raise RequestError(400, "the clip's video stream has no frame size (damaged?)")
-    if w * h > limits.max_pixels:
-        raise RequestError(413, f"the clip's frames are {w}x{h} = {w * h:,} pixels; the limit "
-                                f"is {limits.max_pixels:,} (--max_pixels)")
-    if max(w, h) > limits.max_side:
-        raise RequestError(413, f"the clip's frames are {w}x{h} pixels; the longest side "
-                                f"allowed is {limits.max_side:,} (--max_side)")
+    check_frame_size(w, h, limits.max_pixels, limits.max_side, "each of the clip's frames")
     if w % 2 or h % 2:
         raise RequestError(400, f"the clip is {w}x{h} pixels: an odd width or height cannot be "
                                 "written as H.264 4:2:0, the only kind browsers play; crop or "

@@ -267,17 +267,8 @@ function run(fresh) {
   if (INFO.samples) body.append("num_samples", $("samples").value);
   if (!$("temperature").disabled) body.append("temperature", $("temperature").value);
   if (INFO.hints && S.hints.length) body.append("hints", hintsJSON());
-  const xhr = new XMLHttpRequest(); S.xhr = xhr;
-  xhr.open("POST", "api/colorize");
-  xhr.responseType = "json";
-  busy("Uploading " + file.name + " ...", 0); status("");
-  xhr.upload.onprogress = (e) => { if (gen === S.generation && e.lengthComputable)
-    busy("Uploading " + file.name + " ... " + Math.round(100 * e.loaded / e.total) + "%",
-         e.loaded / e.total); };
-  xhr.upload.onload = () => { if (gen === S.generation)
-    busy("Colorizing " + file.name + " with " + INFO.model + " ..."); };
-  xhr.onerror = () => { if (gen !== S.generation) return; S.xhr = null;
-    failed(fresh, "The request failed: the server could not be reached."); };
+  const xhr = post("api/colorize", "json", gen, file, fresh,
+                   "Colorizing " + file.name + " with " + INFO.model + " ...");
   xhr.onload = () => {
     if (gen !== S.generation) return;
     S.xhr = null;
@@ -300,6 +291,21 @@ function run(fresh) {
   };
   xhr.send(body);
 }
+// A POST of `file` whose upload shows in the progress bar, then `working` until the answer;
+// a network error is reported. The caller sets onload and sends the body.
+function post(url, responseType, gen, file, fresh, working) {
+  const xhr = new XMLHttpRequest(); S.xhr = xhr;
+  xhr.open("POST", url);
+  xhr.responseType = responseType;
+  busy("Uploading " + file.name + " ...", 0); status("");
+  xhr.upload.onprogress = (e) => { if (gen === S.generation && e.lengthComputable)
+    busy("Uploading " + file.name + " ... " + Math.round(100 * e.loaded / e.total) + "%",
+         e.loaded / e.total); };
+  xhr.upload.onload = () => { if (gen === S.generation) busy(working); };
+  xhr.onerror = () => { if (gen !== S.generation) return; S.xhr = null;
+    failed(fresh, "The request failed: the server could not be reached."); };
+  return xhr;
+}
 function failed(fresh, text) {
   if (fresh) { $("result").hidden = true; S.out = null; hideClip(); }
   reject(text);
@@ -317,18 +323,9 @@ function runClip(fresh) {
   const body = new FormData();
   body.append("video", file);
   body.append("stabilize", stab ? "1" : "0");
-  const xhr = new XMLHttpRequest(); S.xhr = xhr;
-  xhr.open("POST", "api/colorize_video");
-  xhr.responseType = "blob";
-  busy("Uploading " + file.name + " ...", 0); status("");
-  xhr.upload.onprogress = (e) => { if (gen === S.generation && e.lengthComputable)
-    busy("Uploading " + file.name + " ... " + Math.round(100 * e.loaded / e.total) + "%",
-         e.loaded / e.total); };
-  xhr.upload.onload = () => { if (gen === S.generation)
-    busy("Colorizing the clip " + file.name + " with " + INFO.model +
-         " (every frame: this takes a while) ..."); };
-  xhr.onerror = () => { if (gen !== S.generation) return; S.xhr = null;
-    failed(fresh, "The request failed: the server could not be reached."); };
+  const xhr = post("api/colorize_video", "blob", gen, file, fresh,
+                   "Colorizing the clip " + file.name + " with " + INFO.model +
+                   " (every frame: this takes a while) ...");
   xhr.onload = () => {
     if (gen !== S.generation) return;
     S.xhr = null;

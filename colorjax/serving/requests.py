@@ -116,3 +116,13 @@ class DeadlineReader(io.RawIOBase):
             raise TimeoutError("the request did not arrive in time")
         self.sock.settimeout(min(self.idle, left))
         return self.sock.recv_into(buffer)
+
+
+def check_frame_size(w: int, h: int, max_pixels: int, max_side: int, what: str) -> None:
+    """413 (naming the flag) for `what`'s w x h over --max_pixels or --max_side."""
+    if w * h > max_pixels:
+        raise RequestError(413, f"{what} is {w}x{h} = {w * h:,} pixels; the limit is "
+                                f"{max_pixels:,} (--max_pixels)")
+    if max(w, h) > max_side:
+        raise RequestError(413, f"{what} is {w}x{h} pixels; the longest side allowed is "
+                                f"{max_side:,} (--max_side)")

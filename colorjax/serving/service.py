@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from colorjax.colorize import Colorizer, parse_temperature
 from colorjax.photos import Photo, photo_from_pil
 from colorjax.serving import clips
-from colorjax.serving.requests import RequestError, busy
+from colorjax.serving.requests import RequestError, busy, check_frame_size
 
 # Photos of at most this many pixels have their own lane of --max_concurrent slots, so a
 # small request never waits behind big ones (a 4000 x 4000 photo takes seconds).
@@ -207,12 +207,7 @@ class ColorizeService:
 
     def check_size(self, w: int, h: int) -> None:
         """413 for too many pixels or too long a side (memory grows with both), 400 for none."""
-        if w * h > self.max_pixels:
-            raise RequestError(413, f"the image has {w}x{h} = {w * h:,} pixels; the limit is "
-                                    f"{self.max_pixels:,} (--max_pixels)")
-        if max(w, h) > self.max_side:
-            raise RequestError(413, f"the image is {w}x{h} pixels; the longest side allowed is "
-                                    f"{self.max_side:,} (--max_side)")
+        check_frame_size(w, h, self.max_pixels, self.max_side, "the image")
         if w <= 0 or h <= 0:
             raise RequestError(400, "the image has no pixels")
 
