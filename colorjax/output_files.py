@@ -26,7 +26,8 @@ output names (the same inputs and options always give the same names):
   b.JPG, b.jpg -> b_jpg.png, b_jpg_2.png; c.png, c_compare.png with --compare -> c.png,
   c_compare.png (c.png's strip), c_compare_2.png, c_compare_2_compare.png.
   --num_samples=N > 1 writes NAME_sample1 ... NAME_sampleN instead of NAME; --compare adds
-  NAME_compare.
+  NAME_compare. A video keeps its container (.mp4 .mov .m4v .mkv .webm; any other becomes
+  .mkv) and gets one file: in/film.mp4 -> out/film.mp4, in/old.avi -> out/old.mkv.
 
 safety (all checked before the model loads; exit status 2):
   Inputs are never written over or into: an output folder equal to or inside the input
