@@ -35,6 +35,11 @@ _CODEC_OF_CONTAINER = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264",
 MAX_VIDEO_PIXELS = 7680 * 4320
 
 
+# FFmpeg may open nothing but the local file itself: a playlist (HLS, concat) named like a
+# video cannot make it read URLs.
+LOCAL_ONLY = {"protocol_whitelist": "file"}
+
+
 class VideoError(ValueError):
     """A file that cannot be read or written as a video; the message is one line."""
 
@@ -79,7 +84,7 @@ class VideoReader:
 
         self.path = path
         try:
-            self.container = av.open(path, "r")
+            self.container = av.open(path, "r", options=LOCAL_ONLY)
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
             raise VideoError(f"not a readable video ({one_line(e)})") from None
         try:
@@ -119,7 +124,7 @@ class VideoReader:
         import av
 
         try:
-            with av.open(path, "r") as c:
+            with av.open(path, "r", options=LOCAL_ONLY) as c:
                 for frame in c.decode(video=0):
                     return int(round(getattr(frame, "rotation", 0) or 0))
         except av.error.FFmpegError:
