@@ -59,7 +59,7 @@ from colorjax.output_files import (OUTPUT_RULES, check_outputs, output_stems, ou
                                    save_atomic)
 from colorjax.photos import (STRIPE_PIXELS, Photo, compare_strip, media_files,
                              lab_to_rgb_striped, open_photo, photo_from_array, photo_from_pil,
-                             resize_plane, to_photo, to_uint8)
+                             resize_ab, resize_plane, to_photo, to_uint8)
 
 __all__ = ["Colorizer", "Hint", "main", "run", "parse_args", "Photo", "open_photo", "to_photo",
            "photo_from_array", "photo_from_pil", "output_stems", "STRIPE_PIXELS",
@@ -316,8 +316,7 @@ class Colorizer:
     @staticmethod
     def full_size_ab(photo: Photo, ab_small: np.ndarray) -> np.ndarray:
         """ab (S, S, 2) resized bilinearly to the photo's size (H, W, 2)."""
-        w, h = photo.size
-        return np.stack([resize_plane(ab_small[..., c], w, h) for c in (0, 1)], -1)
+        return resize_ab(ab_small, *photo.size)
 
     @classmethod
     def finish(cls, photo: Photo, ab_small: np.ndarray) -> np.ndarray:

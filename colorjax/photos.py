@@ -161,6 +161,11 @@ def resize_plane(plane: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(im.resize((width, height), Image.BILINEAR), dtype=np.float32)
 
 
+def resize_ab(ab: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`resize_plane` of both ab channels (h, w, 2) -> (height, width, 2)."""
+    return np.stack([resize_plane(ab[..., c], width, height) for c in (0, 1)], -1)
+
+
 def lab_to_rgb_striped(l: np.ndarray, ab: np.ndarray) -> np.ndarray:
     """Lab (L (H, W), ab (H, W, 2) in Lab units) -> sRGB float32 (H, W, 3), in pieces.
 

@@ -137,11 +137,11 @@ class Stabilizer:
         out, cut, reliable = ab, True, 0.0
         if self._prev_l is not None and self._prev_l.shape == l.shape:
             if histogram_distance(hist, self._prev_hist) <= o.cut_distance:
-                weight = self._weight(l)
+                weight, back = self._weight(l)
                 reliable = float((weight > 0).mean())
                 if reliable >= o.min_reliable:
                     cut = False
-                    warped, _ = warp(self._prev_ab, self._back)
+                    warped, _ = warp(self._prev_ab, back)
                     w = (o.blend * weight)[..., None]
                     out = (w * warped + (1.0 - w) * ab).astype(np.float32)
         if cut and self._prev_l is not None:
@@ -149,15 +149,14 @@ class Stabilizer:
         self._prev_l, self._prev_ab, self._prev_hist = l, out, hist
         return out, {"cut": cut, "reliable": reliable}
 
-    def _weight(self, l: np.ndarray) -> np.ndarray:
-        """Per-pixel trust in [0, 1] of the flow from this frame back to the previous one
-        (sets `self._back`, the flow)."""
+    def _weight(self, l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The flow from this frame back to the previous one, and its per-pixel trust in
+        [0, 1]: (trust, flow)."""
         o = self.options
         # On lightly blurred L: film grain is not motion, nor new content.
         cur, prev = _smooth(l), _smooth(self._prev_l)
         back = flow_between(self._flow, cur, prev)
         fwd = flow_between(self._flow, prev, cur)
-        self._back = back
         prev_l_warped, inside = warp(prev, back)
         # Forward-backward check: following the back flow then the forward flow must land
         # where it started.
@@ -165,4 +164,5 @@ class Stabilizer:
         fb_error = np.linalg.norm(back + fwd_at, axis=-1)
         l_error = np.abs(prev_l_warped - cur)
         weight = np.clip(1.0 - l_error / o.max_l_error, 0.0, 1.0)
-        return np.where(inside & (fb_error <= o.max_flow_error), weight, 0.0).astype(np.float32)
+        trust = np.where(inside & (fb_error <= o.max_flow_error), weight, 0.0)
+        return trust.astype(np.float32), back

@@ -28,7 +28,8 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from colorjax import video_io
-from colorjax.photos import Photo, lab_to_rgb_striped, photo_from_array, resize_plane, to_uint8
+from colorjax.photos import (Photo, lab_to_rgb_striped, photo_from_array, resize_ab,
+                             resize_plane, to_uint8)
 from colorjax.temporal import Stabilizer, StabilizeOptions, work_size
 
 
@@ -38,10 +39,6 @@ class ColorizedFrame:
     ab: np.ndarray  # (h, w, 2) float32, Lab units, at the stabiliser's working resolution
     l_work: np.ndarray  # (h, w) the frame's L at that resolution
     cut: bool  # the stabiliser restarted here (first frame or a scene cut)
-
-
-def _resize_ab(ab: np.ndarray, width: int, height: int) -> np.ndarray:
-    return np.stack([resize_plane(ab[..., c], width, height) for c in (0, 1)], -1)
 
 
 class FrameColorizer:
@@ -68,12 +65,12 @@ class FrameColorizer:
         w, h = photo.size
         ww, wh = work_size(w, h, self.options.max_side)
         l_work = resize_plane(photo.l, ww, wh)
-        ab = _resize_ab(ab_small, ww, wh)
+        ab = resize_ab(ab_small, ww, wh)
         cut = True
         if self.stabilizer is not None:
             ab, info = self.stabilizer.step(l_work, ab)
             cut = info["cut"]
-        rgb = to_uint8(lab_to_rgb_striped(photo.l, _resize_ab(ab, w, h)))
+        rgb = to_uint8(lab_to_rgb_striped(photo.l, resize_ab(ab, w, h)))
         return ColorizedFrame(rgb, ab, l_work, cut)
 
 

@@ -189,6 +189,15 @@ class VideoReader:
         return None
 
 
+def add_video_stream(container, ext: str, rate, width: int, height: int):
+    """The video stream of an output `container` for extension `ext` (`_CODEC_OF_CONTAINER`),
+    4:2:0 chroma, or 4:4:4 where a side is odd (4:2:0 needs even sides)."""
+    stream = container.add_stream(_CODEC_OF_CONTAINER.get(ext, "libx264"), rate=rate)
+    stream.width, stream.height = width, height
+    stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+    return stream
+
+
 class VideoWriter:
     """Encodes RGB frames into `path` (written as a hidden temporary file beside it and
     renamed into place by `commit()`, so a failed or interrupted run leaves no half-written
@@ -204,12 +213,10 @@ class VideoWriter:
         self.tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp{ext}")
         self.container = av.open(self.tmp, "w")
         try:
-            codec = _CODEC_OF_CONTAINER.get(ext, "libx264")
             info = reader.info
-            self.stream = self.container.add_stream(codec, rate=info.fps or 25)
-            self.stream.width, self.stream.height = info.width, info.height
-            even = info.width % 2 == 0 and info.height % 2 == 0
-            self.stream.pix_fmt = "yuv420p" if even else "yuv444p"
+            self.stream = add_video_stream(self.container, ext, info.fps or 25, info.width,
+                                           info.height)
+            codec = self.stream.codec_context.name
             # The input's own timestamps, in its own time base: frame timing is kept exactly.
             self.stream.time_base = reader.stream.time_base
             self.stream.codec_context.time_base = reader.stream.time_base
@@ -256,11 +263,8 @@ def write_video(path: str, frames, fps: float = 24, audio_seconds: float = 0.0,
     frames = np.asarray(frames, np.uint8)
     ext = os.path.splitext(path)[1].lower()
     with av.open(path, "w") as out:
-        v = out.add_stream(_CODEC_OF_CONTAINER.get(ext, "libx264"),
-                           rate=fractions.Fraction(fps).limit_denominator(1001))
-        v.height, v.width = frames.shape[1:3]
-        even = v.width % 2 == 0 and v.height % 2 == 0
-        v.pix_fmt = "yuv420p" if even else "yuv444p"
+        v = add_video_stream(out, ext, fractions.Fraction(fps).limit_denominator(1001),
+                             frames.shape[2], frames.shape[1])
         v.options = {"crf": str(crf)} if ext != ".webm" else {"crf": "30", "b": "0"}
         a = None
         if audio_seconds > 0:
