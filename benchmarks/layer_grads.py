@@ -5,7 +5,9 @@
 The x2 upsampling of every decoder (16x16x128 -> 32x32x64, batch 16) as `nn.ConvTranspose`
 and as colorjax's sub-pixel `ConvTranspose4x4`, and the stride-2 down convs (4x4: UNet,
 generators, discriminators; 3x3: diffusion UNet) as `nn.Conv` and as `blocks.Conv`, beside
-a 3x3 conv of the same width, at the three levels of the `:cpu` UNet at 64 px.
+a 3x3 conv of the same width, at the three levels of the `:cpu` UNet at 64 px; and the
+diffusion UNet's upsampling (nearest x2 resize, 3x3 conv) at its two `:cpu` levels, as
+written before and as `blocks.Conv(upsample_nearest=True)`.
 Gradients are of both the parameters and the input. Median of 5 calls, milliseconds.
 """
 
@@ -43,8 +45,25 @@ def row(name: str, module: nn.Module, x) -> str:
     return f"| {name} | {tuple(x.shape)} | {fwd:.1f} | {grad:.1f} |"
 
 
+class ResizeThenConv(nn.Module):
+    """Nearest x2 resize, then a 3x3 conv: the diffusion UNet's upsampling as it was."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        n, h, w, c = x.shape
+        return nn.Conv(self.features, (3, 3))(
+            jax.image.resize(x, (n, 2 * h, 2 * w, c), "nearest"))
+
+
 def main():
     print("| layer | input | forward ms | gradient ms |\n|---|---|---:|---:|")
+    for size, ch in ((16, 128), (32, 64)):
+        x = jax.random.normal(jax.random.key(0), (16, size, size, ch))
+        print(row(f"nearest resize + nn.Conv 3x3 {ch}->{ch}", ResizeThenConv(ch), x))
+        print(row(f"blocks.Conv 3x3 {ch}->{ch} upsample_nearest (sub-pixel)",
+                  Conv(ch, (3, 3), upsample_nearest=True), x))
     x = jax.random.normal(jax.random.key(0), (16, 16, 16, 128))
     print(row("nn.ConvTranspose 4x4 s2 128->64",
               nn.ConvTranspose(64, (4, 4), strides=(2, 2), padding="SAME", use_bias=False), x))

@@ -1,5 +1,6 @@
 """The x2 upsampling of every decoder (`UpNormAct`): the sub-pixel form computes exactly
-what `nn.ConvTranspose(4x4, stride 2, SAME)` does, with the same parameters."""
+what `nn.ConvTranspose(4x4, stride 2, SAME)` does, with the same parameters; likewise the
+diffusion UNet's (`Conv(upsample_nearest=True)`) against a nearest x2 resize and a 3x3 conv."""
 
 import flax.linen as nn
 import jax
@@ -7,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax.models.blocks import ConvTranspose4x4, Norm, UpNormAct, activation
+from colorjax.models.blocks import Conv, ConvTranspose4x4, Norm, UpNormAct, activation
 
 
 class OldUpNormAct(nn.Module):
@@ -77,3 +78,55 @@ def test_bfloat16_inputs_compute_in_bfloat16():
     m = ConvTranspose4x4(2)
     params = jax.tree.map(lambda v: v.astype(jnp.bfloat16), m.init(jax.random.key(1), x))
     assert m.apply(params, x).dtype == jnp.bfloat16
+
+
+class NearestResizeConv(nn.Module):
+    """The diffusion UNet's upsampling as it was written before: nearest x2 resize, 3x3 conv."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        n, h, w, c = x.shape
+        return nn.Conv(self.features, (3, 3))(jax.image.resize(x, (n, 2 * h, 2 * w, c),
+                                                                "nearest"))
+
+
+class NearestUpConv(nn.Module):
+    """The same written as the diffusion UNet now writes it."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        return Conv(self.features, (3, 3), upsample_nearest=True)(x)
+
+
+@pytest.mark.parametrize("h,w", [(8, 8), (7, 5), (1, 1), (4, 9)])
+def test_nearest_upsampling_conv_equals_resize_then_conv(h, w):
+    x = jax.random.normal(jax.random.key(0), (2, h, w, 6))
+    ref, new = NearestResizeConv(5), NearestUpConv(5)
+    p_ref, p_new = ref.init(jax.random.key(1), x), new.init(jax.random.key(1), x)
+    # The same names, shapes and values (`Conv_0/kernel`, `Conv_0/bias` inside a parent).
+    assert jax.tree.structure(p_ref) == jax.tree.structure(p_new)
+    for a, b in zip(jax.tree.leaves(p_ref), jax.tree.leaves(p_new)):
+        np.testing.assert_array_equal(a, b)
+    params = _perturbed(p_ref, 2)
+    y_ref, y_new = ref.apply(params, x), new.apply(params, x)
+    assert y_new.shape == y_ref.shape == (2, 2 * h, 2 * w, 5)
+    np.testing.assert_allclose(y_new, y_ref, rtol=1e-5, atol=1e-5)
+
+    target = jax.random.normal(jax.random.key(3), y_ref.shape)
+    def loss(module):
+        return lambda p, x: jnp.sum((module.apply(p, x) - target) ** 2)
+    g_ref = jax.grad(loss(ref), argnums=(0, 1))(params, x)
+    g_new = jax.grad(loss(new), argnums=(0, 1))(params, x)
+    for a, b in zip(jax.tree.leaves(g_ref), jax.tree.leaves(g_new)):
+        scale = float(jnp.max(jnp.abs(a)))
+        np.testing.assert_allclose(b, a, atol=1e-5 * max(scale, 1.0))
+
+
+def test_nearest_upsampling_conv_names_other_shapes():
+    x = jnp.zeros((1, 4, 4, 3))
+    with pytest.raises(ValueError, match="3x3, stride-1, SAME"):
+        Conv(2, (4, 4), upsample_nearest=True).init(jax.random.key(0), x)

@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 NORMS = ("batch", "group", "instance", "none")
@@ -113,10 +114,17 @@ conv_s2.defvjp(_conv_s2_fwd, _conv_s2_bwd)
 class Conv(nn.Conv):
     """`nn.Conv` with fast CPU gradients for 2-D stride-2 convolutions (see `conv_s2`);
     every other case is `nn.Conv`'s own. Its class name is `Conv`, so modules auto-name it
-    `Conv_0`, `Conv_1`, ... as before and checkpoints keep loading."""
+    `Conv_0`, `Conv_1`, ... as before and checkpoints keep loading.
+
+    `upsample_nearest=True` (3x3, stride 1, SAME only): the conv of the x2 nearest-upsampled
+    input, computed at the input's resolution (`nearest_up_conv3x3`), same parameters."""
+
+    upsample_nearest: bool = False
 
     @nn.compact
     def __call__(self, inputs):
+        if self.upsample_nearest:
+            return self._nearest_up_conv(inputs)
         strides = self.strides if isinstance(self.strides, Sequence) else (self.strides,) * 2
         padding = nn.linear.canonicalize_padding(self.padding, 2)  # "SAME", pairs, ...
         if (inputs.ndim != 4 or len(self.kernel_size) != 2 or tuple(strides) != (2, 2)
@@ -133,6 +141,21 @@ class Conv(nn.Conv):
         if isinstance(padding, str):  # explicit pairs: the custom VJP needs them static
             padding = lax.padtype_to_pads(inputs.shape[1:3], self.kernel_size, (2, 2), padding)
         y = conv_s2(inputs, kernel, tuple(tuple(p) for p in padding))
+        return y if bias is None else y + bias
+
+    def _nearest_up_conv(self, inputs):
+        if (tuple(self.kernel_size) != (3, 3) or self.strides not in (1, (1, 1))
+                or self.padding != "SAME" or self.feature_group_count != 1
+                or inputs.ndim != 4):
+            raise ValueError("Conv(upsample_nearest=True) is a 3x3, stride-1, SAME conv of "
+                             f"NHWC input; got kernel_size={self.kernel_size}, "
+                             f"strides={self.strides}, padding={self.padding!r}")
+        kernel = self.param("kernel", self.kernel_init, (3, 3, inputs.shape[-1], self.features),
+                            self.param_dtype)
+        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) \
+            if self.use_bias else None
+        inputs, kernel, bias = nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        y = nearest_up_conv3x3(inputs, kernel)
         return y if bias is None else y + bias
 
 
@@ -176,6 +199,20 @@ def conv_transpose_4x4_s2(x, kernel):
         phases.append(jnp.stack(row, axis=3))  # (n, h, w, px, c)
     y = jnp.stack(phases, axis=2)  # (n, h, py, w, px, c)
     return y.reshape(n, 2 * h, 2 * w, kernel.shape[-1])
+
+
+# Nearest x2 upsampling then a 3x3 SAME conv, along one axis: output 2m reads inputs m-1, m
+# with taps (k0, k1 + k2), output 2m+1 reads m, m+1 with (k0 + k1, k2). Those are the phases
+# of a 4-tap transposed conv (conv_transpose_4x4_s2's) whose kernel is this matrix times k.
+_NEAREST_UP_TAPS = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1], [0, 0, 1]], np.float32)
+
+
+def nearest_up_conv3x3(x, kernel):
+    """`conv3x3_SAME(nearest_resize_x2(x), kernel)` (NHWC, HWIO) computed at x's resolution
+    as a sub-pixel convolution: 2.25x fewer FLOPs (four 2x2 kernels at H x W instead of one
+    3x3 at 2H x 2W) and no upsampled copy of x. Exactly the same function."""
+    taps = jnp.asarray(_NEAREST_UP_TAPS, kernel.dtype)
+    return conv_transpose_4x4_s2(x, jnp.einsum("ai,bj,ijco->abco", taps, taps, kernel))
 
 
 class ConvTranspose4x4(nn.Module):

@@ -145,9 +145,8 @@ class DiffusionUNet(nn.Module):
                 if level in self.attention_levels:
                     h = attn()(h)
             if level != 0:
-                n, hh, ww, c = h.shape
-                h = jax.image.resize(h, (n, 2 * hh, 2 * ww, c), "nearest")
-                h = nn.Conv(c, (3, 3))(h)
+                # Nearest x2 resize then a 3x3 conv, computed without the upsampled copy.
+                h = Conv(h.shape[-1], (3, 3), upsample_nearest=True)(h)
         h = nn.silu(_group_norm(h.shape[-1], self.groups)(h))
         # Zero-initialised output: the untrained network predicts ε = 0 (x̂_0 = the mean).
         return nn.Conv(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros)(h)
