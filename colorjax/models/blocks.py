@@ -51,6 +51,49 @@ class Norm(nn.Module):
         raise ValueError(f"unknown norm {self.kind!r}; allowed: {NORMS}")
 
 
+@functools.partial(jax.checkpoint, static_argnums=(4, 5))
+def _scale_shift_act(x, mean, mul, bias, act, dtype):
+    """act(((x - mean) * mul + bias) as dtype), recomputed in the backward pass instead of
+    kept (jax.checkpoint): the forward pass then writes one tensor where it wrote two."""
+    return activation(act)(((x - mean) * mul + bias).astype(dtype))
+
+
+class GroupNorm(nn.GroupNorm):
+    """`nn.GroupNorm` (its fields, variables, statistics and output dtype), then the
+    activation `act`, with the elementwise part recomputed in the backward pass
+    (`_scale_shift_act`): 3% faster for the diffusion UNet's step on XLA:CPU
+    (docs/benchmarks.md; the same done to BatchNorm in the UNet measured no gain).
+    Its class name is `GroupNorm`, so modules auto-name it `GroupNorm_0`, ... as before and
+    checkpoints keep loading. Only what the models use is supported: `num_groups`,
+    `epsilon`, scale and bias, no mask."""
+
+    act: str = "none"
+
+    @nn.compact
+    def __call__(self, x, mask=None):
+        c = x.shape[-1]
+        groups = self.num_groups
+        if mask is not None or self.group_size is not None or not groups or c % groups \
+                or not (self.use_bias and self.use_scale and self.use_fast_variance):
+            raise ValueError(f"blocks.GroupNorm: {groups} groups must divide {c} channels; "
+                             "group_size, mask and no scale/bias are not supported")
+        xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        g = xf.reshape(x.shape[:-1] + (groups, c // groups))
+        axes = tuple(range(1, x.ndim - 1)) + (x.ndim,)  # all but batch and group
+        mean = g.mean(axes)
+        var = jnp.maximum(0.0, (g * g).mean(axes) - mean * mean)  # as flax's fast variance
+        bshape = (x.shape[0],) + (1,) * (x.ndim - 2) + (c,)
+        mean = jnp.repeat(mean, c // groups, axis=-1).reshape(bshape)
+        var = jnp.repeat(var, c // groups, axis=-1).reshape(bshape)
+        scale = self.param("scale", self.scale_init, (c,), self.param_dtype)
+        bias = self.param("bias", self.bias_init, (c,), self.param_dtype)
+        mul = lax.rsqrt(var + self.epsilon) * scale
+        dtype = nn.dtypes.canonicalize_dtype(x, scale, bias, dtype=self.dtype)
+        if self.act == "none":
+            return ((x - mean) * mul + bias).astype(dtype)
+        return _scale_shift_act(x, mean, mul, bias, self.act, dtype)
+
+
 def groups_for(channels: int, groups: int) -> int:
     """Largest divisor of `channels` not above `groups` (GroupNorm needs an even split)."""
     g = min(groups, channels)

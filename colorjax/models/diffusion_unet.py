@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from colorjax.models.backbone import Hypercolumn, hypercolumn_at
-from colorjax.models.blocks import Conv, groups_for
+from colorjax.models.blocks import Conv, GroupNorm, groups_for
 
 
 def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
@@ -30,8 +30,9 @@ def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> 
     return jnp.pad(emb, ((0, 0), (0, dim % 2)))
 
 
-def _group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
-    return nn.GroupNorm(num_groups=groups_for(channels, groups))
+def _group_norm(channels: int, groups: int = 32, act: str = "none") -> GroupNorm:
+    """GroupNorm, then `act` (fused: see blocks.GroupNorm)."""
+    return GroupNorm(num_groups=groups_for(channels, groups), act=act)
 
 
 class ResBlock(nn.Module):
@@ -43,9 +44,9 @@ class ResBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, temb, train: bool):
-        h = nn.Conv(self.features, (3, 3))(nn.silu(_group_norm(x.shape[-1], self.groups)(x)))
+        h = nn.Conv(self.features, (3, 3))(_group_norm(x.shape[-1], self.groups, "silu")(x))
         h = h + nn.Dense(self.features)(nn.silu(temb))[:, None, None, :]
-        h = nn.silu(_group_norm(self.features, self.groups)(h))
+        h = _group_norm(self.features, self.groups, "silu")(h)
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
         # Zero-initialised last conv: each block starts as the identity (Ho et al.'s init).
         h = nn.Conv(self.features, (3, 3), kernel_init=nn.initializers.zeros)(h)
@@ -147,6 +148,6 @@ class DiffusionUNet(nn.Module):
             if level != 0:
                 # Nearest x2 resize then a 3x3 conv, computed without the upsampled copy.
                 h = Conv(h.shape[-1], (3, 3), upsample_nearest=True)(h)
-        h = nn.silu(_group_norm(h.shape[-1], self.groups)(h))
+        h = _group_norm(h.shape[-1], self.groups, "silu")(h)
         # Zero-initialised output: the untrained network predicts ε = 0 (x̂_0 = the mean).
         return nn.Conv(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros)(h)

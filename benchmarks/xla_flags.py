@@ -1,0 +1,71 @@
+"""Does an XLA:CPU flag make a config's training step faster on this machine?
+
+    .venv/bin/python benchmarks/xla_flags.py --config=configs/unet.py:cpu \\
+        --flags="" --flags="--xla_cpu_use_onednn=true" --rounds=3 --devices=1
+
+Each round runs benchmarks/train_throughput.py's step once per flag set, each in its own
+process (XLA_FLAGS is read once, when the backend starts), alternating so that every flag
+set sees the same load. Prints the median images/s per flag set and its ratio to the first
+one (give the defaults, `--flags=""`, first). Synthetic batches, float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run(config: str, flags: str, devices: int, size: int, batch: int, steps: int) -> dict:
+    code = ("import json, sys; sys.path.insert(0, 'benchmarks'); import train_throughput as t; "
+            f"r = t.measure({config!r}, {size}, {batch}, {steps}, 'float32'); "
+            "print('RESULT ' + json.dumps(r))")
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {flags}".strip())
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                         text=True)
+    if out.returncode:
+        sys.exit(f"error: the run with XLA_FLAGS={flags!r} failed:\n{out.stderr[-2000:]}")
+    line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", action="append", default=[], help="repeatable")
+    p.add_argument("--flags", action="append", default=[],
+                   help='one XLA flag set per use, e.g. --flags="" --flags="--xla_...=true"')
+    p.add_argument("--devices", default="1", help="comma list of host device counts")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=15)
+    p.add_argument("--rounds", type=int, default=3)
+    a = p.parse_args()
+    if not a.config or len(a.flags) < 2:
+        p.error("give --config and at least two --flags (the first is the baseline)")
+    print("| config | devices | XLA flags | img/s (median) | vs first | runs |")
+    print("|---|---:|---|---:|---:|---|")
+    for config in a.config:
+        for devices in [int(d) for d in a.devices.split(",")]:
+            ips = {f: [] for f in a.flags}
+            for _ in range(a.rounds):
+                for f in a.flags:
+                    ips[f].append(run(config, f, devices, a.size, a.batch, a.steps)
+                                  ["images_per_sec"])
+            base = statistics.median(ips[a.flags[0]])
+            for f in a.flags:
+                m = statistics.median(ips[f])
+                runs = ", ".join(f"{v:.1f}" for v in ips[f])
+                print(f"| {config} | {devices} | `{f or '(defaults)'}` | {m:.1f} "
+                      f"| {m / base:.2f} | {runs} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
