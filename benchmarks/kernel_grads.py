@@ -1,0 +1,105 @@
+"""The kernel gradient of a 3x3 convolution on XLA:CPU, as XLA computes it and in the other
+forms tried for issue 18 (all give the same values; milliseconds, median of 10 calls).
+
+    .venv/bin/python benchmarks/kernel_grads.py
+
+Why: kernel gradients are 37-42% of the UNet and diffusion UNet steps' op time
+(benchmarks/profile_step.py) and run at a third to a quarter of the rate of the same
+conv's forward pass and input gradient. Shapes: batch 16, the first level of the `:cpu`
+UNets at 64 px (64x64x32) and a deep level (16x16x128).
+
+- `xla`: `jax.vjp` of `lax.conv_general_dilated` (what the models use).
+- `im2col`: the nine shifted copies of x side by side, one matmul over N*H*W.
+- `taps`: one matmul per tap over a contiguous window of the row-flattened padded x
+  (g padded with zero columns, so windows that wrap rows add nothing).
+- `tiles TxT`: x cut into TxT spatial tiles with a 1-pixel halo, stacked on the batch
+  axis, then XLA's kernel gradient of a VALID conv (a larger batch for the same work).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def median_ms(fn, *args, calls: int = 10) -> float:
+    fn = jax.jit(fn)
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def xla(x, g):
+    k = jnp.zeros((3, 3, x.shape[-1], g.shape[-1]), x.dtype)
+    conv = lambda k: lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=_NHWC)  # noqa: E731
+    return jax.vjp(conv, k)[1](g)[0]
+
+
+def im2col(x, g):
+    n, h, w, c = x.shape
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    cols = jnp.concatenate([xp[:, i:i + h, j:j + w] for i in range(3) for j in range(3)], -1)
+    return jnp.einsum("nhwk,nhwo->ko", cols, g).reshape(3, 3, c, g.shape[-1])
+
+
+def taps(x, g):
+    n, h, w, c = x.shape
+    wp = w + 2
+    xp = jnp.pad(x, ((0, 0), (1, 2), (1, 1), (0, 0))).reshape(n, (h + 3) * wp, c)
+    gp = jnp.pad(g, ((0, 0), (0, 0), (0, 2), (0, 0))).reshape(n * h * wp, -1)
+    out = []
+    for i in range(3):
+        for j in range(3):
+            window = lax.optimization_barrier(xp[:, i * wp + j:i * wp + j + h * wp])
+            out.append(jnp.dot(window.reshape(-1, c).T, gp, precision="highest"))
+    return jnp.stack(out).reshape(3, 3, c, g.shape[-1])
+
+
+def tiles(t):
+    def f(x, g):
+        n, h, w, c = x.shape
+        th, tw = h // t, w // t
+        xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        xt = jnp.concatenate([xp[:, a * th:a * th + th + 2, b * tw:b * tw + tw + 2]
+                              for a in range(t) for b in range(t)], 0)
+        gt = jnp.concatenate([g[:, a * th:(a + 1) * th, b * tw:(b + 1) * tw]
+                              for a in range(t) for b in range(t)], 0)
+        k = jnp.zeros((3, 3, c, g.shape[-1]), x.dtype)
+        conv = lambda k: lax.conv_general_dilated(xt, k, (1, 1), "VALID",  # noqa: E731
+                                                  dimension_numbers=_NHWC)
+        return jax.vjp(conv, k)[1](gt)[0]
+    return f
+
+
+def main():
+    print("| form | x | g | ms | GFLOP/s | max abs diff vs xla |\n|---|---|---|---:|---:|---:|")
+    for n, hw, c in ((16, 64, 32), (16, 16, 128)):
+        x = jax.random.normal(jax.random.key(0), (n, hw, hw, c))
+        g = jax.random.normal(jax.random.key(1), (n, hw, hw, c))
+        ref = jax.jit(xla)(x, g)
+        gflop = 2 * 9 * c * c * n * hw * hw / 1e9
+        for name, fn in (("xla", xla), ("im2col", im2col), ("taps", taps),
+                         ("tiles 2x2", tiles(2)), ("tiles 4x4", tiles(4))):
+            ms = median_ms(fn, x, g)
+            diff = float(jnp.max(jnp.abs(jax.jit(fn)(x, g) - ref)))
+            print(f"| {name} | {tuple(x.shape)} | {tuple(g.shape)} | {ms:.1f} "
+                  f"| {gflop / ms * 1e3:.0f} | {diff:.1e} |", flush=True)
+        fwd = median_ms(lambda x, k: lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                                              dimension_numbers=_NHWC),
+                        x, jnp.ones((3, 3, c, c)))
+        print(f"| (forward conv, same shapes) | {tuple(x.shape)} | | {fwd:.1f} "
+              f"| {gflop / fwd * 1e3:.0f} | |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
