@@ -7,7 +7,8 @@ and as colorjax's sub-pixel `ConvTranspose4x4`, and the stride-2 down convs (4x4
 generators, discriminators; 3x3: diffusion UNet) as `nn.Conv` and as `blocks.Conv`, beside
 a 3x3 conv of the same width, at the three levels of the `:cpu` UNet at 64 px; and the
 diffusion UNet's upsampling (nearest x2 resize, 3x3 conv) at its two `:cpu` levels, as
-written before and as `blocks.Conv(upsample_nearest=True)`.
+written before and as `blocks.Conv(upsample_nearest=True)`; and 1x1 convs (the diffusion
+UNet's residual shortcuts, every output head) as `nn.Conv` and as `blocks.Conv` (a matmul).
 Gradients are of both the parameters and the input. Median of 5 calls, milliseconds.
 """
 
@@ -64,6 +65,10 @@ def main():
         print(row(f"nearest resize + nn.Conv 3x3 {ch}->{ch}", ResizeThenConv(ch), x))
         print(row(f"blocks.Conv 3x3 {ch}->{ch} upsample_nearest (sub-pixel)",
                   Conv(ch, (3, 3), upsample_nearest=True), x))
+    for size, cin, cout in ((64, 96, 32), (32, 192, 64), (16, 256, 128)):
+        x = jax.random.normal(jax.random.key(0), (16, size, size, cin))
+        print(row(f"nn.Conv 1x1 {cin}->{cout}", nn.Conv(cout, (1, 1)), x))
+        print(row(f"blocks.Conv 1x1 {cin}->{cout} (matmul)", Conv(cout, (1, 1)), x))
     x = jax.random.normal(jax.random.key(0), (16, 16, 16, 128))
     print(row("nn.ConvTranspose 4x4 s2 128->64",
               nn.ConvTranspose(64, (4, 4), strides=(2, 2), padding="SAME", use_bias=False), x))

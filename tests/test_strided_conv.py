@@ -1,4 +1,5 @@
-"""blocks.Conv: nn.Conv with a space-to-depth input gradient for stride-2 convolutions.
+"""blocks.Conv: nn.Conv with a space-to-depth input gradient for stride-2 convolutions (and
+1x1 stride-1 convs as a matmul).
 
 It must be nn.Conv exactly: the same parameter tree and initial values (checkpoints load),
 the same outputs, the same first and second derivatives (WGAN-GP differentiates the
@@ -78,3 +79,24 @@ def test_the_unet_keeps_its_parameter_names():
     x = jnp.ones((1, 16, 16, 1))
     params = UNet(features=(4, 8)).init(jax.random.key(0), x, train=False)["params"]
     assert params["ConvNormAct_0"]["Conv_0"]["kernel"].shape == (4, 4, 4, 4)
+
+
+@pytest.mark.parametrize("padding,use_bias", [("SAME", True), ("VALID", False),
+                                              (((0, 0), (0, 0)), True)])
+def test_pointwise_conv_is_nn_conv_as_a_matmul(padding, use_bias):
+    """1x1 stride-1 convs are computed as a matmul over channels: still nn.Conv exactly."""
+    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 7))
+    kw = dict(padding=padding, use_bias=use_bias)
+    ref, fast = nn.Conv(4, (1, 1), **kw), blocks.Conv(4, (1, 1), **kw)
+    assert fast._is_pointwise(x)  # the matmul path, not nn.Conv's own
+    p_ref, p_fast = ref.init(jax.random.key(1), x), fast.init(jax.random.key(1), x)
+    assert jax.tree.structure(p_ref) == jax.tree.structure(p_fast)
+    for a, b in zip(jax.tree.leaves(p_ref), jax.tree.leaves(p_fast)):
+        np.testing.assert_array_equal(a, b)
+    p = jax.tree.map(lambda v: v + 0.1, p_ref)
+    np.testing.assert_allclose(fast.apply(p, x), ref.apply(p, x), atol=1e-5)
+    loss = lambda m: lambda p, x: jnp.sum(jnp.sin(3 * m.apply(p, x)))  # noqa: E731
+    for a, b in zip(jax.tree.leaves(jax.grad(loss(ref), (0, 1))(p, x)),
+                    jax.tree.leaves(jax.grad(loss(fast), (0, 1))(p, x))):
+        np.testing.assert_allclose(b, a, atol=2e-5)
+    assert not blocks.Conv(4, (1, 1), padding=((1, 1), (0, 0)))._is_pointwise(x)

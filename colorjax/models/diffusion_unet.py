@@ -51,7 +51,7 @@ class ResBlock(nn.Module):
         # Zero-initialised last conv: each block starts as the identity (Ho et al.'s init).
         h = nn.Conv(self.features, (3, 3), kernel_init=nn.initializers.zeros)(h)
         if x.shape[-1] != self.features:
-            x = nn.Conv(self.features, (1, 1))(x)
+            x = Conv(self.features, (1, 1))(x)
         return x + h
 
 
@@ -116,7 +116,7 @@ class DiffusionUNet(nn.Module):
             if maps is None:
                 return h
             s = nn.silu(hypercolumn_at(maps, h.shape[1], h.shape[2]))
-            return h + nn.Conv(h.shape[-1], (1, 1), kernel_init=nn.initializers.zeros,
+            return h + Conv(h.shape[-1], (1, 1), kernel_init=nn.initializers.zeros,
                                name=f"semantic_level{level}")(s)
         res = lambda f: ResBlock(f, self.dropout, self.groups)
         attn = lambda: SelfAttention(self.num_heads, self.groups)
