@@ -190,13 +190,16 @@ def test_predict_is_random_across_keys_and_ddim_eta0_deterministic_given_key(tra
 def test_temperature_scales_the_noise(trained_state, sampler, eta):
     """1 is the default sampler; 0 removes every noise draw, so the key no longer matters."""
     _, state, batch = trained_state
+    compiled = {}  # one compiled sampler per temperature (None: the field left out)
 
     def predict(temperature, key):
-        c = bare_diffusion_config()
-        c.sampler.name, c.sampler.eta = sampler, eta
-        if temperature is not None:
-            c.sampler.temperature = temperature
-        return jax.jit(DiffusionObjective(c).predict)(state, batch["l"], jax.random.key(key))
+        if temperature not in compiled:
+            c = bare_diffusion_config()
+            c.sampler.name, c.sampler.eta = sampler, eta
+            if temperature is not None:
+                c.sampler.temperature = temperature
+            compiled[temperature] = jax.jit(DiffusionObjective(c).predict)
+        return compiled[temperature](state, batch["l"], jax.random.key(key))
 
     np.testing.assert_array_equal(predict(1.0, 6), predict(None, 6))
     cold = predict(0.0, 6)
