@@ -18,25 +18,18 @@ UNets at 64 px (64x64x32) and a deep level (16x16x128).
 
 from __future__ import annotations
 
-import statistics
-import time
+import pathlib
+import sys
 
-import jax
-import jax.numpy as jnp
-from jax import lax
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from jax import lax  # noqa: E402
+
+from layer_grads import median_ms  # noqa: E402
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
-
-
-def median_ms(fn, *args, calls: int = 10) -> float:
-    fn = jax.jit(fn)
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
 
 
 def xla(x, g):
@@ -90,13 +83,13 @@ def main():
         gflop = 2 * 9 * c * c * n * hw * hw / 1e9
         for name, fn in (("xla", xla), ("im2col", im2col), ("taps", taps),
                          ("tiles 2x2", tiles(2)), ("tiles 4x4", tiles(4))):
-            ms = median_ms(fn, x, g)
+            ms = median_ms(fn, x, g, calls=10)
             diff = float(jnp.max(jnp.abs(jax.jit(fn)(x, g) - ref)))
             print(f"| {name} | {tuple(x.shape)} | {tuple(g.shape)} | {ms:.1f} "
                   f"| {gflop / ms * 1e3:.0f} | {diff:.1e} |", flush=True)
         fwd = median_ms(lambda x, k: lax.conv_general_dilated(x, k, (1, 1), "SAME",
                                                               dimension_numbers=_NHWC),
-                        x, jnp.ones((3, 3, c, c)))
+                        x, jnp.ones((3, 3, c, c)), calls=10)
         print(f"| (forward conv, same shapes) | {tuple(x.shape)} | | {fwd:.1f} "
               f"| {gflop / fwd * 1e3:.0f} | |", flush=True)
 

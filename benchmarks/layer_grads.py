@@ -29,6 +29,8 @@ from colorjax.models.blocks import Conv, ConvTranspose4x4  # noqa: E402
 
 
 def median_ms(fn, *args, calls: int = 5) -> float:
+    """Median wall time of `calls` calls of `fn` (jitted here), after one that compiles."""
+    fn = jax.jit(fn)
     jax.block_until_ready(fn(*args))  # compile
     times = []
     for _ in range(calls):

@@ -41,14 +41,15 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v.strip())
 
 
-def _colorjax_child(code: str, devices: int) -> dict:
-    """Run `code` (which prints `RESULT <json>`) in a fresh Python with `devices` CPU devices."""
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-               JAX_PLATFORMS="cpu")
+def _colorjax_child(code: str, devices: int, xla_flags: str = "") -> dict:
+    """Run `code` (which prints `RESULT <json>`) in a fresh Python with `devices` CPU devices
+    and the extra `xla_flags`."""
+    flags = f"--xla_force_host_platform_device_count={devices} {xla_flags}".strip()
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                          text=True)
     if out.returncode:
-        sys.exit(f"error: colorjax run failed:\n{out.stderr[-3000:]}")
+        sys.exit(f"error: colorjax run (XLA_FLAGS={flags!r}) failed:\n{out.stderr[-3000:]}")
     line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")][-1]
     return json.loads(line[len("RESULT "):])
 

@@ -12,28 +12,19 @@ one (give the defaults, `--flags=""`, first). Synthetic batches, float32.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import pathlib
 import statistics
-import subprocess
 import sys
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from vs_pytorch import _colorjax_child  # noqa: E402
 
 
 def run(config: str, flags: str, devices: int, size: int, batch: int, steps: int) -> dict:
     code = ("import json, sys; sys.path.insert(0, 'benchmarks'); import train_throughput as t; "
             f"r = t.measure({config!r}, {size}, {batch}, {steps}, 'float32'); "
             "print('RESULT ' + json.dumps(r))")
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {flags}".strip())
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
-                         text=True)
-    if out.returncode:
-        sys.exit(f"error: the run with XLA_FLAGS={flags!r} failed:\n{out.stderr[-2000:]}")
-    line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    return _colorjax_child(code, devices, flags)
 
 
 def main():

@@ -32,12 +32,9 @@ def _perturbed(params, seed):
                                      for v, k in zip(leaves, keys)])
 
 
-@pytest.mark.parametrize("h,w", [(8, 8), (7, 5), (1, 1), (4, 9)])
-@pytest.mark.parametrize("use_bias", [True, False])
-def test_forward_and_both_gradients_equal_conv_transpose(h, w, use_bias):
-    x = jax.random.normal(jax.random.key(0), (2, h, w, 6))
-    ref = nn.ConvTranspose(5, (4, 4), strides=(2, 2), padding="SAME", use_bias=use_bias)
-    new = ConvTranspose4x4(5, use_bias=use_bias)
+def _assert_same_layer(ref, new, x, out_shape):
+    """`new` has `ref`'s parameters (names, shapes, initial values), outputs and gradients
+    (of the parameters and the input)."""
     p_ref, p_new = ref.init(jax.random.key(1), x), new.init(jax.random.key(1), x)
     # Same names, shapes and initial values: old checkpoints restore into the new module.
     assert jax.tree.structure(p_ref) == jax.tree.structure(p_new)
@@ -45,7 +42,7 @@ def test_forward_and_both_gradients_equal_conv_transpose(h, w, use_bias):
         np.testing.assert_array_equal(a, b)
     params = _perturbed(p_ref, 2)
     y_ref, y_new = ref.apply(params, x), new.apply(params, x)
-    assert y_new.shape == y_ref.shape == (2, 2 * h, 2 * w, 5)
+    assert y_new.shape == y_ref.shape == out_shape
     np.testing.assert_allclose(y_new, y_ref, rtol=1e-5, atol=1e-5)
 
     target = jax.random.normal(jax.random.key(3), y_ref.shape)
@@ -56,6 +53,15 @@ def test_forward_and_both_gradients_equal_conv_transpose(h, w, use_bias):
     for a, b in zip(jax.tree.leaves(g_ref), jax.tree.leaves(g_new)):
         scale = float(jnp.max(jnp.abs(a)))
         np.testing.assert_allclose(b, a, atol=1e-5 * max(scale, 1.0))
+
+
+@pytest.mark.parametrize("h,w", [(8, 8), (7, 5), (1, 1), (4, 9)])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_forward_and_both_gradients_equal_conv_transpose(h, w, use_bias):
+    x = jax.random.normal(jax.random.key(0), (2, h, w, 6))
+    ref = nn.ConvTranspose(5, (4, 4), strides=(2, 2), padding="SAME", use_bias=use_bias)
+    new = ConvTranspose4x4(5, use_bias=use_bias)
+    _assert_same_layer(ref, new, x, (2, 2 * h, 2 * w, 5))
 
 
 def test_old_up_blocks_variables_load_into_the_new_one():
@@ -106,24 +112,7 @@ class NearestUpConv(nn.Module):
 def test_nearest_upsampling_conv_equals_resize_then_conv(h, w):
     x = jax.random.normal(jax.random.key(0), (2, h, w, 6))
     ref, new = NearestResizeConv(5), NearestUpConv(5)
-    p_ref, p_new = ref.init(jax.random.key(1), x), new.init(jax.random.key(1), x)
-    # The same names, shapes and values (`Conv_0/kernel`, `Conv_0/bias` inside a parent).
-    assert jax.tree.structure(p_ref) == jax.tree.structure(p_new)
-    for a, b in zip(jax.tree.leaves(p_ref), jax.tree.leaves(p_new)):
-        np.testing.assert_array_equal(a, b)
-    params = _perturbed(p_ref, 2)
-    y_ref, y_new = ref.apply(params, x), new.apply(params, x)
-    assert y_new.shape == y_ref.shape == (2, 2 * h, 2 * w, 5)
-    np.testing.assert_allclose(y_new, y_ref, rtol=1e-5, atol=1e-5)
-
-    target = jax.random.normal(jax.random.key(3), y_ref.shape)
-    def loss(module):
-        return lambda p, x: jnp.sum((module.apply(p, x) - target) ** 2)
-    g_ref = jax.grad(loss(ref), argnums=(0, 1))(params, x)
-    g_new = jax.grad(loss(new), argnums=(0, 1))(params, x)
-    for a, b in zip(jax.tree.leaves(g_ref), jax.tree.leaves(g_new)):
-        scale = float(jnp.max(jnp.abs(a)))
-        np.testing.assert_allclose(b, a, atol=1e-5 * max(scale, 1.0))
+    _assert_same_layer(ref, new, x, (2, 2 * h, 2 * w, 5))
 
 
 def test_nearest_upsampling_conv_names_other_shapes():
