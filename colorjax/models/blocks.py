@@ -154,6 +154,11 @@ def _conv_s2_bwd(padding, residuals, g):
 conv_s2.defvjp(_conv_s2_fwd, _conv_s2_bwd)
 
 
+def _all_ones(v) -> bool:
+    """A stride or dilation field (int, None or a sequence) that is 1 along every axis."""
+    return v in (1, None) or not isinstance(v, int) and set(v) == {1}
+
+
 class Conv(nn.Conv):
     """`nn.Conv` with fast CPU gradients for 2-D stride-2 convolutions (see `conv_s2`);
     every other case is `nn.Conv`'s own. Its class name is `Conv`, so modules auto-name it
@@ -196,14 +201,14 @@ class Conv(nn.Conv):
         return nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
 
     def _is_pointwise(self, inputs) -> bool:
-        ones = lambda v: v in (1, None) or not isinstance(v, int) and set(v) == {1}  # noqa: E731
         padding = self.padding
         no_padding = (padding in ("SAME", "VALID") if isinstance(padding, str)
                       else not isinstance(padding, int) and all(tuple(p) == (0, 0)
                                                                 for p in padding))
         return (inputs.ndim == 4 and not isinstance(self.kernel_size, int)
-                and tuple(self.kernel_size) == (1, 1) and ones(self.strides)
-                and ones(self.input_dilation) and ones(self.kernel_dilation) and no_padding
+                and tuple(self.kernel_size) == (1, 1) and _all_ones(self.strides)
+                and _all_ones(self.input_dilation) and _all_ones(self.kernel_dilation)
+                and no_padding
                 and self.feature_group_count == 1 and self.mask is None)
 
     def _pointwise(self, inputs):
@@ -213,7 +218,7 @@ class Conv(nn.Conv):
         return y if bias is None else y + bias
 
     def _nearest_up_conv(self, inputs):
-        if (tuple(self.kernel_size) != (3, 3) or self.strides not in (1, (1, 1))
+        if (tuple(self.kernel_size) != (3, 3) or not _all_ones(self.strides)
                 or self.padding != "SAME" or self.feature_group_count != 1
                 or inputs.ndim != 4):
             raise ValueError("Conv(upsample_nearest=True) is a 3x3, stride-1, SAME conv of "

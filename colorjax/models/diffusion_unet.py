@@ -117,7 +117,7 @@ class DiffusionUNet(nn.Module):
                 return h
             s = nn.silu(hypercolumn_at(maps, h.shape[1], h.shape[2]))
             return h + Conv(h.shape[-1], (1, 1), kernel_init=nn.initializers.zeros,
-                               name=f"semantic_level{level}")(s)
+                            name=f"semantic_level{level}")(s)
         res = lambda f: ResBlock(f, self.dropout, self.groups)
         attn = lambda: SelfAttention(self.num_heads, self.groups)
         last = len(self.features) - 1
