@@ -2,6 +2,12 @@
 forms tried for issue 18 (all give the same values; milliseconds, median of 10 calls).
 
     .venv/bin/python benchmarks/kernel_grads.py
+    .venv/bin/python benchmarks/kernel_grads.py --shapes=16x8x256x256,16x16x128x128
+    XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= .venv/bin/python benchmarks/kernel_grads.py
+
+`--shapes`: comma list of NxHWxCINxCOUT (x is N x HW x HW x CIN, the gradient g has COUT
+channels). Under `XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=` (YNNPACK off) the `xla`
+row is Eigen's convolution instead of YNNPACK's.
 
 Why: kernel gradients are 37-42% of the UNet and diffusion UNet steps' op time
 (benchmarks/profile_step.py) and run at a third to a quarter of the rate of the same
@@ -18,6 +24,7 @@ UNets at 64 px (64x64x32) and a deep level (16x16x128).
 
 from __future__ import annotations
 
+import argparse
 import pathlib
 import sys
 
@@ -74,13 +81,29 @@ def tiles(t):
     return f
 
 
+def _shapes(text: str) -> list[tuple[int, int, int, int]]:
+    try:
+        shapes = [tuple(int(v) for v in s.split("x")) for s in text.split(",") if s.strip()]
+    except ValueError:
+        shapes = []
+    if not shapes or any(len(s) != 4 or min(s) < 1 for s in shapes):
+        sys.exit(f"error: --shapes={text!r}: expected a comma list of NxHWxCINxCOUT, "
+                 "e.g. 16x64x32x32,16x8x256x256")
+    return shapes
+
+
 def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shapes", type=_shapes, default=_shapes("16x64x32x32,16x16x128x128"),
+                   help="comma list of NxHWxCINxCOUT")
+    a = p.parse_args()
     print("| form | x | g | ms | GFLOP/s | max abs diff vs xla |\n|---|---|---|---:|---:|---:|")
-    for n, hw, c in ((16, 64, 32), (16, 16, 128)):
-        x = jax.random.normal(jax.random.key(0), (n, hw, hw, c))
-        g = jax.random.normal(jax.random.key(1), (n, hw, hw, c))
+    for n, hw, cin, cout in a.shapes:
+        x = jax.random.normal(jax.random.key(0), (n, hw, hw, cin))
+        g = jax.random.normal(jax.random.key(1), (n, hw, hw, cout))
         ref = jax.jit(xla)(x, g)
-        gflop = 2 * 9 * c * c * n * hw * hw / 1e9
+        gflop = 2 * 9 * cin * cout * n * hw * hw / 1e9
         for name, fn in (("xla", xla), ("im2col", im2col), ("taps", taps),
                          ("tiles 2x2", tiles(2)), ("tiles 4x4", tiles(4))):
             ms = median_ms(fn, x, g, calls=10)
@@ -89,7 +112,7 @@ def main():
                   f"| {gflop / ms * 1e3:.0f} | {diff:.1e} |", flush=True)
         fwd = median_ms(lambda x, k: lax.conv_general_dilated(x, k, (1, 1), "SAME",
                                                               dimension_numbers=_NHWC),
-                        x, jnp.ones((3, 3, c, c)), calls=10)
+                        x, jnp.ones((3, 3, cin, cout)), calls=10)
         print(f"| (forward conv, same shapes) | {tuple(x.shape)} | | {fwd:.1f} "
               f"| {gflop / fwd * 1e3:.0f} | |", flush=True)
 
