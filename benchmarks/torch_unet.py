@@ -4,6 +4,7 @@ Runs in its own Python (torch is never a colorjax dependency; on the build machi
 `python3 -m venv .venv-torch && .venv-torch/bin/pip install torch==2.13.0 numpy`):
 
     .venv-torch/bin/python benchmarks/torch_unet.py time --features=16,32,64,128 --size=64 --batch=16
+    .venv-torch/bin/python benchmarks/torch_unet.py time --features=16,32,64,128 --profile=15
     .venv-torch/bin/python benchmarks/torch_unet.py check --npz=PARAMS.npz   # see vs_pytorch.py
 
 `check` loads colorjax's parameters (an .npz of flattened Flax paths, written by
@@ -138,8 +139,9 @@ def timed_steps(step, steps: int, warmup: int):
     return first, time.perf_counter() - t0, out
 
 
-def time_steps(features, size, batch, steps, threads, warmup=3) -> dict:
-    """Images/s of a training step: MSE, Adam(2e-4) with global-norm clipping at 1."""
+def training_step(features, size, batch, threads):
+    """(step, model): one training step of MSE, Adam(2e-4), global-norm clipping at 1, on a
+    fixed synthetic batch."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = TorchUNet(features).train()
@@ -156,11 +158,38 @@ def time_steps(features, size, batch, steps, threads, warmup=3) -> dict:
         opt.step()
         return loss
 
+    return step, model
+
+
+def time_steps(features, size, batch, steps, threads, warmup=3) -> dict:
+    """Images/s of `training_step`."""
+    step, model = training_step(features, size, batch, threads)
     first, elapsed, loss = timed_steps(step, steps, warmup)
     return {"framework": "pytorch", "torch": torch.__version__, "threads": threads,
             "images_per_sec": batch * steps / elapsed, "step_ms": 1e3 * elapsed / steps,
             "first_step_s": first, "loss": float(loss),
             "num_params": sum(p.numel() for p in model.parameters())}
+
+
+def profile_steps(features, size, batch, steps, threads, top, warmup=3) -> str:
+    """torch.profiler's self CPU time per ATen op, per step, for `training_step` (the
+    counterpart of benchmarks/profile_step.py's table for colorjax)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step, _ = training_step(features, size, batch, threads)
+    for _ in range(warmup):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events)
+    rows = [f"{steps} profiled steps, {total / 1e3 / steps:.1f} ms of self CPU time per step",
+            "", "| op | ms/step | share | calls/step |", "|---|---:|---:|---:|"]
+    for e in events[:top]:
+        rows.append(f"| {e.key} | {e.self_cpu_time_total / 1e3 / steps:.1f} "
+                    f"| {100 * e.self_cpu_time_total / total:.1f}% | {e.count // steps} |")
+    return "\n".join(rows)
 
 
 def main():
@@ -173,6 +202,8 @@ def main():
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--steps", type=int, default=10)
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--profile", type=int, default=0, metavar="TOP",
+                   help="print torch.profiler's TOP ops per step instead of timing")
     c = sub.add_parser("check")
     c.add_argument("--npz", required=True)
     c.add_argument("--out", required=True)
@@ -181,6 +212,9 @@ def main():
         check(a.npz, a.out)
     else:
         features = [int(v) for v in a.features.split(",")]
+        if a.profile:
+            print(profile_steps(features, a.size, a.batch, a.steps, a.threads, a.profile))
+            return
         print(json.dumps(time_steps(features, a.size, a.batch, a.steps, a.threads)))
 
 
