@@ -82,20 +82,22 @@ def tiles(t):
 
 
 def _shapes(text: str) -> list[tuple[int, int, int, int]]:
+    """`--shapes`: NxHWxCINxCOUT, comma-separated; HW a multiple of 4 (the 4x4 tiles)."""
     try:
         shapes = [tuple(int(v) for v in s.split("x")) for s in text.split(",") if s.strip()]
     except ValueError:
         shapes = []
-    if not shapes or any(len(s) != 4 or min(s) < 1 for s in shapes):
-        sys.exit(f"error: --shapes={text!r}: expected a comma list of NxHWxCINxCOUT, "
-                 "e.g. 16x64x32x32,16x8x256x256")
+    if not shapes or any(len(s) != 4 or min(s) < 1 or s[1] % 4 for s in shapes):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a comma list of NxHWxCINxCOUT with HW a multiple of 4, "
+            "e.g. 16x64x32x32,16x8x256x256")
     return shapes
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shapes", type=_shapes, default=_shapes("16x64x32x32,16x16x128x128"),
+    p.add_argument("--shapes", type=_shapes, default="16x64x32x32,16x16x128x128",
                    help="comma list of NxHWxCINxCOUT")
     a = p.parse_args()
     print("| form | x | g | ms | GFLOP/s | max abs diff vs xla |\n|---|---|---|---:|---:|---:|")
