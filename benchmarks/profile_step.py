@@ -219,4 +219,8 @@ def main():
 
 
 if __name__ == "__main__":
+    # Time what `python -m colorjax.main` runs: with its malloc settings (host_memory.py).
+    from colorjax import host_memory
+
+    host_memory.reexec_with_huge_pages()
     main()

@@ -102,5 +102,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    # Time what `python -m colorjax.main` runs: with its malloc settings (host_memory.py).
+    from colorjax import host_memory
+
+    host_memory.reexec_with_huge_pages()
     np.set_printoptions(precision=3)
     main()

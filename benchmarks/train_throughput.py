@@ -102,11 +102,13 @@ def measure(config_spec: str, size: int, batch: int, steps: int, precision: str,
     first_step = time.perf_counter() - t0
     startup = time.perf_counter() - t_start  # + imports, initialization (its own jit)
 
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     for _ in range(steps):
         state, m = step_fn(state, batch_arrays, rng)
     jax.block_until_ready(m["loss"])
     elapsed = time.perf_counter() - t0
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
 
     device = jax.devices()[0]
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
@@ -125,6 +127,9 @@ def measure(config_spec: str, size: int, batch: int, steps: int, precision: str,
         "images_per_sec": batch / step_time, "step_ms": step_time * 1e3,
         "first_step_s": first_step, "startup_s": startup, "peak_mem_gb": peak_mem / 2**30, "mem_kind": mem_kind,
         "step_gflops": flops / 1e9, "mfu": mfu, "loss_finite": bool(np.isfinite(float(m["loss"]))),
+        # The host's page faults and kernel time per step (host_memory.py explains why).
+        "page_faults_per_step": (usage1.ru_minflt - usage0.ru_minflt) / steps,
+        "kernel_ms_per_step": 1e3 * (usage1.ru_stime - usage0.ru_stime) / steps,
     }
 
 
@@ -132,11 +137,13 @@ def row(r: dict) -> str:
     mfu = f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "n/a"
     return (f"| {r['config']} | {r['size']} | {r['batch']} | {r['precision']} | {r['devices']} "
             f"| {r['images_per_sec']:.1f} | {r['step_ms']:.0f} | {r['first_step_s']:.1f} "
-            f"| {r['peak_mem_gb']:.2f} ({r['mem_kind']}) | {r['step_gflops']:.1f} | {mfu} |")
+            f"| {r['peak_mem_gb']:.2f} ({r['mem_kind']}) | {r['step_gflops']:.1f} | {mfu} "
+            f"| {r['page_faults_per_step']:.0f} | {r['kernel_ms_per_step']:.0f} |")
 
 
 HEADER = ("| config | px | batch | precision | devices | img/s | ms/step | first step s "
-          "| peak memory GB | GFLOP/step/device | MFU |\n|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|")
+          "| peak memory GB | GFLOP/step/device | MFU | page faults/step | kernel ms/step |\n"
+          "|---|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
 
 
 def main():
@@ -184,4 +191,8 @@ def main():
 
 
 if __name__ == "__main__":
+    # Time what `python -m colorjax.main` runs: with its malloc settings (host_memory.py).
+    from colorjax import host_memory
+
+    host_memory.reexec_with_huge_pages()
     main()

@@ -19,6 +19,11 @@ step: stratified t, v-target, MSE, Adam with warm-up, clipping, EMA).
 `DiffusionObjective.sample` (as benchmarks/sampling.py times it) against the eager loop
 under torch.inference_mode(); one colorjax device (the sampler is not sharded).
 torch is never a colorjax dependency: it lives in its own Python (see torch_unet.py).
+
+colorjax runs as `python -m colorjax.main` does, with glibc's huge pages for malloc
+(colorjax/host_memory.py). `--torch_malloc` says how PyTorch runs: `default` (as installed),
+`hugepages` (the same tunable) or `both` (the default: each round times PyTorch both ways,
+and the table has a ratio for each).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from colorjax import host_memory  # noqa: E402  (light: no JAX)
 
 
 DEFAULT_FEATURES = {"unet": "16,32,64,128", "unetddpm": "32,64,128"}  # the :cpu widths
@@ -46,6 +53,7 @@ def _colorjax_child(code: str, devices: int, xla_flags: str = "") -> dict:
     and the extra `xla_flags`."""
     flags = f"--xla_force_host_platform_device_count={devices} {xla_flags}".strip()
     env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
+    env = host_memory.tuned_environ(env) or env  # what python -m colorjax.main runs with
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                          text=True)
     if out.returncode:
@@ -114,29 +122,51 @@ def colorjax_sample_run(a, features: str) -> dict:
     return _colorjax_child(code, 1)
 
 
-def _torch(python: str, args: list[str]) -> dict:
-    out = subprocess.run([python] + args, cwd=REPO, capture_output=True, text=True)
+def torch_environ(malloc: str) -> dict[str, str]:
+    """The environment of a PyTorch run: malloc as installed ('default') or with the huge
+    pages colorjax's entry point uses ('hugepages')."""
+    kept = [t for t in os.environ.get("GLIBC_TUNABLES", "").split(":")
+            if t and not t.startswith("glibc.malloc.hugetlb")]
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "COLORJAX_MALLOC")}
+    if kept:
+        env["GLIBC_TUNABLES"] = ":".join(kept)
+    if malloc == "hugepages":
+        tuned = host_memory.tuned_environ(env)
+        if tuned is None:
+            sys.exit("error: --torch_malloc=hugepages: this machine has no glibc >= 2.35 with "
+                     "transparent huge pages")
+        env = tuned
+    return env
+
+
+def _torch(python: str, args: list[str], malloc: str = "default") -> dict:
+    out = subprocess.run([python] + args, cwd=REPO, capture_output=True, text=True,
+                         env=torch_environ(malloc))
     if out.returncode:
         sys.exit(f"error: PyTorch run failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def torch_run(a, features: str) -> dict:
+def torch_mallocs(a) -> list[str]:
+    return ["default", "hugepages"] if a.torch_malloc == "both" else [a.torch_malloc]
+
+
+def torch_run(a, features: str, malloc: str = "default") -> dict:
     common = [f"--features={features}", f"--size={a.size}", f"--batch={a.batch}",
               f"--steps={a.steps}", f"--threads={a.threads}"]
     if a.model == "unet":
-        return _torch(a.torch_python, ["benchmarks/torch_unet.py", "time"] + common)
+        return _torch(a.torch_python, ["benchmarks/torch_unet.py", "time"] + common, malloc)
     return _torch(a.torch_python, ["benchmarks/torch_diffusion_unet.py", "time"] + common + [
         f"--attention_levels={a.attention_levels}", f"--num_res_blocks={a.num_res_blocks}",
-        f"--dropout={a.dropout}"])
+        f"--dropout={a.dropout}"], malloc)
 
 
-def torch_sample_run(a, features: str) -> dict:
+def torch_sample_run(a, features: str, malloc: str = "default") -> dict:
     return _torch(a.torch_python, [
         "benchmarks/torch_diffusion_unet.py", "sample", f"--features={features}",
         f"--attention_levels={a.attention_levels}", f"--num_res_blocks={a.num_res_blocks}",
         f"--size={a.size}", f"--batch={a.batch}", f"--threads={a.threads}",
-        f"--steps={a.sample_steps}", f"--repeats={a.sample_repeats}"])
+        f"--steps={a.sample_steps}", f"--repeats={a.sample_repeats}"], malloc)
 
 
 def model_label(a) -> str:
@@ -167,6 +197,8 @@ def main():
     p.add_argument("--sample_steps", type=int, default=50, help="DDIM steps of --sample")
     p.add_argument("--sample_repeats", type=int, default=1,
                    help="timed sampler calls per round (the best counts)")
+    p.add_argument("--torch_malloc", default="both", choices=["default", "hugepages", "both"],
+                   help="PyTorch's malloc: as installed, with colorjax's huge pages, or both")
     a = p.parse_args()
     if not os.path.exists(a.torch_python):
         sys.exit(f"error: no PyTorch Python at {a.torch_python}: python3 -m venv .venv-torch && "
@@ -178,33 +210,43 @@ def main():
         if a.devices != "1":
             print(f"note: --sample runs colorjax on 1 device (not {a.devices}): the sampler "
                   "is not sharded", file=sys.stderr)
-        print("| model | widths | px | batch | sampler | colorjax img/s | PyTorch img/s "
-              "| colorjax / PyTorch | colorjax ms/step | PyTorch ms/step | colorjax first call s |")
-        print("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+        print("| model | widths | px | batch | sampler | PyTorch malloc | colorjax img/s "
+              "| PyTorch img/s | colorjax / PyTorch | colorjax ms/step | PyTorch ms/step "
+              "| colorjax first call s |")
+        print("|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|")
         for features in a.features or [DEFAULT_FEATURES[a.model]]:
-            cj, pt = [], []
+            cj, pt = [], {m: [] for m in torch_mallocs(a)}
             for _ in range(a.rounds):  # alternate: both frameworks see the same load
                 cj.append(colorjax_sample_run(a, features))
-                pt.append(torch_sample_run(a, features))
-            c, t = med(cj, "images_per_sec"), med(pt, "images_per_sec")
-            print(f"| {model_label(a)} | {features} | {a.size} | {a.batch} "
-                  f"| DDIM-{a.sample_steps} | {c:.2f} | {t:.2f} | {c / t:.2f} "
-                  f"| {med(cj, 'ms_per_step'):.1f} | {med(pt, 'ms_per_step'):.1f} "
-                  f"| {med(cj, 'first_call_s'):.1f} |", flush=True)
+                for malloc, runs in pt.items():
+                    runs.append(torch_sample_run(a, features, malloc))
+            c = med(cj, "images_per_sec")
+            for malloc, runs in pt.items():
+                t = med(runs, "images_per_sec")
+                print(f"| {model_label(a)} | {features} | {a.size} | {a.batch} "
+                      f"| DDIM-{a.sample_steps} | {malloc} | {c:.2f} | {t:.2f} | {c / t:.2f} "
+                      f"| {med(cj, 'ms_per_step'):.1f} | {med(runs, 'ms_per_step'):.1f} "
+                      f"| {med(cj, 'first_call_s'):.1f} |", flush=True)
         return
-    print("| model | widths | px | batch | colorjax devices | colorjax img/s | PyTorch img/s "
-          "| colorjax / PyTorch | colorjax first step s | PyTorch first step s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | widths | px | batch | colorjax devices | PyTorch malloc | colorjax img/s "
+          "| PyTorch img/s | colorjax / PyTorch | colorjax page faults/step "
+          "| colorjax first step s | PyTorch first step s |")
+    print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for features in a.features or [DEFAULT_FEATURES[a.model]]:
         for devices in [int(d) for d in a.devices.split(",")]:
-            cj, pt = [], []
+            cj, pt = [], {m: [] for m in torch_mallocs(a)}
             for _ in range(a.rounds):  # alternate: both frameworks see the same load
                 cj.append(colorjax_run(a, features, devices))
-                pt.append(torch_run(a, features))
-            c, t = med(cj, "images_per_sec"), med(pt, "images_per_sec")
-            print(f"| {model_label(a)} | {features} | {a.size} | {a.batch} | {devices} "
-                  f"| {c:.1f} | {t:.1f} | {c / t:.2f} | {med(cj, 'first_step_s'):.1f} "
-                  f"| {med(pt, 'first_step_s'):.2f} |", flush=True)
+                for malloc, runs in pt.items():
+                    runs.append(torch_run(a, features, malloc))
+            c = med(cj, "images_per_sec")
+            for malloc, runs in pt.items():
+                t = med(runs, "images_per_sec")
+                print(f"| {model_label(a)} | {features} | {a.size} | {a.batch} | {devices} "
+                      f"| {malloc} | {c:.1f} | {t:.1f} | {c / t:.2f} "
+                      f"| {med(cj, 'page_faults_per_step'):.0f} "
+                      f"| {med(cj, 'first_step_s'):.1f} | {med(runs, 'first_step_s'):.2f} |",
+                      flush=True)
 
 
 if __name__ == "__main__":

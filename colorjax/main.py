@@ -8,10 +8,20 @@ can be overridden: `--config.batch_size=32`.
 A mistake in the flags or the config (an unknown field, a value that is not allowed) ends
 the program before anything compiles, with one line on stderr and exit status 2:
 `config error: config.<field>: <what is wrong>; allowed: <...>`. `COLORJAX_DEBUG=1` adds
-the traceback.
+the traceback. On Linux with glibc the process re-executes itself once at start-up with
+`GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (colorjax/host_memory.py), which makes CPU training
+steps faster; `COLORJAX_MALLOC=default` turns that off.
 """
 
 from __future__ import annotations
+
+if __name__ == "__main__":
+    # First, before JAX starts its threads: glibc reads its malloc tunables only when a
+    # process starts, so this re-executes the process once with huge pages for XLA's
+    # per-step buffers (host_memory.py; COLORJAX_MALLOC=default opts out).
+    from colorjax import host_memory
+
+    host_memory.reexec_with_huge_pages()
 
 import re
 import sys
