@@ -169,6 +169,17 @@ def torch_sample_run(a, features: str, malloc: str = "default") -> dict:
         f"--steps={a.sample_steps}", f"--repeats={a.sample_repeats}"], malloc)
 
 
+def alternate(a, colorjax, torch) -> tuple[list[dict], dict[str, list[dict]]]:
+    """`a.rounds` rounds of `colorjax()` then `torch(malloc)` for each --torch_malloc choice,
+    alternating, so that both frameworks see the same load."""
+    cj, pt = [], {m: [] for m in torch_mallocs(a)}
+    for _ in range(a.rounds):
+        cj.append(colorjax())
+        for malloc, runs in pt.items():
+            runs.append(torch(malloc))
+    return cj, pt
+
+
 def model_label(a) -> str:
     if a.model == "unet":
         return "unet"
@@ -215,11 +226,8 @@ def main():
               "| colorjax first call s |")
         print("|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|")
         for features in a.features or [DEFAULT_FEATURES[a.model]]:
-            cj, pt = [], {m: [] for m in torch_mallocs(a)}
-            for _ in range(a.rounds):  # alternate: both frameworks see the same load
-                cj.append(colorjax_sample_run(a, features))
-                for malloc, runs in pt.items():
-                    runs.append(torch_sample_run(a, features, malloc))
+            cj, pt = alternate(a, lambda: colorjax_sample_run(a, features),
+                               lambda malloc: torch_sample_run(a, features, malloc))
             c = med(cj, "images_per_sec")
             for malloc, runs in pt.items():
                 t = med(runs, "images_per_sec")
@@ -234,11 +242,8 @@ def main():
     print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for features in a.features or [DEFAULT_FEATURES[a.model]]:
         for devices in [int(d) for d in a.devices.split(",")]:
-            cj, pt = [], {m: [] for m in torch_mallocs(a)}
-            for _ in range(a.rounds):  # alternate: both frameworks see the same load
-                cj.append(colorjax_run(a, features, devices))
-                for malloc, runs in pt.items():
-                    runs.append(torch_run(a, features, malloc))
+            cj, pt = alternate(a, lambda: colorjax_run(a, features, devices),
+                               lambda malloc: torch_run(a, features, malloc))
             c = med(cj, "images_per_sec")
             for malloc, runs in pt.items():
                 t = med(runs, "images_per_sec")
