@@ -9,7 +9,8 @@ the 2-core build machine; docs/benchmarks.md). glibc's tunable `glibc.malloc.hug
 kernel maps 2 MiB per fault instead of 4 KiB.
 
 glibc reads its tunables only when a process starts, so `python -m colorjax.main`
-re-executes itself once, with `GLIBC_TUNABLES` extended, before anything else is imported.
+re-executes itself once, with `GLIBC_TUNABLES` extended, before anything else is imported
+(about 60 ms more at start-up).
 `COLORJAX_MALLOC=default` (or a `GLIBC_TUNABLES` that already sets `glibc.malloc.hugetlb`)
 leaves malloc as it is.
 """
@@ -75,8 +76,11 @@ def reexec_with_huge_pages() -> None:
     except ValueError as e:  # a bad COLORJAX_MALLOC: one line, exit status 2, like bad flags
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    if env is None:
+    if env is None or not sys.executable:
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, sys.orig_argv, env)
+    try:
+        os.execve(sys.executable, sys.orig_argv, env)
+    except OSError:  # e.g. an interpreter that cannot be started again: run untuned
+        return
