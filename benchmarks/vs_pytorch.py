@@ -36,9 +36,9 @@ import statistics
 import subprocess
 import sys
 
+from colorjax import host_memory  # light: no JAX
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from colorjax import host_memory  # noqa: E402  (light: no JAX)
 
 
 DEFAULT_FEATURES = {"unet": "16,32,64,128", "unetddpm": "32,64,128"}  # the :cpu widths
@@ -125,11 +125,7 @@ def colorjax_sample_run(a, features: str) -> dict:
 def torch_environ(malloc: str) -> dict[str, str]:
     """The environment of a PyTorch run: malloc as installed ('default') or with the huge
     pages colorjax's entry point uses ('hugepages')."""
-    kept = [t for t in os.environ.get("GLIBC_TUNABLES", "").split(":")
-            if t and not t.startswith("glibc.malloc.hugetlb")]
-    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "COLORJAX_MALLOC")}
-    if kept:
-        env["GLIBC_TUNABLES"] = ":".join(kept)
+    env = host_memory.untuned_environ(os.environ)
     if malloc == "hugepages":
         tuned = host_memory.tuned_environ(env)
         if tuned is None:

@@ -24,7 +24,8 @@ from collections.abc import Mapping
 
 ENV_VAR = "COLORJAX_MALLOC"
 CHOICES = ("hugepages", "default")
-HUGETLB = "glibc.malloc.hugetlb=1"
+_HUGETLB_NAME = "glibc.malloc.hugetlb"
+HUGETLB = f"{_HUGETLB_NAME}=1"
 _THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 
@@ -58,7 +59,7 @@ def tuned_environ(environ: Mapping[str, str], *, glibc: tuple[int, int] | None =
     if choice not in CHOICES:
         raise ValueError(f"{ENV_VAR}={environ[ENV_VAR]!r}: allowed: {', '.join(CHOICES)}")
     tunables = environ.get("GLIBC_TUNABLES", "")
-    if choice == "default" or "glibc.malloc.hugetlb" in tunables:
+    if choice == "default" or _HUGETLB_NAME in tunables:
         return None
     glibc = glibc_version() if glibc is None else glibc
     if glibc is None or glibc < (2, 35):  # older glibc has no hugetlb tunable
@@ -66,6 +67,17 @@ def tuned_environ(environ: Mapping[str, str], *, glibc: tuple[int, int] | None =
     if not (huge_pages_possible() if thp is None else thp):
         return None
     return dict(environ, GLIBC_TUNABLES=f"{tunables}:{HUGETLB}" if tunables else HUGETLB)
+
+
+def untuned_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` as an untuned program sees it: no `glibc.malloc.hugetlb` in GLIBC_TUNABLES
+    (its other tunables kept) and no COLORJAX_MALLOC."""
+    env = {k: v for k, v in environ.items() if k not in ("GLIBC_TUNABLES", ENV_VAR)}
+    kept = [t for t in environ.get("GLIBC_TUNABLES", "").split(":")
+            if t and not t.startswith(_HUGETLB_NAME)]
+    if kept:
+        env["GLIBC_TUNABLES"] = ":".join(kept)
+    return env
 
 
 def reexec_with_huge_pages() -> None:

@@ -37,6 +37,14 @@ def test_nothing_changes_when_it_should_not(environ, glibc, thp):
     assert host_memory.tuned_environ(environ, glibc=glibc, thp=thp) is None
 
 
+def test_the_untuned_environment_drops_only_the_huge_pages():
+    environ = {"HOME": "/h", "COLORJAX_MALLOC": "hugepages",
+               "GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"}
+    assert host_memory.untuned_environ(environ) == {
+        "HOME": "/h", "GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
+    assert host_memory.untuned_environ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}) == {}
+
+
 def test_explicit_hugepages_is_the_default_behaviour():
     env = host_memory.tuned_environ({"COLORJAX_MALLOC": "hugepages"}, glibc=GLIBC_235, thp=True)
     assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
@@ -91,7 +99,7 @@ def _watch_main(tmp_path, **extra_env):
         time.sleep(0.01)
     proc.kill()
     _, err = proc.communicate()
-    return seen, proc.pid, err
+    return seen, err
 
 
 needs_huge_pages = pytest.mark.skipif(
@@ -101,7 +109,7 @@ needs_huge_pages = pytest.mark.skipif(
 
 @needs_huge_pages
 def test_the_real_entry_point_reexecutes_itself_with_huge_pages(tmp_path):
-    seen, _, err = _watch_main(tmp_path)
+    seen, err = _watch_main(tmp_path)
     assert "glibc.malloc.hugetlb=1" in seen, (seen[:3], err[-2000:])
     # Once: what it saw before the exec had no tunable, and after it, exactly one.
     assert all(s in (None, "glibc.malloc.hugetlb=1") for s in seen), set(seen)
@@ -109,7 +117,7 @@ def test_the_real_entry_point_reexecutes_itself_with_huge_pages(tmp_path):
 
 @needs_huge_pages
 def test_colorjax_malloc_default_leaves_malloc_alone(tmp_path):
-    seen, _, err = _watch_main(tmp_path, COLORJAX_MALLOC="default")
+    seen, err = _watch_main(tmp_path, COLORJAX_MALLOC="default")
     assert seen and set(seen) == {None}, (set(seen), err[-2000:])
 
 
