@@ -7,6 +7,11 @@ Each round runs benchmarks/train_throughput.py's step once per flag set, each in
 process (XLA_FLAGS is read once, when the backend starts), alternating so that every flag
 set sees the same load. Prints the median images/s per flag set and its ratio to the first
 one (give the defaults, `--flags=""`, first). Synthetic batches, float32.
+
+The defaults are colorjax's: `import colorjax` adds Eigen convolutions to XLA_FLAGS
+(colorjax/xla_cpu.py) unless a flag set names `--xla_cpu_experimental_ynn_fusion_type`
+itself. XLA's own default, YNNPACK convolutions, is
+`--flags="--xla_cpu_experimental_ynn_fusion_type=+individual_convolution"`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,84 @@
+"""Eigen convolutions on the CPU: `import colorjax` adds
+`--xla_cpu_experimental_ynn_fusion_type=-individual_convolution` to XLA_FLAGS
+(colorjax/xla_cpu.py) unless told not to, and XLA then compiles convolutions without YNNPACK."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from colorjax import xla_cpu
+from conftest import REPO
+
+EIGEN = xla_cpu.EIGEN_CONVS
+
+
+def test_the_flag_is_added_after_the_users_flags():
+    assert xla_cpu.tuned_xla_flags({}) == EIGEN
+    assert xla_cpu.tuned_xla_flags({"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}) \
+        == f"--xla_force_host_platform_device_count=2 {EIGEN}"
+    assert xla_cpu.tuned_xla_flags({"COLORJAX_CPU_CONV": " Eigen "}) == EIGEN
+
+
+@pytest.mark.parametrize("environ", [
+    {"XLA_FLAGS": EIGEN},                                                  # already added
+    {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type="},              # the user's choice
+    {"XLA_FLAGS": "--a=1 --xla_cpu_experimental_ynn_fusion_type=+individual_convolution"},
+    {"COLORJAX_CPU_CONV": "ynnpack"},                                      # opted out
+    {"COLORJAX_CPU_CONV": "ynnpack", "XLA_FLAGS": "--a=1"},
+])
+def test_nothing_changes_when_it_should_not(environ):
+    assert xla_cpu.tuned_xla_flags(environ) is None
+
+
+def test_opting_out_removes_a_flag_inherited_from_colorjax():
+    environ = {"COLORJAX_CPU_CONV": "ynnpack", "XLA_FLAGS": f"--a=1 {EIGEN} --b=2"}
+    assert xla_cpu.tuned_xla_flags(environ) == "--a=1 --b=2"
+
+
+def test_configure_is_idempotent():
+    environ = {"XLA_FLAGS": "--a=1"}
+    xla_cpu.configure(environ)
+    xla_cpu.configure(environ)
+    assert environ["XLA_FLAGS"] == f"--a=1 {EIGEN}"
+
+
+def test_a_bad_choice_names_the_allowed_values():
+    with pytest.raises(ValueError, match=r"COLORJAX_CPU_CONV='onednn'.*allowed: eigen, ynnpack"):
+        xla_cpu.tuned_xla_flags({"COLORJAX_CPU_CONV": "onednn"})
+
+
+# A conv large enough for XLA to give it to YNNPACK by default (small ones stay with Eigen).
+_COMPILE_A_CONV = """
+import colorjax, jax, jax.numpy as jnp
+x, k = jnp.ones((4, 32, 32, 32)), jnp.ones((3, 3, 32, 32))
+conv = jax.jit(lambda x, k: jax.lax.conv_general_dilated(
+    x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+hlo = conv.lower(x, k).compile().as_text()
+assert "convolution(" in hlo
+print("YNN" if "ynn_fusion" in hlo else "EIGEN")
+"""
+
+
+@pytest.mark.parametrize("choice, expected", [(None, "EIGEN"), ("eigen", "EIGEN"),
+                                              ("ynnpack", "YNN")])
+def test_importing_colorjax_decides_how_xla_compiles_a_conv(choice, expected):
+    env = {k: v for k, v in os.environ.items() if k != "COLORJAX_CPU_CONV"}
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="")  # no flag inherited from this process
+    if choice is not None:
+        env["COLORJAX_CPU_CONV"] = choice
+    out = subprocess.run([sys.executable, "-c", _COMPILE_A_CONV], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == expected
+
+
+def test_the_entry_point_rejects_a_bad_choice(tmp_path):
+    env = dict(os.environ, COLORJAX_CPU_CONV="fast")
+    out = subprocess.run([sys.executable, "-m", "colorjax.main", "--config=configs/unet.py:cpu",
+                          f"--workdir={tmp_path}"], env=env, cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode != 0
+    assert "COLORJAX_CPU_CONV='fast': allowed: eigen, ynnpack" in out.stderr
+    assert not any(tmp_path.iterdir())  # stopped before anything was written
