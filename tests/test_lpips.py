@@ -114,7 +114,10 @@ def test_vgg16_features(vgg):
     ]
     same = vgg.features(vgg.params, x)
     for a, b in zip(feats, same):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        # Float32 rounding of two conv implementations (jitted and fused against the LPIPS
+        # package's own), relative to each map's scale: its values reach tens, and the
+        # near-zero ones differ by up to ~1.6e-5 with XLA's Eigen convolutions.
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * float(np.abs(b).max()))
 
 
 def test_linear_heads_non_negative(alex, vgg):
