@@ -16,7 +16,7 @@ known to exist only in the pinned jaxlib (requirements.txt): XLA rejects unknown
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 
 ENV_VAR = "COLORJAX_CPU_CONV"
 CHOICES = ("eigen", "ynnpack")
@@ -25,7 +25,7 @@ _FLAG_NAME = "--xla_cpu_experimental_ynn_fusion_type"
 EIGEN_CONVS = f"{_FLAG_NAME}=-individual_convolution"
 
 
-def tuned_xla_flags(environ: MutableMapping[str, str]) -> str | None:
+def tuned_xla_flags(environ: Mapping[str, str]) -> str | None:
     """XLA_FLAGS as colorjax runs with them, or None when they need no change: Eigen
     convolutions added (the default, 'eigen'), or colorjax's own flag taken out ('ynnpack').
     An XLA_FLAGS that sets the flag itself is the user's choice and is kept.
