@@ -50,8 +50,11 @@ video stream or an audio codec MP4 cannot hold), 503 with
 ``Retry-After`` (more than ``--max_connections`` connections, or more than ``--max_concurrent``
 photos in work and ``--max_waiting`` waiting); the server keeps serving.
 
-Hardening, and why: every read has a deadline (a client that stalls, or sends a declared body
-a byte at a time, cannot hold a thread); threads and photos in memory are capped (excess work
+Hardening, and why: every read has a deadline (a client that stalls cannot hold a thread) and
+a body must average ``--min_upload_rate`` once ``--upload_grace`` is over (one that sends a
+declared 20 MB a byte at a time is cut after the grace, whatever size it declares); threads
+are capped, and so are one remote address's connections (``--max_connections_per_client``:
+a few drip-feeding sockets cannot take every slot); photos in memory are capped (excess work
 is refused with 503, never queued without end); pixels and the longest side are checked
 from the header before anything is decoded (the Lab conversion works in stripes of whole
 rows, so a 16,000,000 x 1 image would be one 16-megapixel stripe); the Host check stops DNS
@@ -66,7 +69,8 @@ import sys
 
 from colorjax.colorize import Colorizer
 from colorjax.serving.requests import RequestError, parse_multipart
-from colorjax.serving.server import bind_server, make_server
+from colorjax.serving.server import (MAX_CONNECTIONS_PER_CLIENT, MIN_UPLOAD_RATE,
+                                     UPLOAD_GRACE_S, bind_server, make_server)
 from colorjax.serving.service import ColorizeService
 
 __all__ = ["ColorizeService", "RequestError", "bind_server", "main", "make_server", "parse_args",
@@ -95,9 +99,17 @@ def parse_args(argv=None):
                    help="photos that may wait for a --max_concurrent slot; more get 503")
     p.add_argument("--max_connections", type=int, default=32,
                    help="open connections (one thread each); more get 503")
+    p.add_argument("--max_connections_per_client", type=int, default=MAX_CONNECTIONS_PER_CLIENT,
+                   help="open connections from one remote address; more get 503 (behind a "
+                        "reverse proxy every client has the proxy's address: raise it)")
     p.add_argument("--timeout", type=float, default=5.0,
-                   help="seconds a client may stay silent or take to send a request's headers "
-                        "(the body gets 1 s more per 100 KB); then 408 or the connection closes")
+                   help="seconds a client may stay silent or take to send a request's headers; "
+                        "then 408 or the connection closes")
+    p.add_argument("--min_upload_rate", type=float, default=MIN_UPLOAD_RATE / 1000,
+                   help="KB/s (1000 bytes) a request body must average once --upload_grace "
+                        "is over; a slower one gets 408 and the connection closes")
+    p.add_argument("--upload_grace", type=float, default=UPLOAD_GRACE_S,
+                   help="seconds from a request's start before --min_upload_rate applies")
     p.add_argument("--max_video_mb", type=float, default=20.0, help="largest video clip upload")
     p.add_argument("--max_video_seconds", type=float, default=30.0,
                    help="longest video clip (seconds, from its frames' timestamps)")
@@ -108,8 +120,14 @@ def parse_args(argv=None):
                         "after the answer; default: the system's temporary folder)")
     p.add_argument("--quiet", action="store_true", help="no access log")
     args = p.parse_args(argv)
-    if not args.timeout > 0:
-        p.error(f"--timeout={args.timeout:g} must be positive")
+    for name in ("timeout", "min_upload_rate"):
+        if not getattr(args, name) > 0:
+            p.error(f"--{name}={getattr(args, name):g} must be positive")
+    if not args.upload_grace >= 0:
+        p.error(f"--upload_grace={args.upload_grace:g} must be 0 or more")
+    if args.max_connections_per_client < 1:
+        p.error(f"--max_connections_per_client={args.max_connections_per_client} must be "
+                "1 or more")
     return args
 
 
@@ -118,6 +136,9 @@ def main(argv=None) -> int:
     try:  # before the model loads: a port in use is reported at once
         server = bind_server(args.host, args.port, quiet=args.quiet, timeout=args.timeout,
                              max_connections=args.max_connections,
+                             max_connections_per_client=args.max_connections_per_client,
+                             min_upload_rate=args.min_upload_rate * 1000,
+                             upload_grace=args.upload_grace,
                              allowed_hosts=args.allowed_hosts.split(","))
     except (OSError, OverflowError) as e:  # in use, no such address, port > 65535
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)

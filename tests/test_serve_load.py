@@ -55,8 +55,11 @@ def served(tmp_path_factory):
     proc = subprocess.Popen(
         [sys.executable, "-m", "colorjax.serve", f"--model={model}", f"--host={HOST}",
          "--port=0", "--quiet", f"--timeout={TIMEOUT}", "--max_pixels=1000000",
-         # Caps below the load, so that both 503 paths are taken (and retried).
-         "--max_connections=24", "--max_concurrent=2", "--max_waiting=2"],
+         # Caps below the load, so that both 503 paths are taken (and retried). All the
+         # clients here share 127.0.0.1: the per-client cap is lifted (test_hostile_server
+         # tests it with clients on several loopback addresses).
+         "--max_connections=24", "--max_concurrent=2", "--max_waiting=2",
+         "--max_connections_per_client=64"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "JAX_PLATFORMS": "cpu"})
     lines = []

@@ -99,23 +99,66 @@ def host_name(value: str | None) -> str | None:
     return url.hostname.rstrip(".")
 
 
+class TooSlow(TimeoutError):
+    """A body that arrives under the minimum rate (after its grace period)."""
+
+
 class DeadlineReader(io.RawIOBase):
     """Socket reads that wait at most `idle` seconds each and end at `deadline` (a
-    monotonic time): a client that stalls, or drips a byte at a time, loses the connection
-    instead of holding a thread for ever."""
+    monotonic time): a client that stalls loses the connection instead of holding a thread
+    for ever. Once `expect_body(start)` is called, the bytes received since `start` must
+    also keep up with `min_rate` bytes/s after `grace` seconds (by time t, at least
+    min_rate * (t - start - grace) of them): a client that drips a declared 20 MB body a
+    byte at a time is cut after the grace, not after the minutes its size would take."""
 
-    def __init__(self, sock: socket.socket, idle: float):
+    def __init__(self, sock: socket.socket, idle: float, min_rate: float = 0.0,
+                 grace: float = 0.0):
         self.sock, self.idle, self.deadline = sock, float(idle), math.inf
+        self.min_rate, self.grace = float(min_rate), float(grace)
+        self.rate_from: float | None = None  # None: no rate check (the request's headers)
+        self.received = 0
 
     def readable(self) -> bool:
         return True
 
+    def reset(self, deadline: float) -> None:
+        """A new request: its headers must arrive by `deadline`; no rate check yet."""
+        self.deadline, self.rate_from, self.received = deadline, None, 0
+
+    def expect_body(self, start: float) -> None:
+        """From now on, bytes counted since `start` (the request's start) must keep the rate."""
+        self.rate_from, self.deadline = start, math.inf
+
+    def _rate_left(self, now: float) -> float:
+        """Seconds until the bytes received so far fall under the minimum rate."""
+        if self.rate_from is None or self.min_rate <= 0:
+            return math.inf
+        return self.rate_from + self.grace + self.received / self.min_rate - now
+
+    def _too_slow(self, now: float) -> TooSlow:
+        seconds = now - self.rate_from
+        return TooSlow(f"the body arrived at {self.received / max(seconds, 1e-9):,.0f} "
+                       f"bytes/s over {seconds:.1f} s; the minimum is {self.min_rate:,.0f} "
+                       f"bytes/s after {self.grace:g} s (--min_upload_rate, --upload_grace)")
+
     def readinto(self, buffer) -> int:
-        left = self.deadline - time.monotonic()
+        now = time.monotonic()
+        rate_left = self._rate_left(now)
+        if rate_left <= 0:
+            raise self._too_slow(now)
+        left = self.deadline - now
         if left <= 0:
             raise TimeoutError("the request did not arrive in time")
-        self.sock.settimeout(min(self.idle, left))
-        return self.sock.recv_into(buffer)
+        self.sock.settimeout(min(self.idle, left, rate_left))
+        try:
+            n = self.sock.recv_into(buffer)
+        except TimeoutError:
+            now = time.monotonic()
+            if self._rate_left(now) <= 0:
+                raise self._too_slow(now) from None
+            raise
+        self.received += n
+        return n
 
 
 def check_frame_size(w: int, h: int, max_pixels: int, max_side: int, what: str) -> None:

@@ -19,7 +19,7 @@ from colorjax.photos import gray_of, to_uint8
 from colorjax.serving.page import render_page
 from colorjax.serving.clips import parse_bool
 from colorjax.serving.requests import (LOCAL_HOSTS, RETRY_AFTER_S, VIDEO_QUERY,
-                                       DeadlineReader, RequestError, host_name,
+                                       DeadlineReader, RequestError, TooSlow, host_name,
                                        parse_multipart, parse_query)
 from colorjax.serving.service import ColorizeService, encode_png, png_data_url
 
@@ -28,9 +28,14 @@ from colorjax.serving.service import ColorizeService, encode_png, png_data_url
 _DRAIN_LIMIT = 64 << 20
 # Multipart headers and boundaries around the file: allowed on top of --max_upload_mb.
 _MULTIPART_SLACK = 64 << 10
-# A body may take --timeout plus one second per this many bytes (a slow but honest link
-# uploads 20 MB in about 3.5 minutes; a client dripping bytes is cut off).
-_MIN_UPLOAD_RATE = 100_000
+# A body must arrive at this average rate (bytes/s, --min_upload_rate) once its grace
+# (seconds, --upload_grace) is over: a slow but honest link (50 KB/s uploads 20 MB in 7
+# minutes) is served, a client dripping bytes to hold a connection is cut after the grace.
+MIN_UPLOAD_RATE = 50_000
+UPLOAD_GRACE_S = 10.0
+# Connections one client (remote address) may hold at once (--max_connections_per_client):
+# a browser opens at most 6 to a server, so one address cannot take every slot.
+MAX_CONNECTIONS_PER_CLIENT = 8
 # Seconds a client has to take an answer (a big JSON answer to a slow client).
 _WRITE_TIMEOUT_S = 60.0
 # A refused connection stays open this long after its 503 (half-closed), so the answer is
@@ -45,6 +50,8 @@ class Handler(BaseHTTPRequestHandler):
     service: ColorizeService  # set on the subclass made by `bind_server`
     quiet = False
     timeout = 5.0  # --timeout: seconds for a request's headers, and for any silence
+    min_upload_rate = float(MIN_UPLOAD_RATE)  # --min_upload_rate (bytes/s here)
+    upload_grace = UPLOAD_GRACE_S  # --upload_grace
     allowed_hosts: frozenset[str] | None = frozenset(LOCAL_HOSTS)  # None: any Host
 
     # -- plumbing --
@@ -52,14 +59,16 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self):
         super().setup()
         self.rfile.close()  # the plain socket file: reads go through the deadline instead
-        self._reader = DeadlineReader(self.connection, self.timeout)
+        self._reader = DeadlineReader(self.connection, self.timeout, self.min_upload_rate,
+                                      self.upload_grace)
         self.rfile = io.BufferedReader(self._reader)
 
     def handle_one_request(self):
         # The request line and headers (or, between keep-alive requests, the next request)
-        # must arrive within --timeout; a body gets more, see `_content_length`.
+        # must arrive within --timeout; a body must keep --min_upload_rate, see
+        # `_content_length`.
         self._started = time.monotonic()
-        self._reader.deadline = self._started + self.timeout
+        self._reader.reset(self._started + self.timeout)
         super().handle_one_request()
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
@@ -210,7 +219,9 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _content_length(self, required=True) -> int | None:
-        """The declared body size; the body's read deadline grows with it."""
+        """The declared body size; from now on the reads must keep --min_upload_rate
+        (not a deadline that grows with the declared size: a client could declare 20 MB
+        and drip it for minutes)."""
         value = self.headers.get("Content-Length")
         if value is None:
             if required:
@@ -224,7 +235,7 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             self.close_connection = True
             raise RequestError(400, f"bad Content-Length {value!r}") from None
-        self._reader.deadline = self._started + self.timeout + n / _MIN_UPLOAD_RATE
+        self._reader.expect_body(self._started)
         return n
 
     def _read_upload(self, field: str = "image", limit: int | None = None,
@@ -239,10 +250,14 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(413, too_big(n))
         try:
             body = self.rfile.read(n)
+        except TooSlow as e:
+            self.close_connection = True
+            raise RequestError(408, f"the body (Content-Length {n:,}) came too slowly: "
+                                    f"{e}") from None
         except TimeoutError:
             self.close_connection = True
             raise RequestError(408, f"the body (Content-Length {n:,}) did not arrive in time "
-                                    f"(--timeout {self.timeout:g} s)") from None
+                                    f"(--timeout {self.timeout:g} s of silence)") from None
         if len(body) < n:
             self.close_connection = True
             raise RequestError(400, f"the body ended after {len(body):,} of the "
@@ -259,15 +274,19 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class Server(ThreadingHTTPServer):
-    """A thread per connection, at most `max_connections` of them: the others get a 503
-    with Retry-After from the accepting thread and are closed (no thread, no queue)."""
+    """A thread per connection, at most `max_connections` of them and at most
+    `max_per_client` from one remote address: the others get a 503 with Retry-After from
+    the accepting thread and are closed (no thread, no queue)."""
 
     daemon_threads = True
     request_queue_size = 64  # the kernel's accept queue: a burst is accepted and answered
 
-    def __init__(self, address, handler, *, max_connections: int = 32):
+    def __init__(self, address, handler, *, max_connections: int = 32,
+                 max_per_client: int = MAX_CONNECTIONS_PER_CLIENT):
         self.max_connections = max(1, int(max_connections))
+        self.max_per_client = max(1, int(max_per_client))
         self._open = 0
+        self._per_client: collections.Counter = collections.Counter()  # address -> open
         self._open_lock = threading.Lock()
         self._lingering: collections.deque = collections.deque()  # (time, refused socket)
         super().__init__(address, handler)
@@ -280,32 +299,43 @@ class Server(ThreadingHTTPServer):
         self.RequestHandlerClass.service = service
 
     def process_request(self, request, client_address):
+        client = client_address[0] if isinstance(client_address, tuple) else client_address
         with self._open_lock:
-            full = self._open >= self.max_connections
-            if not full:
+            if self._open >= self.max_connections:
+                why = (f"too many connections (the limit is {self.max_connections}, "
+                       "--max_connections)")
+            elif self._per_client[client] >= self.max_per_client:
+                why = (f"too many connections from {client} (the limit is "
+                       f"{self.max_per_client} a client, --max_connections_per_client)")
+            else:
+                why = None
                 self._open += 1
-        if full:
-            return self._refuse(request)
+                self._per_client[client] += 1
+        if why:
+            return self._refuse(request, why)
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._closed_one()
+            self._closed_one(client)
             raise
 
     def process_request_thread(self, request, client_address):
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._closed_one()
+            self._closed_one(client_address[0] if isinstance(client_address, tuple)
+                             else client_address)
 
-    def _closed_one(self):
+    def _closed_one(self, client):
         with self._open_lock:
             self._open -= 1
+            self._per_client[client] -= 1
+            if self._per_client[client] <= 0:
+                del self._per_client[client]
 
-    def _refuse(self, sock: socket.socket) -> None:
+    def _refuse(self, sock: socket.socket, why: str) -> None:
         """503 without reading the request (never blocks the accepting thread)."""
-        body = json.dumps({"status": 503, "error": f"too many connections (the limit is "
-                           f"{self.max_connections}, --max_connections); retry in "
+        body = json.dumps({"status": 503, "error": f"{why}; retry in "
                            f"{RETRY_AFTER_S} s"}).encode()
         head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\nRetry-After: {RETRY_AFTER_S}\r\n"
@@ -365,23 +395,36 @@ def allowed_host_names(host: str, extra=()) -> frozenset[str] | None:
 
 def bind_server(host: str = "127.0.0.1", port: int = 8000, *, quiet: bool = False,
                 timeout: float = 5.0, max_connections: int = 32,
+                max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT,
+                min_upload_rate: float = MIN_UPLOAD_RATE, upload_grace: float = UPLOAD_GRACE_S,
                 allowed_hosts=()) -> Server:
     """A listening server without a model yet (`attach` one); `port=0` picks a free port.
-    Raises OSError when the address cannot be bound (e.g. the port is in use)."""
-    if not timeout > 0:
-        raise ValueError(f"timeout={timeout} must be positive")
+    `min_upload_rate` is in bytes/s. Raises OSError when the address cannot be bound (e.g.
+    the port is in use)."""
+    for name, value in (("timeout", timeout), ("min_upload_rate", min_upload_rate)):
+        if not value > 0:
+            raise ValueError(f"{name}={value} must be positive")
+    if not upload_grace >= 0:
+        raise ValueError(f"upload_grace={upload_grace} must be 0 or more")
     handler = type("ColorjaxHandler", (Handler,), {
-        "quiet": quiet, "timeout": float(timeout),
+        "quiet": quiet, "timeout": float(timeout), "min_upload_rate": float(min_upload_rate),
+        "upload_grace": float(upload_grace),
         "allowed_hosts": allowed_host_names(host, allowed_hosts)})
-    return Server((host, port), handler, max_connections=max_connections)
+    return Server((host, port), handler, max_connections=max_connections,
+                  max_per_client=max_connections_per_client)
 
 
 def make_server(colorizer: Colorizer, host: str = "127.0.0.1", port: int = 8000, *,
                 quiet: bool = False, timeout: float = 5.0, max_connections: int = 32,
+                max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT,
+                min_upload_rate: float = MIN_UPLOAD_RATE, upload_grace: float = UPLOAD_GRACE_S,
                 allowed_hosts=(), **limits) -> Server:
     """A ready server (call `serve_forever`); `port=0` picks a free port. `limits` are
     `ColorizeService`'s (max_upload_mb, max_pixels, max_side, max_concurrent, ...)."""
     server = bind_server(host, port, quiet=quiet, timeout=timeout,
-                         max_connections=max_connections, allowed_hosts=allowed_hosts)
+                         max_connections=max_connections,
+                         max_connections_per_client=max_connections_per_client,
+                         min_upload_rate=min_upload_rate, upload_grace=upload_grace,
+                         allowed_hosts=allowed_hosts)
     server.attach(ColorizeService(colorizer, **limits))
     return server

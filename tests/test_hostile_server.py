@@ -1,0 +1,220 @@
+"""A hostile client's replay against the upload server, on loopback only, bounded in count
+and time (every loop stops by itself): drip-fed bodies against a declared 20 MB, from one
+address and from many; a clip whose stream grows past --max_pixels after a small header; a
+clip over its work budget, and one whose client goes away; hints fields that are huge or
+nested without end; AVIF and HEIC photos sent as photos.
+
+Loopback has many addresses on Linux (127.0.0.0/8): the hostile clients bind to some of
+them and the honest ones to others, so the per-client connection cap sees them apart, as it
+would see different machines.
+"""
+
+import concurrent.futures
+import fractions
+import io
+import json
+import socket
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from colorjax.colorize import Colorizer
+from colorjax.serve import make_server
+
+import test_export  # the shared tiny export (tests/ is on sys.path under pytest)
+from test_serve import StubColorizer, _running, photo_bytes
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="binds clients to 127.0.0.x addresses (Linux loopback)")
+
+HOST = "127.0.0.1"
+DECLARED = 20 << 20  # what a dripper says its body is
+TIMEOUT = 2.0  # --timeout: silence allowed between reads
+GRACE = 1.0  # --upload_grace
+MIN_RATE = 10_000  # --min_upload_rate, bytes/s
+DRIP_EVERY = 0.4  # a dripper sends one byte this often: never silent for --timeout
+
+
+@pytest.fixture
+def stub_server():
+    """Start model-free servers (answers zeros at once) with the test's short deadlines."""
+    gens = []
+
+    def start(**options):
+        options = {"timeout": TIMEOUT, "upload_grace": GRACE, "min_upload_rate": MIN_RATE,
+                   **options}
+        srv = make_server(StubColorizer(), HOST, 0, quiet=True, **options)
+        gen = _running(srv)
+        gens.append(gen)
+        return next(gen), srv
+
+    yield start
+    for gen in gens:
+        next(gen, None)
+
+
+def _connect(addr, source: str, timeout: float = 10.0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.bind((source, 0))
+    sock.connect(addr)
+    return sock
+
+
+def _drip(addr, source: str, stop: threading.Event, reconnect: bool, until: float) -> list:
+    """A client that declares a 20 MB upload and sends it a byte every DRIP_EVERY s; when the
+    server closes (or refuses) it, it connects again if `reconnect`. Returns
+    [(seconds the connection lasted, the server's first answer line)] per connection."""
+    held = []
+    while not stop.is_set() and time.monotonic() < until:
+        start = time.monotonic()
+        answer = b""
+        try:
+            sock = _connect(addr, source)
+        except OSError:
+            time.sleep(0.05)
+            continue
+        with sock:
+            try:
+                sock.sendall(b"POST /api/colorize HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             b"Content-Type: image/png\r\n"
+                             b"Content-Length: %d\r\n\r\n" % DECLARED)
+                sock.settimeout(DRIP_EVERY)
+                while not stop.is_set() and time.monotonic() < until:
+                    sock.sendall(b"\x89")
+                    try:
+                        chunk = sock.recv(4096)
+                    except TimeoutError:
+                        continue  # nothing yet: drip on
+                    answer += chunk
+                    if not chunk:
+                        break
+                    while chunk:  # the answer, then the close
+                        sock.settimeout(2)
+                        chunk = sock.recv(4096)
+                        answer += chunk
+                    break
+            except TimeoutError:
+                pass
+            except OSError:  # closed under us (a reset): that is a cut too
+                pass
+        held.append((time.monotonic() - start, answer.split(b"\r\n", 1)[0]))
+        if not reconnect:
+            break
+        time.sleep(0.05)
+    return held
+
+
+def _honest(addr, source: str, until: float) -> list:
+    """A client that posts a small photo, retrying after a 503 until `until`; the statuses
+    it got, in order."""
+    import http.client
+
+    body = photo_bytes(40, 30, "PNG")
+    statuses = []
+    while time.monotonic() < until:
+        conn = http.client.HTTPConnection(*addr, timeout=10, source_address=(source, 0))
+        try:
+            conn.request("POST", "/api/colorize", body, {"Content-Type": "image/png"})
+            resp = conn.getresponse()
+            resp.read()
+            statuses.append(resp.status)
+        except OSError as e:
+            statuses.append(type(e).__name__)
+        finally:
+            conn.close()
+        if statuses[-1] == 200:
+            break
+        time.sleep(0.2)
+    return statuses
+
+
+def _wait_open(srv, n: int, bound: float = 10.0) -> None:
+    deadline = time.monotonic() + bound
+    while srv.open_connections < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+# --- slow clients -----------------------------------------------------------------------
+
+
+def test_a_dripped_body_is_cut_after_the_grace_whatever_size_it_declares(stub_server):
+    """One byte every 0.4 s against a declared 20 MB was kept for --timeout + 210 s (the
+    deadline grew with the declared size); now it gets 408 once the grace is over."""
+    addr, _ = stub_server()
+    stop = threading.Event()
+    held = _drip(addr, "127.0.0.2", stop, reconnect=False, until=time.monotonic() + 10)
+    (seconds, line), = held
+    assert line.startswith(b"HTTP/1.1 408 "), held
+    assert GRACE <= seconds < GRACE + 2.5, held
+
+
+def test_an_honest_slow_body_above_the_floor_is_served(stub_server):
+    """A body sent in pieces at about twice the floor is read to the end and answered."""
+    addr, _ = stub_server()
+    data = photo_bytes(120, 90, "PNG")  # about 30 KB: 1.5 s at 20 KB/s
+    assert len(data) > 2 * MIN_RATE * GRACE
+    with _connect(addr, "127.0.0.2") as sock:
+        sock.sendall(b"POST /api/colorize HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(data))
+        step = 2 * MIN_RATE // 10
+        for i in range(0, len(data), step):
+            sock.sendall(data[i:i + step])
+            time.sleep(0.1)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+
+
+def test_drippers_from_one_address_cannot_take_every_connection(stub_server):
+    """32 drippers that reconnect as soon as they are cut, from two addresses, against 32
+    connection slots: the per-client cap leaves slots to 5 honest clients on other
+    addresses, who are served at once (before: 503 for minutes)."""
+    addr, srv = stub_server(max_connections=32, max_connections_per_client=4)
+    stop = threading.Event()
+    end = time.monotonic() + 20
+    with concurrent.futures.ThreadPoolExecutor(40) as pool:
+        drippers = [pool.submit(_drip, addr, f"127.0.0.{2 + i % 2}", stop, True, end)
+                    for i in range(32)]
+        _wait_open(srv, 8)
+        time.sleep(0.3)  # the drippers are all in (and those over the cap refused)
+        start = time.monotonic()
+        honest = [pool.submit(_honest, addr, f"127.0.0.{10 + i}", start + 10)
+                  for i in range(5)]
+        results = [h.result(30) for h in honest]
+        served_in = time.monotonic() - start
+        stop.set()
+        held = [d.result(30) for d in drippers]
+    assert all(r[-1] == 200 for r in results), results
+    assert served_in < 5, (served_in, results)
+    # The drippers were held to 4 connections an address, and refused beyond that.
+    refused = [line for h in held for _, line in h if line.startswith(b"HTTP/1.1 503")]
+    assert refused, held
+
+
+def test_drippers_from_many_addresses_are_cut_and_honest_clients_get_in(stub_server):
+    """32 drippers, each from its own address, take all 32 slots; the rate floor cuts
+    them after the grace and the honest clients (retrying their 503s) are served."""
+    addr, srv = stub_server(max_connections=32)
+    stop = threading.Event()
+    end = time.monotonic() + 20
+    with concurrent.futures.ThreadPoolExecutor(40) as pool:
+        drippers = [pool.submit(_drip, addr, f"127.0.1.{2 + i}", stop, False, end)
+                    for i in range(32)]
+        _wait_open(srv, 32)
+        start = time.monotonic()
+        honest = [pool.submit(_honest, addr, f"127.0.0.{10 + i}", start + 15)
+                  for i in range(5)]
+        results = [h.result(30) for h in honest]
+        served_in = time.monotonic() - start
+        stop.set()
+        held = [d.result(30) for d in drippers]
+    assert all(r[-1] == 200 for r in results), results
+    assert served_in < GRACE + TIMEOUT + 3, (served_in, results)
+    cut = [line for h in held for _, line in h]
+    assert sum(line.startswith(b"HTTP/1.1 408 ") for line in cut) >= 30, held
