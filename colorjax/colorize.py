@@ -382,20 +382,21 @@ class Colorizer:
 
 def load_hints_file(path: str) -> list[hints_lib.Hint]:
     """The hints of a `--hints` JSON file (`hints.JSON_FORMAT`); ValueError, one line."""
-    import json
-
-    try:
-        with open(os.path.expanduser(path), encoding="utf-8") as f:
-            text = f.read()
+    try:  # at most one byte over the bound is read: a huge file is refused, not loaded
+        with open(os.path.expanduser(path), "rb") as f:
+            text = f.read(hints_lib.MAX_JSON_BYTES + 1)
     except OSError as e:
         raise ValueError(f"--hints={path}: cannot read it: {e.strerror or e}") from None
     try:
-        obj = json.loads(text)
-    except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
-        raise ValueError(f"--hints={path}: not valid JSON ({e}); expected "
-                         f"{hints_lib.JSON_FORMAT}") from None
+        if len(text) > hints_lib.MAX_JSON_BYTES:
+            raise ValueError(f"is over {hints_lib.MAX_JSON_BYTES:,} bytes long; at most "
+                             f"{hints_lib.MAX_JSON_BYTES:,} bytes are allowed (at most "
+                             f"{hints_lib.MAX_POINTS} points)")
+        obj = hints_lib.parse_json(text)
+    except ValueError as e:
+        raise ValueError(f"--hints={path}: the file {e}") from None
     try:
-        return hints_lib.hints_from_json(obj)
+        return hints_lib.hints_from_json(obj, hints_lib.MAX_POINTS)
     except ValueError as e:
         raise ValueError(f"--hints={path}: {e}") from None
 

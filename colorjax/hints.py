@@ -42,8 +42,10 @@ colour exists in sRGB at the photo's lightness there (a truth hint always does).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import numbers
+import re
 
 import numpy as np
 
@@ -104,6 +106,16 @@ def _is_real(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
 
 
+# Bounds of hints given as JSON (the CLI's --hints file, the server's form field), checked
+# before the text is parsed: a point takes about 50 bytes, so 64 KiB holds 256 of them
+# however they are indented, and the format nests 3 deep (list > object > [r, g, b]).
+# Unbounded, 19 MB of "[[],[],...]" parses into half a GB of lists and 100,000 "[" is a
+# RecursionError deep in the parser.
+MAX_POINTS = 256
+MAX_JSON_BYTES = 64 << 10
+MAX_JSON_DEPTH = 8
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
 JSON_FORMAT = ('a JSON list of {"x": X, "y": Y, "rgb": [R, G, B]} (ints 0-255, or "#rrggbb") '
                'or {"x": X, "y": Y, "ab": [A, B]}; x, y in the photo\'s pixels')
 
@@ -126,16 +138,51 @@ def parse_rgb(value) -> tuple[int, int, int]:
     return tuple(int(c) for c in value)
 
 
-def hints_from_json(obj) -> list[Hint]:
-    """The hint list of ``--hints=FILE.json`` (already parsed by ``json.load``), as Hints.
+def parse_json(text: str | bytes):
+    """Hints as JSON text (``--hints`` file, the page's form field) -> the parsed value,
+    bounded before anything is parsed: at most `MAX_JSON_BYTES` bytes and `MAX_JSON_DEPTH`
+    levels of nesting. ValueError (one line, to follow "hints" or the file's name) for text
+    over a bound or not JSON."""
+    size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "replace"))
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"is {size:,} bytes long; at most {MAX_JSON_BYTES:,} bytes are "
+                         f"allowed (at most {MAX_POINTS} points)")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"is not valid JSON ({e}); expected {JSON_FORMAT}") from None
+    depth = _max_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"is JSON nested {depth:,} levels deep; at most {MAX_JSON_DEPTH} are "
+                         f"allowed (expected {JSON_FORMAT})")
+    try:
+        return json.loads(text)
+    except ValueError as e:  # json.JSONDecodeError
+        raise ValueError(f"is not valid JSON ({e}); expected {JSON_FORMAT}") from None
+
+
+def _max_depth(text: str) -> int:
+    """The deepest nesting of [ and { in JSON text (outside strings), without recursion."""
+    plain = np.frombuffer(_JSON_STRING.sub('""', text).encode("utf-8", "replace"), np.uint8)
+    step = (np.isin(plain, (ord("["), ord("{"))).astype(np.int32)
+            - np.isin(plain, (ord("]"), ord("}"))))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def hints_from_json(obj, max_points: int | None = None) -> list[Hint]:
+    """The hint list of ``--hints=FILE.json`` (already parsed, see `parse_json`), as Hints.
 
     The format: a list (possibly empty) of objects ``{"x": X, "y": Y, "rgb": [R, G, B]}``
     (R, G, B ints 0-255, or ``"rgb": "#rrggbb"``) or ``{"x": X, "y": Y, "ab": [A, B]}``
-    (CIELAB a, b), x and y in the photo's full-resolution pixels. Anything else: one
-    ValueError naming the entry and what is allowed.
+    (CIELAB a, b), x and y in the photo's full-resolution pixels; at most `max_points` of
+    them (None: any number). Anything else: one ValueError naming the entry and what is
+    allowed.
     """
     if not isinstance(obj, list):
         raise ValueError(f"hints must be {JSON_FORMAT}; got a {type(obj).__name__}")
+    if max_points is not None and len(obj) > max_points:
+        raise ValueError(f"{len(obj):,} hints; at most {max_points} are allowed")
     hints = []
     for i, entry in enumerate(obj):
         try:

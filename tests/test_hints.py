@@ -207,6 +207,26 @@ def test_bad_json_is_one_clear_line(obj, match):
     assert "\n" not in str(e.value)
 
 
+def test_json_text_is_bounded_before_it_is_parsed():
+    text = '[{"x": 1, "y": 2, "rgb": "#ff0000"}, {"x": 3, "y": 4, "ab": [1, -2]}]'
+    assert hints.hints_from_json(hints.parse_json(text)) == [
+        Hint(1, 2, rgb=(255, 0, 0)), Hint(3, 4, ab=(1.0, -2.0))]
+    assert hints.parse_json(text.encode()) == hints.parse_json(text)
+    # Brackets and quotes inside strings are not nesting.
+    assert hints.parse_json('[{"x": "[[[[[[[[[[\\"[[[[", "y": "}}}"}]') == [
+        {"x": '[[[[[[[[[["[[[[', "y": "}}}"}]
+    for text, match in [("[" * 100_000, "is 100,000 bytes long; at most 65,536"),
+                        ("[" * 9 + "]" * 9, "nested 9 levels deep; at most 8"),
+                        ('[{"x": 1,', "is not valid JSON"),
+                        (b"[\xff]", "is not valid JSON")]:
+        with pytest.raises(ValueError, match=match) as e:
+            hints.parse_json(text)
+        assert "\n" not in str(e.value)
+    assert hints.parse_json("[" * 8 + "]" * 8) == [[[[[[[[]]]]]]]]
+    with pytest.raises(ValueError, match="257 hints; at most 256"):
+        hints.hints_from_json([{"x": 1, "y": 1, "rgb": "#ffffff"}] * 257, hints.MAX_POINTS)
+
+
 def test_hint_needs_exactly_one_colour():
     with pytest.raises(ValueError, match="exactly one colour"):
         Hint(1, 2)

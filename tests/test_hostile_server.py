@@ -218,3 +218,37 @@ def test_drippers_from_many_addresses_are_cut_and_honest_clients_get_in(stub_ser
     assert served_in < GRACE + TIMEOUT + 3, (served_in, results)
     cut = [line for h in held for _, line in h]
     assert sum(line.startswith(b"HTTP/1.1 408 ") for line in cut) >= 30, held
+
+
+# --- hints ------------------------------------------------------------------------------
+
+
+def test_hints_fields_are_bounded_before_parsing():
+    """`[` x 100,000 was an HTTP 500 (RecursionError); megabytes of `[[],[],...]` were
+    parsed into millions of lists before the count was checked. Now: one 400 line each,
+    from the field's size and nesting, before it is parsed."""
+    from test_serve import HintStub, upload
+
+    srv = make_server(HintStub(), HOST, 0, quiet=True, timeout=TIMEOUT)
+    gen = _running(srv)
+    addr = next(gen)
+    try:
+        photo = photo_bytes(40, 30)
+        cases = [("[" * 100_000, "hints is 100,000 bytes long; at most 65,536"),
+                 ("[" * 5_000 + "]" * 5_000, "hints is JSON nested 5,000 levels deep"),
+                 ("[" + ",".join(["[]"] * 500_000) + "]", "hints is 1,500,001 bytes long"),
+                 ("[" + ",".join(["[]"] * 20_000) + "]", "20,000 hints; at most 256")]
+        for hints, message in cases:
+            status, _, body = upload(addr, {"image": photo, "hints": hints})
+            out = json.loads(body)
+            assert status == 400, (hints[:20], out)
+            assert message in out["error"], (hints[:20], out)
+            assert "\n" not in out["error"]
+        # A string may hold brackets: they are not nesting.
+        status, _, body = upload(addr, {"image": photo, "hints": json.dumps(
+            [{"x": 1, "y": 1, "rgb": "[[[[[[[[[[[[" * 10}])})
+        assert status == 400 and "rgb=" in json.loads(body)["error"], body
+        assert upload(addr, {"image": photo, "hints": json.dumps(
+            [{"x": 1, "y": 1, "rgb": "#ff0000"}] * 256, indent=2)})[0] == 200
+    finally:
+        next(gen, None)

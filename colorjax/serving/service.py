@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import threading
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from colorjax import hints as hints_lib
 from colorjax.colorize import Colorizer, parse_temperature
 from colorjax.photos import Photo, photo_from_pil
 from colorjax.serving import clips
@@ -25,8 +25,9 @@ _SMALL_PIXELS = 1 << 20
 # plugins that run external programs, no exotic parsers exposed to the network). JPEG
 # includes MPO (phones' multi-picture JPEGs), which PIL opens through the JPEG plugin.
 FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
-# The most colour hints one request may carry (each is a point the page's user placed).
-MAX_HINTS = 256
+# The most colour hints one request may carry (each is a point the page's user placed);
+# the field's bytes and nesting are bounded too (`colorjax.hints.parse_json`).
+MAX_HINTS = hints_lib.MAX_POINTS
 
 
 class Lane:
@@ -126,24 +127,21 @@ class ColorizeService:
     def hints(self, value) -> list | None:
         """The form's `hints` (JSON text: ``[{"x": 10, "y": 20, "rgb": [255, 0, 0]}, ...]``,
         x and y in the uploaded photo's pixels) -> a list of `colorjax.hints.Hint`; None when
-        absent or empty. 400 for bad JSON, a bad hint, or hints for a model without them."""
+        absent or empty. 400 for bad JSON, too big or too deeply nested a field (checked
+        before it is parsed), a bad hint, or hints for a model without them."""
         if value is None or not value.strip():
             return None
         try:
-            obj = json.loads(value)
+            obj = hints_lib.parse_json(value)
         except ValueError as e:
-            raise RequestError(400, f"hints is not valid JSON: {e}") from None
+            raise RequestError(400, f"hints {e}") from None
         if obj == []:
             return None
         if not self.uses_hints:
             raise RequestError(400, f"hints given, but {self.colorizer.model_name!r} takes no "
                                     "colour hints (a model trained with model.hints=True does)")
-        if isinstance(obj, list) and len(obj) > MAX_HINTS:
-            raise RequestError(400, f"{len(obj)} hints; at most {MAX_HINTS} are allowed")
-        from colorjax.hints import hints_from_json  # only a hint model's server needs it
-
         try:
-            return hints_from_json(obj)
+            return hints_lib.hints_from_json(obj, MAX_HINTS)
         except ValueError as e:
             raise RequestError(400, f"bad hints: {e}") from None
 
