@@ -1,8 +1,8 @@
 """Colorize your own photos with an exported model: `Colorizer` (Python) and a CLI.
 
     python -m colorjax.colorize --model=EXPORT_DIR --input=FILE_OR_DIR --output=DIR \
-        [--overwrite] [--num_samples=N] [--size=S] [--compare] [--batch_size=B] [--seed=K]
-        [--temperature=T] [--hints=FILE.json]
+        [--overwrite | --skip_existing] [--num_samples=N] [--size=S] [--compare]
+        [--batch_size=B] [--seed=K] [--temperature=T] [--hints=FILE.json]
 
 How a photo is colorized (any size, any mode PIL reads):
 
@@ -54,12 +54,13 @@ from PIL import Image
 
 from colorjax import color, hints as hints_lib, registry
 from colorjax.artifact import ExportError, read_export
+from colorjax.photo_io import PhotoIO
 from colorjax.video_io import MAX_VIDEO_PIXELS, VideoError, is_video_path, output_extension
 from colorjax.output_files import (OUTPUT_RULES, check_outputs, output_stems, output_suffixes,
-                                   save_atomic)
-from colorjax.photos import (STRIPE_PIXELS, Photo, compare_strip, media_files,
+                                   remove_stale_partials, save_atomic)
+from colorjax.photos import (STRIPE_PIXELS, NotARegularFile, Photo, compare_strip, media_files,
                              lab_to_rgb_striped, open_photo, photo_from_array, photo_from_pil,
-                             resize_ab, resize_plane, to_photo, to_uint8)
+                             regular_file_problem, resize_ab, resize_plane, to_photo, to_uint8)
 
 __all__ = ["Colorizer", "Hint", "main", "run", "parse_args", "Photo", "open_photo", "to_photo",
            "photo_from_array", "photo_from_pil", "output_stems", "STRIPE_PIXELS",
@@ -133,6 +134,10 @@ class Colorizer:
                 objective, "temperature", None) or config.classification.temperature)
         # Whether the model reads colour hints (config.model.hints); `colorize(hints=...)`.
         self.uses_hints: bool = bool(getattr(objective, "hints", False))
+        # How a photo meets this model (working-size L, full-size ab, hint size): the
+        # objective's own where it declares one (a converted published model's), else
+        # colorjax's (colorjax/photo_io.py).
+        self.photo_io: PhotoIO = getattr(objective, "photo_io", None) or PhotoIO()
         self._predict = jax.jit(objective.predict_with, static_argnames="sampling")
         # One jitted call at a time: compilation caches and host buffers are then never
         # contended, and a busy server does not oversubscribe the CPU/GPU.
@@ -202,7 +207,7 @@ class Colorizer:
         s = self.size if size is None else int(size)
         if not hints:
             return hints_lib.empty_planes((s, s))
-        return hints_lib.planes_for_photo(hints, photo.l, s)
+        return hints_lib.planes_for_photo(hints, photo.l, s, side=self.photo_io.hint_side(s))
 
     def check_num_samples(self, num_samples: int) -> int:
         if int(num_samples) != num_samples or num_samples < 1:
@@ -287,7 +292,7 @@ class Colorizer:
         results: list[list[np.ndarray]] = [[] for _ in photos]
         for start in range(0, len(photos), self.batch_size):
             chunk = photos[start:start + self.batch_size]
-            l_small = np.stack([color.normalize_l(resize_plane(p.l, s, s))[..., None]
+            l_small = np.stack([color.normalize_l(self.photo_io.model_l(p, s))[..., None]
                                 for p in chunk])
             h_small = (None if planes is None
                        else np.stack(planes[start:start + self.batch_size]))
@@ -313,15 +318,13 @@ class Colorizer:
         one = self.check_hints(hints)
         return [one] * n
 
-    @staticmethod
-    def full_size_ab(photo: Photo, ab_small: np.ndarray) -> np.ndarray:
-        """ab (S, S, 2) resized bilinearly to the photo's size (H, W, 2)."""
-        return resize_ab(ab_small, *photo.size)
+    def full_size_ab(self, photo: Photo, ab_small: np.ndarray) -> np.ndarray:
+        """ab (S, S, 2) resized to the photo's size (H, W, 2): bilinearly (`photo_io`)."""
+        return self.photo_io.full_size_ab(ab_small, *photo.size)
 
-    @classmethod
-    def finish(cls, photo: Photo, ab_small: np.ndarray) -> np.ndarray:
+    def finish(self, photo: Photo, ab_small: np.ndarray) -> np.ndarray:
         """sRGB float32 (H, W, 3): the photo's own full-size L with the upsampled ab."""
-        return lab_to_rgb_striped(photo.l, cls.full_size_ab(photo, ab_small))
+        return lab_to_rgb_striped(photo.l, self.full_size_ab(photo, ab_small))
 
     def predict_photos(self, photos: list[Photo], num_samples: int = 1,
                        size: int | None = None, *,
@@ -411,6 +414,9 @@ def _gather_inputs(args) -> tuple[list[str], list[str], set[str], int] | str:
     elif os.path.isfile(args.input):
         paths, ignored, videos = [args.input], 0, [args.input] if is_video_path(args.input) else []
         rels = [os.path.basename(args.input)]
+    elif os.path.lexists(args.input):  # a FIFO, a device, a symbolic link to nothing
+        return (f"--input={args.input} is {regular_file_problem(args.input)}; allowed: an "
+                "image or video file, or a folder of them")
     else:
         return f"--input={args.input}: no such file or directory"
     if not paths:
@@ -419,13 +425,17 @@ def _gather_inputs(args) -> tuple[list[str], list[str], set[str], int] | str:
     return paths, rels, set(videos), ignored
 
 
-def _write_photo(colorizer, photo: Photo, abs_, files: list[str], args, bar) -> int:
-    """Finish and save one photo's files (colorizations, then its strip); how many were
-    written. A file that cannot be written is reported and the others go on."""
+def _write_photo(colorizer, photo: Photo, abs_, files: list[str], args, bar,
+                 keep=frozenset()) -> int:
+    """Finish and save one photo's files (colorizations, then its strip), except those in
+    `keep` (--skip_existing); how many were written. A file that cannot be written is
+    reported and the others go on."""
     colors = [to_uint8(colorizer.finish(photo, ab)) for ab in abs_]
     images = colors + ([compare_strip(photo, colors)] if args.compare else [])
     written = 0
     for rgb8, path in zip(images, files):
+        if path in keep:
+            continue
         try:
             save_atomic(rgb8, path, args.format)
             written += 1
@@ -447,6 +457,10 @@ def run(args) -> int:
 
     args.model, args.input, args.output = (os.path.expanduser(p) for p in
                                            (args.model, args.input, args.output))
+    if args.overwrite and args.skip_existing:
+        print("error: --overwrite and --skip_existing exclude each other: replace the "
+              "existing outputs, or keep them", file=sys.stderr)
+        return 2
     gathered = _gather_inputs(args)
     if isinstance(gathered, str):
         print(f"error: {gathered}", file=sys.stderr)
@@ -471,95 +485,146 @@ def run(args) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    try:
-        colorizer = Colorizer.load(args.model, size=args.size, batch_size=args.batch_size,
-                                   seed=args.seed)
-        colorizer.check_num_samples(args.num_samples)
-    except (ExportError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        colorizer.check_temperature(temperature)  # a model without one: the error names it
-    except ValueError as e:
-        print(f"error: --{e}", file=sys.stderr)
-        return 2
-    try:
-        hint_list = colorizer.check_hints(hint_list)  # a model without hints: named
-    except ValueError as e:
-        print(f"error: --hints={args.hints}: {e}", file=sys.stderr)
-        return 2
-    used = temperature if temperature is not None else colorizer.temperature_default
-    photo_paths = [p for p in paths if p not in videos]
-    what = ", ".join(f"{n} {kind}" for n, kind in ((len(photo_paths), "photos"),
-                                                   (len(videos), "videos")) if n)
-    print(f"{colorizer}: {what} from {args.input} -> {args.output}" +
-          (f" (temperature {used:g})" if used is not None else ""), flush=True)
+    # With --skip_existing an input whose outputs all exist is not read again, and of the
+    # others only the missing files are written.
+    keep = ({f for fs in files.values() for f in fs if os.path.lexists(f)}
+            if args.skip_existing else set())
+    todo = [p for p in paths if not all(f in keep for f in files[p])]
+    kept_inputs = len(paths) - len(todo)
+    # Partial files of an interrupted run, before anything of this run is written.
+    removed = remove_stale_partials({os.path.dirname(f) for fs in files.values() for f in fs})
+    if removed:
+        print(f"removed {len(removed)} partial file(s) left by an interrupted run "
+              f"(the first: {removed[0]})", flush=True)
 
+    photo_paths = [p for p in todo if p not in videos]
+    video_paths = [p for p in todo if p in videos]
     done, written, failed, skipped, videos_done = 0, 0, 0, [], 0
-    bar = tqdm(total=len(photo_paths), unit="photo", dynamic_ncols=True, file=sys.stderr,
-               disable=not photo_paths)
-    for start in range(0, len(photo_paths), args.batch_size):
-        batch = []
-        for path in photo_paths[start:start + args.batch_size]:
-            try:
-                photo = open_photo(path)
-            except Exception as e:  # noqa: BLE001 - any decode failure: report, go on
-                skipped.append(path)
-                bar.write(f"skipped {path}: {type(e).__name__}: {e}", file=sys.stderr)
-                bar.update(1)
-                continue
-            try:  # hints apply to every photo: one smaller than a hint's place is skipped
-                hints_lib.check_in_photo(hint_list or [], *photo.size)
-            except ValueError as e:
-                skipped.append(path)
-                bar.write(f"skipped {path}: --hints: {e}", file=sys.stderr)
-                bar.update(1)
-                continue
-            batch.append((path, photo))
-        if not batch:
-            continue
-        # Predict the batch at the working size; then one photo at a time at full size, so
-        # only one photo's full-resolution buffers are alive at once.
-        small = colorizer.predict_small([p for _, p in batch], args.num_samples,
-                                        fixed_batch=True, temperature=temperature,
-                                        hints=hint_list)
-        for i, ((path, photo), abs_) in enumerate(zip(batch, small)):
-            n = _write_photo(colorizer, photo, abs_, files[path], args, bar)
-            written, failed = written + n, failed + len(files[path]) - n
-            if n == len(files[path]):
-                done += 1
-            batch[i] = None  # free the photo's full-resolution L before the next one
-            bar.update(1)
-    bar.close()
-    video_paths = [p for p in paths if p in videos]
-    for k, path in enumerate(video_paths):
-        out = files[path][0]
+    finished: set[str] = set()  # inputs written (or skipped): what an interrupt leaves out
+    bar, interrupted = None, False
+    try:  # Ctrl-C: the summary of what was and was not written, exit status 130
         try:
-            stats = colorize_video_file(
-                colorizer, path, out, stabilize=args.stabilize, options=stabilize_options,
-                hints=hint_list, temperature=temperature, max_pixels=args.max_video_pixels,
-                desc=f"[{k + 1}/{len(video_paths)}] {os.path.basename(path)}")
-        except VideoError as e:
-            skipped.append(path)
-            print(f"skipped {path}: {e}", file=sys.stderr, flush=True)
-            continue
-        except OSError as e:
-            failed += 1
-            print(f"could not write {out}: {e.strerror or e}", file=sys.stderr, flush=True)
-            continue
-        videos_done, written = videos_done + 1, written + 1
-        print(f"{path} -> {out}: {stats['frames']} frames in {stats['seconds']:.1f} s "
-              f"({stats['frames'] / max(stats['seconds'], 1e-9):.1f} frames/s" +
-              (f", {stats['cuts']} scene cuts" if args.stabilize else ", not stabilised") +
-              (", audio copied" if stats["audio"] else "") + ")", flush=True)
+            colorizer = Colorizer.load(args.model, size=args.size, batch_size=args.batch_size,
+                                       seed=args.seed)
+            colorizer.check_num_samples(args.num_samples)
+        except (ExportError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        try:
+            colorizer.check_temperature(temperature)  # a model without one: the error names it
+        except ValueError as e:
+            print(f"error: --{e}", file=sys.stderr)
+            return 2
+        try:
+            hint_list = colorizer.check_hints(hint_list)  # a model without hints: named
+        except ValueError as e:
+            print(f"error: --hints={args.hints}: {e}", file=sys.stderr)
+            return 2
+        used = temperature if temperature is not None else colorizer.temperature_default
+        what = ", ".join(f"{n} {kind}" for n, kind in ((len(photo_paths), "photos"),
+                                                       (len(video_paths), "videos")) if n)
+        print(f"{colorizer}: {what or 'nothing'} from {args.input} -> {args.output}" +
+              (f" (temperature {used:g})" if used is not None else "") +
+              (f"; keeping the outputs of {kept_inputs} input(s) that exist (--skip_existing)"
+               if kept_inputs else ""), flush=True)
+
+        bar = tqdm(total=len(photo_paths), unit="photo", dynamic_ncols=True, file=sys.stderr,
+                   disable=not photo_paths)
+        for start in range(0, len(photo_paths), args.batch_size):
+            batch = []
+            for path in photo_paths[start:start + args.batch_size]:
+                try:
+                    photo = open_photo(path)
+                except NotARegularFile as e:  # a FIFO, a dangling symlink: never opened
+                    skipped.append(path)
+                    finished.add(path)
+                    bar.write(f"skipped {path}: {e}", file=sys.stderr)
+                    bar.update(1)
+                    continue
+                except Exception as e:  # noqa: BLE001 - any decode failure: report, go on
+                    skipped.append(path)
+                    finished.add(path)
+                    bar.write(f"skipped {path}: {type(e).__name__}: {e}", file=sys.stderr)
+                    bar.update(1)
+                    continue
+                try:  # hints apply to every photo: one smaller than a hint's place is skipped
+                    hints_lib.check_in_photo(hint_list or [], *photo.size)
+                except ValueError as e:
+                    skipped.append(path)
+                    finished.add(path)
+                    bar.write(f"skipped {path}: --hints: {e}", file=sys.stderr)
+                    bar.update(1)
+                    continue
+                batch.append((path, photo))
+            if not batch:
+                continue
+            # Predict the batch at the working size; then one photo at a time at full size,
+            # so only one photo's full-resolution buffers are alive at once.
+            small = colorizer.predict_small([p for _, p in batch], args.num_samples,
+                                            fixed_batch=True, temperature=temperature,
+                                            hints=hint_list)
+            for i, ((path, photo), abs_) in enumerate(zip(batch, small)):
+                wanted = [f for f in files[path] if f not in keep]
+                n = _write_photo(colorizer, photo, abs_, files[path], args, bar, keep)
+                written, failed = written + n, failed + len(wanted) - n
+                if n == len(wanted):
+                    done += 1
+                finished.add(path)
+                batch[i] = None  # free the photo's full-resolution L before the next one
+                bar.update(1)
+        bar.close()
+        for k, path in enumerate(video_paths):
+            out = files[path][0]
+            problem = regular_file_problem(path)
+            if problem:  # a FIFO named like a video would block its reader
+                skipped.append(path)
+                finished.add(path)
+                print(f"skipped {path}: {problem}", file=sys.stderr, flush=True)
+                continue
+            try:
+                stats = colorize_video_file(
+                    colorizer, path, out, stabilize=args.stabilize, options=stabilize_options,
+                    hints=hint_list, temperature=temperature, max_pixels=args.max_video_pixels,
+                    desc=f"[{k + 1}/{len(video_paths)}] {os.path.basename(path)}")
+            except VideoError as e:
+                skipped.append(path)
+                finished.add(path)
+                print(f"skipped {path}: {e}", file=sys.stderr, flush=True)
+                continue
+            except OSError as e:
+                failed += 1
+                finished.add(path)
+                print(f"could not write {out}: {e.strerror or e}", file=sys.stderr, flush=True)
+                continue
+            videos_done, written = videos_done + 1, written + 1
+            finished.add(path)
+            print(f"{path} -> {out}: {stats['frames']} frames in {stats['seconds']:.1f} s "
+                  f"({stats['frames'] / max(stats['seconds'], 1e-9):.1f} frames/s" +
+                  (f", {stats['cuts']} scene cuts" if args.stabilize else ", not stabilised") +
+                  (", audio copied" if stats["audio"] else "") + ")", flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
     what = " and ".join(f"{n} {kind}(s)" for n, kind in ((done, "photo"), (videos_done, "video"))
                         if n or (kind == "photo" and not videos_done))
-    print(f"colorized {what} into {args.output} ({written} file(s) written)" +
+    left = [p for p in todo if p not in finished]
+    left_photos = sum(p not in videos for p in left)
+    not_done = " and ".join(f"{n} {kind}(s)" for n, kind in
+                            ((left_photos, "photo"), (len(left) - left_photos, "video")) if n)
+    print(("interrupted: " if interrupted else "") +
+          f"colorized {what} into {args.output} ({written} file(s) written)" +
+          (f"; kept the existing outputs of {kept_inputs} input(s)" if kept_inputs else "") +
           (f"; could not write {failed} file(s)" if failed else "") +
           (f"; skipped {len(skipped)} unreadable file(s)" +
            (" or photos too small for --hints" if hint_list else "") if skipped else "") +
-          (f"; ignored {ignored} non-image file(s)" if ignored else ""), flush=True)
-    return 0 if (done or videos_done) and not failed else 1
+          (f"; ignored {ignored} non-image file(s)" if ignored else "") +
+          (f"; not colorized: {not_done} (rerun with --skip_existing to finish)"
+           if interrupted and left else ""), flush=True)
+    if interrupted:
+        return 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+    return 0 if (done or videos_done or kept_inputs) and not failed else 1
 
 
 def _stabilize_options(args):
@@ -588,6 +653,10 @@ def parse_args(argv=None):
                    help="folder for the results (not the input folder nor inside it)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs that already exist (never an input)")
+    p.add_argument("--skip_existing", action="store_true",
+                   help="keep outputs that already exist and write only the missing ones: "
+                        "resumes an interrupted run of the same command (inputs whose "
+                        "outputs all exist are not read again)")
     p.add_argument("--num_samples", type=int, default=1,
                    help="colorizations per photo (VAE and diffusion models)")
     p.add_argument("--size", type=int, default=None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections import Counter
 
 import numpy as np
@@ -36,6 +37,15 @@ safety (all checked before the model loads; exit status 2):
   not replaced unless --overwrite: without it the run stops, saying how many exist and
   naming the first. An output folder that cannot be written is reported. A file that cannot
   be written during the run is reported, the others go on, and the exit status is 1.
+
+interrupted runs:
+  Every file is written as a hidden partial file (.NAME.PID.tmp) and renamed into place
+  when complete, so an output that exists is whole. Ctrl-C stops the run with its summary
+  (what was written, what was not; exit status 130) and removes the partial file being
+  written; partial files left by a killed run are removed when the next run starts.
+  --skip_existing resumes: outputs that exist are kept, photos and videos whose outputs
+  all exist are not read again, and only the missing files are written (it trusts that
+  they came from the same command).
 """
 
 
@@ -89,6 +99,45 @@ def save_atomic(rgb8: np.ndarray, path: str, fmt: str) -> None:
         raise
 
 
+# The hidden partial files `save_atomic` and `video_io.VideoWriter` write beside an output:
+# .NAME.PID.tmp (photos), .NAME.PID.tmp.EXT (videos).
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp(\.[A-Za-z0-9]+)?$")
+
+
+def _running(pid: int) -> bool:
+    """Whether a process `pid` other than this one exists (on this machine)."""
+    if pid == os.getpid():  # this run has written nothing yet: a namesake's leftover
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: another user's process
+        return True
+    return True
+
+
+def remove_stale_partials(folders) -> list[str]:
+    """Remove the partial files an interrupted run left in `folders` (not recursive): the
+    hidden temporary files of `save_atomic`/`VideoWriter` whose writing process is gone (a
+    concurrent run's are left alone). Returns the paths removed."""
+    removed = []
+    for folder in sorted(set(folders)):
+        try:
+            names = os.listdir(folder)
+        except OSError:  # not created yet, or unreadable: nothing of ours there
+            continue
+        for name in sorted(names):
+            m = _PARTIAL.match(name)
+            path = os.path.join(folder, name)
+            if m and not _running(int(m["pid"])) and os.path.isfile(path) \
+                    and not os.path.islink(path):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                    removed.append(path)
+    return removed
+
+
 def _existing_ancestor(path: str) -> str:
     """`path` itself or its nearest ancestor that exists."""
     path = os.path.abspath(path)
@@ -137,7 +186,10 @@ def check_outputs(args, paths: list[str], outputs: list[str]) -> str | None:
                         "colorize never writes into its inputs")
     # Only an output that exists can be an input; comparing (device, inode) sees through
     # symlinks and hard links alike.
-    inputs = {_file_id(p): p for p in paths}
+    inputs = {}
+    for p in paths:
+        with contextlib.suppress(OSError):  # a dangling symlink is skipped when read
+            inputs[_file_id(p)] = p
     existing = [o for o in outputs if os.path.lexists(o)]
     for o in existing:
         same = inputs.get(_file_id(o)) if os.path.exists(o) else None
@@ -146,8 +198,9 @@ def check_outputs(args, paths: list[str], outputs: list[str]) -> str | None:
                     "choose another output folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         return f"--output={out}: cannot write in {ancestor} (permission denied)"
-    if existing and not args.overwrite:
+    if existing and not args.overwrite and not getattr(args, "skip_existing", False):
         what = (f"output file {existing[0]} already exists" if len(existing) == 1 else
                 f"{len(existing)} output files already exist (the first: {existing[0]})")
-        return f"{what}; pass --overwrite to replace, or choose another --output"
+        return (f"{what}; pass --overwrite to replace, --skip_existing to keep them and "
+                "colorize only what is missing, or choose another --output")
     return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -133,8 +134,55 @@ def photo_from_pil(im: Image.Image) -> Photo:
     return _rgb_photo(np.asarray(im.convert("RGB")))
 
 
+class NotARegularFile(OSError):
+    """A path named like a photo that is no regular file: a FIFO, a socket, a device, a
+    folder, or a symbolic link to nothing. Reading a FIFO would block forever."""
+
+
+def regular_file_problem(path) -> str | None:
+    """None when `path` (symlinks followed) is a regular file; else what it is instead, in
+    a few words ('a FIFO (named pipe), not a regular file')."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"a symbolic link to {os.readlink(path)!r}, which does not exist"
+        return "no such file"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a folder" if stat.S_ISDIR(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+    return f"{kind}, not a regular file"
+
+
+def open_regular_file(path):
+    """`path` opened for binary reading if it is a regular file (symlinks followed), else
+    `NotARegularFile`. Checked before opening (a device is never opened) and again on the
+    open descriptor, which is opened non-blocking: a FIFO swapped in meanwhile cannot hang
+    the reader."""
+    problem = regular_file_problem(path)
+    if problem:
+        raise NotARegularFile(problem)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotARegularFile("not a regular file (replaced while being opened)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def open_photo(path_or_file) -> Photo:
-    """Read an image file (path or file object) PIL can decode, EXIF orientation applied."""
+    """Read an image file (path or file object) PIL can decode, EXIF orientation applied.
+    A path must be a regular file (`open_regular_file`: `NotARegularFile` otherwise)."""
+    if isinstance(path_or_file, (str, os.PathLike)):
+        with open_regular_file(path_or_file) as f:
+            return open_photo(f)
     with Image.open(path_or_file) as im:
         im = ImageOps.exif_transpose(im)
         im.load()
