@@ -7,7 +7,9 @@ traceback above that line, for bug reports.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
 import traceback
 
@@ -32,10 +34,37 @@ def flag_error(error: Exception) -> str:
     return f"error: {one_line(error).rstrip('.')}; see --helpshort"
 
 
-def parse_flags(argv):
-    """absl's flag parsing (an `app.run` flags_parser), a rejected flag in one line."""
-    from absl import flags
+def asks_for_help(argv) -> bool:
+    """Whether `argv` has one of absl's help flags (or -h, which `help_alias` maps)."""
+    return any(re.fullmatch(r"--?(help|helpshort|helpfull|helpxml|\?|h)", a) for a in argv[1:])
+
+
+def help_alias(argv) -> list[str]:
+    """`argv` with `-h`, which absl does not know, as `--help`."""
+    return [argv[0], *("--help" if a == "-h" else a for a in argv[1:])]
+
+
+@contextlib.contextmanager
+def help_exits_zero(argv, epilogue=None):
+    """absl prints the help of --help (--helpfull, ...) and then exits with status 1; this
+    makes it 0, as help is not an error, after printing `epilogue()` if given."""
     try:
-        return flags.FLAGS(argv)
+        yield
+    except SystemExit as e:
+        if e.code == 1 and asks_for_help(argv):
+            if epilogue is not None:
+                print("\n" + epilogue(), flush=True)
+            sys.exit(0)
+        raise
+
+
+def parse_flags(argv):
+    """absl's flag parsing (an `app.run` flags_parser), a rejected flag in one line; help
+    exits 0."""
+    from absl import flags
+    argv = help_alias(argv)
+    try:
+        with help_exits_zero(argv):
+            return flags.FLAGS(argv)
     except flags.Error as e:
         fail(flag_error(e))

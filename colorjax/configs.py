@@ -21,6 +21,48 @@ def available_configs() -> list[str]:
                   if p.stem not in ("default", "__init__"))
 
 
+def variants(name: str) -> dict[str, str]:
+    """{variant: what it is} of `configs/<name>.py`, from the file's own `VARIANTS` (a
+    tuple of names is read as names without a description)."""
+    declared = getattr(importlib.import_module(f"configs.{name}"), "VARIANTS", {"": ""})
+    return dict(declared) if isinstance(declared, dict) else {v: "" for v in declared}
+
+
+def summary(name: str, width: int = 90) -> str:
+    """One line on `configs/<name>.py`: its docstring's first paragraph up to the first
+    ": " outside brackets (the model's name and source), at most `width` characters."""
+    doc = importlib.import_module(f"configs.{name}").__doc__ or ""
+    text = " ".join(doc.strip().split("\n\n")[0].split())
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += (ch in "([") - (ch in ")]")
+        if depth == 0 and text.startswith(": ", i):
+            text = text[:i]
+            break
+    text = text.rstrip(".")
+    return text if len(text) <= width else text[:width - 3].rsplit(" ", 1)[0] + "..."
+
+
+def catalog() -> list[tuple[str, str]]:
+    """(--config value, one line on it) for every model config and each of its variants,
+    read from the files in configs/: their docstrings and `VARIANTS`."""
+    rows = []
+    for name in available_configs():
+        path = f"configs/{name}.py"
+        rows.append((path, summary(name)))
+        rows.extend((f"{path}:{v}", what) for v, what in variants(name).items() if v)
+    return rows
+
+
+def catalog_text() -> str:
+    """`catalog()` as the lines `python -m colorjax.main --list_configs` prints."""
+    rows = catalog()
+    width = max(len(spec) for spec, _ in rows) + 2
+    head = ["configs: --config=configs/<model>.py[:variant] (no variant: GPU-sized); any field",
+            "can be overridden with --config.<field>=value"]
+    return "\n".join([*head, *(f"  {spec.ljust(width)}{what}".rstrip() for spec, what in rows)])
+
+
 def load_config(name_or_path: str, variant: str = ""):
     """`load_config("unet", "cpu")` or `load_config("configs/unet.py:cpu")`."""
     if ":" in name_or_path and not variant:

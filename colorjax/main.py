@@ -3,7 +3,10 @@
 Modes: train (resumes from the workdir's latest checkpoint), eval (metrics table and grids
 for a checkpoint), export (an inference artifact for `colorjax.Colorizer`, by default in
 `workdir/export/step_<N>`; `--config.eval.step` picks the checkpoint). Any config field
-can be overridden: `--config.batch_size=32`.
+can be overridden: `--config.batch_size=32`. eval and export need only `--workdir`: they
+start from the config saved with the run (`--config.<field>=value` may change what does
+not change the trained model: the eval split and data, the sampler, batch sizes, ...).
+`--list_configs` lists every config and variant.
 
 A mistake in the flags or the config (an unknown field, a value that is not allowed) ends
 the program before anything compiles, with one line on stderr and exit status 2:
@@ -32,8 +35,10 @@ from ml_collections import config_flags
 from colorjax import cli, config_fields
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py[:variant]).",
-                                lock_config=True)
+config_flags.DEFINE_config_file(
+    "config", None, "Path to a config file (configs/*.py[:variant]; --list_configs lists them). "
+    "--mode=eval and --mode=export default to the run's own, saved with its checkpoints.",
+    lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
 flags.DEFINE_enum("mode", "train", ["train", "eval", "export"], "What to do.")
 flags.DEFINE_string("export_dir", None,
@@ -41,21 +46,46 @@ flags.DEFINE_string("export_dir", None,
 flags.DEFINE_string("compilation_cache", None,
                     "JAX persistent compilation cache directory ('none' disables; default "
                     "$COLORJAX_COMPILATION_CACHE or ~/.cache/colorjax/jax_compilation_cache).")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.DEFINE_bool("list_configs", False, "List every config and variant in configs/, one "
+                  "line each, and exit.")
+flags.mark_flags_as_required(["workdir"])
 
 # What a config field's value must look like on the command line, by the default's type.
 _TYPE_WORDS = {bool: "True or False", int: "integers", float: "numbers", str: "strings",
                tuple: "tuples, e.g. '(8, 16)'"}
 
 
-def _config_path(argv) -> str | None:
-    """The value of --config in `argv` (`--config=X` or `--config X`), if there is one."""
+def _flag_value(argv, name: str) -> str | None:
+    """The value of --<name> in `argv` (`--name=X` or `--name X`), if there is one."""
     for i, arg in enumerate(argv):
-        if m := re.fullmatch(r"--?config=(.*)", arg):
+        if m := re.fullmatch(rf"--?{name}=(.*)", arg, re.DOTALL):
             return m.group(1)
-        if re.fullmatch(r"--?config", arg) and i + 1 < len(argv):
+        if re.fullmatch(rf"--?{name}", arg) and i + 1 < len(argv):
             return argv[i + 1]
     return None
+
+
+def _config_path(argv) -> str | None:
+    """The value of --config in `argv` (`--config=X` or `--config X`), if there is one."""
+    return _flag_value(argv, "config")
+
+
+def _with_saved_config(argv) -> list[str]:
+    """`argv`, and for --mode=eval|export without --config, `--config=` the run's saved
+    config (`run_config.get_config`): its overrides then apply to the run's own fields. No
+    checkpoint to read is one line."""
+    if _flag_value(argv, "mode") not in ("eval", "export") or _config_path(argv) is not None:
+        return argv
+    workdir = _flag_value(argv, "workdir")
+    if not workdir:
+        return argv  # absl names the missing --workdir
+    from colorjax import run_config
+    try:
+        run_config.saved_config(workdir)  # there, and readable
+    except Exception as e:  # noqa: BLE001  a missing or unreadable checkpoint: one line
+        cli.fail(f"error: {e}" if isinstance(e, FileNotFoundError) else
+                 f"error: cannot read the config saved in {workdir}/checkpoints: {e}")
+    return [argv[0], f"--config={run_config.__file__}:{workdir}", *argv[1:]]
 
 
 def _overrides(argv) -> list[tuple[str, str | None]]:
@@ -103,9 +133,22 @@ def _explain_flag_error(error: Exception, argv) -> str:
 
 
 def _parse_flags(argv):
-    """absl's flag parsing, but every mistake in one line with exit status 2."""
+    """absl's flag parsing, but every mistake in one line with exit status 2; --help and
+    --list_configs list the configs and exit 0."""
+    from colorjax.configs import catalog_text
+
+    argv = cli.help_alias(argv)
+    if any(re.fullmatch(r"--?list_configs(=(true|1))?", a, re.I) for a in argv[1:]):
+        print(catalog_text(), flush=True)
+        sys.exit(0)
+    if not cli.asks_for_help(argv):
+        argv = _with_saved_config(argv)
     try:
-        args = FLAGS(argv)
+        with cli.help_exits_zero(argv, epilogue=catalog_text):
+            args = FLAGS(argv)
+        if FLAGS.config is None:
+            cli.fail("error: --mode=train needs --config=configs/<model>.py[:variant] "
+                     "(--list_configs lists them), e.g. --config=configs/unet.py:cpu")
         FLAGS.config.keys()  # a config file that failed to load raises only when read
         return args
     except Exception as e:  # noqa: BLE001  explained in one line; COLORJAX_DEBUG=1 shows it
@@ -125,12 +168,17 @@ def main(argv):
         if parallel.launched_process_id() != 0:
             return
         from colorjax.export import ExportError, export_checkpoint
+        from colorjax import run_summary
         try:
             path = export_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.export_dir,
                                      overridden=_overridden_fields(sys.argv))
-        except (ExportError, FileNotFoundError) as e:
+        except FileNotFoundError as e:  # no such checkpoint
+            cli.fail(f"error: {e}")
+        except ExportError as e:
             sys.exit(f"error: {e}")  # a user's mistake: the message, not a traceback
         print(f"exported to {path}", flush=True)
+        print("\n".join(run_summary.export_lines(run_summary.shown_path(path),
+                                                 FLAGS.workdir)), flush=True)
         return
     from colorjax import parallel, run_config, runtime, train
     from colorjax.checkpoint import DamagedCheckpointError
@@ -145,8 +193,9 @@ def main(argv):
             # The run's saved config, with only the fields given on the command line.
             train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir,
                                       overridden=_overridden_fields(sys.argv))
-    except (DamagedCheckpointError, train.NonFiniteLossError, run_config.RunConfigError,
-            FileNotFoundError) as e:
+    except FileNotFoundError as e:  # no checkpoint to evaluate, no photo folder: one line
+        cli.fail(f"error: {e}")
+    except (DamagedCheckpointError, train.NonFiniteLossError, run_config.RunConfigError) as e:
         sys.exit(f"error: {e}")  # what went wrong and what to do: no traceback
     except ConfigError as e:  # raised by validate_config, before anything compiles
         cli.fail(f"config error: {e}")

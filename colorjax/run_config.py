@@ -9,6 +9,7 @@ model-changing flag that differs from the run's value is an error naming each fi
 from __future__ import annotations
 
 import json
+import os
 
 import ml_collections
 
@@ -86,3 +87,33 @@ def merge(saved: ml_collections.ConfigDict, cli: ml_collections.ConfigDict,
             "the command line changes the trained model; drop these flags (the run's own "
             "values are used without them): " + "; ".join(problems))
     return ml_collections.ConfigDict(run)
+
+
+def saved_config(workdir: str, step: int = -1) -> ml_collections.ConfigDict:
+    """The config saved with checkpoint `step` (-1 = the latest) of the run in `workdir`.
+    FileNotFoundError, in one line, when the run has no such checkpoint."""
+    from colorjax.checkpoint import TrainCheckpointer  # it imports this module
+
+    directory = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"no checkpoints in {os.path.abspath(workdir)} ({directory} is "
+                                "absent); train first")
+    ckpt = TrainCheckpointer(directory, async_save=False)
+    try:
+        return ckpt.saved_config(ckpt.resolve_step(step))
+    finally:
+        ckpt.close()
+
+
+def get_config(workdir: str) -> ml_collections.ConfigDict:
+    """This file as a config file, `--config=<this file>:WORKDIR`: the run's own config.
+    `python -m colorjax.main --mode=eval|export` uses it when no --config is given, so
+    that `--config.<field>=value` overrides apply to the run's fields and types (its
+    tuples, which the checkpoint's JSON holds as lists, tuples again: ml_collections
+    overrides tuples, not lists)."""
+    def tuples(value):
+        if isinstance(value, dict):
+            return {k: tuples(v) for k, v in value.items()}
+        return tuple(tuples(v) for v in value) if isinstance(value, list) else value
+
+    return ml_collections.ConfigDict(tuples(saved_config(workdir).to_dict()))

@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from colorjax import data, parallel
+from colorjax import data, parallel, progress, run_summary
 from colorjax.checkpoint import TrainCheckpointer, restore_run
 from colorjax.config_checks import validate_config
-from colorjax.evaluate import Evaluator, write_report
+from colorjax.evaluate import Evaluator, versus_gray_words, write_report
 from colorjax.objectives import make_objective
 from colorjax.objectives.base import uses_hints
 from colorjax.writers import MetricWriter
@@ -173,24 +173,28 @@ def train_and_evaluate(config, workdir: str):
             raise NonFiniteLossError(
                 f"loss or gradients became NaN/Inf at step {step}; stopping. {where}.")
 
+    evaluated = {}  # step -> (eval metrics, sample grid) of this session's evaluations
+
     def evaluate(step):
         results = evaluator.evaluate(state)
         writer.write(step, results, prefix="eval")
-        evaluator.sample_grid(state, os.path.join(workdir, "samples", f"step_{step}.png"))
+        grid = evaluator.sample_grid(state, os.path.join(workdir, "samples", f"step_{step}.png"))
+        evaluated[step] = (results, grid)
         return results
 
     # Every process runs every line below in the same order: each evaluation, gather and
     # checkpoint is a collective. Only the writer, the progress bar and `say` are process 0's.
     pending, previous, stopping = [], None, False
     t0, images = time.time(), 0
-    bar = tqdm(total=total_steps, initial=start, disable=jax.process_index() != 0,
-               unit="step", dynamic_ncols=True, mininterval=1.0)
+    bar = progress.bar(total_steps, "train", "step", initial=start,
+                       enabled=jax.process_index() == 0)
     # On any error too: the pending save is finished, and the TensorBoard writer closed
     # before interpreter shutdown (where its thread can no longer start).
     try:
         with _StopFlag() as stop:
             if start < total_steps:
                 writer.write(start, evaluator.gray_baseline(), prefix="eval_gray_baseline")
+                bar.set_postfix_str("compiling the training step")
             for step in range(start + 1, total_steps + 1):
                 local = next(train_iter)
                 local[STOP_VOTE] = np.full(len(local["l"]), float(stop.raised), np.float32)
@@ -204,6 +208,8 @@ def train_and_evaluate(config, workdir: str):
                 pending.append(step_metrics)
                 images += config.batch_size
                 bar.update(1)
+                if step == start + 1:  # compiled: time left from the steps' own speed
+                    progress.restart_clock(bar, postfix="")
 
                 last = step == total_steps
                 if step % config.log_every == 0 or last or stopping:
@@ -224,18 +230,29 @@ def train_and_evaluate(config, workdir: str):
                     evaluate(step)
                 if stopping:
                     break
+        bar.close()  # the final bar, once, above what follows
         ckpt.close()  # waits for the last save
         if start >= total_steps:
             say(f"nothing to do: {workdir} is already at step {start} of {total_steps}")
+            for line in run_summary.next_lines(workdir, start):
+                say(line)
         elif stopping:  # preempted: exit promptly; rerunning the command resumes
-            say(f"stopped at step {int(jax.device_get(state.step))}; checkpoint saved")
+            say(f"stopped at step {int(jax.device_get(state.step))}; checkpoint saved; "
+                "the same command resumes")
         else:
             final = int(jax.device_get(state.step))
-            rows = {config.model.name: evaluator.evaluate(state),
-                    "gray baseline (ab = 0)": evaluator.gray_baseline()}
+            # The last step's evaluation (the same state, the same numbers) and grid.
+            results, grid = evaluated.get(final) or (evaluator.evaluate(state), None)
+            gray = evaluator.gray_baseline()
+            rows = {config.model.name: results, "gray baseline (ab = 0)": gray}
             md, _ = write_report(rows, os.path.join(workdir, "eval"),
                                  f"{config.eval.split}_step_{final}")
             say(open(md).read() if md else "")
+            for line in run_summary.training_lines(
+                    workdir, final, ckpt.step_dir(final), md, grid,
+                    f"on {config.eval.split} ({int(gray.get('num_examples', 0))} images): "
+                    f"{versus_gray_words(results, gray)}"):
+                say(line)
     finally:
         bar.close()
         ckpt.close()
@@ -247,7 +264,7 @@ def _printer():
     """`print` on process 0 (flushed), a no-op elsewhere: one copy of every message."""
     if jax.process_index() != 0:
         return lambda *args, **kwargs: None
-    return lambda *args, **kwargs: print(*args, **kwargs, flush=True)
+    return progress.say  # on its own line, above the progress bar
 
 
 def evaluate_checkpoint(config, workdir: str, overridden: list[str] | None = None) -> dict:
@@ -268,8 +285,11 @@ def evaluate_checkpoint(config, workdir: str, overridden: list[str] | None = Non
             "gray baseline (ab = 0)": evaluator.gray_baseline(split)}
     out = os.path.join(workdir, "eval")
     md, js = write_report(rows, out, f"{split}_step_{step}")
-    evaluator.sample_grid(state, os.path.join(out, f"{split}_step_{step}.png"), split)
+    grid = evaluator.sample_grid(state, os.path.join(out, f"{split}_step_{step}.png"), split)
     say = _printer()
     say(open(md).read() if md else "")
-    say(f"wrote {md}, {js} and the sample grid")
+    say(f"wrote {md}, {js} and the sample grid {grid}")
+    gray = rows["gray baseline (ab = 0)"]
+    say(f"against gray (ab = 0) on {split} ({int(gray.get('num_examples', 0))} images): "
+        f"{versus_gray_words(rows[config.model.name], gray)}")
     return rows

@@ -13,6 +13,8 @@ import time
 import jax
 import numpy as np
 
+from colorjax import progress
+
 
 def _scalar(v) -> float:
     return float(np.asarray(v))
@@ -52,7 +54,7 @@ class MetricWriter:
             self._wandb.log({f"{prefix}/{k}": v for k, v in values.items()}, step=step)
         if echo:
             shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
-            print(f"[{prefix}] step {step}: {shown}", flush=True)
+            progress.say(f"[{prefix}] step {step}: {shown}")  # above the progress bar
 
     def close(self):
         if self._jsonl is not None:

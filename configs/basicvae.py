@@ -6,6 +6,8 @@ import ml_collections
 
 from configs import default, gan
 
+VARIANTS = default.VARIANTS  # the shared ones: '' (GPU-sized) and 'cpu'
+
 
 def add_vae_fields(c, variant: str = "") -> None:
     """The fields both VAEs share (`unetvae.py` calls this too)."""

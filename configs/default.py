@@ -10,7 +10,21 @@ import ml_collections
 from colorjax.data import default_data_config
 
 
+# Every variant a config file accepts (`--config=configs/<model>.py:<variant>`), with one
+# line on what it is: the errors and `python -m colorjax.main --list_configs` read them.
+# A model config declares its own VARIANTS (or this one's, when it adds none).
+VARIANTS = {"": "GPU-sized", "cpu": "CPU-sized: small batches, a run of minutes on a laptop"}
+
+
+def check_variant(variant: str, variants: dict) -> None:
+    """ValueError naming the allowed variants (and what each is) unless `variant` is one."""
+    if variant not in variants:
+        allowed = ", ".join(f"{v!r} ({what})" for v, what in variants.items())
+        raise ValueError(f"unknown config variant {variant!r}; allowed: {allowed}")
+
+
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    check_variant(variant, VARIANTS)
     c = ml_collections.ConfigDict()
     c.seed = 8000  # the original projects' default seed
     c.model = ml_collections.ConfigDict(dict(name="unet"))  # the family's config adds fields
@@ -56,8 +70,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
 
     if variant == "cpu":
         apply_cpu_variant(c)
-    elif variant:
-        raise ValueError(f"unknown config variant {variant!r}; allowed: '' (GPU-sized), 'cpu'")
     return c
 
 

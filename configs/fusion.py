@@ -4,11 +4,13 @@ with a frozen EfficientNet-Lite0's embedding of the gray photo, Huber loss on ab
 from configs import default
 
 
+VARIANTS = {"": "GPU-sized",
+            "cpu": "CPU-sized: small widths and batches, minutes on a laptop",
+            "cpu_taps": "cpu with a 16x16 bottleneck and the classifier's feature maps fused"}
+
+
 def get_config(variant: str = ""):
-    if variant not in ("", "cpu", "cpu_taps"):
-        raise ValueError(f"unknown config variant {variant!r}; allowed: '' (GPU-sized), "
-                         "'cpu', 'cpu_taps' (cpu with a 16x16 bottleneck and the "
-                         "classifier's maps fused)")
+    default.check_variant(variant, VARIANTS)
     c = default.get_config("cpu" if variant == "cpu_taps" else variant)
     c.model.name = "fusion"
     c.model.features = (64, 128, 256, 512)  # encoder widths; the paper's 64-128-256-512

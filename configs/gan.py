@@ -9,6 +9,8 @@ import ml_collections
 
 from configs import default
 
+VARIANTS = default.VARIANTS  # the shared ones: '' (GPU-sized) and 'cpu'
+
 
 def add_backbone_fields(c: ml_collections.ConfigDict) -> None:
     """`config.model.backbone*` of the GAN generators and VAE decoders."""

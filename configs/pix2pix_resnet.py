@@ -4,6 +4,8 @@ RGB composites; then the PatchGAN joins (the feature loss stays, as in DeOldify)
 
 from configs import default, gan
 
+VARIANTS = default.VARIANTS  # the shared ones: '' (GPU-sized) and 'cpu'
+
 
 def get_config(variant: str = ""):
     c = default.get_config(variant)

@@ -3,6 +3,8 @@
 from configs import default
 from configs.unet import add_backbone_fields
 
+VARIANTS = default.VARIANTS  # the shared ones: '' (GPU-sized) and 'cpu'
+
 
 def get_config(variant: str = ""):
     c = default.get_config(variant)

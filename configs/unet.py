@@ -6,7 +6,9 @@ EfficientNet-Lite0 encoder feeding the decoder (`config.model.backbone`).
 
 from configs import default
 
-VARIANTS = ("", "cpu", "cpu_backbone")
+VARIANTS = {"": "GPU-sized",
+            "cpu": "CPU-sized: small widths and batches, minutes on a laptop",
+            "cpu_backbone": "cpu with the frozen pretrained EfficientNet-Lite0 encoder"}
 
 
 def add_backbone_fields(c) -> None:
@@ -23,9 +25,7 @@ def add_backbone_fields(c) -> None:
 
 def base_config(variant: str):
     """default's config for `variant` in VARIANTS (the UNet-shaped model configs share them)."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown config variant {variant!r}; allowed: '' (GPU-sized), "
-                         "'cpu', 'cpu_backbone' (cpu with the EfficientNet-Lite0 encoder)")
+    default.check_variant(variant, VARIANTS)
     return default.get_config("cpu" if variant == "cpu_backbone" else variant)
 
 

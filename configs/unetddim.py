@@ -6,6 +6,8 @@ only the sampler differs, so a unetddpm checkpoint can be evaluated with this co
 
 from configs import unetddpm
 
+VARIANTS = unetddpm.VARIANTS  # the same network, trained the same way
+
 
 def get_config(variant: str = ""):
     c = unetddpm.get_config(variant)

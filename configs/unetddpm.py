@@ -13,13 +13,12 @@ import ml_collections
 from configs import default
 
 
-VARIANTS = ("", "cpu", "cpu64")
+VARIANTS = {"": "GPU-sized", "cpu": "minutes on a CPU: 32 px crops, no backbone",
+            "cpu64": "the measured 64 px CPU recipe that beats gray on bsds500 (docs/results.md)"}
 
 
 def get_config(variant: str = ""):
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown config variant {variant!r}; allowed: '' (GPU-sized), "
-                         "'cpu', 'cpu64' (the measured 64 px CPU recipe)")
+    default.check_variant(variant, VARIANTS)
     c = default.get_config("cpu" if variant == "cpu64" else variant)
     c.model.name = "unetddpm"
     # Ho et al. 2020's 32-64 px UNet, at 64 px: levels at 64, 32, 16, 8 px, attention at 16 and 8.

@@ -8,13 +8,13 @@ EfficientNet-Lite0 feeding the decoder (`config.model.backbone`; on any variant:
 
 from configs import default, gan
 
-VARIANTS = ("", "cpu", "cpu_backbone")
+VARIANTS = {"": "GPU-sized",
+            "cpu": "CPU-sized: small widths and batches, minutes on a laptop",
+            "cpu_backbone": "cpu with the frozen pretrained EfficientNet-Lite0 encoder"}
 
 
 def get_config(variant: str = ""):
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown config variant {variant!r}; allowed: '' (GPU-sized), "
-                         "'cpu', 'cpu_backbone' (cpu with the frozen EfficientNet-Lite0)")
+    default.check_variant(variant, VARIANTS)
     base = "cpu" if variant == "cpu_backbone" else variant
     c = default.get_config(base)
     c.model.name = "unetgan"

@@ -4,6 +4,8 @@ Adam(1e-4, b1=0, b2=0.9) (Gulrajani et al. 2017, Algorithm 1), plus 100 * L1."""
 
 from configs import default, gan
 
+VARIANTS = default.VARIANTS  # the shared ones: '' (GPU-sized) and 'cpu'
+
 
 def get_config(variant: str = ""):
     c = default.get_config(variant)
