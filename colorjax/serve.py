@@ -115,6 +115,9 @@ def parse_args(argv=None):
                    help="longest video clip (seconds, from its frames' timestamps)")
     p.add_argument("--max_video_frames", type=int, default=1800,
                    help="most frames in a video clip (bounds the work of high frame rates)")
+    p.add_argument("--max_clip_work_seconds", type=float, default=300.0,
+                   help="seconds of colorizing one clip may take (its length limits bound "
+                        "the frames, not the work per frame); then 413 and the work stops")
     p.add_argument("--tmp_dir", default=None,
                    help="where uploaded clips are colorized (a private folder each, removed "
                         "after the answer; default: the system's temporary folder)")
@@ -154,7 +157,8 @@ def main(argv=None) -> int:
             max_side=args.max_side, max_samples=args.max_samples,
             max_concurrent=args.max_concurrent, max_waiting=args.max_waiting,
             max_video_mb=args.max_video_mb, max_video_seconds=args.max_video_seconds,
-            max_video_frames=args.max_video_frames, tmp_dir=args.tmp_dir))
+            max_video_frames=args.max_video_frames,
+            max_clip_work_seconds=args.max_clip_work_seconds, tmp_dir=args.tmp_dir))
     except ValueError as e:
         server.server_close()
         print(f"error: {e}", file=sys.stderr)

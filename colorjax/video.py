@@ -97,12 +97,17 @@ def colorize_video_file(colorizer, in_path: str, out_path: str, *, stabilize: bo
                         options: StabilizeOptions | None = None, hints=None,
                         temperature: float | None = None,
                         max_pixels: int = video_io.MAX_VIDEO_PIXELS,
+                        max_side: int | None = None, check=None,
                         desc: str | None = None, progress: bool = True) -> dict:
     """Colorize one video file into `out_path` (same frame rate, size, timestamps and audio).
 
     Raises `video_io.VideoError` (one line) for a file that is not a readable video, has
-    no video stream, is too large, or turns out truncated; nothing is left at `out_path`
-    then. `progress`: a tqdm bar on stderr (frames, frames/s, time left). Returns
+    no video stream, has frames over `max_pixels` or `max_side` (each decoded frame is
+    checked, not only the header: `video_io.VideoTooLarge`), or turns out truncated;
+    nothing is left at `out_path` then. `check`: called before each decoded frame is kept
+    and before each batch goes to the model; whatever it raises stops the work (the
+    server's budget and its client's disconnection), with nothing left at `out_path`.
+    `progress`: a tqdm bar on stderr (frames, frames/s, time left). Returns
     {"frames", "seconds", "cuts", "audio"}.
     """
     import av
@@ -113,7 +118,7 @@ def colorize_video_file(colorizer, in_path: str, out_path: str, *, stabilize: bo
     t0 = time.perf_counter()
     fc = FrameColorizer(colorizer, stabilize=stabilize, options=options, hints=hints,
                         temperature=temperature)
-    with video_io.VideoReader(in_path, max_pixels=max_pixels) as reader:
+    with video_io.VideoReader(in_path, max_pixels=max_pixels, max_side=max_side) as reader:
         if fc.hints:
             try:
                 hints_lib.check_in_photo(fc.hints, reader.info.width, reader.info.height)
@@ -131,6 +136,8 @@ def colorize_video_file(colorizer, in_path: str, out_path: str, *, stabilize: bo
 
         def flush():
             nonlocal count
+            if check is not None:
+                check()
             out = fc.colorize_batch([f for f, _, _ in pending])
             for (_, pts, tb), frame in zip(pending, out):
                 writer.write_frame(frame.rgb, pts, tb)
@@ -143,6 +150,8 @@ def colorize_video_file(colorizer, in_path: str, out_path: str, *, stabilize: bo
                 if kind == "audio":
                     writer.write_audio(item)
                     continue
+                if check is not None:
+                    check()
                 pending.append(item)
                 if len(pending) == n:
                     flush()

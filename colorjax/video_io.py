@@ -44,6 +44,15 @@ class VideoError(ValueError):
     """A file that cannot be read or written as a video; the message is one line."""
 
 
+class VideoTooLarge(VideoError):
+    """Frames over the pixel or side limit: `width` x `height` at frame `frame` (1-based;
+    None: the size the stream's header declares)."""
+
+    def __init__(self, message: str, width: int, height: int, frame: int | None):
+        super().__init__(message)
+        self.width, self.height, self.frame = width, height, frame
+
+
 def is_video_path(name: str) -> bool:
     """True for file names with one of `VIDEO_EXTENSIONS` (case-insensitive)."""
     return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
@@ -77,12 +86,18 @@ class VideoReader:
     ("frame", (rgb uint8 (H, W, 3), pts, time_base)) and ("audio", packet) items; decoding
     errors become `VideoError`s. A video with fewer decodable frames than it declares is
     reported as truncated (`VideoError`) when the stream ends.
+
+    `max_pixels` (and `max_side`, None: any) bound every frame, the header's size on
+    opening and each decoded frame's own before it is converted: a stream may change its
+    size midway (an MPEG-TS whose header says 64x64 can go on at 6144x6144), so the header
+    alone bounds nothing. Over the limit: `VideoTooLarge`.
     """
 
-    def __init__(self, path: str, max_pixels: int = MAX_VIDEO_PIXELS):
+    def __init__(self, path: str, max_pixels: int = MAX_VIDEO_PIXELS,
+                 max_side: int | None = None):
         import av
 
-        self.path = path
+        self.path, self.max_pixels, self.max_side = path, int(max_pixels), max_side
         try:
             self.container = av.open(path, "r", options=LOCAL_ONLY)
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
@@ -97,9 +112,7 @@ class VideoReader:
             width, height = int(ctx.width or 0), int(ctx.height or 0)
             if width <= 0 or height <= 0:
                 raise VideoError("its video stream has no frame size (not decodable)")
-            if width * height > max_pixels:
-                raise VideoError(f"frames of {width}x{height} are over the limit of "
-                                 f"{max_pixels:,} pixels (--max_video_pixels raises it)")
+            self._check_size(width, height, None)
             self.audio = list(self.container.streams.audio)
             rate = self.stream.average_rate or self.stream.guessed_rate
             frames = int(self.stream.frames or 0) or None
@@ -131,6 +144,20 @@ class VideoReader:
             pass  # reported, in one line, when the frames are read
         return 0
 
+    def _check_size(self, width: int, height: int, frame: int | None) -> None:
+        """`VideoTooLarge` for frames over `max_pixels` or `max_side` (`frame` None: the
+        header's size)."""
+        what = (f"frames of {width}x{height} are" if frame is None else
+                f"frame {frame} is {width}x{height},")
+        header = ("" if frame is None else
+                  f"; the stream's header says {self.info.width}x{self.info.height}")
+        if width * height > self.max_pixels:
+            raise VideoTooLarge(f"{what} over the limit of {self.max_pixels:,} pixels "
+                                f"(--max_video_pixels raises it){header}", width, height, frame)
+        if self.max_side is not None and max(width, height) > self.max_side:
+            raise VideoTooLarge(f"{what} a side over the limit of {self.max_side:,} pixels"
+                                f"{header}", width, height, frame)
+
     def __enter__(self):
         return self
 
@@ -152,6 +179,8 @@ class VideoReader:
                     continue
                 for frame in packet.decode():
                     decoded += 1
+                    if (frame.width, frame.height) != (self.info.width, self.info.height):
+                        self._check_size(frame.width, frame.height, decoded)
                     if frame.pts is not None:
                         last_time = float(frame.pts * frame.time_base)
                     yield "frame", (frame.to_ndarray(format="rgb24"), frame.pts,

@@ -252,3 +252,105 @@ def test_hints_fields_are_bounded_before_parsing():
             [{"x": 1, "y": 1, "rgb": "#ff0000"}] * 256, indent=2)})[0] == 200
     finally:
         next(gen, None)
+
+
+# --- clips ------------------------------------------------------------------------------
+
+
+class SlowColorizer:
+    """The tiny export's Colorizer, counting the frames it colorizes and taking at least
+    `delay` s a batch (so that a clip's work lasts long enough to be cut)."""
+
+    def __init__(self, colorizer, delay=0.0):
+        self._colorizer, self.delay, self.frames = colorizer, delay, 0
+        self.started = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._colorizer, name)
+
+    def predict_small(self, photos, *args, **kwargs):
+        self.started.set()
+        time.sleep(self.delay)
+        self.frames += len(photos)
+        return self._colorizer.predict_small(photos, *args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tiny_colorizer(tmp_path_factory):
+    path = test_export.tiny_export(tmp_path_factory.getbasetemp() / "colorjax_export")[0]
+    return Colorizer.load(str(path))
+
+
+@pytest.fixture
+def clip_server(tiny_colorizer, tmp_path):
+    """Start a server with the tiny model (wrapped in a SlowColorizer); its clips' private
+    folders go to tmp_path/clips, which must be empty at the end."""
+    gens, tmp = [], tmp_path / "clips"
+    tmp.mkdir()
+
+    def start(delay=0.0, **options):
+        colorizer = SlowColorizer(tiny_colorizer, delay)
+        srv = make_server(colorizer, HOST, 0, quiet=True, tmp_dir=str(tmp), **options)
+        gen = _running(srv)
+        gens.append(gen)
+        return next(gen), srv.RequestHandlerClass.service, colorizer
+
+    yield start
+    for gen in gens:
+        next(gen, None)
+    assert list(tmp.iterdir()) == []  # every clip's private folder is gone
+
+
+def test_a_clip_whose_stream_outgrows_its_header_is_refused(clip_server, tmp_path):
+    """The header says 64x64; from its 6th frame the stream is 640x640, over --max_pixels:
+    413 naming the limit (before: colorized at 640x640, whatever --max_pixels said)."""
+    from test_serve_video import post_clip
+    from test_video import size_switching_ts
+
+    addr, _, _ = clip_server(max_pixels=100_000)
+    data = size_switching_ts(tmp_path / "switch.ts").read_bytes()
+    status, _, body = post_clip(addr, data, filename="switch.ts")
+    out = json.loads(body)
+    assert status == 413, out
+    assert "640x640 = 409,600 pixels; the limit is 100,000 (--max_pixels)" in out["error"], out
+    assert "its header says 64x64" in out["error"], out
+    # The same clip within the limits is colorized (the writer scales to the header's size).
+    addr, _, _ = clip_server(max_pixels=500_000)
+    status, ctype, body = post_clip(addr, data, filename="switch.ts")
+    assert status == 200 and ctype == "video/mp4", body[:300]
+
+
+def test_a_clip_over_its_work_budget_is_stopped_with_a_clear_error(clip_server, tmp_path):
+    from test_serve_video import clip, post_clip
+
+    addr, service, colorizer = clip_server(delay=0.3, max_clip_work_seconds=0.5,
+                                           max_concurrent=1)
+    data = clip(tmp_path, n=48, audio=0)  # 6 batches of 8: at least 1.8 s of work
+    start = time.monotonic()
+    status, _, body = post_clip(addr, data)
+    out = json.loads(body)
+    assert status == 413, out
+    assert "more than 0.5 s to colorize" in out["error"], out
+    assert "--max_clip_work_seconds" in out["error"], out
+    assert colorizer.frames < 48
+    assert time.monotonic() - start < 10
+    assert service.big._free.acquire(timeout=5)  # its lane slot was given back
+    service.big.release()
+
+
+def test_a_clips_work_stops_when_its_client_goes_away(clip_server, tmp_path):
+    from test_serve_video import clip, multipart_video
+
+    addr, service, colorizer = clip_server(delay=0.3, max_concurrent=1)  # one clip slot
+    data = clip(tmp_path, n=96, audio=0)  # 12 batches of 8: at least 3.6 s of work
+    ctype, body = multipart_video(data)
+    sock = _connect(addr, "127.0.0.2")
+    sock.sendall(f"POST /api/colorize_video HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                 f"{ctype}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    assert colorizer.started.wait(30)  # its frames are being colorized
+    sock.close()  # the page was closed
+    gone = time.monotonic()
+    assert service.big._free.acquire(timeout=10)  # the work stopped: its slot is free
+    service.big.release()
+    assert time.monotonic() - gone < 3
+    assert colorizer.frames < 96

@@ -139,6 +139,72 @@ def test_cli_reports_each_bad_video_in_one_line_and_goes_on(exported, tmp_path):
     assert r.returncode == 0  # as for unreadable photos: the good one was colorized
 
 
+def size_switching_ts(path, first=(64, 64), second=(640, 640), n=6):
+    """An MPEG-TS (MPEG-2 video) whose header says `first` (w, h) and whose stream goes
+    on at `second` after `n` frames: two encodes, one after the other in one file, as a
+    broadcast capture changes resolution."""
+    import io
+
+    import av
+
+    def segment(w, h, pts0):
+        buf = io.BytesIO()
+        with av.open(buf, "w", format="mpegts") as c:
+            s = c.add_stream("mpeg2video", rate=24)
+            s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+            y, x = np.mgrid[0:h, 0:w]
+            for i in range(n):
+                rgb = np.stack([(x * 3 + i * 9) % 256, (y * 2) % 256, (x + y) % 256], -1)
+                f = av.VideoFrame.from_ndarray(rgb.astype(np.uint8), format="rgb24")
+                f.pts = pts0 + i
+                for p in s.encode(f):
+                    c.mux(p)
+            for p in s.encode(None):
+                c.mux(p)
+        return buf.getvalue()
+
+    path.write_bytes(segment(*first, 0) + segment(*second, n))
+    return path
+
+
+def test_every_decoded_frame_is_checked_not_only_the_header(tmp_path):
+    """The header says 64x64 (within the limit), the stream goes on at 640x640: the reader
+    stops at the first such frame, before converting it, with a `VideoTooLarge` line."""
+    path = size_switching_ts(tmp_path / "switch.ts")
+    with video_io.VideoReader(str(path), max_pixels=5000) as r:
+        assert (r.info.width, r.info.height) == (64, 64)
+        sizes = []
+        with pytest.raises(video_io.VideoTooLarge) as e:
+            for kind, item in r.packets():
+                sizes.append(item[0].shape[:2])
+    assert set(sizes) == {(64, 64)}
+    assert (e.value.width, e.value.height, e.value.frame) == (640, 640, len(sizes) + 1)
+    assert "is 640x640, over the limit of 5,000 pixels" in str(e.value)
+    assert "header says 64x64" in str(e.value) and "\n" not in str(e.value)
+    with video_io.VideoReader(str(path), max_pixels=10**6, max_side=100) as r:
+        with pytest.raises(video_io.VideoTooLarge, match="a side over the limit of 100"):
+            list(r.packets())
+    # Within the limits a size change is colorized (the writer scales to the header's size).
+    with video_io.VideoReader(str(path), max_pixels=10**6) as r:
+        assert {item[0].shape[:2] for kind, item in r.packets()} == {(64, 64), (640, 640)}
+
+
+def test_cli_skips_a_video_whose_stream_outgrows_its_header(exported, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    size_switching_ts(src / "switch.ts")
+    video_io.write_video(str(src / "good.mp4"), np.zeros((3, 32, 32, 3), np.uint8), fps=6)
+    out = tmp_path / "out"
+    r = run_cli(f"--model={exported[0]}", f"--input={src}", f"--output={out}",
+                "--max_video_pixels=5000")
+    skipped = [ln for ln in r.stderr.splitlines() if ln.startswith("skipped")]
+    assert len(skipped) == 1 and "switch.ts" in skipped[0], r.stderr
+    assert "640x640, over the limit of 5,000 pixels" in skipped[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert sorted(os.listdir(out)) == ["good.mp4"]  # nothing half-written is left
+    assert r.returncode == 0
+
+
 def test_cli_never_replaces_an_existing_video_without_overwrite(exported, tmp_path):
     frames, _ = clip(frames=6, grain=0)
     video_io.write_video(str(tmp_path / "a.mp4"), frames, fps=6)

@@ -14,7 +14,11 @@ What is refused, and why (each a `RequestError` with one line naming the limit):
 * over ``--max_video_mb`` (413), longer than ``--max_video_seconds`` or with more than
   ``--max_video_frames`` frames (413; counted from the packets' timestamps, not the header's
   claim, by a demux pass that decodes nothing), frames over ``--max_pixels`` or a side over
-  ``--max_side`` (413);
+  ``--max_side`` (413), the header's size and then every decoded frame's own (a stream
+  may change its size midway: an MPEG-TS whose header says 64x64 can go on at 6144x6144);
+* more than ``--max_clip_work_seconds`` of colorizing (413): the limits above bound the
+  length, not the work (1800 frames of 16 megapixels are hours of CPU), so the work is
+  stopped when its budget is spent. It also stops when the client goes away (no answer).
 * odd width or height (400): browsers play H.264 only with 4:2:0 chroma, which needs even
   sides; `colorjax.video_io.VideoWriter` would write 4:4:4 for them, which browsers do not
   play, and padding or cropping a pixel would silently change the clip's size. The message
@@ -29,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import time
 
 from colorjax.serving.requests import RequestError, check_frame_size
 
@@ -91,6 +96,7 @@ class ClipLimits:
     max_frames: int
     max_pixels: int
     max_side: int
+    max_work_seconds: float = 300.0  # --max_clip_work_seconds
 
     def too_big(self, n: int) -> str:
         return (f"the clip is {n / (1 << 20):.1f} MiB; the limit for clips is "
@@ -172,15 +178,21 @@ def _check(container, limits: ClipLimits) -> ClipInfo:
                     audio)
 
 
+class ClientGone(Exception):
+    """The client that uploaded the clip went away: its work was stopped."""
+
+
 def colorize_clip(colorizer, data: bytes, limits: ClipLimits, lane, *, stabilize: bool = True,
-                  tmp_dir: str | None = None) -> tuple[bytes, ClipInfo, dict]:
+                  tmp_dir: str | None = None, client_gone=None) -> tuple[bytes, ClipInfo, dict]:
     """The uploaded clip's bytes -> (the colorized MP4's bytes, the clip's `ClipInfo`, the
     stats of `colorjax.video.colorize_video_file`). The upload and the output live in a
     private temporary directory (mode 0700) under `tmp_dir` that is removed on return and on
-    every error. The colorizing holds a slot of `lane` (a `Lane`; 503 when it is full).
-    Raises `RequestError` (400, 413, 415, 503) for what the clip or the server's load is."""
+    every error. The colorizing holds a slot of `lane` (a `Lane`; 503 when it is full) for at
+    most `limits.max_work_seconds`, and stops (`ClientGone`) as soon as `client_gone()`
+    (checked between frames) says the client left. Raises `RequestError` (400, 413, 415,
+    503) for what the clip or the server's load is."""
     from colorjax.video import colorize_video_file
-    from colorjax.video_io import VideoError
+    from colorjax.video_io import VideoError, VideoTooLarge
 
     if not data:
         raise RequestError(400, "empty upload: choose a video clip")
@@ -192,9 +204,29 @@ def colorize_clip(colorizer, data: bytes, limits: ClipLimits, lane, *, stabilize
             f.write(data)
         info = probe_clip(src, limits)
         with lane:
+            deadline = time.monotonic() + limits.max_work_seconds
+
+            def check():
+                if client_gone is not None and client_gone():
+                    raise ClientGone("the client went away")
+                if time.monotonic() > deadline:
+                    raise RequestError(413, f"the clip takes more than "
+                                            f"{limits.max_work_seconds:g} s to colorize; the "
+                                            f"limit is {limits.max_work_seconds:g} s "
+                                            "(--max_clip_work_seconds): send a shorter or "
+                                            "smaller clip")
+
             try:
                 stats = colorize_video_file(colorizer, src, out, stabilize=stabilize,
-                                            max_pixels=limits.max_pixels, progress=False)
+                                            max_pixels=limits.max_pixels,
+                                            max_side=limits.max_side, check=check,
+                                            progress=False)
+            except VideoTooLarge as e:
+                what = ("each of the clip's frames" if e.frame is None else
+                        f"frame {e.frame} of the clip (its header says {info.width}x"
+                        f"{info.height})")
+                check_frame_size(e.width, e.height, limits.max_pixels, limits.max_side, what)
+                raise RequestError(413, f"the clip cannot be colorized: {e}") from None
             except VideoError as e:
                 raise RequestError(400, f"the clip cannot be colorized: {e}") from None
         with open(out, "rb") as f:

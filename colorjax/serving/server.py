@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import io
 import json
+import select
 import socket
 import sys
 import threading
@@ -17,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from colorjax.colorize import Colorizer
 from colorjax.photos import gray_of, to_uint8
 from colorjax.serving.page import render_page
-from colorjax.serving.clips import parse_bool
+from colorjax.serving.clips import ClientGone, parse_bool
 from colorjax.serving.requests import (LOCAL_HOSTS, RETRY_AFTER_S, VIDEO_QUERY,
                                        DeadlineReader, RequestError, TooSlow, host_name,
                                        parse_multipart, parse_query)
@@ -185,7 +186,7 @@ class Handler(BaseHTTPRequestHandler):
                                            too_big=self.service.clip_limits.too_big)
             stabilize = parse_bool("stabilize", form.get("stabilize", query.get("stabilize")),
                                    True)
-            mp4, info, stats = self.service.colorize_clip(data, stabilize)
+            mp4, info, stats = self.service.colorize_clip(data, stabilize, self._client_gone)
             self._send(200, mp4, "video/mp4", {
                 "Content-Disposition": 'attachment; filename="color.mp4"',
                 "X-Colorjax-Width": str(info.width), "X-Colorjax-Height": str(info.height),
@@ -196,9 +197,26 @@ class Handler(BaseHTTPRequestHandler):
                 "X-Colorjax-Audio": "1" if stats["audio"] else "0"})
         except RequestError as e:
             self._error(e.status, e.message, e.headers)
+        except ClientGone:  # nobody to answer: its work was stopped, the connection closes
+            self.close_connection = True
+            self.log_message("the client went away: its clip's work was stopped")
         except Exception as e:  # noqa: BLE001 - never take the server down with a request
             self.log_error("internal error: %r", e)
             self._error(500, f"internal error: {type(e).__name__}: {e}")
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed its side (or reset) while its request is worked on:
+        the request was read whole, so a readable socket that gives no bytes is a close.
+        Bytes waiting (a pipelined next request) are left where they are."""
+        try:
+            ready, _, _ = select.select([self.connection], [], [], 0)
+            if not ready:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:  # reset, or the socket is gone
+            return True
 
     def _drain_or_close(self):
         """Read a body we will not use (keeps the connection usable), or drop the connection."""

@@ -74,13 +74,17 @@ class ColorizeService:
                  max_concurrent: int = 2, max_waiting: int = 8,
                  small_pixels: int = _SMALL_PIXELS, max_video_mb: float = 20.0,
                  max_video_seconds: float = 30.0, max_video_frames: int = 1800,
-                 tmp_dir: str | None = None):
+                 max_clip_work_seconds: float = 300.0, tmp_dir: str | None = None):
         self.colorizer = colorizer
         self.max_upload_bytes = int(max_upload_mb * (1 << 20))
-        # Clips: their own upload size and length limits; frames obey max_pixels, max_side.
+        # Clips: their own upload size, length and work limits; frames obey max_pixels,
+        # max_side.
+        if not max_clip_work_seconds > 0:
+            raise ValueError(f"max_clip_work_seconds={max_clip_work_seconds} must be positive")
         self.clip_limits = clips.ClipLimits(int(max_video_mb * (1 << 20)),
                                             float(max_video_seconds), int(max_video_frames),
-                                            int(max_pixels), int(max_side))
+                                            int(max_pixels), int(max_side),
+                                            float(max_clip_work_seconds))
         self.tmp_dir = tmp_dir  # where clips' private temporary directories go (None: TMPDIR)
         self.max_pixels = int(max_pixels)
         self.max_side = int(max_side)
@@ -105,7 +109,8 @@ class ColorizeService:
                 "video": clips.available(),
                 "max_video_mb": self.clip_limits.max_bytes / (1 << 20),
                 "max_video_seconds": self.clip_limits.max_seconds,
-                "max_video_frames": self.clip_limits.max_frames}
+                "max_video_frames": self.clip_limits.max_frames,
+                "max_clip_work_seconds": self.clip_limits.max_work_seconds}
 
     def num_samples(self, value) -> int:
         if value in (None, ""):
@@ -256,16 +261,19 @@ class ColorizeService:
                 raise RequestError(400, f"bad hints: {e}") from None
             return photo, list(out) if num_samples > 1 else [out]
 
-    def colorize_clip(self, data: bytes, stabilize: bool = True):
+    def colorize_clip(self, data: bytes, stabilize: bool = True, client_gone=None):
         """(MP4 bytes, `clips.ClipInfo`, stats) for an uploaded clip. A clip takes a slot of
         the big photos' lane while it is colorized (frames are colorized in batches at full
         resolution: as much memory as a big photo), so big photos and clips share its
-        --max_concurrent slots and --max_waiting queue. Raises `RequestError` (400, 413, 415, 503)."""
+        --max_concurrent slots and --max_waiting queue; the work stops at
+        --max_clip_work_seconds (413) or when `client_gone()` says so (`clips.ClientGone`).
+        Raises `RequestError` (400, 413, 415, 503)."""
         if not clips.available():
             raise RequestError(501, "this server cannot read videos: PyAV is not installed "
                                     "(pip install av)")
         return clips.colorize_clip(self.colorizer, data, self.clip_limits, self.big,
-                                   stabilize=stabilize, tmp_dir=self.tmp_dir)
+                                   stabilize=stabilize, tmp_dir=self.tmp_dir,
+                                   client_gone=client_gone)
 
 
 def png_data_url(rgb8: np.ndarray) -> str:
