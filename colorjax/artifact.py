@@ -8,7 +8,13 @@ An export directory holds
 * ``config.json``    the model's config (``config.to_json_best_effort()``);
 * ``metadata.json``  format marker, model name and family, training step, image size,
                      colorjax version, the latest metrics table of the workdir, and the
-                     sha256 digests of the other files.
+                     sha256 digests of the other files;
+* ``metadata.json.sha256``  the digest of ``metadata.json`` itself (`sha256sum` format).
+
+Format versions: 1 (colorjax before the metadata was covered) has no
+``metadata.json.sha256`` and, before digests were recorded at all, no ``sha256`` table:
+such exports still load, their table checked where there is one. From version 2 both are
+required: an export without either is damaged, not old.
 
 `colorjax.export` writes one from a training workdir. Reading (`read_export`) never
 imports the training loop, the checkpoints or the data pipeline: the tree to restore into
@@ -32,8 +38,12 @@ from colorjax import integrity
 from colorjax.objectives import MODEL_FAMILIES, make_objective
 
 FORMAT = "colorjax-export"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# The first version whose metadata.json is covered by its own digest and must hold the
+# sha256 table of the other files.
+SEALED_VERSION = 2
 VARIABLES, CONFIG, METADATA = "variables", "config.json", "metadata.json"
+METADATA_DIGEST = METADATA + integrity.SIDECAR
 # Families whose prediction is a draw: several colorizations per photo make sense.
 SAMPLING_FAMILIES = ("vae", "diffusion")
 
@@ -74,11 +84,36 @@ def _not_an_export(path: str) -> ExportError:
                        f"{FORMAT!r}); {hint}")
 
 
+def _damaged(path: str, problem: str) -> ExportError:
+    return ExportError(
+        f"{path} is a damaged export: {problem}. Export the run again "
+        "(python -m colorjax.main --config=... --workdir=W --mode=export) or copy "
+        "it again from its source")
+
+
+def _stray_digest_table(metadata: dict) -> str | None:
+    """The key of a value shaped like the sha256 table ({file: 64 hex digits}) other than
+    'sha256': in a version-1 export, the table under a damaged key."""
+    for key, value in metadata.items():
+        if key != "sha256" and isinstance(value, dict) and value and all(
+                isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v)
+                for v in value.values()):
+            return key
+    return None
+
+
 def read_metadata(path: str) -> dict:
-    """`metadata.json` of an export, checked: format, version, and a model colorjax knows."""
+    """`metadata.json` of an export, checked: its own digest, format, version, a model
+    colorjax knows, and the digests of the other files."""
     path = os.path.abspath(os.path.expanduser(path))
     if not os.path.isdir(path):
         raise ExportError(f"no export directory at {path}")
+    # Its own digest first, where there is one: every field below is then as written.
+    sealed = os.path.lexists(os.path.join(path, METADATA_DIGEST))
+    if sealed and os.path.isfile(os.path.join(path, METADATA)):
+        problem = integrity.sidecar_problem(os.path.join(path, METADATA))
+        if problem:
+            raise _damaged(path, problem)
     try:
         with open(os.path.join(path, METADATA)) as f:
             metadata = json.load(f)
@@ -87,9 +122,15 @@ def read_metadata(path: str) -> dict:
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise _not_an_export(path)
     version = metadata.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise ExportError(f"{path} is a colorjax export of format version {version!r}; this "
                           f"colorjax reads versions up to {FORMAT_VERSION}: upgrade colorjax")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _damaged(path, f"format_version {version!r} in {METADATA} is no version "
+                             f"colorjax writes (1 to {FORMAT_VERSION})")
+    if version >= SEALED_VERSION and not sealed:
+        raise _damaged(path, f"{METADATA_DIGEST} is missing (format version {version} "
+                             "records it)")
     name = metadata.get("model")
     if name not in MODEL_FAMILIES:
         raise ExportError(f"{path} is an export of model {name!r}, which this colorjax does not "
@@ -98,15 +139,40 @@ def read_metadata(path: str) -> dict:
         if not os.path.exists(os.path.join(path, f)):
             raise ExportError(f"{path} is an incomplete export: {f} is missing")
     recorded = metadata.get("sha256")
-    if recorded is not None:  # exports before digests were recorded have none
-        problem = (integrity.first_problem(path, recorded) if isinstance(recorded, dict)
-                   else "its sha256 table is not a mapping")
-        if problem:
-            raise ExportError(
-                f"{path} is a damaged export: {problem}. Export the run again "
-                "(python -m colorjax.main --config=... --workdir=W --mode=export) or copy "
-                "it again from its source")
+    if recorded is None:  # version-1 exports from before digests were recorded have none
+        stray = _stray_digest_table(metadata)
+        if version >= SEALED_VERSION or stray:
+            raise _damaged(path, f"the sha256 table is missing from {METADATA}" +
+                           (f" (a table of digests sits under the key {stray!r})"
+                            if stray else f" (format version {version} records it)"))
+        return metadata
+    problem = (integrity.first_problem(path, recorded) if isinstance(recorded, dict)
+               else "its sha256 table is not a mapping")
+    if not problem and version >= SEALED_VERSION and CONFIG not in recorded:
+        problem = f"its sha256 table does not cover {CONFIG}"
+    if problem:
+        raise _damaged(path, problem)
     return metadata
+
+
+def check_consistent(path: str, metadata: dict, config) -> None:
+    """ExportError when metadata.json's fields disagree with config.json (the model's name
+    and family, the image size, whether it samples): in a version-1 export, whose
+    metadata has no digest of its own, a damaged field shows here."""
+    name = metadata["model"]
+    if config.get("model", {}).get("name") != name:
+        raise ExportError(f"{path}: config.json's model {config.get('model', {}).get('name')!r} "
+                          f"differs from metadata.json's {name!r}")
+    size = metadata.get("image_size")
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise _damaged(path, f"{METADATA}'s image_size {size!r} is not a positive integer")
+    family = MODEL_FAMILIES[name]
+    expected = {"image_size": config.get("data", {}).get("image_size"), "family": family,
+                "samples": family in SAMPLING_FAMILIES}
+    for field, want in expected.items():
+        if field in metadata and metadata[field] != want:
+            raise _damaged(path, f"{METADATA}'s {field} {metadata[field]!r} differs from "
+                                 f"what {CONFIG} and the model say ({want!r})")
 
 
 def read_export(path: str, sharding=None):
@@ -116,9 +182,7 @@ def read_export(path: str, sharding=None):
     path = os.path.abspath(os.path.expanduser(path))
     with open(os.path.join(path, CONFIG)) as f:
         config = ml_collections.ConfigDict(json.load(f))
-    if config.get("model", {}).get("name") != metadata["model"]:
-        raise ExportError(f"{path}: config.json's model {config.get('model', {}).get('name')!r} "
-                          f"differs from metadata.json's {metadata['model']!r}")
+    check_consistent(path, metadata, config)
     objective = make_objective(config)
     _check_objective(objective, metadata["model"])
     abstract = abstract_inference_variables(objective, int(metadata["image_size"]), sharding)
@@ -129,8 +193,12 @@ def read_export(path: str, sharding=None):
         if mismatch:
             raise ExportError(f"{path}: the saved parameters do not match model "
                               f"{metadata['model']!r} as configured in {CONFIG}: {mismatch}")
-        variables = ckptr.restore(os.path.join(path, VARIABLES),
-                                  args=ocp.args.StandardRestore(abstract))
+        try:
+            variables = ckptr.restore(os.path.join(path, VARIABLES),
+                                      args=ocp.args.StandardRestore(abstract))
+        except Exception as e:  # noqa: BLE001  orbax/TensorStore: damage no digest covered
+            raise ExportError(f"{path}: its parameters cannot be restored "
+                              f"({integrity.error_line(e)}); export the run again") from e
     finally:
         ckptr.close()
     return config, metadata, objective, variables

@@ -4,8 +4,10 @@
 config saved with a checkpoint, its objective, and its train state, restored onto abstract
 shapes (no initialization runs, nothing is compiled).
 
-Each finished step directory gets `colorjax_sha256.json`, the digests of its files
-(written by process 0 once orbax has committed the step). A resume checks them and falls
+Each step directory holds `colorjax_sha256.json`, the digests of its files, written by
+process 0 as the last part of the step's save: in orbax's finalization callback, before
+the temporary directory is renamed into place, so a step never appears without them (a
+SIGKILL between saves leaves the newest step verifiable). A resume checks them and falls
 back to the newest checkpoint that verifies and restores, moving damaged ones aside.
 
 Frozen pretrained weights (`config.model.backbone`) are not saved: they are the installed
@@ -34,6 +36,13 @@ from colorjax.objectives.frozen_backbone import (holds_frozen, load_frozen_like,
                                                  without_frozen)
 
 DIGESTS = "colorjax_sha256.json"
+# orbax's commit records, written when a step is renamed into place, after the digests:
+# the success marker, and the commit time in the step metadata. Not covered (neither holds
+# anything a restore reads).
+COMMIT_RECORDS = ("_CHECKPOINT_METADATA", "commit_success.txt")
+# The custom step metadata that says a step was saved with its digests: a step that says
+# so and has none is damaged, not a checkpoint from before digests.
+SEALED = "colorjax_sha256"
 
 
 class DamagedCheckpointError(RuntimeError):
@@ -54,8 +63,14 @@ class TrainCheckpointer:
 
     def __init__(self, directory: str, max_to_keep: int = 3, async_save: bool = True):
         self.directory = os.path.abspath(directory)
+        self._async = async_save
+        # The digests are written when orbax finalizes an async save (on its primary host,
+        # process 0, after every process's files are complete, before the rename).
+        async_options = (ocp.AsyncOptions(post_finalization_callback=self._seal_finalized)
+                         if async_save else None)
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True)
+            max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True,
+            async_options=async_options)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
         self._unsealed: list[int] = []  # saved steps whose digests are not written yet
 
@@ -77,14 +92,16 @@ class TrainCheckpointer:
 
     def save(self, step: int, state, data_state, config) -> None:
         # orbax waits for the previous async save before starting this one anyway; waiting
-        # here first lets the previous step's digests be written now.
+        # here first keeps one step in `_unsealed` for the finalization callback.
         self.wait()
         self._unsealed.append(step)
         self._manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(without_frozen(state)),
             data=ocp.args.JsonSave(data_state),
             config=ocp.args.JsonSave(json.loads(config.to_json_best_effort())),
-        ), force=True)
+        ), force=True, custom_metadata={SEALED: DIGESTS})
+        if not self._async:  # written and renamed already: seal it now
+            self.wait()
 
     def restore(self, step: int, target_state, frozen_source=None):
         """Restore onto `target_state`'s structure, shapes, dtypes and shardings. The
@@ -108,20 +125,28 @@ class TrainCheckpointer:
             config=ocp.args.JsonRestore()))
         return ml_collections.ConfigDict(restored["config"])
 
+    def _seal_finalized(self) -> None:
+        """orbax's post-finalization callback: the step being saved is complete in its
+        temporary directory (`<step>.orbax-checkpoint-tmp`; in place where the storage
+        commits without a rename), which is renamed into place after this returns."""
+        for step in self._unsealed:
+            tmp = os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp")
+            target = tmp if os.path.isdir(tmp) else self.step_dir(step)
+            if os.path.isdir(target):  # else `wait` seals it, or it is gone
+                _seal(target)
+
     def wait(self) -> None:
-        """Wait for pending saves, then record the digests of the steps they wrote."""
+        """Wait for pending saves; record the digests of any step they wrote that has none
+        yet (a synchronous save, or a storage layout the callback did not find)."""
         self._manager.wait_until_finished()
         steps, self._unsealed = self._unsealed, []
         if jax.process_index() != 0:
             return
         for step in steps:
             step_dir = self.step_dir(step)
-            if os.path.isdir(step_dir):  # not already removed by max_to_keep
-                digests = integrity.digest_tree(step_dir, exclude=(DIGESTS,))
-                tmp = os.path.join(step_dir, DIGESTS + ".tmp")
-                with open(tmp, "w") as f:
-                    json.dump(digests, f, indent=0, sort_keys=True)
-                os.replace(tmp, os.path.join(step_dir, DIGESTS))
+            # Not already removed by max_to_keep, nor sealed by the callback.
+            if os.path.isdir(step_dir) and not os.path.isfile(os.path.join(step_dir, DIGESTS)):
+                _seal(step_dir)
 
     def close(self) -> None:
         """Wait for pending saves and release the manager; a second call does nothing."""
@@ -138,10 +163,12 @@ class TrainCheckpointer:
 
     def problem(self, step: int) -> str | None:
         """What is wrong with checkpoint `step` by its recorded digests; None when it
-        verifies, or when it has none (older colorjax, or killed before they were written:
-        then only a restore can tell)."""
+        verifies, or when it has none and was saved without them (an older colorjax: then
+        only a restore can tell)."""
         path = os.path.join(self.step_dir(step), DIGESTS)
         if not os.path.isfile(path):
+            if _says_sealed(self.step_dir(step)):
+                return f"{DIGESTS} is missing (it was saved with its digests)"
             return None
         try:
             with open(path) as f:
@@ -181,8 +208,7 @@ class TrainCheckpointer:
                 try:
                     state, data_state = self.restore(step, target_state)
                 except Exception as e:  # noqa: BLE001  orbax/TensorStore: unreadable files
-                    first = (str(e).strip().splitlines() or [""])[0][:200]
-                    problem = f"it cannot be restored ({type(e).__name__}: {first})"
+                    problem = f"it cannot be restored ({integrity.error_line(e)})"
                 else:
                     self._set_aside(damaged, report, f"resuming from step {step}, the newest "
                                                      "checkpoint that verifies")
@@ -212,6 +238,27 @@ class TrainCheckpointer:
                        f"{outcome}")
         parallel.barrier("colorjax: damaged checkpoints moved aside")
         self._manager.reload()
+
+
+def _seal(step_dir: str) -> None:
+    """Write `DIGESTS` into `step_dir`: the digests of its files but orbax's commit records."""
+    digests = integrity.digest_tree(step_dir, exclude=(DIGESTS, DIGESTS + ".tmp",
+                                                       *COMMIT_RECORDS))
+    tmp = os.path.join(step_dir, DIGESTS + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(digests, f, indent=0, sort_keys=True)
+    os.replace(tmp, os.path.join(step_dir, DIGESTS))
+
+
+def _says_sealed(step_dir: str) -> bool:
+    """Whether orbax's step metadata says the step was saved with `DIGESTS` (False when it
+    cannot be read: then a restore tells)."""
+    try:
+        with open(os.path.join(step_dir, "_CHECKPOINT_METADATA")) as f:
+            custom = json.load(f).get("custom_metadata")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(custom, dict) and custom.get(SEALED) == DIGESTS
 
 
 # --- restoring a run ---------------------------------------------------------------------
@@ -276,6 +323,14 @@ def check_matches(step_dir: str, target) -> None:
             f"saved in {os.path.join(step_dir, 'config')}).")
 
 
+def _unrestorable(ckpt: TrainCheckpointer, step: int, action: str,
+                  error: Exception) -> DamagedCheckpointError:
+    return DamagedCheckpointError(
+        f"checkpoint step {step} in {ckpt.directory} cannot be restored "
+        f"({integrity.error_line(error)}); {action} another step (--config.eval.step=N; "
+        f"available: {ckpt.all_steps()})")
+
+
 def restore_run(workdir: str, step: int = -1, *, config=None,
                 overridden: list[str] | None = None, sharding=None,
                 prepare_config: Callable | None = None, action: str = "restore") -> RestoredRun:
@@ -314,9 +369,17 @@ def restore_run(workdir: str, step: int = -1, *, config=None,
         sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
         target = abstract_train_state(objective, int(config.data.image_size),
                                       max(1, int(config.num_train_steps)), sharding)
-        check_matches(ckpt.step_dir(step), target)
+        try:
+            check_matches(ckpt.step_dir(step), target)
+        except CheckpointMismatchError:
+            raise
+        except Exception as e:  # noqa: BLE001  unreadable metadata (a step without digests)
+            raise _unrestorable(ckpt, step, action, e) from e
         frozen = load_frozen_like(target, objective, sharding)
-        state, _ = ckpt.restore(step, target, frozen_source=frozen)
+        try:
+            state, _ = ckpt.restore(step, target, frozen_source=frozen)
+        except Exception as e:  # noqa: BLE001  orbax/TensorStore: damage digests did not see
+            raise _unrestorable(ckpt, step, action, e) from e
     finally:
         ckpt.close()
     return RestoredRun(config, objective, state, step)

@@ -1,8 +1,9 @@
 """Writing inference exports: only what prediction needs, from a training workdir.
 
-The format (``variables/``, ``config.json``, ``metadata.json``) and reading and verifying
-an export are `colorjax.artifact`'s. ``metadata.json`` is written last into a temporary
-directory that is then renamed, so a directory is either a complete export or not one.
+The format (``variables/``, ``config.json``, ``metadata.json`` and its digest) and reading
+and verifying an export are `colorjax.artifact`'s. ``metadata.json`` and its digest are
+written last into a temporary directory that is then renamed, so a directory is either a
+complete export or not one.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ def write_export(export_dir: str, variables, config, *, step: int,
         metadata["sha256"] = integrity.digest_tree(tmp)
         with open(os.path.join(tmp, METADATA), "w") as f:
             json.dump(metadata, f, indent=2)
+        # ... and the metadata's own digest beside it: a damaged field (the image size, the
+        # table's key) is then an error too (`artifact.read_metadata`).
+        integrity.write_sidecar(os.path.join(tmp, METADATA))
         if os.path.exists(export_dir):
             old = export_dir + ".old"
             shutil.rmtree(old, ignore_errors=True)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax import artifact, color, export
+from colorjax import artifact, color, export, integrity
 from colorjax.configs import load_config
 from colorjax.objectives import make_objective
 from conftest import tiny_config
@@ -99,7 +99,7 @@ def test_export_holds_only_inference_variables(exported):
     assert path == path.parent.parent.parent / "workdir" / "export" / "step_2"
     meta = json.loads((path / "metadata.json").read_text())
     assert meta["format"] == "colorjax-export"
-    assert meta["format_version"] == 1
+    assert meta["format_version"] == artifact.FORMAT_VERSION == 2
     assert (meta["model"], meta["family"], meta["step"], meta["image_size"]) == \
         ("unet", "regression", 2, SIZE)
     assert meta["samples"] is False
@@ -211,21 +211,28 @@ def test_loading_something_else_fails_clearly(exported, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(path, bad)
     meta = json.loads((bad / "metadata.json").read_text())
-    (bad / "metadata.json").write_text(json.dumps(meta | {"model": "transformer"}))
+
+    def write_metadata(text: str) -> None:  # with its digest: as written, not damaged
+        (bad / "metadata.json").write_text(text)
+        integrity.write_sidecar(str(bad / "metadata.json"))
+
+    write_metadata(json.dumps(meta | {"model": "transformer"}))
     with pytest.raises(artifact.ExportError, match="model 'transformer', which this colorjax does "
                                                  "not know; known models: .*unet"):
         Colorizer.load(str(bad))
-    (bad / "metadata.json").write_text(json.dumps(meta | {"format_version": 99}))
+    write_metadata(json.dumps(meta | {"format_version": 99}))
     with pytest.raises(artifact.ExportError, match="upgrade colorjax"):
         Colorizer.load(str(bad))
-    (bad / "metadata.json").write_text("{not json")
+    write_metadata("{not json")
     with pytest.raises(artifact.ExportError, match="is not a colorjax export"):
         Colorizer.load(str(bad))
 
-    # Parameters that do not fit the configured network (an export from before digests were
-    # recorded: with them, the edited config.json is reported as damaged, tested elsewhere).
+    # Parameters that do not fit the configured network (a version-1 export from before
+    # digests were recorded: with them, the edited config.json is reported as damaged,
+    # tested elsewhere).
+    (bad / "metadata.json.sha256").unlink()
     (bad / "metadata.json").write_text(json.dumps({k: v for k, v in meta.items()
-                                                   if k != "sha256"}))
+                                                   if k != "sha256"} | {"format_version": 1}))
     cfg = json.loads((bad / "config.json").read_text())
     cfg["model"]["features"] = [4, 8]
     (bad / "config.json").write_text(json.dumps(cfg))

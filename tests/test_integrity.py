@@ -10,8 +10,9 @@ import shutil
 import jax
 import pytest
 
-from colorjax import artifact, export
-from colorjax.checkpoint import DIGESTS, DamagedCheckpointError, TrainCheckpointer
+from colorjax import artifact, export, integrity
+from colorjax.checkpoint import (COMMIT_RECORDS, DIGESTS, DamagedCheckpointError,
+                                 TrainCheckpointer)
 from conftest import tiny_config
 from test_export import TINY, tiny_export, tiny_state
 from test_train_loop import run_cli
@@ -45,8 +46,10 @@ def test_every_saved_step_records_the_digests_of_its_files(three_checkpoints):
     root, _ = three_checkpoints
     for step in (2, 4, 6):
         digests = json.loads((root / str(step) / DIGESTS).read_text())
+        # All but orbax's commit records, which it writes after the digests (at the rename).
         files = {str(p.relative_to(root / str(step))) for p in (root / str(step)).rglob("*")
-                 if p.is_file() and p.name != DIGESTS}
+                 if p.is_file() and p.name != DIGESTS
+                 and str(p.relative_to(root / str(step))) not in COMMIT_RECORDS}
         assert set(digests) == files
         assert len(files) > 3
 
@@ -197,3 +200,183 @@ def test_export_of_a_damaged_checkpoint_names_it_and_the_steps_left(three_checkp
     config = tiny_config("unet", **TINY)
     config.eval.step = 4
     assert export.export_checkpoint(config, str(root.parent)).endswith("step_4")
+
+
+# --- no gaps: the newest step, the metadata, the error line (issue 37) ------------------------
+
+
+def as_older_checkpoint(step_dir: pathlib.Path) -> None:
+    """Make `step_dir` look like a checkpoint an older colorjax left without digests (killed
+    before they were written): no DIGESTS, no step metadata saying there should be one."""
+    (step_dir / DIGESTS).unlink()
+    meta = json.loads((step_dir / "_CHECKPOINT_METADATA").read_text())
+    meta["custom_metadata"] = {}
+    (step_dir / "_CHECKPOINT_METADATA").write_text(json.dumps(meta))
+
+
+def test_the_newest_step_is_sealed_when_its_save_completes(tmp_path):
+    """A process killed between saves (no `wait`, no `close`, no next save) still leaves the
+    newest step with its digests: a flipped byte there is caught on resume."""
+    config = tiny_config("unet", **TINY)
+    _, state = tiny_state(config)
+    ckpt = TrainCheckpointer(str(tmp_path / "checkpoints"))
+    for step in (2, 4):
+        ckpt.save(step, state.replace(step=jax.numpy.asarray(step)), {"next_batch": step}, config)
+    ckpt._manager.wait_until_finished()  # the async save is complete; nothing else runs
+    assert (tmp_path / "checkpoints" / "4" / DIGESTS).is_file()
+    flip_bytes(largest_file(tmp_path / "checkpoints" / "4"))
+    lines = []
+    resumed = TrainCheckpointer(str(tmp_path / "checkpoints"))
+    step, _, data_state = resumed.restore_newest_good(state, report=lines.append)
+    resumed.close()
+    assert (step, data_state["next_batch"]) == (2, 2)
+    assert len(lines) == 1 and "step 4 is damaged" in lines[0] and "resuming from step 2" in lines[0]
+
+
+def test_a_sealed_step_without_its_digests_is_damaged_an_older_one_is_restored(
+        three_checkpoints):
+    root, state = three_checkpoints
+    (root / "6" / DIGESTS).unlink()  # saved with digests (the step metadata says so)
+    ckpt = TrainCheckpointer(str(root))
+    assert ckpt.problem(6) == f"{DIGESTS} is missing (it was saved with its digests)"
+    as_older_checkpoint(root / "4")
+    assert ckpt.problem(4) is None  # an older colorjax's: a restore tells
+    lines = []
+    step, _, _ = ckpt.restore_newest_good(state, report=lines.append)
+    ckpt.close()
+    assert step == 4
+    assert "step 6 is damaged: colorjax_sha256.json is missing" in lines[0]
+
+
+def test_an_unrestorable_step_is_one_clean_line(three_checkpoints):
+    """orbax wraps TensorStore's error in one that prints a method object
+    ('<bound method pybind11_...spec of TensorStore({'): the line names the real error."""
+    root, state = three_checkpoints
+    as_older_checkpoint(root / "6")
+    data = root / "6" / "state" / "ocdbt.process_0" / "d"
+    victim = max(data.iterdir(), key=lambda p: p.stat().st_size)
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])
+    ckpt = TrainCheckpointer(str(root))
+    lines = []
+    step, _, _ = ckpt.restore_newest_good(state, report=lines.append)
+    ckpt.close()
+    assert step == 4
+    assert len(lines) == 1
+    assert "step 6 is damaged: it cannot be restored (ValueError: OUT_OF_RANGE" in lines[0]
+    assert "bound method" not in lines[0] and "pybind11" not in lines[0]
+    assert "\n" not in lines[0]
+
+
+def test_error_line_takes_the_innermost_error_without_orbax_noise():
+    from colorjax.integrity import error_line
+
+    try:
+        try:
+            raise ValueError('OUT_OF_RANGE: Error reading "params.w/0.0" in OCDBT database')
+        except ValueError as inner:
+            raise Exception("Encountered error while reading array index: (slice(0, 3, 1),). "
+                            "See full TensorStore details: <bound method pybind11_detail_"
+                            "function_record_v1.spec of TensorStore({\n  'base': {") from inner
+    except Exception as e:  # noqa: BLE001
+        line = error_line(e)
+    assert line == 'ValueError: OUT_OF_RANGE: Error reading "params.w/0.0" in OCDBT database'
+    assert error_line(RuntimeError("x" * 500)).endswith("...")
+    assert len(error_line(RuntimeError("x" * 500))) == 300
+    assert error_line(KeyError()) == "KeyError"
+
+
+# --- exports: metadata.json covered too ------------------------------------------------------
+
+
+def flip_in(path: pathlib.Path, marker: bytes, offset: int) -> None:
+    """Flip the lowest bit of the byte `offset` bytes after `marker` in `path`."""
+    data = bytearray(path.read_bytes())
+    data[data.index(marker) + offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def as_version_1(export_dir: pathlib.Path) -> None:
+    """Make `export_dir` what the previous colorjax wrote: format version 1, the digests of
+    the other files in metadata.json, no digest of metadata.json itself."""
+    (export_dir / "metadata.json.sha256").unlink()
+    meta = json.loads((export_dir / "metadata.json").read_text())
+    meta["format_version"] = 1
+    (export_dir / "metadata.json").write_text(json.dumps(meta, indent=2))
+
+
+def test_metadata_json_has_its_own_digest(export_copy):
+    line = (export_copy / "metadata.json.sha256").read_text()
+    assert line == f"{integrity.file_sha256(str(export_copy / 'metadata.json'))}  metadata.json\n"
+    assert "metadata.json" not in json.loads((export_copy / "metadata.json").read_text())["sha256"]
+
+
+@pytest.mark.parametrize("damage,problem", [
+    # 32 -> 22: before, the model silently ran at 22 px.
+    ("image_size", "metadata.json has changed since it was written"),
+    # "sha256" -> "sha356": before, the table was missing, so the export passed as old.
+    ("table key", "metadata.json has changed since it was written"),
+    ("no digest file", "metadata.json.sha256 is missing"),
+    ("no table", "the sha256 table is missing from metadata.json (format version 2 records it)"),
+    ("version 0", "format_version 0 in metadata.json is no version colorjax writes"),
+])
+def test_damaged_metadata_is_a_damaged_export(export_copy, damage, problem):
+    meta_path = export_copy / "metadata.json"
+    if damage == "image_size":
+        flip_in(meta_path, b'"image_size": ', len(b'"image_size": '))
+        assert json.loads(meta_path.read_text())["image_size"] == 22
+    elif damage == "table key":
+        flip_in(meta_path, b'"sha256"', 4)
+        assert "sha256" not in json.loads(meta_path.read_text())
+    elif damage == "no digest file":
+        (export_copy / "metadata.json.sha256").unlink()
+    else:  # written consistently (digest and all), by a tool that dropped or broke a field
+        meta = json.loads(meta_path.read_text())
+        if damage == "no table":
+            del meta["sha256"]
+        else:
+            meta["format_version"] = 0
+        meta_path.write_text(json.dumps(meta))
+        integrity.write_sidecar(str(meta_path))
+    with pytest.raises(artifact.ExportError, match="damaged export") as err:
+        artifact.read_export(str(export_copy))
+    assert problem in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_exports_of_the_previous_version_still_load_and_are_checked(export_copy, tmp_path):
+    from colorjax import Colorizer
+
+    as_version_1(export_copy)
+    assert Colorizer.load(str(export_copy)).size == 32
+    # From before digests were recorded: loads unverified, as before.
+    older = tmp_path / "older"
+    shutil.copytree(export_copy, older)
+    meta = json.loads((older / "metadata.json").read_text())
+    del meta["sha256"]
+    (older / "metadata.json").write_text(json.dumps(meta))
+    Colorizer.load(str(older))
+
+    # Their table still guards the other files...
+    flip_bytes(largest_file(export_copy / "variables"))
+    with pytest.raises(artifact.ExportError, match="damaged export: variables/"):
+        Colorizer.load(str(export_copy))
+
+
+@pytest.mark.parametrize("damage,problem", [
+    ("image_size", "metadata.json's image_size 22 differs from what config.json and the model "
+                   "say (32)"),
+    ("table key", "the sha256 table is missing from metadata.json (a table of digests sits "
+                  "under the key 'sha356')"),
+])
+def test_version_1_metadata_damage_is_caught_where_it_can_be(export_copy, damage, problem):
+    """Without a digest of its own, a version-1 metadata.json is cross-checked: the image size
+    against config.json (covered by the table), a table under a damaged key by its shape."""
+    as_version_1(export_copy)
+    meta_path = export_copy / "metadata.json"
+    if damage == "image_size":
+        flip_in(meta_path, b'"image_size": ', len(b'"image_size": '))
+    else:
+        flip_in(meta_path, b'"sha256"', 4)
+    with pytest.raises(artifact.ExportError, match="damaged export") as err:
+        artifact.read_export(str(export_copy))
+    assert problem in str(err.value)
