@@ -13,7 +13,7 @@ import os
 import stat
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from colorjax import color
 
@@ -29,6 +29,42 @@ GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"})
 def is_image_path(name: str) -> bool:
     """True for file names with one of `IMAGE_EXTENSIONS` (case-insensitive)."""
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+# Photos in the HEIF container (ISO base media, as MP4): AVIF (AV1) and HEIC (HEVC) are
+# photos, told from videos by the brands of their `ftyp` box, never sent down a video
+# path; whether they can be read depends on Pillow (AVIF from Pillow 11.2 when built with
+# libavif; HEIC needs a plugin colorjax does not load). Their extensions count as photos
+# whether or not Pillow registers them, so that a file that cannot be read is reported.
+HEIF_EXTENSIONS = frozenset({".avif", ".avifs", ".heic", ".heics", ".heif", ".heifs", ".hif"})
+_HEIF_BRANDS = {b"avif": "AVIF", b"avis": "AVIF", b"heic": "HEIC", b"heix": "HEIC",
+                b"heim": "HEIC", b"heis": "HEIC", b"hevc": "HEIC", b"hevx": "HEIC",
+                b"hevm": "HEIC", b"hevs": "HEIC"}
+
+
+def heif_kind(head: bytes) -> str | None:
+    """'AVIF', 'HEIC' or 'HEIF' when bytes start like a HEIF still image or image sequence
+    (the `ftyp` box's major brand, or for the generic mif1/msf1 its compatible brands);
+    None for anything else (MP4 and MOV videos included)."""
+    if head[4:8] != b"ftyp":
+        return None
+    major = head[8:12]
+    if major in _HEIF_BRANDS:
+        return _HEIF_BRANDS[major]
+    if major not in (b"mif1", b"msf1"):
+        return None
+    end = min(int.from_bytes(head[:4], "big"), len(head))
+    compatible = [head[i:i + 4] for i in range(16, end - 3, 4)]
+    return next((_HEIF_BRANDS[b] for b in compatible if b in _HEIF_BRANDS), "HEIF")
+
+
+class UnsupportedPhoto(ValueError):
+    """A photo in a format this Pillow cannot read (HEIC without a HEIF plugin, say)."""
+
+
+def unsupported_photo_message(kind: str) -> str:
+    return (f"a {kind} photo, which cannot be read here (this Pillow has no {kind} "
+            "decoder): convert it to JPEG or PNG")
 
 
 # Lab -> RGB of a large photo is done in stripes of about this many pixels (bounded memory).
@@ -183,7 +219,18 @@ def open_photo(path_or_file) -> Photo:
     if isinstance(path_or_file, (str, os.PathLike)):
         with open_regular_file(path_or_file) as f:
             return open_photo(f)
-    with Image.open(path_or_file) as im:
+    try:
+        im = Image.open(path_or_file)
+    except UnidentifiedImageError:
+        try:
+            path_or_file.seek(0)
+            kind = heif_kind(path_or_file.read(64))
+        except (AttributeError, OSError):  # a stream that cannot go back: say what PIL said
+            kind = None
+        if kind:
+            raise UnsupportedPhoto(unsupported_photo_message(kind)) from None
+        raise
+    with im:
         im = ImageOps.exif_transpose(im)
         im.load()
         return photo_from_pil(im)
@@ -263,7 +310,7 @@ def media_files(root: str) -> tuple[list[str], list[str], int]:
             ext = os.path.splitext(name)[1].lower()
             if ext in VIDEO_EXTENSIONS:
                 videos.append(os.path.join(dirpath, name))
-            elif ext in exts:
+            elif ext in exts or ext in HEIF_EXTENSIONS:
                 images.append(os.path.join(dirpath, name))
             else:
                 ignored += 1

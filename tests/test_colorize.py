@@ -481,3 +481,31 @@ def test_lab_to_rgb_pieces_are_bounded_in_pixels_whatever_the_aspect_ratio():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 12 * n + 40 * 4 * STRIPE_PIXELS, peak
+
+
+def test_cli_avif_photos_are_colorized_and_heic_ones_reported(exported, tmp_path):
+    """AVIF (Pillow reads it where built with libavif) is a photo like any other; HEIC,
+    which this Pillow cannot read, is reported in one line (it was ignored as a non-image
+    file, or a bare "cannot identify image file")."""
+    from PIL import features
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    avif = features.check_module("avif")
+    if avif:
+        Image.fromarray(astronaut(40, 30)).save(src / "photo.avif", "AVIF")
+    Image.fromarray(astronaut(24, 18)).save(src / "plain.png")
+    (src / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"
+                                        + bytes(500))
+    r = subprocess.run([sys.executable, "-m", "colorjax.colorize", f"--model={exported[0]}",
+                        f"--input={src}", f"--output={out}"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    skipped = [ln for ln in r.stderr.splitlines() if ln.startswith("skipped")]
+    assert len(skipped) == 1 and "IMG_0001.HEIC" in skipped[0], r.stderr[-2000:]
+    assert "a HEIC photo, which cannot be read here" in skipped[0], skipped
+    assert "Traceback" not in r.stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert written == (["photo.png", "plain.png"] if avif else ["plain.png"]), written
+    if avif:
+        assert Image.open(out / "photo.png").size == (40, 30)

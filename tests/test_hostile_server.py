@@ -354,3 +354,97 @@ def test_a_clips_work_stops_when_its_client_goes_away(clip_server, tmp_path):
     service.big.release()
     assert time.monotonic() - gone < 3
     assert colorizer.frames < 96
+
+
+# --- AVIF and HEIC photos ---------------------------------------------------------------
+
+# The start of a HEIC photo (an iPhone's): the `ftyp` box of HEIF with the HEVC brands.
+# The rest is no valid HEIF: Pillow here cannot read HEIC at all, so only the start counts.
+HEIC_HEAD = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"
+
+
+def avif_bytes(w=40, h=30):
+    from PIL import features
+
+    if not features.check_module("avif"):
+        pytest.skip("this Pillow cannot write AVIF (no libavif)")
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(Image.open(io.BytesIO(photo_bytes(w, h, "PNG"))))).save(
+        buf, "AVIF")
+    return buf.getvalue()
+
+
+def test_avif_and_heic_photos_are_photos_never_clips(tmp_path):
+    """An AVIF photo was refused as "a video clip" (its container is MP4's; FFmpeg even
+    opens it as a one-frame video); a HEIC one too. Now AVIF is colorized where Pillow reads
+    it, HEIC is refused as a photo this server cannot read, and neither goes to the clips."""
+    from test_serve import HintStub, upload
+    from test_serve_video import post_clip
+
+    srv = make_server(HintStub(), HOST, 0, quiet=True, timeout=TIMEOUT)
+    gen = _running(srv)
+    addr = next(gen)
+    try:
+        avif = avif_bytes()
+        status, _, body = upload(addr, {"image": avif})
+        assert status == 200, body[:300]
+        assert (json.loads(body)["width"], json.loads(body)["height"]) == (40, 30)
+        info = json.loads(exchange_info(addr))
+        assert "AVIF" in info["photo_formats"]
+
+        heic = HEIC_HEAD + bytes(2000)
+        status, _, body = upload(addr, {"image": heic})
+        error = json.loads(body)["error"]
+        assert status == 415, error
+        assert "a HEIC photo, which cannot be read here" in error, error
+        assert "video" not in error, error
+
+        for data, name in ((avif, "photo.avif"), (heic, "photo.heic")):
+            status, _, body = post_clip(addr, data, filename=name)
+            error = json.loads(body)["error"]
+            assert status == 415, (name, error)
+            assert "this is a photo, not a video clip" in error, (name, error)
+    finally:
+        next(gen, None)
+
+
+def exchange_info(addr) -> bytes:
+    from test_serve import request
+
+    return request(addr, "GET", "/api/info")[2]
+
+
+def test_the_page_never_sends_avif_or_heic_files_as_clips():
+    """The page picks the endpoint from the file's type and name (`isClip`): run that very
+    function (from the served page) in Node on the names and types systems give photos."""
+    import re
+    import shutil
+    import subprocess
+
+    from colorjax.serving.page import render_page
+
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        pytest.skip("node is not installed: the page's JavaScript cannot be run here")
+    info = {"model": "m", "step": 1, "size": 32, "family": "regression", "samples": False,
+            "max_samples": 1, "temperature": None, "hints": False, "max_hints": 256,
+            "max_upload_mb": 20, "max_pixels": 10**6, "max_side": 4096, "video": True,
+            "max_video_mb": 20, "max_video_seconds": 30, "max_video_frames": 1800}
+    page = render_page(info)
+    consts = re.findall(r"^const (?:CLIP|PHOTO)_EXT = .*;$", page, re.M)
+    function = re.search(r"^function isClip\(file\) \{.*?^\}$", page, re.M | re.S).group(0)
+    files = [("photo.avif", "image/avif", False), ("photo.avif", "", False),
+             ("burst.avifs", "video/avif", False), ("IMG_0001.HEIC", "", False),
+             ("IMG_0001.heic", "image/heic", False), ("burst.heics", "video/heic", False),
+             ("photo.heif", "application/octet-stream", False), ("a.hif", "", False),
+             ("photo.jpg", "image/jpeg", False), ("clip.mp4", "video/mp4", True),
+             ("clip.mkv", "", True), ("clip.mov", "application/octet-stream", True)]
+    script = "\n".join(["const INFO = {video: true};", *consts, function,
+                        f"const files = {json.dumps([[n, t] for n, t, _ in files])};",
+                        "console.log(JSON.stringify(files.map(([name, type]) => "
+                        "isClip({name, type}))));"])
+    out = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    wrong = [(n, t) for (n, t, clip), g in zip(files, got) if g != clip]
+    assert not wrong, f"sent the wrong way: {wrong}"

@@ -35,6 +35,7 @@ import os
 import tempfile
 import time
 
+from colorjax.photos import heif_kind
 from colorjax.serving.requests import RequestError, check_frame_size
 
 # FFmpeg demuxers a clip may be read with (its `format_whitelist`): the common camera and
@@ -53,7 +54,10 @@ _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x0
 
 
 def looks_like_video(head: bytes) -> bool:
-    """Whether bytes start like one of the `CONTAINERS` (RIFF AVI and MPEG-TS included)."""
+    """Whether bytes start like one of the `CONTAINERS` (RIFF AVI and MPEG-TS included);
+    AVIF and HEIC photos, in the same container as MP4, do not."""
+    if heif_kind(head):
+        return False
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return True
     if len(head) >= 377 and head[0] == head[188] == head[376] == 0x47:  # TS sync bytes
@@ -62,7 +66,8 @@ def looks_like_video(head: bytes) -> bool:
 
 
 def _looks_like_image(head: bytes) -> bool:
-    return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    return (head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+            or heif_kind(head) is not None)
 
 
 def parse_bool(name: str, value, default: bool) -> bool:
@@ -110,6 +115,9 @@ def probe_clip(path: str, limits: ClipLimits) -> ClipInfo:
 
     with open(path, "rb") as f:
         head = f.read(512)
+    if _looks_like_image(head):  # FFmpeg opens AVIF and HEIC photos as one-frame "videos"
+        raise RequestError(415, "this is a photo, not a video clip: colorize it as a photo "
+                                "(POST /api/colorize; the page does)")
     try:
         container = av.open(path, "r", options={"format_whitelist": ",".join(CONTAINERS),
                                                 "protocol_whitelist": "file"})

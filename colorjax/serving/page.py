@@ -18,7 +18,8 @@ What it offers, from `info` (`ColorizeService.info`):
   colorizes again with the points sent as the form field ``hints``.
 
 * `info["video"]` (PyAV installed): a short clip may be dropped or chosen too (a video type,
-  or a video file name when the browser gives no type); it is posted to
+  or a video file name when the browser gives no type; never an AVIF or HEIC/HEIF name, which
+  are photos in the same container as MP4, whatever type a system gives them); it is posted to
   ``/api/colorize_video`` with the "stabilise colours" checkbox (on by default), and the
   answer (an MP4 the browser plays) is shown in a ``<video controls>`` element with a
   download link. While it runs: the upload's progress, then an indeterminate bar (the server
@@ -178,7 +179,12 @@ $("about").textContent = [INFO.model, INFO.family, "step " + INFO.step,
   "trained at " + INFO.size + " px",
   INFO.samples ? "draws samples" : "one colorization a photo",
   INFO.hints ? "takes colour hints" : null].filter(Boolean).join(" \\u00b7 ");
-$("limits").textContent = "JPEG, PNG, WebP, TIFF, BMP, GIF or PPM; at most " +
+const FORMAT_NAMES = { JPEG: "JPEG", PNG: "PNG", WEBP: "WebP", TIFF: "TIFF", BMP: "BMP",
+                       GIF: "GIF", PPM: "PPM", AVIF: "AVIF" };
+const formats = (INFO.photo_formats || ["JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PPM"])
+  .map((f) => FORMAT_NAMES[f] || f);
+$("limits").textContent = formats.slice(0, -1).join(", ") + " or " + formats[formats.length - 1] +
+  "; at most " +
   mib(INFO.max_upload_mb) + " MiB and " + (INFO.max_pixels / 1e6).toFixed(1) + " megapixels." +
   (INFO.video ? " Clips (MP4, MOV, MKV, WebM, ...): at most " + mib(INFO.max_video_mb) +
    " MiB, " + INFO.max_video_seconds + " s and " + INFO.max_video_frames + " frames." : "");
@@ -230,10 +236,12 @@ function accept(files) {
   if (video) runClip(true); else run(true);
 }
 // A clip: a video type, or (no type or a generic one, as for .mkv on some systems) a video
-// file name; the server checks the content either way.
+// file name; the server checks the content either way. AVIF and HEIC/HEIF files are photos
+// (some systems type image sequences such as .heics as video/*): never sent as clips.
 const CLIP_EXT = /\\.(mp4|m4v|mov|mkv|webm|avi|mpe?g|wmv|flv|ogv|3gp|ts|mts)$/i;
+const PHOTO_EXT = /\\.(avifs?|heics?|heifs?|hif)$/i;
 function isClip(file) {
-  if (!INFO.video) return false;
+  if (!INFO.video || PHOTO_EXT.test(file.name) || file.type.startsWith("image/")) return false;
   if (file.type) return file.type.startsWith("video/") ||
     (file.type === "application/octet-stream" && CLIP_EXT.test(file.name));
   return CLIP_EXT.test(file.name);

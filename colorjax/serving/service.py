@@ -10,11 +10,11 @@ import threading
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from colorjax import hints as hints_lib
 from colorjax.colorize import Colorizer, parse_temperature
-from colorjax.photos import Photo, photo_from_pil
+from colorjax.photos import Photo, heif_kind, photo_from_pil, unsupported_photo_message
 from colorjax.serving import clips
 from colorjax.serving.requests import RequestError, busy, check_frame_size
 
@@ -24,7 +24,10 @@ _SMALL_PIXELS = 1 << 20
 # Allowed image formats: the common photo formats PIL decodes itself (no EPS/PDF-like
 # plugins that run external programs, no exotic parsers exposed to the network). JPEG
 # includes MPO (phones' multi-picture JPEGs), which PIL opens through the JPEG plugin.
-FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PPM")
+# AVIF where this Pillow reads it (its own plugin, with libavif); HEIC never here (it needs a
+# plugin colorjax does not load): refused as a photo it cannot read, not taken for a clip.
+FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PPM") + (
+    ("AVIF",) if features.check_module("avif") else ())
 # The most colour hints one request may carry (each is a point the page's user placed);
 # the field's bytes and nesting are bounded too (`colorjax.hints.parse_json`).
 MAX_HINTS = hints_lib.MAX_POINTS
@@ -104,6 +107,7 @@ class ColorizeService:
                 # Whether the model takes colour hints (points of given colour on the photo).
                 "hints": self.uses_hints, "max_hints": MAX_HINTS,
                 "max_upload_mb": self.max_upload_bytes / (1 << 20),
+                "photo_formats": list(FORMATS),
                 "max_pixels": self.max_pixels, "max_side": self.max_side,
                 # Clips (POST /api/colorize_video): whether PyAV is here, and their limits.
                 "video": clips.available(),
@@ -196,6 +200,10 @@ class ColorizeService:
                 im = Image.open(io.BytesIO(data), formats=FORMATS)
             w, h = im.size
         except UnidentifiedImageError:
+            kind = heif_kind(data[:64])
+            if kind:  # AVIF without libavif, HEIC: a photo, never a clip (same container)
+                raise RequestError(415, unsupported_photo_message(kind) + "; photos read "
+                                        f"here: {', '.join(FORMATS)}") from None
             if clips.looks_like_video(data[:512]):
                 raise RequestError(415, "this is a video clip, not a photo: colorize it as a "
                                         "clip (POST /api/colorize_video; the page does)") from None
