@@ -39,16 +39,23 @@ true``): JSON text, ``[{"x": 10, "y": 20, "rgb": [255, 0, 0]}, {"x": 5, "y": 7, 
 
 Bad requests get a JSON ``{"error": ...}`` with 400 (empty upload, corrupt image, bad
 ``num_samples``, a bad ``temperature`` or one for a model without one, bad ``hints`` (not JSON,
-not the format, off the photo, more than 256) or hints for a model without them, unknown
+not the format, off the photo, more than 256, over 64 KiB or nested over 8 deep: the last two
+checked before the field is parsed) or hints for a model without them, unknown
 query parameter or value, a Host header not in ``--allowed_hosts``, a truncated or damaged
 clip, a clip of odd width or height, a bad ``stabilize``),
-403 (a POST from another site's page: ``Origin`` is not this server), 408 (the request did not
-arrive within ``--timeout``), 411 (no Content-Length), 413 (file over ``--max_upload_mb``,
+403 (a POST from another site's page: ``Origin`` is not this server), 408 (headers not within
+``--timeout``, silence that long, or a body under ``--min_upload_rate`` once ``--upload_grace``
+is over), 411 (no Content-Length), 413 (file over ``--max_upload_mb``,
 more than ``--max_pixels`` pixels, a side over ``--max_side``; a clip over ``--max_video_mb``,
-``--max_video_seconds`` or ``--max_video_frames``), 415 (not an image; not a video clip, no
-video stream or an audio codec MP4 cannot hold), 503 with
-``Retry-After`` (more than ``--max_connections`` connections, or more than ``--max_concurrent``
-photos in work and ``--max_waiting`` waiting); the server keeps serving.
+``--max_video_seconds`` or ``--max_video_frames``, any decoded frame of it over
+``--max_pixels`` or ``--max_side`` whatever its header says, or more than
+``--max_clip_work_seconds`` of colorizing), 415 (not an image, or a HEIC photo this Pillow
+cannot read; not a video clip (AVIF and HEIC photos are not clips), no video stream or an
+audio codec MP4 cannot hold), 503 with
+``Retry-After`` (more than ``--max_connections`` connections, more than
+``--max_connections_per_client`` from one address, or more than ``--max_concurrent``
+photos in work and ``--max_waiting`` waiting); the server keeps serving. A clip whose client
+goes away is stopped between frames.
 
 Hardening, and why: every read has a deadline (a client that stalls cannot hold a thread) and
 a body must average ``--min_upload_rate`` once ``--upload_grace`` is over (one that sends a
@@ -123,7 +130,7 @@ def parse_args(argv=None):
                         "after the answer; default: the system's temporary folder)")
     p.add_argument("--quiet", action="store_true", help="no access log")
     args = p.parse_args(argv)
-    for name in ("timeout", "min_upload_rate"):
+    for name in ("timeout", "min_upload_rate", "max_clip_work_seconds"):
         if not getattr(args, name) > 0:
             p.error(f"--{name}={getattr(args, name):g} must be positive")
     if not args.upload_grace >= 0:
