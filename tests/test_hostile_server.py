@@ -10,7 +10,6 @@ would see different machines.
 """
 
 import concurrent.futures
-import fractions
 import io
 import json
 import socket
