@@ -450,7 +450,7 @@ def colorize_video_file(*a, **k):
 def run(args) -> int:
     """The CLI: returns the exit status (0 when at least one photo was colorized and every
     file was written; 2 for a usage error, reported before the model loads)."""
-    from tqdm import tqdm
+    from colorjax import progress
 
     args.model, args.input, args.output = (os.path.expanduser(p) for p in
                                            (args.model, args.input, args.output))
@@ -525,8 +525,8 @@ def run(args) -> int:
               (f"; keeping the outputs of {kept_inputs} input(s) that exist (--skip_existing)"
                if kept_inputs else ""), flush=True)
 
-        bar = tqdm(total=len(photo_paths), unit="photo", dynamic_ncols=True, file=sys.stderr,
-                   disable=not photo_paths)
+        bar = progress.bar(len(photo_paths), "colorize", "photo", enabled=bool(photo_paths))
+        compiled = False  # until the first batch has been through the model
         for start in range(0, len(photo_paths), args.batch_size):
             batch = []
             for path in photo_paths[start:start + args.batch_size]:
@@ -569,6 +569,9 @@ def run(args) -> int:
                 finished.add(path)
                 batch[i] = None  # free the photo's full-resolution L before the next one
                 bar.update(1)
+            if not compiled:  # the first batch compiled the model: time left from now on
+                progress.restart_clock(bar)
+                compiled = True
         bar.close()
         for k, path in enumerate(video_paths):
             out = files[path][0]

@@ -37,7 +37,7 @@ import time
 
 from absl import app, flags, logging
 
-from colorjax import cli
+from colorjax import cli, progress
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", [], "Model configs to compare: configs/<m>.py[:variant],...")
@@ -435,25 +435,32 @@ def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
     model_info = {}
     failed = 0
     width = len(str(len(specs)))
+    # Models done (trained or reused, and evaluated); each model's lines are printed above.
+    bar = progress.bar(len(specs), "compare", "model")
     for i, (spec, name) in enumerate(zip(specs, names), 1):
+        if i > 1:
+            bar.update(1)  # the previous model is done, whichever way its turn ended
         tag = f"[{i:>{width}}/{len(specs)}] {name}"
         run_dir = os.path.join(workdir, name)
         info = {"config": spec, "workdir": run_dir}
         model_info[name] = info
         t0 = time.time()
         if eval_only:
-            print(f"{tag}: evaluating {run_dir} (--eval_only: no training) ...", flush=True)
+            bar.set_postfix_str(f"{name}: evaluating")
+            progress.say(f"{tag}: evaluating {run_dir} (--eval_only: no training) ...")
             trained = None
         else:
-            print(f"{tag}: training ...", flush=True)
+            bar.set_postfix_str(f"{name}: training (log: {os.path.join(run_dir, 'train.log')})")
+            progress.say(f"{tag}: training ...")
             trained = train(spec, run_dir, sets)
             if not trained["ok"]:
                 why = _last_line(trained["log"])
                 info.update(status="failed", error=f"training failed: {why}")
                 failed += 1
-                print(f"{tag}: training failed after {trained['seconds'] / 60:.1f} min: {why} "
-                      f"(see {os.path.join(run_dir, 'train.log')})", flush=True)
+                progress.say(f"{tag}: training failed after {trained['seconds'] / 60:.1f} min: "
+                             f"{why} (see {os.path.join(run_dir, 'train.log')})")
                 continue
+            bar.set_postfix_str(f"{name}: evaluating")
         try:
             config, objective, state, step = checkpoint.restore_run(
                 run_dir, prepare_config=runtime_overrides(sets))
@@ -473,7 +480,7 @@ def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
             why = _last_line(f"{type(e).__name__}: {e}")
             info.update(status="failed", error=f"evaluation failed: {why}")
             failed += 1
-            print(f"{tag}: evaluation failed: {why}", flush=True)
+            progress.say(f"{tag}: evaluation failed: {why}")
             continue
         summary, split_errors = [], {}
         for split in (splits or [config.eval.split]):
@@ -492,15 +499,18 @@ def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
             info.update(status="failed", error=f"evaluation failed: "
                                                f"{next(iter(split_errors.values()))}")
             failed += 1
-            print(f"{tag}: evaluation failed: {'; '.join(summary)}", flush=True)
+            progress.say(f"{tag}: evaluation failed: {'; '.join(summary)}")
             continue
         if split_errors:
             info["split_errors"] = split_errors
         how = ("reused" if info["reused"] else "trained") + \
               (f" {minutes:.2f} min ({source})" if minutes is not None else "")
         params = compare_report.params_text(info["params"])
-        print(f"{tag}: {how}, step {step}, {params} params; "
-              f"{'; '.join(summary)} [{time.time() - t0:.0f} s]", flush=True)
+        progress.say(f"{tag}: {how}, step {step}, {params} params; "
+                     f"{'; '.join(summary)} [{time.time() - t0:.0f} s]")
+    bar.update(1)  # the last model
+    bar.set_postfix_str("")
+    bar.close()  # the final bar, once, above the tables
 
     # Rows of failed models (after gray and the models that have numbers), truth last.
     if not results:

@@ -10,13 +10,17 @@ measure steps, not compilation. `close` prints the final bar once, before a summ
 from __future__ import annotations
 
 import sys
+import warnings
 
 from tqdm import tqdm
 
 
 def bar(total: int, label: str, unit: str, *, initial: int = 0,
         enabled: bool = True) -> tqdm:
-    """A progress bar on stderr labelled `label` (e.g. "train"), counting `unit`s."""
+    """A progress bar on stderr labelled `label` (e.g. "train"), counting `unit`s. Python
+    warnings are printed above it from then on, like `say`'s lines."""
+    if enabled:
+        warnings.showwarning = _show_warning
     return tqdm(total=total, initial=initial, desc=label, unit=unit, disable=not enabled,
                 file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
 
@@ -26,6 +30,12 @@ def say(*args, file=None, **kwargs) -> None:
     stderr share a terminal: a bar on stderr is cleared before a line goes to stdout)."""
     with tqdm.external_write_mode(file=file):
         print(*args, file=file if file is not None else sys.stdout, flush=True, **kwargs)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """`warnings.showwarning`, on lines above any open progress bar."""
+    text = warnings.formatwarning(message, category, filename, lineno, line)
+    say(text.rstrip("\n"), file=file if file is not None else sys.stderr)
 
 
 def restart_clock(progress: tqdm, postfix: str | None = None) -> None:
