@@ -460,6 +460,117 @@ def test_cli_a_file_that_cannot_be_written_is_reported_and_not_counted(exported,
     assert set(_tree(out)) == {"p2.png", "sub/p3.png"}  # no temporary file left behind
 
 
+# --- odd files, interrupted runs (issue 37; the CLI end to end: test_hostile_cli_integrity) --
+
+
+def _dead_pid() -> int:
+    """A process id no process can have (above the kernel's pid_max)."""
+    try:
+        with open("/proc/sys/kernel/pid_max") as f:
+            return int(f.read()) + 1
+    except OSError:
+        return 2 ** 22 + 1
+
+
+def test_open_photo_refuses_a_fifo_without_blocking(tmp_path):
+    import threading
+
+    from colorjax.photos import NotARegularFile
+
+    fifo = tmp_path / "b.jpg"
+    os.mkfifo(fifo)
+    result = {}
+
+    def read():
+        try:
+            result["photo"] = open_photo(str(fifo))
+        except Exception as e:  # noqa: BLE001
+            result["error"] = e
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    blocked = reader.is_alive()
+    if blocked:  # release the reader (a writer opens and closes the FIFO) before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(10)
+    assert not blocked, "open_photo blocked on a FIFO"
+    assert isinstance(result.get("error"), NotARegularFile)
+    assert str(result["error"]) == "a FIFO (named pipe), not a regular file"
+    (tmp_path / "broken.jpg").symlink_to(tmp_path / "gone.jpg")
+    with pytest.raises(NotARegularFile, match=r"a symbolic link to '.*gone.jpg', which does "
+                                              "not exist"):
+        open_photo(str(tmp_path / "broken.jpg"))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dangling symlink"])
+def test_cli_an_input_that_is_no_regular_file_is_one_line(tmp_path, capsys, kind):
+    path = tmp_path / "b.jpg"
+    if kind == "fifo":
+        os.mkfifo(path)
+        what = "a FIFO (named pipe), not a regular file"
+    else:
+        path.symlink_to(tmp_path / "gone.jpg")
+        what = f"a symbolic link to '{tmp_path / 'gone.jpg'}', which does not exist"
+    _refused(capsys, [f"--model={tmp_path / 'no_export'}", f"--input={path}",
+                      f"--output={tmp_path / 'out'}"], f"--input={path} is {what}; allowed: ")
+
+
+def test_remove_stale_partials_spares_running_writers_and_other_files(tmp_path):
+    from colorjax.output_files import remove_stale_partials
+
+    dead, alive = _dead_pid(), os.getppid()
+    names = {f".p1.png.{dead}.tmp": False, f".film.mp4.{dead}.tmp.mp4": False,  # removed
+             f".p2.png.{alive}.tmp": True,  # a concurrent run's file: kept
+             ".notes.tmp": True, f".p3.png.x{dead}.tmp": True, "p4.png": True}
+    for name in names:
+        (tmp_path / name).write_bytes(b"partial")
+    (tmp_path / f".p5.png.{dead}.tmp").symlink_to(tmp_path / "p4.png")  # not ours: kept
+    removed = remove_stale_partials([str(tmp_path), str(tmp_path / "absent")])
+    assert sorted(os.path.basename(p) for p in removed) == sorted(
+        n for n, kept in names.items() if not kept)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [n for n, kept in names.items() if kept] + [f".p5.png.{dead}.tmp"])
+
+
+def test_cli_skip_existing_writes_only_what_is_missing(exported, tmp_path, capsys):
+    src, out = tmp_path / "photos", tmp_path / "out"
+    _photo_tree(src)
+    argv = [f"--model={exported[0]}", f"--input={src}", f"--output={out}", "--compare"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.rglob("*.png")}
+    (out / "p2_compare.png").unlink()
+    (out / "sub" / "p3.png").unlink()
+    (out / f".p1.png.{_dead_pid()}.tmp").write_bytes(b"half a png")  # a killed run's
+
+    _refused(capsys, [*argv, "--overwrite", "--skip_existing"],
+             "--overwrite and --skip_existing exclude each other")
+    _refused(capsys, argv, "pass --overwrite to replace, --skip_existing to keep them")
+    assert main([*argv, "--skip_existing"]) == 0
+    captured = capsys.readouterr()
+    assert "removed 1 partial file(s) left by an interrupted run" in captured.out
+    assert ("colorized 2 photo(s) into " f"{out} (2 file(s) written); kept the existing "
+            "outputs of 1 input(s)") in captured.out
+    after = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.rglob("*.png")}
+    assert set(after) == set(before)
+    changed = {p.relative_to(out).as_posix() for p in after if after[p] != before.get(p)}
+    assert changed == {"p2_compare.png", "sub/p3.png"}
+    assert not [p for p in out.rglob(".*")]
+    # Everything there: nothing to do, and that is success.
+    assert main([*argv, "--skip_existing"]) == 0
+    assert "kept the existing outputs of 3 input(s)" in capsys.readouterr().out
+
+
+def test_help_names_skip_existing_and_interrupted_runs(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--skip_existing" in out
+    assert "Ctrl-C stops the run with its summary" in out
+    assert "exit status 130" in out
+
+
 def test_lab_to_rgb_pieces_are_bounded_in_pixels_whatever_the_aspect_ratio():
     import tracemalloc
 
