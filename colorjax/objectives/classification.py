@@ -42,6 +42,10 @@ def validate(config) -> None:
         checks.integer(config, "model.width", low=1)
     else:
         checks.sequence(config, "model.features", "integers", low=1, min_length=1)
+    # The other network's size too, where a config holds it: it is read once model.network
+    # (or model.name) changes, and a bad value should not wait until then.
+    checks.integer(config, "model.width", low=1, default=None)
+    checks.sequence(config, "model.features", "integers", low=1, min_length=1, default=None)
     check_backbone(config)
     checks.number(config, "classification.temperature", low=0.0, low_open=True,
                   note="(1 = the mean, near 0 = the mode; the paper's 0.38)")
