@@ -13,6 +13,7 @@ returned unchecked (`default=None`: absent means "not set").
 
 from __future__ import annotations
 
+import math
 import numbers
 import re
 
@@ -87,6 +88,12 @@ def interval(low=None, high=None, low_open: bool = False, high_open: bool = Fals
     return f"{lo}, {hi}"
 
 
+# JAX computes in int32 unless told otherwise: steps, counts and sizes past this overflow
+# (and jax.random.key keeps only the low 32 bits of a seed), so an integer check without
+# an upper bound of its own stops here.
+INT_MAX = 2**31 - 1
+
+
 def _inside(value, low, high, low_open, high_open) -> bool:
     return ((low is None or (value > low if low_open else value >= low))
             and (high is None or (value < high if high_open else value <= high)))
@@ -95,10 +102,17 @@ def _inside(value, low, high, low_open, high_open) -> bool:
 def _ranged(field, value, kind, low, high, low_open, high_open, note):
     is_kind = (isinstance(value, numbers.Integral) if kind == "integers"
                else isinstance(value, numbers.Real))
-    if isinstance(value, bool) or not is_kind or not _inside(value, low, high, low_open,
-                                                             high_open):
+    if kind == "integers" and is_kind and not isinstance(value, bool):
+        if high is None and value > INT_MAX:  # named in the message: the bound that applies
+            high, high_open = INT_MAX, False
+        if low is None and value < -INT_MAX - 1:
+            low, low_open = -INT_MAX - 1, False
+    # NaN compares false with every bound, and no field means anything by ±inf.
+    finite = not is_kind or isinstance(value, bool) or math.isfinite(value)
+    if isinstance(value, bool) or not is_kind or not finite or not _inside(
+            value, low, high, low_open, high_open):
         if low is None and high is None:
-            allowed = kind
+            allowed = kind if finite else "finite " + kind
         else:
             allowed = interval(low, high, low_open, high_open)
             if kind == "integers":
@@ -109,7 +123,8 @@ def _ranged(field, value, kind, low, high, low_open, high_open, note):
 
 def integer(config, field: str, low=None, high=None, *, low_open: bool = False,
             high_open: bool = False, default=REQUIRED, note: str = ""):
-    """`config.<field>`, an integer (not a bool) inside the bounds (closed unless `*_open`)."""
+    """`config.<field>`, an integer (not a bool) inside the bounds (closed unless `*_open`);
+    without a `high`, at most INT_MAX."""
     absent, value = _absent(config, field, default)
     if absent:
         return value
@@ -118,7 +133,7 @@ def integer(config, field: str, low=None, high=None, *, low_open: bool = False,
 
 def number(config, field: str, low=None, high=None, *, low_open: bool = False,
            high_open: bool = False, default=REQUIRED, note: str = ""):
-    """`config.<field>`, a real number (not a bool, not NaN) inside the bounds."""
+    """`config.<field>`, a finite real number (not a bool, NaN or ±inf) inside the bounds."""
     absent, value = _absent(config, field, default)
     if absent:
         return value

@@ -15,7 +15,7 @@ import difflib
 from colorjax import checks, config_fields, data, parallel, registry
 from colorjax.checks import ConfigError
 from colorjax.models.pretrained import NETS as LPIPS_NETS
-from colorjax.objectives.base import OPTIMIZERS, PRECISIONS, SCHEDULES
+from colorjax.objectives.base import OPTIMIZERS, PRECISIONS, SCHEDULES, check_optimizer
 
 __all__ = ["ConfigError", "check_enumerated", "closest_field", "unknown_field_error",
            "validate_config"]
@@ -80,11 +80,21 @@ def _multiples_near(size: int, factor: int) -> str:
 def _check_counts(config) -> None:
     for field in _POSITIVE_INTS:
         checks.integer(config, field, low=1)
+    checks.integer(config, "eval.batch_size", low=1)
+    checks.integer(config, "num_epochs", low=0, note="(0 = config.num_train_steps decides)")
+    checks.integer(config, "num_train_steps", low=0)
     if config.num_epochs <= 0 and config.num_train_steps <= 0:
         raise ConfigError("config.num_train_steps", f"{config.num_train_steps} is not allowed",
                           "> 0 (or config.num_epochs > 0)")
-    checks.number(config, "optimizer.learning_rate", low=0, low_open=True)
+    # jax.random.key keeps a seed's low 32 bits: larger seeds would repeat smaller ones.
+    checks.integer(config, "seed", low=0, high=2**32, high_open=True)
+    check_optimizer(config)
+    # 1 would freeze the EMA copy at its initial values, above 1 it diverges to NaN.
+    checks.number(config, "ema_decay", low=0.0, high=1.0, high_open=True,
+                  note="(0 = no EMA copy of the parameters)")
     checks.integer(config, "eval.num_images", low=1)
+    checks.integer(config, "eval.num_examples", low=0, note="(0 = the whole split)")
+    checks.integer(config, "eval.step", low=-1, note="(-1 = the latest checkpoint)")
 
 
 def _check_hints(config) -> None:
@@ -118,9 +128,9 @@ def validate_config(config, training: bool = True) -> None:
     come out as ConfigError too, so every config mistake reads the same."""
     try:
         check_enumerated(config)
+        _check_counts(config)  # before the family's: its checks may compare with the counts
         family = registry.family_module(config.model.name)
         family.validate(config)
-        _check_counts(config)
         _check_hints(config)
         parallel.check_batch_divisible(config.batch_size, "config.batch_size")
         parallel.check_batch_divisible(config.eval.batch_size, "config.eval.batch_size")

@@ -71,6 +71,32 @@ def test_number_bounds_and_types(value, kwargs, allowed):
     assert str(e.value) == f"config.sampler.eta: {value!r} is not allowed; allowed: {allowed}"
 
 
+@pytest.mark.parametrize("value,kwargs,allowed", [
+    (float("inf"), dict(low=0, low_open=True), "(0, ∞)"),  # optimizer.learning_rate=inf
+    (float("-inf"), dict(high=1.0), "(-∞, 1.0]"),
+    (float("nan"), dict(), "finite numbers"),  # no bounds: NaN compares false with none
+    (float("inf"), dict(), "finite numbers"),
+])
+def test_a_number_is_finite(value, kwargs, allowed):
+    with pytest.raises(checks.ConfigError) as e:
+        checks.number(cfg(sampler__eta=value), "sampler.eta", **kwargs)
+    assert str(e.value) == f"config.sampler.eta: {value!r} is not allowed; allowed: {allowed}"
+
+
+@pytest.mark.parametrize("value,kwargs,allowed", [
+    (2**31, dict(low=1), "[1, 2147483647] (integers)"),  # past int32
+    (-2**31 - 1, dict(), "[-2147483648, ∞) (integers)"),
+    (2**32, dict(low=0, high=2**32, high_open=True), "[0, 4294967296) (integers)"),
+])
+def test_an_integer_fits_int32_unless_its_bounds_say_otherwise(value, kwargs, allowed):
+    with pytest.raises(checks.ConfigError) as e:
+        checks.integer(cfg(diffusion__timesteps=value), "diffusion.timesteps", **kwargs)
+    assert str(e.value).endswith(f"; allowed: {allowed}")
+    assert checks.integer(cfg(diffusion__timesteps=2**31 - 1), "diffusion.timesteps") == 2**31 - 1
+    big = dict(low=0, high=2**32, high_open=True)  # a seed: its own bound wins
+    assert checks.integer(cfg(diffusion__timesteps=2**31), "diffusion.timesteps", **big) == 2**31
+
+
 def test_an_absent_field_is_an_error_unless_it_has_a_default():
     c = cfg()
     with pytest.raises(checks.ConfigError, match=r"^config.sampler.temperature: is missing"):

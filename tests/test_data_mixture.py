@@ -152,6 +152,12 @@ def test_num_examples_sums_the_sources_and_eval_data_is_not_mixed(data):
     ("greens,no_such_data=2", r"config\.data\.mixture='no_such_data': no such folder or dataset.*greens"),
     ("/no/such/folder", r"config\.data\.mixture='/no/such/folder': no such folder or dataset"),
     ("VALONLY", r"config\.data\.mixture: the source folder .*valonly.* has no split 'train'"),
+    # One source twice (by name, or a folder spelt two ways) would be read as two.
+    ("greens,greens=2", r"config\.data\.mixture: entry 2 'greens' names the same source as "
+                        r"entry 1 'greens' .*allowed: each source once"),
+    ("RED=2,greens,RED/./", r"config\.data\.mixture: entry 3 '.*red/\./' names the same "
+                            r"source as entry 1 '.*red'"),
+    ("greens,EMPTY", r"config\.data\.mixture: '.*empty' holds no photos .*allowed: a folder"),
 ])
 def test_bad_entries_are_named(data, mixture, match, tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
@@ -160,6 +166,12 @@ def test_bad_entries_are_named(data, mixture, match, tmp_path, monkeypatch):
         if not (root / "valonly").exists():
             _solid_folder(root / "valonly" / "val", 3, 0)
         mixture = mixture.replace("VALONLY", str(root / "valonly"))
+    if "EMPTY" in mixture:  # a folder with files, none of them a photo
+        (root / "empty" / ".hidden").mkdir(parents=True, exist_ok=True)
+        (root / "empty" / "notes.txt").write_text("no photos here")
+        (root / "empty" / ".hidden" / "a.png").write_bytes(b"hidden: not read")
+        mixture = mixture.replace("EMPTY", str(root / "empty"))
+    mixture = mixture.replace("RED", str(root / "red"))
     cfg = cfg.copy_and_resolve_references()
     cfg.mixture = mixture
     with pytest.raises(ValueError, match=match):

@@ -148,6 +148,20 @@ def scan(src: Path) -> tuple[list[str], dict[str, int]]:
     return sorted(files), ignored
 
 
+def has_photo(src: Path) -> bool:
+    """Whether ``src`` holds at least one file ``scan`` would take (stops at the first):
+    what config validation asks of a folder before anything is prepared."""
+    for _, dirs, names in os.walk(src):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if any(not n.startswith(".") and photos.is_image_path(n) for n in names):
+            return True
+    return False
+
+
+class NoUsableImageError(ValueError):
+    """A folder none of whose photos passes the checks (too small, near gray, unreadable)."""
+
+
 def assign_splits(files: list[str], val_fraction: float, test_fraction: float) -> dict[str, str | None]:
     """relative path -> split (None: outside the split folders of a folder that has them)."""
     tops = {f.split("/", 1)[0].lower() for f in files if "/" in f}
@@ -325,7 +339,7 @@ def _prepare(src, name, data_dir, files, ignored, options, threads, progress) ->
     if not plan:
         bar.close()
         summary = _summarise(rejected)
-        raise ValueError(
+        raise NoUsableImageError(
             f"No usable image in {src}: {len(files)} image files, all rejected ({summary}). "
             "Check config.data.min_size / config.data.gray_threshold, or the folder."
         )

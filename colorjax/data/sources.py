@@ -12,7 +12,7 @@ from pathlib import Path
 
 import jax
 
-from colorjax import parallel
+from colorjax import parallel, photos
 from colorjax.checks import ConfigError
 from colorjax.data import builders, demo, folder
 from colorjax.data.config import check_fields, parse_mixture
@@ -114,9 +114,18 @@ def resolve_mixture(cfg, *, prepare: bool = False) -> list[tuple[Resolved, float
     """The sources of ``config.data.mixture`` with their weights: an entry naming an
     existing directory is a folder (prepared like ``config.data.folder``), any other a
     dataset name as ``config.data.name`` accepts; errors name ``config.data.mixture``."""
-    out = []
-    for source, weight in parse_mixture(cfg.mixture):
+    out, seen = [], {}
+    for i, (source, weight) in enumerate(parse_mixture(cfg.mixture), 1):
         is_dir = Path(source).expanduser().is_dir()
+        # One source twice would be read as two, each with its own shuffle: say so instead.
+        key = ("folder", Path(source).expanduser().resolve()) if is_dir else ("name", source)
+        if key in seen:
+            j, first = seen[key]
+            raise ConfigError(
+                "config.data.mixture", f"entry {i} {source!r} names the same source as "
+                f"entry {j} {first!r} (in {cfg.mixture!r})",
+                "each source once; give it a larger weight instead")
+        seen[key] = (i, source)
         res = _resolve(cfg, source if is_dir else "", "" if is_dir else source,
                        "mixture", "mixture", prepare)
         out.append((res, weight))
@@ -131,12 +140,20 @@ def _resolve(cfg, folder_value: str, name: str, folder_field: str, name_field: s
             raise ValueError(f"config.data.{folder_field}={folder_value!r} is not a folder.")
         label = f"folder {path.resolve()}"
         if not prepare:
+            if not folder.has_photo(path):
+                raise ConfigError(
+                    f"config.data.{folder_field}", f"{folder_value!r} holds no photos (no "
+                    "file named *" + ", *".join(sorted(photos.IMAGE_EXTENSIONS)) + " in it "
+                    "or its subfolders, hidden ones aside)", "a folder of photos")
             return Resolved(folder_field, label, None, _folder_splits(path, cfg))
-        report = _process_0_first(lambda: folder.prepare_folder(
-            path, data_dir=cfg.data_dir or None, val_fraction=cfg.val_fraction,
-            test_fraction=cfg.test_fraction, min_size=cfg.min_size,
-            gray_threshold=cfg.gray_threshold, progress=jax.process_index() == 0,
-        ))
+        try:
+            report = _process_0_first(lambda: folder.prepare_folder(
+                path, data_dir=cfg.data_dir or None, val_fraction=cfg.val_fraction,
+                test_fraction=cfg.test_fraction, min_size=cfg.min_size,
+                gray_threshold=cfg.gray_threshold, progress=jax.process_index() == 0,
+            ))
+        except folder.NoUsableImageError as e:  # every photo rejected: the config's mistake
+            raise ConfigError(f"config.data.{folder_field}", f"{folder_value!r}: {e}") from None
         if not report.cached and jax.process_index() == 0:
             print(report, flush=True)
         return Resolved(folder_field, label, Path(report.path), tuple(report.splits))

@@ -44,8 +44,8 @@ from colorjax.objectives.adversarial_losses import (_deinterleave, _interleave,
                                                     bce_discriminator_loss, bce_generator_loss,
                                                     critic_values, gradient_penalty,
                                                     perceptual_loss)
-from colorjax.objectives.base import (OPTIMIZERS, SCHEDULES, Objective, apply_gradients,
-                                      apply_in_precision, compute_dtype, init_ema,
+from colorjax.objectives.base import (Objective, apply_gradients, apply_in_precision,
+                                      check_optimizer, compute_dtype, init_ema,
                                       init_opt_state, is_finite, optimizer_for, optimizer_step,
                                       require_optimizer, uses_hint_propagation, uses_hints)
 from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_settings,
@@ -104,14 +104,13 @@ def validate(config) -> None:
                       note="(with config.adversarial.loss='wgan_gp')")
     for field in ("adv_weight", "l1_weight", "gp_weight", "perceptual_weight"):
         checks.number(config, f"adversarial.{field}", low=0)
-    for field, low in (("n_critic", 1), ("nogan_steps", 0), ("disc_features", 1),
-                       ("disc_layers", 1)):
+    for field, low in (("n_critic", 1), ("nogan_steps", 0), ("disc_features", 1)):
         checks.integer(config, f"adversarial.{field}", low=low)
+    # Each layer halves the image, and data.image_size is at most 4096 = 2**12.
+    checks.integer(config, "adversarial.disc_layers", low=1, high=12)
     checks.sequence(config, "adversarial.perceptual_layer_weights", low=0, length=5,
                     note="(relu1_2 .. relu5_3 of VGG16)")
-    checks.choice(config, "disc_optimizer.name", OPTIMIZERS)
-    checks.choice(config, "disc_optimizer.schedule", SCHEDULES)
-    checks.number(config, "disc_optimizer.learning_rate", low=0, low_open=True)
+    check_optimizer(config, "disc_optimizer")
     size = checks.integer(config, "data.image_size", default=None)
     layers = config.adversarial.disc_layers
     low = min_input_size(discriminator, layers)

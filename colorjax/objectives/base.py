@@ -136,6 +136,21 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 
 
+def check_optimizer(config, group: str = "optimizer") -> None:
+    """ConfigError naming the first wrong field of `config.<group>` that `make_optimizer`
+    reads (the discriminator's `disc_optimizer` has the same fields)."""
+    checks.choice(config, f"{group}.name", OPTIMIZERS)
+    checks.choice(config, f"{group}.schedule", SCHEDULES)
+    checks.number(config, f"{group}.learning_rate", low=0, low_open=True)
+    for beta in ("b1", "b2"):  # Adam's decay rates: 1 would never forget, above diverges
+        checks.number(config, f"{group}.{beta}", low=0.0, high=1.0, high_open=True)
+    checks.integer(config, f"{group}.warmup_steps", low=0)
+    checks.number(config, f"{group}.grad_clip_norm", low=0.0, note="(0 = no clipping)")
+    checks.number(config, f"{group}.end_lr_factor", low=0.0, high=1.0, default=None,
+                  note="(the cosine schedule's final fraction of the peak)")
+    checks.number(config, f"{group}.weight_decay", low=0.0, default=None)
+
+
 def learning_rate_schedule(opt_config, num_train_steps: int) -> optax.Schedule:
     """Linear warm-up, then constant or cosine decay to `end_lr_factor` of the peak."""
     peak = opt_config.learning_rate

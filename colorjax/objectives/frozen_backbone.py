@@ -41,10 +41,10 @@ def check_backbone(config) -> str:
     (default 64), `model.backbone_trainable` (a boolean, default False) and, when trainable,
     `model.backbone_learning_rate` (a number >= 0, default 1e-5)."""
     backbone = checks.choice(config, "model.backbone", BACKBONES, default="none")
-    if backbone != "none":
-        checks.integer(config, "model.backbone_width", low=1, default=64)
-        if checks.boolean(config, "model.backbone_trainable", default=False):
-            checks.number(config, "model.backbone_learning_rate", low=0.0, default=1e-5)
+    # Checked while unused too: turning the backbone on must not reveal a bad value only then.
+    checks.integer(config, "model.backbone_width", low=1, default=64)
+    checks.boolean(config, "model.backbone_trainable", default=False)
+    checks.number(config, "model.backbone_learning_rate", low=0.0, default=1e-5)
     return backbone
 
 

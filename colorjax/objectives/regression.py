@@ -44,6 +44,10 @@ def validate(config) -> None:
         checks.integer(config, "model.width", low=1)
     else:
         checks.sequence(config, "model.features", "integers", low=1, min_length=1)
+    # The other network's size too, where a config holds it: it is read once model.network
+    # (or model.name) changes, and a bad value should not wait until then.
+    checks.integer(config, "model.width", low=1, default=None)
+    checks.sequence(config, "model.features", "integers", low=1, min_length=1, default=None)
     if network == "fusion":
         checks.integer(config, "model.fusion_width", low=1)
         # EfficientNet-Lite0 halves its input five times (stride 32).
