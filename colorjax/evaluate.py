@@ -12,58 +12,11 @@ from PIL import Image
 
 from colorjax import color, data, metrics, parallel
 
-# Column order of every metrics table; arrows say which direction is better.
-METRICS = {
-    "loss": "↓", "ssim": "↑", "psnr": "↑", "delta_e76": "↓", "ciede2000": "↓",
-    "lpips": "↓", "colorfulness": "", "colorfulness_true": "",
-    "auc": "↑", "auc_rebalanced": "↑",
-}
+from colorjax.metrics.table import (  # noqa: F401 - re-exported: the tables' names
+    METRICS, SAME_AS_GRAY, versus_gray, versus_gray_words)
 
 # Pooled over every pixel of the split (not a mean of per-image values): summed as counts.
 POOLED_COUNTS = "auc_counts"
-
-# A model within this fraction of the gray baseline's value is "about the same" on that
-# metric: closer than an evaluation over a few dozen images can tell apart.
-SAME_AS_GRAY = 0.01
-
-
-def versus_gray(row: dict, gray: dict) -> dict[str, list[str]]:
-    """The metrics with a direction in METRICS (↑ higher is better, ↓ lower is better) on
-    which `row` is "better" than, "worse" than or about the "same" as the gray baseline
-    `gray` (rows of `markdown_table`); metrics without a direction (colourfulness) are
-    left out."""
-    out = {"better": [], "worse": [], "same": []}
-    for name, arrow in METRICS.items():
-        if not arrow or name not in row or name not in gray:
-            continue
-        value, base = float(row[name]), float(gray[name])
-        if not (np.isfinite(value) and np.isfinite(base)):
-            continue
-        if abs(value - base) <= SAME_AS_GRAY * abs(base):
-            out["same"].append(name)
-        elif (value > base) == (arrow == "↑"):
-            out["better"].append(name)
-        else:
-            out["worse"].append(name)
-    return out
-
-
-def versus_gray_words(row: dict, gray: dict) -> str:
-    """`versus_gray` in words: "better than gray on 4 of 8 metrics (ssim, ...); worse on 3
-    (...); about the same (within 1%) on 1 (...)"."""
-    v = versus_gray(row, gray)
-    total = sum(len(names) for names in v.values())
-    if not total:
-        return "no metric to compare with gray"
-    named = lambda names: f" ({', '.join(names)})" if names else ""
-    words = [f"better than gray on {len(v['better'])} of {total} metrics{named(v['better'])}"]
-    if v["worse"]:
-        words.append(f"worse on {len(v['worse'])}{named(v['worse'])}")
-    if v["same"]:
-        words.append(f"about the same (within {SAME_AS_GRAY:.0%}) on {len(v['same'])}"
-                     f"{named(v['same'])}")
-    return "; ".join(words)
-
 
 def image_metrics(l, ab_pred, ab_true, lpips_distance) -> dict:
     """Per-image metrics (each (N,)) of predicted vs true ab, both in network range."""
@@ -97,8 +50,9 @@ def lpips_on_small_images(lpips, params):
 
 def _masked_sums(per_image: dict, mask) -> dict:
     """Sums over the real (unpadded) images of each metric, and their count under "count"."""
-    # PSNR is +inf for a perfect image; keep it out of the sums rather than poison the mean.
-    sums = {k: jnp.sum(jnp.where(mask > 0, jnp.nan_to_num(v, posinf=100.0), 0.0))
+    # PSNR is +inf for a perfect image: 100 dB, rather than poison the mean. NaN (a model
+    # whose predictions are not finite) stays NaN: it must never read as a perfect 0.
+    sums = {k: jnp.sum(jnp.where(mask > 0, jnp.where(v == jnp.inf, 100.0, v), 0.0))
             for k, v in per_image.items()}
     return sums | {"count": jnp.sum((mask > 0).astype(jnp.float32))}
 
@@ -121,6 +75,25 @@ def _means(totals: dict) -> dict:
     if counts is not None:
         means |= {k: float(v) for k, v in metrics.auc_from_counts(np.asarray(counts)).items()}
     return means | {"num_examples": count}
+
+
+class NonFiniteMetricsError(RuntimeError):
+    """A model's metrics came out NaN or infinite: its predictions are not finite."""
+
+
+def require_finite_metrics(rows: dict[str, dict], where: str) -> None:
+    """NonFiniteMetricsError naming each row of `rows` (model -> metrics) with a NaN/Inf
+    metric: such a model has no score, and the run's evaluation fails (after its table,
+    where they read nan, is written)."""
+    bad = {name: [k for k, v in row.items() if isinstance(v, (int, float))
+                  and not np.isfinite(v)] for name, row in rows.items()}
+    bad = {name: keys for name, keys in bad.items() if keys}
+    if bad:
+        what = "; ".join(f"{name}: {', '.join(keys)}" for name, keys in bad.items())
+        raise NonFiniteMetricsError(
+            f"metrics came out NaN/Inf {where} ({what}): the model's predictions are not "
+            "finite, so it has no score (its weights, or activations they overflow); train "
+            "it again from an earlier checkpoint or with a smaller learning rate")
 
 
 def _hint_kwargs(batch: dict) -> dict:

@@ -415,21 +415,17 @@ def exchange_info(addr) -> bytes:
 
 def test_the_page_never_sends_avif_or_heic_files_as_clips():
     """The page picks the endpoint from the file's type and name (`isClip`): run that very
-    function (from the served page) in Node on the names and types systems give photos."""
+    function (from the served page.js) in Node on the names and types systems give photos."""
     import re
     import shutil
     import subprocess
 
-    from colorjax.serving.page import render_page
+    from colorjax.serving.page import asset
 
     node = shutil.which("node") or shutil.which("nodejs")
     if node is None:
         pytest.skip("node is not installed: the page's JavaScript cannot be run here")
-    info = {"model": "m", "step": 1, "size": 32, "family": "regression", "samples": False,
-            "max_samples": 1, "temperature": None, "hints": False, "max_hints": 256,
-            "max_upload_mb": 20, "max_pixels": 10**6, "max_side": 4096, "video": True,
-            "max_video_mb": 20, "max_video_seconds": 30, "max_video_frames": 1800}
-    page = render_page(info)
+    page = asset("page.js")[0].decode()
     consts = re.findall(r"^const (?:CLIP|PHOTO)_EXT = .*;$", page, re.M)
     function = re.search(r"^function isClip\(file\) \{.*?^\}$", page, re.M | re.S).group(0)
     files = [("photo.avif", "image/avif", False), ("photo.avif", "", False),

@@ -17,8 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from colorjax.colorize import Colorizer
 from colorjax.photos import gray_of, to_uint8
-from colorjax.serving.page import render_page
+from colorjax.serving import examples
 from colorjax.serving.clips import ClientGone, parse_bool
+from colorjax.serving.page import ASSETS, asset, render_page
 from colorjax.serving.requests import (LOCAL_HOSTS, RETRY_AFTER_S, VIDEO_QUERY,
                                        DeadlineReader, RequestError, TooSlow, host_name,
                                        parse_multipart, parse_query)
@@ -70,6 +71,13 @@ class Handler(BaseHTTPRequestHandler):
         # `_content_length`.
         self._started = time.monotonic()
         self._reader.reset(self._started + self.timeout)
+        try:
+            self.rfile.peek(1)  # the next request's first byte (or one buffered already)
+        except TimeoutError:
+            # Nothing asked within --timeout: a browser's idle keep-alive connection or its
+            # speculative preconnect. Closed without a word: an ordinary visit, not an error.
+            self.close_connection = True
+            return
         super().handle_one_request()
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
@@ -129,6 +137,13 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(e.status, e.message)
         if path in ("/", "/index.html"):
             self._send(200, render_page(self.service.info()).encode(), "text/html; charset=utf-8")
+        elif path[1:] in ASSETS:
+            self._send(200, *asset(path[1:]))
+        elif path.startswith("/examples/") and path.endswith(".jpg"):
+            data = examples.jpeg(path[len("/examples/"):-len(".jpg")])
+            if data is None:
+                return self._error(404, f"no example at {path}")
+            self._send(200, data, "image/jpeg")
         elif path == "/api/info":
             self._json(200, self.service.info())
         elif path == "/api/colorize":

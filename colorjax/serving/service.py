@@ -15,7 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError, features
 from colorjax import hints as hints_lib
 from colorjax.colorize import Colorizer, parse_temperature
 from colorjax.photos import Photo, heif_kind, photo_from_pil, unsupported_photo_message
-from colorjax.serving import clips
+from colorjax.serving import clips, examples, model_eval
 from colorjax.serving.requests import RequestError, busy, check_frame_size
 
 # Photos of at most this many pixels have their own lane of --max_concurrent slots, so a
@@ -96,6 +96,8 @@ class ColorizeService:
         # Full-resolution Lab/RGB buffers of big photos are large: bound how many are live.
         self.big = Lane("big", max_concurrent, max_waiting)
         self.small = Lane("small", max_concurrent, max_waiting)
+        # The export's own evaluation against gray, said on the page (None: it has none).
+        self.evaluation = model_eval.summary(getattr(colorizer, "metadata", None) or {})
 
     def info(self) -> dict:
         c = self.colorizer
@@ -114,7 +116,11 @@ class ColorizeService:
                 "max_video_mb": self.clip_limits.max_bytes / (1 << 20),
                 "max_video_seconds": self.clip_limits.max_seconds,
                 "max_video_frames": self.clip_limits.max_frames,
-                "max_clip_work_seconds": self.clip_limits.max_work_seconds}
+                "max_clip_work_seconds": self.clip_limits.max_work_seconds,
+                # The page's one-click example photos (GET examples/<name>.jpg).
+                "examples": examples.available(),
+                # The export's evaluation table against gray, in words (or None).
+                "evaluation": self.evaluation}
 
     def num_samples(self, value) -> int:
         if value in (None, ""):
