@@ -25,7 +25,8 @@ def python_command() -> str:
     on_path = shutil.which("python")
     if on_path and os.path.abspath(on_path) == os.path.abspath(exe):
         return "python"
-    return shown_path(exe)
+    shown = shown_path(exe)
+    return shown if os.sep in shown else os.path.join(".", shown)  # not a PATH lookup
 
 
 def shown_path(path: str) -> str:
