@@ -1,8 +1,10 @@
 """The upload page in a real headless browser (Debian's chromium + chromedriver, Selenium),
-driven with real clicks and keys: upload (chooser and drop), the progress indicator, the
-before/after slider, download, the samples gallery, the temperature, colour hints (placed
-by clicking the photo; the output moves toward each hint's colour), every rejected upload's
-message, the keyboard, a phone-sized window, no broken images.
+driven with real clicks and keys: the example photos (a click colorizes one), the export's
+evaluation in words, upload (chooser and drop), the progress indicator, the before/after
+slider, download, the samples gallery, the temperature, colour hints (placed by clicking the
+photo; the output moves toward each hint's colour), clips (their option shown only for a
+clip), every rejected upload's message, the keyboard, a 1280 x 800 window (result, slider and
+Download in it without scrolling), a phone-sized window, no broken images, a quiet log.
 
 CI installs them (`.ci/run`) and sets COLORJAX_REQUIRE_BROWSER=1, so there a missing browser
 fails the test; elsewhere it skips and says what is missing.
@@ -19,6 +21,7 @@ import os
 import pathlib
 import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -37,7 +40,7 @@ CHROMEDRIVER = os.environ.get("COLORJAX_CHROMEDRIVER", shutil.which("chromedrive
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--force-device-scale-factor=1"]
-DESKTOP = (1200, 900)
+DESKTOP = (1280, 800)  # a common laptop window: the result must fit it
 PHONE = (390, 844)  # CSS pixels of a common phone
 SCREENSHOTS = os.environ.get("COLORJAX_SCREENSHOTS")
 
@@ -58,8 +61,8 @@ REQUIRED = os.environ.get("COLORJAX_REQUIRE_BROWSER") == "1"
 pytestmark = pytest.mark.skipif(MISSING is not None and not REQUIRED, reason=str(MISSING))
 
 
-def _serve(colorizer, **limits):
-    srv = make_server(colorizer, "127.0.0.1", 0, quiet=True, **{"max_samples": 3, **limits})
+def _serve(colorizer, quiet=True, **limits):
+    srv = make_server(colorizer, "127.0.0.1", 0, quiet=quiet, **{"max_samples": 3, **limits})
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     host, port = srv.server_address[:2]
     return srv, f"http://{host}:{port}/"
@@ -205,17 +208,57 @@ def _chroma(png) -> float:
     return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
 
 
-def test_before_any_upload_the_page_is_clean_and_keyboard_ready(page, page_url):
+def _examples_loaded(driver):
+    """The example buttons' names, once every thumbnail has loaded (none broken)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 30, poll_frequency=0.1).until(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('.example img')].every(i => i.complete)"))
+    assert driver.execute_script(
+        "return [...document.querySelectorAll('.example img')].every(i => i.naturalWidth > 0)")
+    return [b.get_attribute("data-name")
+            for b in driver.find_elements(_by().CSS_SELECTOR, "#example-row .example")]
+
+
+def _in_window(driver, *selectors):
+    """Each element's box lies wholly inside the window, with the page not scrolled."""
+    assert driver.execute_script("return [scrollX, scrollY]") == [0, 0]
+    w, h = driver.execute_script("return [innerWidth, innerHeight]")
+    for css in selectors:
+        r = driver.execute_script("return arguments[0].getBoundingClientRect().toJSON()",
+                                  _find(driver, css))
+        assert r["width"] > 0 and r["height"] > 0, (css, r)
+        assert r["left"] >= 0 and r["top"] >= 0 and r["right"] <= w and r["bottom"] <= h, \
+            (css, r, (w, h))
+
+
+def test_before_any_upload_the_page_greets_with_examples(page, page_url):
     page.get(page_url)
     assert "unet" in page.title
-    # No image element at all before an upload: nothing to show as a broken placeholder.
-    assert page.find_elements(_by().TAG_NAME, "img") == []
+    assert page.execute_script("return [innerWidth, innerHeight]") == list(DESKTOP)
+    # The examples, in gray (what the model sees), are the only images: no broken placeholder.
+    assert _examples_loaded(page) == ["astronaut", "coffee", "chelsea", "rocket"]
+    images = page.find_elements(_by().TAG_NAME, "img")
+    assert len(images) == 4 and all(i.is_displayed() for i in images)
+    assert all("grayscale(1)" in i.value_of_css_property("filter") for i in images)
+    assert "Try it on an example" in _find(page, "#examples").text
+    assert "Eileen Collins" in _find(page, "#examples").text  # captions
+    _in_window(page, "#drop", "#example-row .example:last-child")
     assert not _find(page, "#result").is_displayed()
     assert "gray input" not in page.find_element(_by().TAG_NAME, "body").text
     assert "drop" in _find(page, "#drop").text
     assert "at most 20 MiB" in _find(page, "#limits").text
-    # A deterministic model: no samples, no temperature, no hints.
-    for hidden in ("#samples-label", "#temperature-label", "#hints-panel", "#gallery-panel"):
+    # The export's own evaluation against gray, in words (the tiny export's table).
+    assert _find(page, "#evaluation").text == (
+        "On its validation photos, this model is better than leaving them gray on 1 of 1 "
+        "metric: SSIM 0.500 (gray 0.400).")
+    about = _find(page, "#about").text
+    assert about == "a regression model, trained for 2 steps at 32 px", about
+    # A deterministic model: no samples, no temperature, no hints; no clip option before a
+    # clip is chosen (this server takes clips).
+    assert page.execute_script("return INFO.video") is True
+    for hidden in ("#samples-label", "#temperature-label", "#hints-panel", "#gallery-panel",
+                   "#stabilize-label", "#options", "#go"):
         assert not _find(page, hidden).is_displayed(), hidden
     # The first Tab reaches the file chooser (its drop zone shows the focus).
     from selenium.webdriver.common.keys import Keys
@@ -224,6 +267,35 @@ def test_before_any_upload_the_page_is_clean_and_keyboard_ready(page, page_url):
     assert page.execute_script("return getComputedStyle(document.getElementById('drop'))"
                                ".outlineStyle") != "none"
     _screenshot(page, "empty")
+
+
+def test_a_click_on_an_example_colorizes_it_within_the_window(page, page_url):
+    """A click on an example photo: its colorization, compared with its gray input, with
+    the slider and Download inside the 1280 x 800 window (no scrolling); the examples become
+    a strip beside it; another example replaces it."""
+    page.get(page_url)
+    _examples_loaded(page)
+    _watch_busy(page)
+    status = _act(page, _find(page, '.example[data-name="astronaut"]').click)
+    assert status.text == "Done: astronaut.jpg, 512\u00d7512 px.", status.text
+    seen = page.execute_script("return window.busySeen")
+    assert any(t.startswith("Colorizing astronaut.jpg") for t in seen), seen
+    assert _shown(page).shape == (512, 512, 3)
+    assert _find(page, '.example[data-name="astronaut"]').get_attribute("aria-pressed") == "true"
+    assert _find(page, "#download").get_attribute("download") == "astronaut_color.png"
+    _in_window(page, "#stage", "#compare", "#download", "#status")
+    stage = _find(page, "#stage").rect
+    assert stage["height"] > 0.6 * DESKTOP[1]  # large, not a thumbnail
+    # The examples stay to hand, smaller, beside the result.
+    _in_window(page, "#example-row .example:last-child")
+    assert _find(page, "#example-row .example").rect["width"] < 0.3 * stage["width"]
+    assert not _find(page, "#stabilize-label").is_displayed()  # a photo: no clip option
+    _screenshot(page, "result")
+    # A wide photo, and the slider row still in the window.
+    status = _act(page, _find(page, '.example[data-name="rocket"]').click)
+    assert status.text.startswith("Done: rocket.jpg, 512\u00d7"), status.text
+    assert _find(page, '.example[data-name="astronaut"]').get_attribute("aria-pressed") == "false"
+    _in_window(page, "#stage", "#compare", "#download")
 
 
 def test_upload_compare_with_the_slider_and_download(page, page_url, tmp_path):
@@ -247,6 +319,7 @@ def test_upload_compare_with_the_slider_and_download(page, page_url, tmp_path):
     # The two lie on each other at the same size.
     assert after.rect == before.rect
     assert not page.find_elements(_by().CSS_SELECTOR, "#gallery img")  # one result: no gallery
+    _in_window(page, "#stage", "#compare", "#download")  # a tall photo fits the window too
 
     # The slider: a real click near its left end shows almost all colour, End all gray,
     # Home all colour (the stage's own pixels, as the screen shows them).
@@ -268,7 +341,6 @@ def test_upload_compare_with_the_slider_and_download(page, page_url, tmp_path):
     slider.send_keys(Keys.END)
     for _ in range(50):
         slider.send_keys(Keys.ARROW_LEFT)
-    _screenshot(page, "result")
 
     # Keyboard: Tab from the slider reaches the download link.
     slider.send_keys(Keys.TAB)
@@ -393,6 +465,8 @@ def test_a_sampling_model_shows_its_samples_as_a_gallery(page, colorizer, tmp_pa
         download = _find(page, "#download")
         assert download.get_attribute("download") == "camera_sample2_color.png"
         assert download.text == "Download sample 2"
+        # The samples fit the window with the comparison (a smaller stage makes room).
+        _in_window(page, "#stage", "#compare", "#download", "#gallery figure:last-child")
         _screenshot(page, "samples")
         # Fewer samples, colorized again: the gallery follows.
         Select(select).select_by_value("2")
@@ -400,6 +474,7 @@ def test_a_sampling_model_shows_its_samples_as_a_gallery(page, colorizer, tmp_pa
         assert len(page.find_elements(_by().CSS_SELECTOR, "#gallery button.sample")) == 2
 
 
+@pytest.mark.slow  # trains a tiny classification model first
 def test_a_classification_model_offers_a_temperature(page, page_url, tmp_path_factory, tmp_path):
     """`colorful`: a temperature slider (0.05 to 1) at the model's default, sent with the
     upload; a new value, colorized again, gives a new answer; the unet page has none."""
@@ -699,6 +774,7 @@ def hint_export(root, steps=80):
     return pathlib.Path(path)
 
 
+@pytest.mark.slow  # trains a tiny hint model first
 @pytest.mark.skipif(not HINT_BACKEND, reason="hint backend not landed")
 def test_a_trained_hint_model_follows_two_clicked_hints(page, tmp_path_factory, tmp_path):
     """A real hint export: two clicked hints of distinct colours; the output's colour near
@@ -713,6 +789,9 @@ def test_a_trained_hint_model_follows_two_clicked_hints(page, tmp_path_factory, 
     with _Served(model) as url:
         _hints_session(page, url, tmp_path, HINT_POINTS, HINT_COLOURS,
                        moves_toward)
+        # Exported without an evaluation table: the page says so instead of figures.
+        assert _find(page, "#evaluation").text.startswith(
+            "This export holds no evaluation figures"), _find(page, "#evaluation").text
 
 
 def test_a_model_without_hints_shows_no_hint_controls(page, page_url, tmp_path):
@@ -723,6 +802,29 @@ def test_a_model_without_hints_shows_no_hint_controls(page, page_url, tmp_path):
     _click_photo(page, 40, 30, (80, 60))
     assert page.execute_script("return S.timer") is None  # a click on the photo places nothing
     assert page.find_elements(_by().CSS_SELECTOR, "#markers .hint") == []
+
+
+def test_an_ordinary_visit_logs_only_its_requests(page, colorizer, capfd):
+    """A real browser's visit (the page, its files, an example colorized), then idle past
+    --timeout: the browser's keep-alive (and any spare) connections are closed without a
+    word; the log holds one line per request, all answered 200."""
+    import re
+
+    srv, url = _serve(colorizer, quiet=False, timeout=1.0)
+    try:
+        capfd.readouterr()
+        page.get(url)
+        _examples_loaded(page)
+        _act(page, _find(page, '.example[data-name="coffee"]').click)
+        time.sleep(2.5)  # past --timeout: the server closes the idle connections
+        log = capfd.readouterr().err.splitlines()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    answered = [line for line in log if re.search(r'"(GET|POST) \S+ HTTP/1.1" 200 -$', line)]
+    assert answered == log, "\n".join(log)
+    for request in ("GET / ", "GET /page.js ", "GET /examples/coffee.jpg ", "POST /api/colorize "):
+        assert any(request in line for line in log), (request, log)
 
 
 def test_a_clip_is_colorized_and_played_in_the_page(page, page_url, tmp_path):
@@ -739,9 +841,10 @@ def test_a_clip_is_colorized_and_played_in_the_page(page, page_url, tmp_path):
     page.get(page_url)
     assert "Clips (MP4" in _find(page, "#limits").text
     box = _find(page, "#stabilize")
-    assert box.is_displayed() and box.is_selected()
+    assert not box.is_displayed() and box.is_selected()  # a clip's option: not for photos
     _watch_busy(page)
     status = _upload(page, path)
+    assert box.is_displayed() and box.is_selected()  # a clip is chosen: its option shows
     assert status.text.startswith("Done: clip.mp4, 64\u00d748 px, 8 frames, 0.33 s, colours "
                                   "stabilised"), status.text
     seen = page.execute_script("return window.busySeen")
@@ -755,9 +858,20 @@ def test_a_clip_is_colorized_and_played_in_the_page(page, page_url, tmp_path):
     assert link.get_attribute("download") == "clip_color.mp4"
     assert link.get_attribute("href") == video.get_attribute("src")
     assert not _find(page, "#result").is_displayed()  # no photo result, no broken images
-    assert page.find_elements(_by().TAG_NAME, "img") == []
+    assert page.find_elements(_by().CSS_SELECTOR, "img:not(.example img)") == []
+    _in_window(page, "#clip", "#clip-download")
+    if SCREENSHOTS:  # a frame in the player, not its loading spinner
+        from selenium.webdriver.support.ui import WebDriverWait
+        WebDriverWait(page, 30).until(lambda d: d.execute_script(
+            "return arguments[0].readyState >= 3", video))
+        time.sleep(1.5)  # the player's controls drop their loading spinner a moment later
     _screenshot(page, "clip")
     box.click()
     status = _act(page, lambda: _find(page, "#go").click())
     assert "colours not stabilised" in status.text, status.text
     assert page.execute_script("return arguments[0].readyState", _find(page, "#clip")) >= 1
+    # A photo next: the clip's option goes.
+    status = _upload(page, _photo(tmp_path, 64, 48))
+    assert status.text.startswith("Done: astronaut.jpg"), status.text
+    assert not _find(page, "#stabilize-label").is_displayed()
+    assert not _find(page, "#clip-result").is_displayed()

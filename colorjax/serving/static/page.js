@@ -1,16 +1,52 @@
+// The upload page's script (index.html, page.css; the server puts the model's `info`,
+// `ColorizeService.info`, in index.html as JSON). Nothing is loaded from elsewhere.
+//
+// What it offers, from INFO:
+// * a file chooser and a drop target (the whole page); the first file dropped or chosen is
+//   colorized at once, with an upload/progress bar while the model runs, and a message for
+//   every refusal (no file, several files, not an image, too big: in the page; everything
+//   else: the server's words);
+// * INFO.examples: photos to try with one click (scikit-image's, served by the server as
+//   small JPEGs): large on the right before any result, a strip on the left after; a click
+//   sends the example like an upload;
+// * INFO.evaluation: the export's own figures against leaving the photos gray, in words;
+// * a before/after comparison: the colour result under the gray input, a range slider (a
+//   keyboard control too) moving the divider, and a download link for what is shown; in a
+//   wide window all three fit in the window (no scrolling after colorizing);
+// * INFO.samples (VAE, diffusion): a samples count; the samples as a gallery, one of them
+//   in the comparison;
+// * INFO.temperature (classification models: the default T, not null): a temperature
+//   slider (0.05 to 1, step 0.01, starting at the default), sent with the upload;
+// * INFO.hints: click on the photo to place a colour point; each point has a colour input
+//   and the model's own colour there (read from the result, a suggestion), can be dragged
+//   or moved with the arrow keys, deleted (Delete key or button); Undo (and Ctrl+Z); every
+//   change colorizes again with the points sent as the form field `hints`;
+// * INFO.video (PyAV installed): a short clip may be dropped or chosen too (a video type, or
+//   a video file name when the browser gives no type; never an AVIF or HEIC/HEIF name, which
+//   are photos in the same container as MP4, whatever type a system gives them); it is
+//   posted to api/colorize_video with the "stabilise colours" checkbox (shown once a clip
+//   is chosen; on by default), and the answer (an MP4 the browser plays) is shown in a
+//   <video controls> element with a download link. While it runs: the upload's progress,
+//   then an indeterminate bar (the server answers when the whole clip is done). "Colorize
+//   again" redoes it (e.g. after the checkbox).
+//
+// Before any upload the only images are the examples (no broken-image placeholder).
 "use strict";
 const INFO = JSON.parse(document.getElementById("info").textContent);
 const $ = (id) => document.getElementById(id);
 const MIB = 1048576;
 // answered: requests finished (shown or refused) and uploads refused in the page.
 const S = { file: null, video: false, out: null, shown: 0, hints: [], history: [], active: -1,
-            xhr: null, generation: 0, timer: null, answered: 0, clipURL: null };
+            xhr: null, generation: 0, timer: null, answered: 0, clipURL: null, pick: 0 };
 
 // -- the controls the model has --
-$("about").textContent = [INFO.model, INFO.family, "step " + INFO.step,
-  "trained at " + INFO.size + " px",
-  INFO.samples ? "draws samples" : "one colorization a photo",
-  INFO.hints ? "takes colour hints" : null].filter(Boolean).join(" \u00b7 ");
+$("about").textContent = ["a " + INFO.family + " model, trained for " + INFO.step +
+  " steps at " + INFO.size + " px",
+  INFO.samples ? "draws several colourings of a photo: choose how many" : null,
+  INFO.hints ? "takes colour hints: click the photo" : null].filter(Boolean).join(" \u00b7 ");
+$("evaluation").textContent = INFO.evaluation ? INFO.evaluation.words :
+  "This export holds no evaluation figures (its run was never evaluated, or it was " +
+  "converted from another framework), so there is nothing to compare with leaving photos gray.";
 const FORMAT_NAMES = { JPEG: "JPEG", PNG: "PNG", WEBP: "WebP", TIFF: "TIFF", BMP: "BMP",
                        GIF: "GIF", PPM: "PPM", AVIF: "AVIF" };
 const formats = (INFO.photo_formats || ["JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "PPM"])
@@ -20,7 +56,7 @@ $("limits").textContent = formats.slice(0, -1).join(", ") + " or " + formats[for
   mib(INFO.max_upload_mb) + " MiB and " + (INFO.max_pixels / 1e6).toFixed(1) + " megapixels." +
   (INFO.video ? " Clips (MP4, MOV, MKV, WebM, ...): at most " + mib(INFO.max_video_mb) +
    " MiB, " + INFO.max_video_seconds + " s and " + INFO.max_video_frames + " frames." : "");
-if (INFO.video) { $("choose").textContent = "Choose a photo or a clip"; $("stabilize-label").hidden = false; }
+if (INFO.video) $("choose").textContent = "Choose a photo or a clip";
 if (INFO.samples) {
   for (let n = 1; n <= INFO.max_samples; n++) $("samples").add(new Option(n, n));
   $("samples-label").hidden = false; $("samples").disabled = false;
@@ -65,6 +101,7 @@ function accept(files) {
                   mib(limit) + " MiB" + (video ? " for clips." : "."));
   S.file = file; S.video = video; S.hints = []; S.history = []; S.active = -1; S.out = null;
   $("go").disabled = false; $("go").hidden = !(video || GO_FOR_PHOTOS);
+  $("stabilize-label").hidden = !video;  // a clip's option only
   if (video) runClip(true); else run(true);
 }
 // A clip: a video type, or (no type or a generic one, as for .mkv on some systems) a video
@@ -78,7 +115,40 @@ function isClip(file) {
     (file.type === "application/octet-stream" && CLIP_EXT.test(file.name));
   return CLIP_EXT.test(file.name);
 }
-$("file").addEventListener("change", () => { accept($("file").files); });
+$("file").addEventListener("change", () => { pressExample(null); accept($("file").files); });
+
+// -- examples: a click fetches the JPEG and sends it like a chosen file --
+function pressExample(name) {
+  S.pick++;  // an example still loading is not wanted any more
+  document.querySelectorAll(".example").forEach((b) =>
+    b.setAttribute("aria-pressed", String(b.dataset.name === name)));
+}
+function tryExample(ex) {
+  pressExample(ex.name);
+  const pick = S.pick;
+  if (S.xhr) { S.xhr.abort(); S.xhr = null; }
+  S.generation++;
+  busy("Loading the example " + ex.name + " ..."); status("");
+  fetch(ex.url).then((r) => {
+    if (!r.ok) throw new Error("HTTP " + r.status + " " + r.statusText);
+    return r.blob();
+  }).then((blob) => {
+    if (pick === S.pick) accept([new File([blob], ex.name + ".jpg", { type: "image/jpeg" })]);
+  }).catch((e) => {
+    if (pick === S.pick) reject("The example " + ex.name + " could not be loaded: " + e.message);
+  });
+}
+$("examples").hidden = !(INFO.examples && INFO.examples.length);
+$("example-row").replaceChildren(...(INFO.examples || []).map((ex) => {
+  const b = document.createElement("button"); b.type = "button"; b.className = "example";
+  b.dataset.name = ex.name; b.setAttribute("aria-pressed", "false");
+  b.setAttribute("aria-label", "colorize the example " + ex.name + ": " + ex.caption);
+  b.title = ex.caption;
+  const img = new Image(); img.src = ex.url; img.alt = ""; img.draggable = false;
+  const cap = document.createElement("span"); cap.textContent = ex.caption;
+  b.append(img, cap); b.addEventListener("click", () => tryExample(ex));
+  return b;
+}));
 // A photo dropped anywhere on the page (the dashed box says so) is taken, never opened by the
 // browser in place of the page.
 const drop = $("drop");
@@ -87,7 +157,7 @@ window.addEventListener("dragenter", (ev) => { ev.preventDefault(); depth++; dro
 window.addEventListener("dragleave", () => { if (--depth <= 0) { depth = 0; drop.classList.remove("over"); } });
 window.addEventListener("dragover", (ev) => { ev.preventDefault(); });
 window.addEventListener("drop", (ev) => {
-  ev.preventDefault(); depth = 0; drop.classList.remove("over");
+  ev.preventDefault(); depth = 0; drop.classList.remove("over"); pressExample(null);
   accept(ev.dataTransfer ? ev.dataTransfer.files : null);
 });
 $("form").addEventListener("submit", (ev) => { ev.preventDefault();
@@ -148,7 +218,17 @@ function post(url, responseType, gen, file, fresh, working) {
 }
 function failed(fresh, text) {
   if (fresh) { $("result").hidden = true; S.out = null; hideClip(); }
+  layout();
   reject(text);
+}
+// The page's two arrangements (page.css): examples large until a result is shown.
+function layout() {
+  const shown = !$("result").hidden || !$("clip-result").hidden;
+  const was = document.body.classList.contains("has-result");
+  document.body.classList.toggle("has-result", shown);
+  // One column (a phone): bring a new result into view.
+  if (shown && !was && $("view").getBoundingClientRect().top > innerHeight / 2)
+    $("view").scrollIntoView({ block: "start" });
 }
 
 // -- clips: posted to api/colorize_video, the answer (video/mp4) played in the page --
@@ -197,21 +277,27 @@ function runClip(fresh) {
 }
 function showClip(blob, file) {
   $("result").hidden = true;  // a photo's result is not this clip's
+  document.body.classList.remove("many");
   hideClip();
   S.clipURL = URL.createObjectURL(blob);
   const v = document.createElement("video");
-  v.id = "clip"; v.controls = true; v.playsInline = true; v.preload = "metadata";
+  v.id = "clip"; v.controls = true; v.playsInline = true; v.preload = "auto";  // a local blob: show its first frame at once
   v.setAttribute("aria-label", "the colorized clip");
   const a = $("clip-download");
   a.href = S.clipURL;
   a.download = (file.name.replace(/\.[^.]*$/, "") || "clip") + "_color.mp4";
   const ready = new Promise((resolve) => {
-    v.addEventListener("loadedmetadata", () => resolve(true), { once: true });
+    v.addEventListener("loadedmetadata", () => {
+      if (v.videoWidth && v.videoHeight)
+        $("clip-stage").style.setProperty("--ratio", v.videoWidth / v.videoHeight);
+      resolve(true);
+    }, { once: true });
     v.addEventListener("error", () => resolve(false), { once: true });
   });
   v.src = S.clipURL;
   $("clip-stage").replaceChildren(v);
   $("clip-result").hidden = false;
+  layout();
   return ready;
 }
 function schedule() {  // hints changed: colorize again shortly (a burst of moves is one request)
@@ -251,6 +337,7 @@ function show(out, fresh) {
   $("hints-panel").hidden = !INFO.hints;
   hideClip();
   $("result").hidden = false;
+  layout();
   renderHints();
   return Promise.all([loaded($("after")), loaded($("before"))]).then(() => {
     S.hints.forEach((h) => { h.suggestion = h.suggestion || sampleAt(h.x, h.y); });
@@ -272,6 +359,7 @@ function setDownload() {
 function gallery(out) {
   const many = out.colors.length > 1;
   $("gallery-panel").hidden = !many;
+  document.body.classList.toggle("many", many);  // a smaller stage: the gallery in the window
   $("gallery").replaceChildren(...(many ? out.colors.map((url, i) => {
     const fig = document.createElement("figure");
     const b = document.createElement("button"); b.type = "button"; b.className = "sample";
