@@ -1,14 +1,21 @@
-"""A local web page for an exported colorizer: drop or choose a photo, compare gray and colour
-with a slider, download; samples as a gallery, the temperature, colour hints placed by clicking;
-or drop a short video clip and get it back colorized, to play in the page or download.
+"""A local web page for an exported colorizer: try an example photo with one click, or drop or
+choose your own, compare gray and colour with a slider, download; the export's own figures
+against gray in words; samples as a gallery, the temperature, colour hints placed by
+clicking; or drop a short video clip and get it back colorized, to play in the page or
+download.
 
     python -m colorjax.serve --model=EXPORT_DIR [--host=127.0.0.1] [--port=8000]
 
 Endpoints (standard library only: `http.server.ThreadingHTTPServer`, one thread a connection):
 
-* ``GET /``               the page (one HTML file, inline CSS and JS: nothing from elsewhere,
-  it works offline; see `colorjax/serving/page.py` for what it offers).
-* ``GET /api/info``       model name, whether it samples or takes hints, the limits, as JSON.
+* ``GET /``               the page (``colorjax/serving/static/index.html`` with the model's
+  info filled in), ``GET /page.css`` and ``GET /page.js`` its style and script (nothing from
+  elsewhere: it works offline; page.js's opening comment says what it offers).
+* ``GET /examples/NAME.jpg``  an example photo (`colorjax.serving.examples`: scikit-image's
+  astronaut, coffee, chelsea, rocket, at most 512 px, made on first request).
+* ``GET /api/info``       model name, whether it samples or takes hints, the limits, the
+  examples, and ``evaluation``: the export's metrics table against gray (metadata.json) in
+  words, or null when it has none (`colorjax.serving.model_eval`), as JSON.
 * ``POST /api/colorize``  ``multipart/form-data`` with a file field ``image`` (and optional
   ``num_samples``, ``temperature``, ``hints``), or the raw image bytes as the body. Query
   ``?num_samples=N``, ``?temperature=T`` and ``?format=json|png``: ``png`` answers with the
@@ -56,6 +63,10 @@ audio codec MP4 cannot hold), 503 with
 ``--max_connections_per_client`` from one address, or more than ``--max_concurrent``
 photos in work and ``--max_waiting`` waiting); the server keeps serving. A clip whose client
 goes away is stopped between frames.
+
+A connection that asks nothing within ``--timeout`` (a browser's idle keep-alive connection,
+or one it opened in advance and never used) is closed without a log line: an ordinary visit
+logs only its requests.
 
 Hardening, and why: every read has a deadline (a client that stalls cannot hold a thread) and
 a body must average ``--min_upload_rate`` once ``--upload_grace`` is over (one that sends a
