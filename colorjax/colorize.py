@@ -54,6 +54,7 @@ from PIL import Image
 
 from colorjax import color, hints as hints_lib, registry
 from colorjax.artifact import ExportError, read_export
+from colorjax.photo_io import PhotoIO
 from colorjax.video_io import MAX_VIDEO_PIXELS, VideoError, is_video_path, output_extension
 from colorjax.output_files import (OUTPUT_RULES, check_outputs, output_stems, output_suffixes,
                                    remove_stale_partials, save_atomic)
@@ -133,6 +134,10 @@ class Colorizer:
                 objective, "temperature", None) or config.classification.temperature)
         # Whether the model reads colour hints (config.model.hints); `colorize(hints=...)`.
         self.uses_hints: bool = bool(getattr(objective, "hints", False))
+        # How a photo meets this model (working-size L, full-size ab, hint size): the
+        # objective's own where it declares one (a converted published model's), else
+        # colorjax's (colorjax/photo_io.py).
+        self.photo_io: PhotoIO = getattr(objective, "photo_io", None) or PhotoIO()
         self._predict = jax.jit(objective.predict_with, static_argnames="sampling")
         # One jitted call at a time: compilation caches and host buffers are then never
         # contended, and a busy server does not oversubscribe the CPU/GPU.
@@ -202,7 +207,7 @@ class Colorizer:
         s = self.size if size is None else int(size)
         if not hints:
             return hints_lib.empty_planes((s, s))
-        return hints_lib.planes_for_photo(hints, photo.l, s)
+        return hints_lib.planes_for_photo(hints, photo.l, s, side=self.photo_io.hint_side(s))
 
     def check_num_samples(self, num_samples: int) -> int:
         if int(num_samples) != num_samples or num_samples < 1:
@@ -287,7 +292,7 @@ class Colorizer:
         results: list[list[np.ndarray]] = [[] for _ in photos]
         for start in range(0, len(photos), self.batch_size):
             chunk = photos[start:start + self.batch_size]
-            l_small = np.stack([color.normalize_l(resize_plane(p.l, s, s))[..., None]
+            l_small = np.stack([color.normalize_l(self.photo_io.model_l(p, s))[..., None]
                                 for p in chunk])
             h_small = (None if planes is None
                        else np.stack(planes[start:start + self.batch_size]))
@@ -313,15 +318,13 @@ class Colorizer:
         one = self.check_hints(hints)
         return [one] * n
 
-    @staticmethod
-    def full_size_ab(photo: Photo, ab_small: np.ndarray) -> np.ndarray:
-        """ab (S, S, 2) resized bilinearly to the photo's size (H, W, 2)."""
-        return resize_ab(ab_small, *photo.size)
+    def full_size_ab(self, photo: Photo, ab_small: np.ndarray) -> np.ndarray:
+        """ab (S, S, 2) resized to the photo's size (H, W, 2): bilinearly (`photo_io`)."""
+        return self.photo_io.full_size_ab(ab_small, *photo.size)
 
-    @classmethod
-    def finish(cls, photo: Photo, ab_small: np.ndarray) -> np.ndarray:
+    def finish(self, photo: Photo, ab_small: np.ndarray) -> np.ndarray:
         """sRGB float32 (H, W, 3): the photo's own full-size L with the upsampled ab."""
-        return lab_to_rgb_striped(photo.l, cls.full_size_ab(photo, ab_small))
+        return lab_to_rgb_striped(photo.l, self.full_size_ab(photo, ab_small))
 
     def predict_photos(self, photos: list[Photo], num_samples: int = 1,
                        size: int | None = None, *,

@@ -44,10 +44,12 @@ def latest_metrics(workdir: str) -> dict | None:
 
 
 def write_export(export_dir: str, variables, config, *, step: int,
-                 metrics: dict | None = None, source: str = "") -> str:
+                 metrics: dict | None = None, source: str = "",
+                 extra: dict | None = None) -> str:
     """Write an export of `variables` (= `objective.inference_variables(state)`).
 
-    Replaces an older export at `export_dir`; refuses to overwrite anything else.
+    Replaces an older export at `export_dir`; refuses to overwrite anything else. `extra`:
+    more metadata fields (a converted checkpoint's provenance, `colorjax.convert`).
     """
     export_dir = os.path.abspath(export_dir)
     if os.path.exists(export_dir) and os.listdir(export_dir) \
@@ -67,7 +69,7 @@ def write_export(export_dir: str, variables, config, *, step: int,
         "hints": bool(getattr(objective, "hints", False)),  # config.model.hints
         "colorjax_version": __version__, "jax_version": jax.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "source": source, "metrics": metrics,
+        "source": source, "metrics": metrics, **(extra or {}),
     }
     parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)

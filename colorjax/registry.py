@@ -22,11 +22,15 @@ class ModelSpec:
         GAN generator used when `config.model.generator` is not set, the VAE decoder, the
         diffusion UNet.
     sampler: the sampler used when `config.sampler.name` is not set (diffusion only).
+    module: the objective module, `colorjax.objectives.<module>`, where it is not the
+        family's own (a published network that trains as its family does, with its own
+        network and pre/post-processing: `zhang`).
     """
 
     family: str
     network: str
     sampler: str | None = None
+    module: str | None = None
 
 
 MODELS = types.MappingProxyType({
@@ -43,6 +47,9 @@ MODELS = types.MappingProxyType({
     "unetddim": ModelSpec("diffusion", "diffusion_unet", sampler="ddim"),
     # The network is config.model.network's (unet by default), with one logit per ab bin.
     "colorful": ModelSpec("classification", "unet"),
+    # Zhang et al.'s published networks (colorjax.convert converts their released weights).
+    "eccv16": ModelSpec("classification", "eccv16", module="zhang"),
+    "siggraph17": ModelSpec("regression", "siggraph17", module="zhang"),
 })
 
 FAMILIES = ("regression", "adversarial", "vae", "diffusion", "classification")
@@ -61,6 +68,8 @@ def names(family: str | None = None) -> tuple[str, ...]:
 
 
 def family_module(name: str) -> types.ModuleType:
-    """`colorjax.objectives.<family>` of a model name, imported on first use. Each defines
-    `validate(config)`, `downsample_factor(config)` and `OBJECTIVE`, its Objective class."""
-    return importlib.import_module(f"colorjax.objectives.{spec(name).family}")
+    """`colorjax.objectives.<family>` of a model name (or its spec's `module`), imported on
+    first use. Each defines `validate(config)`, `downsample_factor(config)` and `OBJECTIVE`,
+    its Objective class (or a function of the config that builds one)."""
+    s = spec(name)
+    return importlib.import_module(f"colorjax.objectives.{s.module or s.family}")

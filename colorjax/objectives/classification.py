@@ -78,11 +78,13 @@ def soft_cross_entropy(logits, ab_lab, centers, class_weights):
     return jnp.mean(class_weights[idx[..., 0]] * ce)
 
 
-def _with_output_bias(params, bias):
-    """`params` with the output head's bias (one per bin) replaced by `bias`."""
-    head = params[OUTPUT_HEAD]
-    conv = {**head["Conv_0"], "bias": bias.astype(head["Conv_0"]["bias"].dtype)}
-    return {**params, OUTPUT_HEAD: {**head, "Conv_0": conv}}
+def _with_output_bias(params, bias, head=None):
+    """`params` with the output head's bias (one per bin) replaced by `bias`; `head` is the
+    path to the layer holding it (default: the UNet's and ResNet's)."""
+    head = (OUTPUT_HEAD, "Conv_0") if head is None else tuple(head)
+    if not head:
+        return {**params, "bias": bias.astype(params["bias"].dtype)}
+    return {**params, head[0]: _with_output_bias(params[head[0]], bias, head[1:])}
 
 
 OUTPUT_HEAD = "OutputHead_0"  # the networks' last module: a 1x1 conv to one logit per bin
@@ -106,6 +108,8 @@ class ClassificationObjective(RegressionObjective):
         self.temperature = float(config.classification.temperature)
         self.prior_mix = float(config.classification.prior_mix)
         self.prior_images = int(config.classification.prior_images)
+        # Started from an export (`config.init_from`): its output layer is kept as it is.
+        self.keep_output_layer = bool(checks.get(config, "init_from", default=""))
 
     def init(self, rng, batch, num_train_steps=None):
         state = super().init(rng, batch, num_train_steps)
@@ -138,13 +142,16 @@ class ClassificationObjective(RegressionObjective):
                                                      mix=self.prior_mix)
         place = lambda x: jax.device_put(x, replicated)
         bins = {**state.model_state[BINS], "weights": place(weights), "prior": place(prior)}
+        if getattr(self, "keep_output_layer", False):  # started from an export's weights
+            return state.replace(model_state={**state.model_state, BINS: bins}), images
         # The output layer starts at the best constant prediction of this loss, the
         # rebalanced marginal ∝ w(q) p̃(q) (its bias = the log of that; the prior
         # initialisation of Lin et al. 2017, "Focal Loss", for a weighted cross-entropy):
         # the first steps refine a calibrated distribution instead of climbing out of the
         # uniform one, and do not start from the gray-dominated plain prior either.
         start = np.log(weights * prior + 1e-12)
-        set_bias = lambda p: _with_output_bias(p, place((start - start.max()).astype(np.float32)))
+        set_bias = lambda p: _with_output_bias(p, place((start - start.max()).astype(np.float32)),
+                                               getattr(self, "output_head", None))
         state = state.replace(params=set_bias(state.params),
                               ema_params=None if state.ema_params is None
                               else set_bias(state.ema_params))

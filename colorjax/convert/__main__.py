@@ -1,0 +1,48 @@
+"""`python -m colorjax.convert --from=eccv16|siggraph17 --weights=FILE.pth --output=DIR`:
+a published checkpoint as a colorjax export (see `colorjax.convert`). A mistake (a
+missing or unreadable file, a file of another architecture, a name whose sha256 suffix
+does not match) is one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from colorjax import cli
+from colorjax.convert.zhang import RELEASES, ConversionError
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m colorjax.convert",
+        description="Convert a published colorizer's PyTorch weights into a colorjax export "
+                    "(Colorizer.load, colorize, serve, --config.init_from).",
+        epilog="Published files (richzhang/colorization's README): " + "; ".join(
+            f"--from={m}: {r.file}" for m, r in RELEASES.items()))
+    p.add_argument("--from", dest="source", required=True, choices=sorted(RELEASES),
+                   help="which network the weights are for")
+    p.add_argument("--weights", required=True, help="the .pth file (a torch.save state_dict)")
+    p.add_argument("--output", required=True,
+                   help="the export directory to write (an existing export there is replaced)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from colorjax.artifact import ExportError
+    from colorjax.convert.zhang import convert
+
+    try:
+        path = convert(args.source, args.weights, args.output,
+                       say=lambda line: print(line, flush=True))
+    except (ConversionError, ExportError) as e:
+        cli.fail(f"error: --weights={args.weights}: {e}" if isinstance(e, ConversionError)
+                 else f"error: --output={args.output}: {e}")
+    print(f"wrote {path}: {args.source} ({RELEASES[args.source].title})\n"
+          f"colorize with: python -m colorjax.colorize --model={path} --input=PHOTOS "
+          "--output=OUT", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
