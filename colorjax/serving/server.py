@@ -78,7 +78,15 @@ class Handler(BaseHTTPRequestHandler):
             # speculative preconnect. Closed without a word: an ordinary visit, not an error.
             self.close_connection = True
             return
-        super().handle_one_request()
+        try:
+            super().handle_one_request()
+        except ConnectionError as e:
+            # The client closed its side before its answer was written: the page cancels a
+            # request that a newer one replaces (another example, a moved hint). Nothing went
+            # wrong here and nobody is left to answer: one access-log line, no error.
+            self.close_connection = True
+            self.log_message("the client closed the connection before its answer (%s)",
+                             type(e).__name__)
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         if not self.quiet:
@@ -189,6 +197,8 @@ class Handler(BaseHTTPRequestHandler):
             })
         except RequestError as e:
             self._error(e.status, e.message, e.headers)
+        except ConnectionError:  # the client went away: `handle_one_request` says so
+            raise
         except Exception as e:  # noqa: BLE001 - never take the server down with a request
             self.log_error("internal error: %r", e)
             self._error(500, f"internal error: {type(e).__name__}: {e}")
@@ -215,6 +225,8 @@ class Handler(BaseHTTPRequestHandler):
         except ClientGone:  # nobody to answer: its work was stopped, the connection closes
             self.close_connection = True
             self.log_message("the client went away: its clip's work was stopped")
+        except ConnectionError:  # the client went away: `handle_one_request` says so
+            raise
         except Exception as e:  # noqa: BLE001 - never take the server down with a request
             self.log_error("internal error: %r", e)
             self._error(500, f"internal error: {type(e).__name__}: {e}")
