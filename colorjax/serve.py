@@ -65,8 +65,9 @@ photos in work and ``--max_waiting`` waiting); the server keeps serving. A clip 
 goes away is stopped between frames.
 
 A connection that asks nothing within ``--timeout`` (a browser's idle keep-alive connection,
-or one it opened in advance and never used) is closed without a log line: an ordinary visit
-logs only its requests.
+or one it opened in advance and never used) is closed without a log line, and a request the
+client cancels (the page does when a newer one replaces it) is one line saying so: an
+ordinary visit logs only its requests.
 
 Hardening, and why: every read has a deadline (a client that stalls cannot hold a thread) and
 a body must average ``--min_upload_rate`` once ``--upload_grace`` is over (one that sends a
