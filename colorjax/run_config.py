@@ -21,6 +21,7 @@ RUNTIME_FIELDS = (
     "eval", "data", "sampler", "batch_size", "seed", "wandb", "precision",
     "num_train_steps", "num_epochs", "log_every", "eval_every", "checkpoint_every",
     "keep_checkpoints", "vae.sample_mode", "classification.temperature",
+    "init_from",  # where the weights started: the checkpoint holds them now
 )
 # Models that are one network trained one way, told apart only by their sampler
 # (configs/unetddim.py evaluates a unetddpm run).

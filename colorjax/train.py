@@ -25,6 +25,7 @@ from colorjax.evaluate import Evaluator, versus_gray_words, write_report
 from colorjax.objectives import make_objective
 from colorjax.objectives.base import uses_hints
 from colorjax.writers import MetricWriter
+from colorjax import warm_start
 
 
 class NonFiniteLossError(RuntimeError):
@@ -138,6 +139,7 @@ class _StopFlag:
 def train_and_evaluate(config, workdir: str):
     """Train `config` in `workdir`, resuming from its latest checkpoint. Returns the state."""
     validate_config(config)
+    warm_start.check(config)  # config.init_from names a sound export of this model
     mesh = parallel.create_mesh()
     total_steps = num_train_steps(config)
     objective = make_objective(config)
@@ -154,7 +156,8 @@ def train_and_evaluate(config, workdir: str):
     if start:
         train_iter.set_state(data_state)
         say(f"resumed from step {start} in {workdir}")
-    else:  # a resumed state already holds the statistics
+    else:  # a resumed state already holds the weights and the statistics
+        state = warm_start.apply(config, objective, state, say)  # config.init_from
         state = fit_data_statistics(config, objective, state, mesh, say)
 
     train_step = make_train_step(objective, mesh)

@@ -45,6 +45,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         warmup_steps=200, end_lr_factor=0.05, grad_clip_norm=1.0,
     ))
     c.ema_decay = 0.0  # 0 disables the EMA copy of parameters
+    # An export to start from instead of random weights ('' = none): fine-tune a converted
+    # published model (python -m colorjax.convert) or any export of the same model
+    # (colorjax/warm_start.py). A run resuming its own checkpoint ignores it.
+    c.init_from = ""
     # Mixed precision: networks compute in this dtype; parameters, optimizer state,
     # losses and checkpoints stay float32. float32 | bfloat16
     c.precision = "float32"
