@@ -201,7 +201,28 @@ def read_export(path: str, sharding=None):
                               f"({integrity.error_line(e)}); export the run again") from e
     finally:
         ckptr.close()
+    if bad := nonfinite_leaves(variables):
+        raise ExportError(
+            f"{path}: its weights are not finite ({_leaves_text(bad)} hold NaN/Inf): the "
+            "model diverged in training and would colorize every photo black. Export an "
+            "earlier checkpoint of its run (--mode=export --config.eval.step=<step>)")
     return config, metadata, objective, variables
+
+
+def nonfinite_leaves(variables) -> list[str]:
+    """Paths ('params/Conv_0/kernel') of the floating-point leaves of `variables` that hold
+    a NaN or an Inf; [] when all are finite. One device fetch for the whole tree."""
+    leaves = [(path, x) for path, x in jax.tree_util.tree_flatten_with_path(variables)[0]
+              if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)]
+    flags = jax.device_get([jnp.all(jnp.isfinite(x)) for _, x in leaves])
+    return ["/".join(_key_name(k) for k in path)
+            for (path, _), ok in zip(leaves, flags) if not ok]
+
+
+def _leaves_text(paths: list[str]) -> str:
+    """'a, b, c and 4 more leaves' of a list of leaf paths."""
+    more = f" and {len(paths) - 3} more leaves" if len(paths) > 3 else ""
+    return ", ".join(paths[:3]) + more
 
 
 def _key_name(k) -> str:

@@ -398,9 +398,11 @@ def imagenet_labels(config, split: str, n: int):
 
 
 def _finite(v):
-    """Per-image values with PSNR's +inf (a perfect image) at 100, as the Evaluator does."""
+    """Per-image values with PSNR's +inf (a perfect image) at 100, as the Evaluator does;
+    NaN stays NaN (`evaluate_split` fails such a model: it must never read as a 0)."""
     import numpy as np
-    return np.nan_to_num(np.asarray(v, np.float64), posinf=100.0)
+    v = np.asarray(v, np.float64)
+    return np.where(np.isposinf(v), 100.0, v)
 
 
 def num_params(objective, state) -> int:
@@ -579,6 +581,11 @@ def evaluate_split(ev, split, name, config, objective, state, info, rows, grids,
     from colorjax import color
 
     l, ab_pred, ab_true, per_image = ev.predict_split(config, objective, state, split)
+    bad = sorted(k for k, v in per_image.items() if not np.all(np.isfinite(v)))
+    if bad:  # a failed row, not a score (and not the reference of the split)
+        images = int(np.sum((~np.isfinite(np.stack([per_image[k] for k in bad]))).any(axis=0)))
+        raise ValueError(f"its metrics are NaN/Inf on {images} of {len(l)} images "
+                         f"({', '.join(bad)}): its predictions are not finite")
     if split not in ev.reference:
         gray_row, gray_rgb, truth_rgb = ev.set_reference(split, config, l, ab_true, name)
         rows[GRAY] = gray_row

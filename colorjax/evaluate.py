@@ -17,13 +17,16 @@ from colorjax.metrics.table import (  # noqa: F401 - re-exported: the tables' na
 
 # Pooled over every pixel of the split (not a mean of per-image values): summed as counts.
 POOLED_COUNTS = "auc_counts"
+# Summed too: images whose prediction holds NaN/Inf (their AuC counts are no score).
+NONFINITE = "nonfinite_images"
+
 
 def image_metrics(l, ab_pred, ab_true, lpips_distance) -> dict:
     """Per-image metrics (each (N,)) of predicted vs true ab, both in network range."""
     lab_pred = color.model_outputs_to_lab(l, ab_pred)
     lab_true = color.model_outputs_to_lab(l, ab_true)
     rgb_pred, rgb_true = color.lab_to_rgb(lab_pred), color.lab_to_rgb(lab_true)
-    return {
+    per_image = {
         "loss": jnp.mean((ab_pred - ab_true) ** 2, axis=(1, 2, 3)),
         "ssim": metrics.ssim(rgb_pred, rgb_true),
         "psnr": metrics.psnr(rgb_pred, rgb_true),
@@ -33,6 +36,17 @@ def image_metrics(l, ab_pred, ab_true, lpips_distance) -> dict:
         "colorfulness": metrics.colorfulness(rgb_pred),
         "colorfulness_true": metrics.colorfulness(rgb_true),
     }
+    # A prediction holding NaN/Inf has no score. Some metrics would read it as a perfect
+    # 0 (ΔE76 and CIEDE2000 take safe square roots, NaN > 0 being false), so each metric
+    # of such an image is NaN; the truth's colourfulness is the truth's.
+    finite = finite_predictions(ab_pred)
+    return {k: v if k == "colorfulness_true" else jnp.where(finite, v, jnp.nan)
+            for k, v in per_image.items()}
+
+
+def finite_predictions(ab_pred) -> jax.Array:
+    """(N,) True where image n's predicted ab holds no NaN or Inf."""
+    return jnp.all(jnp.isfinite(ab_pred), axis=tuple(range(1, ab_pred.ndim)))
 
 
 def lpips_on_small_images(lpips, params):
@@ -61,7 +75,8 @@ def _batch_sums(l, ab_pred, ab_true, lpips_distance, mask) -> dict:
     """Masked per-image metric sums plus the AuC counts of the batch (ab in network range)."""
     sums = _masked_sums(image_metrics(l, ab_pred, ab_true, lpips_distance), mask)
     counts = metrics.accuracy_counts(ab_pred * color.AB_SCALE, ab_true * color.AB_SCALE, mask)
-    return sums | {POOLED_COUNTS: counts}
+    nonfinite = jnp.sum(((mask > 0) & ~finite_predictions(ab_pred)).astype(jnp.float32))
+    return sums | {POOLED_COUNTS: counts, NONFINITE: nonfinite}
 
 
 def _means(totals: dict) -> dict:
@@ -69,11 +84,15 @@ def _means(totals: dict) -> dict:
     totals = dict(totals)
     counts = totals.pop(POOLED_COUNTS, None)
     count = float(totals.pop("count", 0.0))
+    nonfinite = float(totals.pop(NONFINITE, 0.0))
     if not count:
         return {}
     means = {k: float(v) / count for k, v in totals.items()}
     if counts is not None:
-        means |= {k: float(v) for k, v in metrics.auc_from_counts(np.asarray(counts)).items()}
+        # NaN pixels count as misses there (a 0, not a score): the AuC of a split with
+        # non-finite predictions is NaN like the other metrics.
+        means |= {k: float(v) if not nonfinite else float("nan")
+                  for k, v in metrics.auc_from_counts(np.asarray(counts)).items()}
     return means | {"num_examples": count}
 
 
@@ -81,10 +100,10 @@ class NonFiniteMetricsError(RuntimeError):
     """A model's metrics came out NaN or infinite: its predictions are not finite."""
 
 
-def require_finite_metrics(rows: dict[str, dict], where: str) -> None:
+def require_finite_metrics(rows: dict[str, dict], where: str, table: str = "") -> None:
     """NonFiniteMetricsError naming each row of `rows` (model -> metrics) with a NaN/Inf
     metric: such a model has no score, and the run's evaluation fails (after its table,
-    where they read nan, is written)."""
+    where they read nan, is written: `table`)."""
     bad = {name: [k for k, v in row.items() if isinstance(v, (int, float))
                   and not np.isfinite(v)] for name, row in rows.items()}
     bad = {name: keys for name, keys in bad.items() if keys}
@@ -93,7 +112,8 @@ def require_finite_metrics(rows: dict[str, dict], where: str) -> None:
         raise NonFiniteMetricsError(
             f"metrics came out NaN/Inf {where} ({what}): the model's predictions are not "
             "finite, so it has no score (its weights, or activations they overflow); train "
-            "it again from an earlier checkpoint or with a smaller learning rate")
+            "it again from an earlier checkpoint or with a smaller learning rate"
+            + (f". The table: {table}" if table else ""))
 
 
 def _hint_kwargs(batch: dict) -> dict:

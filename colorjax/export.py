@@ -21,7 +21,8 @@ import orbax.checkpoint as ocp
 
 from colorjax import integrity, run_config
 from colorjax.artifact import (CONFIG, FORMAT, FORMAT_VERSION, METADATA, SAMPLING_FAMILIES,
-                               VARIABLES, ExportError, _check_objective)
+                               VARIABLES, ExportError, _check_objective, _leaves_text,
+                               nonfinite_leaves)
 from colorjax.checkpoint import DamagedCheckpointError, restore_run
 from colorjax.objectives import MODEL_FAMILIES, make_objective
 from colorjax.version import __version__
@@ -56,6 +57,13 @@ def write_export(export_dir: str, variables, config, *, step: int,
             and not os.path.isfile(os.path.join(export_dir, METADATA)):
         raise ExportError(f"{export_dir} exists and is not a colorjax export; "
                           "choose an empty or new --export_dir")
+    if bad := nonfinite_leaves(variables):  # a diverged model: never presented as usable
+        where = f" of {source}" if source else ""
+        raise ExportError(
+            f"not exported: the weights of step {step}{where} are not finite "
+            f"({_leaves_text(bad)} hold NaN/Inf): the model diverged in training and would "
+            "colorize every photo black. Export an earlier checkpoint "
+            "(--config.eval.step=<step>)")
     name = config.model.name
     objective = make_objective(config)
     _check_objective(objective, name)

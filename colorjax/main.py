@@ -183,6 +183,7 @@ def main(argv):
     from colorjax import parallel, run_config, runtime, train
     from colorjax.checkpoint import DamagedCheckpointError
     from colorjax.config_checks import ConfigError
+    from colorjax.evaluate import NonFiniteMetricsError
 
     parallel.initialize_distributed()
     runtime.enable_compilation_cache(FLAGS.compilation_cache)
@@ -195,7 +196,8 @@ def main(argv):
                                       overridden=_overridden_fields(sys.argv))
     except FileNotFoundError as e:  # no checkpoint to evaluate, no photo folder: one line
         cli.fail(f"error: {e}")
-    except (DamagedCheckpointError, train.NonFiniteLossError, run_config.RunConfigError) as e:
+    except (DamagedCheckpointError, train.NonFiniteLossError, NonFiniteMetricsError,
+            run_config.RunConfigError) as e:
         sys.exit(f"error: {e}")  # what went wrong and what to do: no traceback
     except ConfigError as e:  # raised by validate_config, before anything compiles
         cli.fail(f"config error: {e}")

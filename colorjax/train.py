@@ -21,7 +21,8 @@ from tqdm import tqdm
 from colorjax import data, parallel, progress, run_summary
 from colorjax.checkpoint import TrainCheckpointer, restore_run
 from colorjax.config_checks import validate_config
-from colorjax.evaluate import Evaluator, versus_gray_words, write_report
+from colorjax.evaluate import (Evaluator, NonFiniteMetricsError, require_finite_metrics,
+                               versus_gray_words, write_report)
 from colorjax.objectives import make_objective
 from colorjax.objectives.base import uses_hints
 from colorjax.writers import MetricWriter
@@ -29,7 +30,8 @@ from colorjax import warm_start
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss or the gradients became NaN or Inf; the run stops, checkpoints stay intact."""
+    """The loss, the gradients or the parameters (EMA included) became NaN or Inf; the run
+    stops, checkpoints stay intact (none is saved from such a step)."""
 
 
 def num_train_steps(config) -> int:
@@ -174,13 +176,21 @@ def train_and_evaluate(config, workdir: str):
             where = (f"The newest checkpoint that verifies is step {good} in {ckpt.directory}"
                      if good is not None else f"No checkpoint in {ckpt.directory} verifies")
             raise NonFiniteLossError(
-                f"loss or gradients became NaN/Inf at step {step}; stopping. {where}.")
+                f"loss, gradients or parameters (EMA included) became NaN/Inf at step "
+                f"{step}; stopping. {where}.")
 
     evaluated = {}  # step -> (eval metrics, sample grid) of this session's evaluations
 
     def evaluate(step):
         results = evaluator.evaluate(state)
         writer.write(step, results, prefix="eval")
+        try:  # a model without a score fails the run, its table (nan) written first
+            require_finite_metrics({config.model.name: results}, f"at step {step}")
+        except NonFiniteMetricsError:
+            md, _ = write_report({config.model.name: results,
+                                  "gray baseline (ab = 0)": evaluator.gray_baseline()},
+                                 os.path.join(workdir, "eval"), f"{config.eval.split}_step_{step}")
+            require_finite_metrics({config.model.name: results}, f"at step {step}", md)
         grid = evaluator.sample_grid(state, os.path.join(workdir, "samples", f"step_{step}.png"))
         evaluated[step] = (results, grid)
         return results
@@ -251,6 +261,7 @@ def train_and_evaluate(config, workdir: str):
             md, _ = write_report(rows, os.path.join(workdir, "eval"),
                                  f"{config.eval.split}_step_{final}")
             say(open(md).read() if md else "")
+            require_finite_metrics(rows, f"at step {final}", md)
             for line in run_summary.training_lines(
                     workdir, final, ckpt.step_dir(final), md, grid,
                     f"on {config.eval.split} ({int(gray.get('num_examples', 0))} images): "
@@ -288,6 +299,8 @@ def evaluate_checkpoint(config, workdir: str, overridden: list[str] | None = Non
             "gray baseline (ab = 0)": evaluator.gray_baseline(split)}
     out = os.path.join(workdir, "eval")
     md, js = write_report(rows, out, f"{split}_step_{step}")
+    # A model without a score: its table (nan, never 0) is written, and the evaluation fails.
+    require_finite_metrics(rows, f"on {split} at step {step}", md)
     grid = evaluator.sample_grid(state, os.path.join(out, f"{split}_step_{step}.png"), split)
     say = _printer()
     say(open(md).read() if md else "")

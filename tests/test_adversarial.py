@@ -115,6 +115,16 @@ def unetgan(batch, mesh):
     return Run(c, mesh)
 
 
+def test_finite_covers_the_generator_ema(unetgan, batch):
+    """A NaN EMA copy (what ema_decay > 1 grew into) stops the run, though G's loss and
+    gradients, which never read the EMA, are finite (issue 37)."""
+    state = copy(unetgan.state0)
+    state = state.replace(ema_params=jax.tree.map(lambda x: x * jnp.nan, state.ema_params))
+    _, (metrics,) = unetgan.steps(state, batch, 1)
+    assert np.isfinite(metrics["loss"]) and np.isfinite(metrics["grad_norm"])
+    assert not bool(metrics["finite"])
+
+
 REQUIRED_METRICS = {"loss", "grad_norm", "finite", "g_adv", "g_l1", "g_perceptual", "d_loss",
                     "d_real", "d_fake", "gp", "d_grad_norm", "gan_phase"}
 

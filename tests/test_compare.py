@@ -179,3 +179,25 @@ def test_eval_only_sets_apply_their_runtime_fields_only():
     assert out.data.eval_name == "colorjax_demo" and out.data.eval_folder == ""
     assert out.eval.num_examples == 0 and out.eval.batch_size == 8
     assert tuple(out.model.features) == (16, 32, 64, 128) and out.model.norm == "batch"
+
+
+def test_a_nan_metric_is_a_failed_row_never_a_score():
+    """Per-image NaN (a model whose predictions are not finite) stays NaN, and
+    evaluate_split fails that model's row instead of reporting 0 (issue 37); PSNR's +inf
+    still counts as 100 dB."""
+    from colorjax import compare
+
+    v = compare._finite([np.nan, np.inf, 3.0])
+    assert np.isnan(v[0]) and list(v[1:]) == [100.0, 3.0]
+
+    class NanModel:  # `Evaluation.predict_split` of a model that predicts NaN
+        def predict_split(self, *args):
+            n = 3
+            per = {"ciede2000": np.array([np.nan, 1.0, np.nan]), "psnr": np.full(n, 30.0)}
+            return (np.zeros((n, 8, 8, 1)), np.full((n, 8, 8, 2), np.nan),
+                    np.zeros((n, 8, 8, 2)), per)
+
+    with pytest.raises(ValueError, match=r"^its metrics are NaN/Inf on 2 of 3 images "
+                                         r"\(ciede2000\): its predictions are not finite"):
+        compare.evaluate_split(NanModel(), "validation", "unet", None, None, None, {}, {},
+                               {}, {})

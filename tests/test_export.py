@@ -303,3 +303,11 @@ def test_other_families_export_and_predict_the_same(model, tmp_path):
         two = colorizer.colorize([gray, gray], num_samples=2)[0]
         assert two.shape == (2, 20, 30, 3)
         assert not np.array_equal(two[0], two[1])
+
+
+def test_nonfinite_leaves_names_each_leaf_that_holds_nan_or_inf():
+    tree = {"params": {"a": jnp.ones(3), "b": jnp.array([1.0, jnp.inf]),
+                       "c": {"k": jnp.full((2, 2), jnp.nan)}},
+            "batch_stats": {"n": jnp.arange(3)}}  # integers: never "non-finite"
+    assert artifact.nonfinite_leaves(tree) == ["params/b", "params/c/k"]
+    assert artifact.nonfinite_leaves({"params": {"a": np.ones(2)}}) == []

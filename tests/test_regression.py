@@ -100,3 +100,31 @@ def test_bfloat16_mixed_precision_tracks_float32():
     assert bf16[-1] < 0.6 * bf16[0]  # it learns
     np.testing.assert_allclose(bf16[-5:].mean(), f32[-5:].mean(), rtol=0.25)
     np.testing.assert_allclose(bf16[0], f32[0], rtol=0.02)
+
+
+def test_the_finite_flag_covers_parameters_and_their_ema():
+    """`apply_gradients`' "finite" (what the loop stops a run on) is False when the EMA
+    copy or the updated parameters are not finite, though loss and gradients are: an
+    EMA decay above 1 diverged that way with a normal loss (issue 37)."""
+    import optax
+
+    from colorjax.objectives.base import TrainState, apply_gradients, init_ema
+
+    params = {"w": jnp.ones((3,)), "b": jnp.zeros((2,))}
+    grads = jax.tree.map(jnp.ones_like, params)
+    state = TrainState.create(params, {}, optax.sgd(0.1), init_ema(params, 0.9))
+    step = jax.jit(apply_gradients)
+    ok = step(state, grads, 0.9, jnp.float32(1.0))[1]
+    assert bool(ok["finite"])
+    nan_ema = state.replace(ema_params={**state.ema_params, "b": jnp.full((2,), jnp.nan)})
+    metrics = step(nan_ema, grads, 0.9, jnp.float32(1.0))[1]
+    assert np.isfinite(metrics["loss"]) and np.isfinite(metrics["grad_norm"])
+    assert not bool(metrics["finite"])
+    overflowing = step(state, grads, 1e30, jnp.float32(1.0))  # EMA ~ 1e29, finite
+    assert bool(overflowing[1]["finite"])
+    assert not bool(step(overflowing[0], grads, 1e30, jnp.float32(1.0))[1]["finite"])
+    # Finite gradients, a finite (huge) step: the parameters overflow float32 to inf.
+    big = {"w": jnp.full((3,), 3e38), "b": jnp.zeros((2,))}
+    huge = TrainState.create(big, {}, optax.sgd(1e38), None)
+    metrics = step(huge, jax.tree.map(lambda g: -g, grads), 0.0, jnp.float32(1.0))[1]
+    assert np.isfinite(metrics["grad_norm"]) and not bool(metrics["finite"])

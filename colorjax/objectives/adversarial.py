@@ -47,7 +47,8 @@ from colorjax.objectives.adversarial_losses import (_deinterleave, _interleave,
 from colorjax.objectives.base import (Objective, apply_gradients, apply_in_precision,
                                       check_optimizer, compute_dtype, init_ema,
                                       init_opt_state, is_finite, optimizer_for, optimizer_step,
-                                      require_optimizer, uses_hint_propagation, uses_hints)
+                                      require_optimizer, tree_is_finite,
+                                      uses_hint_propagation, uses_hints)
 from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_settings,
                                                  backbone_width, check_backbone, frozen_taps,
                                                  init_taps, network_variables, place_weights)
@@ -334,8 +335,8 @@ class AdversarialObjective(Objective):
         # train_step counts the step once, after D's and G's updates.
         state, step_metrics = apply_gradients(state, grads, self.ema_decay, loss,
                                               advance_step=False, model_state=model_state)
-        # train_step judges finiteness over G's and D's terms together.
-        del step_metrics["finite"]
+        # step_metrics["finite"]: G's loss, gradients, parameters and EMA; train_step adds
+        # D's terms and parameters.
         return state, {**step_metrics, **metrics}
 
     def generator_step(self, state, batch, rng):
@@ -360,9 +361,9 @@ class AdversarialObjective(Objective):
         state, g_metrics = self._gen_update(state, batch, fake, vjp_fn, model_state, gan_on)
         metrics = {**g_metrics, **d_metrics,
                    "gan_phase": jnp.asarray(gan_on, jnp.float32)}
-        metrics["finite"] = is_finite(*(metrics[k] for k in (
-            "loss", "grad_norm", "g_adv", "g_l1", "g_perceptual", "d_loss", "gp",
-            "d_grad_norm")))
+        metrics["finite"] = g_metrics["finite"] & tree_is_finite(state.disc_params) & is_finite(
+            *(metrics[k] for k in ("g_adv", "g_l1", "g_perceptual", "d_loss", "gp",
+                                   "d_grad_norm")))
         return state.replace(step=state.step + 1), metrics
 
     # -- prediction: the generator alone ----------------------------------------------

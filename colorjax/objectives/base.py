@@ -228,7 +228,9 @@ def apply_gradients(state, grads, ema_decay, loss, *,
     `ema_of(params)` picks the part the EMA tracks (default: all of it); `ema_decay` may
     be traced. `fields` replace other state fields (e.g. new BatchNorm statistics).
     `advance_step=False` for an update that is one of several in a step. Returns the new
-    state and `{"loss", "grad_norm", "finite"}`.
+    state and `{"loss", "grad_norm", "finite"}`; "finite" covers the new parameters and
+    their EMA too (a finite loss says nothing of an EMA copy that diverged, and the
+    checkpoint and export hold those), in the same flag the loop already reads.
     """
     tx = require_optimizer(state.tx)
     params, opt_state, grad_norm = optimizer_step(tx, grads, state.opt_state, state.params)
@@ -237,12 +239,19 @@ def apply_gradients(state, grads, ema_decay, loss, *,
         fields["step"] = state.step + 1
     new_state = state.replace(params=params, opt_state=opt_state, ema_params=ema, **fields)
     return new_state, {"loss": loss, "grad_norm": grad_norm,
-                       "finite": is_finite(loss, grad_norm)}
+                       "finite": is_finite(loss, grad_norm) & tree_is_finite((params, ema))}
 
 
 def is_finite(*values) -> jax.Array:
     """True when every value is finite: the loop stops a run on the first step where not."""
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in values]))
+
+
+def tree_is_finite(tree) -> jax.Array:
+    """True when every floating-point leaf of `tree` is finite (None leaves: no leaves).
+    A reduction per leaf inside the jitted step: no host sync of its own."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return is_finite(*leaves) if leaves else jnp.asarray(True)
 
 
 def eval_params(ema_params, params):
