@@ -20,6 +20,11 @@ is a row saying why; the exit status is nonzero only when every model failed.
 Writes `DIR/compare.md`, `DIR/compare.json`, `DIR/compare_grid.png` (gray first, a row per
 model, truth last) and `DIR/plots/<metric>.png` (each run's eval metrics against the step).
 
+`--exports=DIR,...` adds exported models (`--mode=export`, or a published model converted by
+`python -m colorjax.convert`) as rows, named `<dir> (export)`, evaluated on the same images
+as the runs (the first run's eval data and sizes, with the `--set` runtime fields; with no
+runs, the first export's config with them); they are not trained.
+
 FID and IS proper need `--inception_weights=PATH`, pytorch-fid's
 `pt_inception-2015-12-05-6726825d.pth` (sha256-checked, read without running pickled code):
 then every row gets the FID of its images against the split's true images and the IS of its
@@ -48,6 +53,8 @@ flags.DEFINE_string("workdir", None, "Directory of the comparison: a run per mod
 flags.DEFINE_multi_string("set", [], "field=value: a config override passed to every run "
                                      "as --config.field=value (repeatable).")
 flags.DEFINE_bool("eval_only", False, "Evaluate the runs already in DIR/<name>; never train.")
+flags.DEFINE_list("exports", [], "Exported models (--mode=export, python -m colorjax.convert) "
+                                 "to evaluate as rows beside the runs, on the same images.")
 flags.DEFINE_list("splits", [], "Eval splits (default: the runs' own config.eval.split).")
 flags.DEFINE_integer("num_images", 8, "Images (columns) in compare_grid.png.")
 flags.DEFINE_integer("bootstrap", 1000, "Bootstrap resamples of the images per interval "
@@ -418,7 +425,7 @@ def num_params(objective, state) -> int:
 
 def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
             splits: list[str], num_images: int, bootstrap: int, inception=None,
-            inception_path: str | None = None) -> int:
+            inception_path: str | None = None, exports: list[str] | None = None) -> int:
     """Train, evaluate and report every model of `specs`; returns the exit status.
     `inception`: FID Inception variables (`models.inception.load_inception`) for FID and
     IS, loaded from `inception_path`; None: those columns say "not computed"."""
@@ -436,6 +443,7 @@ def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
     truth_images = {}
     model_info = {}
     failed = 0
+    ref_config = None  # the first restored run's config: the exports' eval data
     width = len(str(len(specs)))
     # Models done (trained or reused, and evaluated); each model's lines are printed above.
     bar = progress.bar(len(specs), "compare", "model")
@@ -466,6 +474,7 @@ def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
         try:
             config, objective, state, step = checkpoint.restore_run(
                 run_dir, prepare_config=runtime_overrides(sets))
+            ref_config = ref_config or config  # exports are evaluated on its images
             records = compare_report.read_metrics(os.path.join(run_dir, "metrics.jsonl"))
             if trained is not None and not trained["reused"] and not trained["resumed"]:
                 minutes, source = trained["seconds"] / 60, "subprocess"
@@ -513,6 +522,12 @@ def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
     bar.update(1)  # the last model
     bar.set_postfix_str("")
     bar.close()  # the final bar, once, above the tables
+    for path in exports or []:  # after the runs: evaluated on their images
+        name = export_row_name(path, names)
+        names.append(name)
+        model_info[name] = {"config": None, "export": os.path.abspath(path)}
+        failed += not evaluate_export(ev, path, name, ref_config, sets, splits, model_info[name],
+                                      results, grids, truth_images)
 
     # Rows of failed models (after gray and the models that have numbers), truth last.
     if not results:
@@ -565,8 +580,8 @@ def compare(specs: list[str], workdir: str, sets: list[str], eval_only: bool,
     print(open(md).read(), flush=True)
     print(f"wrote {md}, {js}, the grid and {len(plots)} plots in "
           f"{os.path.join(workdir, 'plots')}", flush=True)
-    if failed == len(specs):
-        print(f"every model failed ({failed} of {len(specs)})", file=sys.stderr, flush=True)
+    if failed == len(specs) + len(exports or []):
+        print(f"every model failed ({failed} of {failed})", file=sys.stderr, flush=True)
         return 1
     return 0
 
@@ -606,6 +621,68 @@ def evaluate_split(ev, split, name, config, objective, state, info, rows, grids,
             f"psnr {m['psnr']['mean']:.3g}")
 
 
+def export_row_name(path: str, taken: list[str]) -> str:
+    """`<directory name> (export)`, numbered where that is taken."""
+    base = f"{os.path.basename(os.path.normpath(path))} (export)"
+    name, k = base, 2
+    while name in taken:
+        name, k = f"{base} {k}", k + 1
+    return name
+
+
+class _Exported:
+    """An export's objective as a restored run's: `predict(variables, l, rng)`."""
+
+    def __init__(self, objective):
+        self.objective = objective
+
+    def predict(self, variables, gray_l, rng):
+        return self.objective.predict_with(variables, gray_l, rng)
+
+    def inference_variables(self, variables):
+        return variables
+
+
+def evaluate_export(ev, path, name, ref_config, sets, splits, info, results, grids,
+                    truth_images) -> bool:
+    """`name`'s rows for the export at `path`, on the images of `ref_config` (the first
+    run's; None: the export's own config) with the `--set` runtime fields; False (and a
+    failed row) when it cannot be read or evaluated."""
+    from colorjax.artifact import read_export
+
+    tag = f"[export] {name}"
+    try:
+        config, metadata, objective, variables = read_export(path)
+        config = runtime_overrides(sets)(config)
+        if ref_config is not None:  # the runs' images, sizes and eval settings
+            config.data, config.eval, config.seed = ref_config.data, ref_config.eval, \
+                ref_config.seed
+        objective = _Exported(objective)
+        info.update(status="ok", steps=metadata.get("step"), train_minutes=None,
+                    train_minutes_source=None, params=num_params(objective, variables),
+                    images_per_sec=None, reused=True, model=metadata["model"])
+    except Exception as e:  # noqa: BLE001  an unreadable export is a failed row
+        info.update(status="failed", error=f"export not usable: {_last_line(str(e))}")
+        progress.say(f"{tag}: {info['error']}")
+        return False
+    summary, errors = [], 0
+    for split in (splits or [config.eval.split]):
+        rows = results.setdefault(split, {})
+        try:
+            summary.append(evaluate_split(ev, split, name, config, objective, variables, info,
+                                          rows, grids, truth_images))
+        except Exception as e:  # noqa: BLE001  a failed evaluation is the model's row
+            errors += 1
+            why = _last_line(f"{type(e).__name__}: {e}")
+            rows[name] = {"status": "failed", "error": f"evaluation failed: {why}"}
+            summary.append(f"{split}: evaluation failed: {why}")
+    if errors == len(splits or [config.eval.split]):
+        info.update(status="failed", error=summary[0].split(": ", 1)[1])
+    progress.say(f"{tag}: {metadata['model']} at {os.path.abspath(path)}, step "
+                 f"{metadata.get('step')}; {'; '.join(summary)}")
+    return info["status"] == "ok"
+
+
 def _data_summary(config) -> str:
     d = config.data
     return (f"data {d.eval_folder or d.eval_name or d.folder or d.name}, image_size "
@@ -619,9 +696,9 @@ def main(argv):
     if FLAGS.all and FLAGS.configs:
         cli.fail("error: give --configs or --all, not both")
     specs = cpu_model_configs() if FLAGS.all else list(FLAGS.configs)
-    if not specs:
+    if not specs and not FLAGS.exports:
         cli.fail("error: no models to compare: give --configs=configs/<m>.py[:variant],... "
-                 "or --all")
+                 "or --all, and/or --exports=DIR,...")
     for s in FLAGS.set:
         if "=" not in s or not s.split("=", 1)[0].strip():
             cli.fail(f"error: --set={s!r} is not field=value (e.g. --set=data.image_size=32)")
@@ -636,7 +713,7 @@ def main(argv):
             cli.fail(f"error: --inception_weights: {e}")
     sys.exit(compare(specs, FLAGS.workdir, list(FLAGS.set), FLAGS.eval_only,
                      list(FLAGS.splits), FLAGS.num_images, FLAGS.bootstrap, inception,
-                     FLAGS.inception_weights))
+                     FLAGS.inception_weights, list(FLAGS.exports)))
 
 
 if __name__ == "__main__":
