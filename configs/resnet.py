@@ -15,6 +15,7 @@ def get_config(variant: str = ""):
     # > 0: rare (saturated) colours weigh more in the loss, 0.5 as in Zhang et al. 2016
     # (colorjax/objectives/rebalance.py); 0 = plain per-pixel loss.
     c.loss_rebalance = 0.0
+    c.model.zero_output = False  # True: the output conv starts at zero (predicts gray)
     add_backbone_fields(c)  # model.backbone: none | vgg16 | efficientnet_lite0
     if variant == "cpu":
         c.model.width = 32

@@ -59,6 +59,14 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.resize_shorter_to = 0
     c.random_crop = True  # train: random crop position (False: center crop)
     c.hflip = True  # train: horizontal flip with probability 1/2
+    # Train: mirror the truth's a channel (red <-> green; b, yellow <-> blue, is kept) with
+    # this probability. 0.5 when the photos cannot teach which things are red and which
+    # green (the six demo photos are mostly orange): the model then learns a ~ 0 for them.
+    c.mirror_a = 0.0
+    # Train: scale the truth's ab by a factor drawn uniformly from [this, 1] per image
+    # (1 = off). Below 1 the model claims less colour than it saw, which keeps its guesses
+    # on unfamiliar photos nearer the truth (docs/results.md, the demo model).
+    c.min_chroma_scale = 1.0
     # Decode JPEGs at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling) when that still covers
     # the target size: several times faster for large photos, visually the same.
     c.jpeg_draft = True
@@ -148,6 +156,8 @@ def check_fields(data_config) -> ml_collections.ConfigDict:
                 "keep_freed_memory"):
         checks.boolean(tree, f"data.{key}")
     checks.integer(tree, "data.image_size", 8, 4096)
+    checks.number(tree, "data.mirror_a", 0.0, 1.0, note="(a probability)")
+    checks.number(tree, "data.min_chroma_scale", 0.0, 1.0)
     if cfg.resize_shorter_to != 0:
         checks.integer(tree, "data.resize_shorter_to", cfg.image_size,
                        note=f"(config.data.image_size={cfg.image_size}), or 0 for image_size")

@@ -70,6 +70,8 @@ class _TrainExample:
         self.shorter = cfg.resize_shorter_to or cfg.image_size
         self.random_crop, self.hflip, self.draft = cfg.random_crop, cfg.hflip, cfg.jpeg_draft
         self.keep_freed_memory = cfg.keep_freed_memory
+        self.mirror_a = float(cfg.get("mirror_a", 0.0))
+        self.min_chroma_scale = float(cfg.get("min_chroma_scale", 1.0))
 
     def __call__(self, position: int, data: bytes) -> dict[str, np.ndarray]:
         if self.keep_freed_memory:  # here, so it also runs in each grain worker process
@@ -82,9 +84,21 @@ class _TrainExample:
         im = images.open_rgb(data, self.shorter, self.draft)
         rgb = np.asarray(images.crop_resize(im, self.shorter, self.size, offset))
         out = _to_model(rgb[:, ::-1] if flip else rgb)
+        if self.mirror_a > 0 or self.min_chroma_scale < 1:
+            out["ab"] = self._colour_augment(out["ab"], position)
         if self.with_hints:  # their own generator: hints on or off, the same crops and flips
             out["hints"] = hints.sample_planes(out["ab"], hints.hint_rng(self.seed, position))
         return out
+
+
+    def _colour_augment(self, ab: np.ndarray, position: int) -> np.ndarray:
+        """The truth's a mirrored (red <-> green) with probability `mirror_a`, and its ab
+        scaled by a factor uniform in [`min_chroma_scale`, 1] (see config.data)."""
+        # A stream of its own: runs without these augmentations keep their batches.
+        rng = np.random.default_rng([self.seed, 1, position])
+        sign = -1.0 if rng.random() < self.mirror_a else 1.0
+        scale = rng.uniform(self.min_chroma_scale, 1.0)
+        return ab * np.asarray([sign * scale, scale], ab.dtype)
 
 
 class _EvalExample:

@@ -18,9 +18,11 @@ def build_regression_model(model_config):
     # Width of the pretrained backbone's projected taps (colorjax.models.backbone); 0: none.
     backbone_width = (0 if model_config.get("backbone", "none") == "none"
                       else int(model_config.get("backbone_width", 64)))
+    # The output conv starts at zero (an untrained network predicts gray); unet, resnet.
+    zero_output = bool(model_config.get("zero_output", False))
     if spec.network == "resnet":
         return ResNetColorizer(width=model_config.width, norm=model_config.norm,
-                               backbone_width=backbone_width)
+                               backbone_width=backbone_width, zero_output=zero_output)
     if spec.network == "fusion":
         return FusionColorizer(features=tuple(model_config.features), norm=model_config.norm,
                                fusion_width=model_config.fusion_width,
@@ -28,7 +30,7 @@ def build_regression_model(model_config):
                                fusion_taps=tuple(model_config.get("fusion_taps", ())),
                                tap_width=model_config.get("fusion_tap_width", 32))
     return UNet(features=tuple(model_config.features), norm=model_config.norm,
-                backbone_width=backbone_width)
+                backbone_width=backbone_width, zero_output=zero_output)
 
 
 def downsample_factor(model) -> int:

@@ -319,11 +319,16 @@ class UpNormAct(nn.Module):
 
 
 class OutputHead(nn.Module):
-    """1x1 conv to the output channels; tanh keeps ab inside the network range [-1, 1]."""
+    """1x1 conv to the output channels; tanh keeps ab inside the network range [-1, 1].
+
+    `zero_init`: the conv starts at zero, so an untrained network predicts ab = 0 (gray)
+    everywhere instead of noise it must first unlearn (the same parameters either way)."""
 
     channels: int = 2
     act: str = "tanh"
+    zero_init: bool = False
 
     @nn.compact
     def __call__(self, x):
-        return activation(self.act)(Conv(self.channels, (1, 1))(x))
+        init = {"kernel_init": nn.initializers.zeros} if self.zero_init else {}
+        return activation(self.act)(Conv(self.channels, (1, 1), **init)(x))

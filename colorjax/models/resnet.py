@@ -46,6 +46,7 @@ class ResNetColorizer(nn.Module):
     out_act: str = "tanh"
     backbone_width: int = 0  # > 0: `taps` (colorjax.models.backbone) are required
     out_channels: int = 2  # ab; the classification family predicts one logit per ab bin
+    zero_output: bool = False  # the output conv starts at zero: an untrained net says gray
     downsample_factor = 8
 
     @nn.compact
@@ -65,4 +66,4 @@ class ResNetColorizer(nn.Module):
             x = jnp.concatenate([x, column], -1)
         for feats in (2 * w, w, w // 2):  # three x2 upsamplings: 1/8 -> full size
             x = UpNormAct(feats, self.norm, "relu")(x, train)
-        return OutputHead(self.out_channels, self.out_act)(x)
+        return OutputHead(self.out_channels, self.out_act, self.zero_output)(x)

@@ -56,6 +56,7 @@ class UNet(LevelNet):
     """
 
     backbone_width: int = 0
+    zero_output: bool = False  # the output conv starts at zero: an untrained net says gray
 
     @nn.compact
     def __call__(self, x, train: bool = False, taps=None):
@@ -84,4 +85,4 @@ class UNet(LevelNet):
             x = UpNormAct(feats, self.norm, self.act)(x, train)
             x = jnp.concatenate([x, skip] + tap_at(skip, level), -1)
             x = DoubleConv(feats, self.norm, self.act)(x, train)
-        return OutputHead(self.out_channels, self.out_act)(x)
+        return OutputHead(self.out_channels, self.out_act, self.zero_output)(x)

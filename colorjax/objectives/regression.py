@@ -40,6 +40,11 @@ def validate(config) -> None:
                   note="(0 = off, 0.5 = Zhang et al.'s λ = 1/2)")
     checks.choice(config, "model.norm", NORMS)
     network = registry.spec(config.model.name).network
+    if network == "fusion":  # its output layer is the paper's
+        checks.choice(config, "model.zero_output", (False,), default=False,
+                      note="(fusion keeps the paper's output layer)")
+    else:
+        checks.boolean(config, "model.zero_output", default=False)
     if network == "resnet":
         checks.integer(config, "model.width", low=1)
     else:
