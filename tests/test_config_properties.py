@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from colorjax import cli, config_fields
+from colorjax import cli, config_fields, warm_start
 from colorjax.config_checks import ConfigError, validate_config
 from colorjax.configs import available_configs, load_config, variants
 from conftest import REPO
@@ -150,13 +150,16 @@ def _time_limit(seconds: float):
 
 def validate_with(spec, field, value) -> str | None:
     """The one line validation says about config `spec` with `field` = `value` (as
-    `--config.<field>=<value>` sets it), or None when it accepts it. Any other exception
-    than ConfigError fails the test: it would be a traceback on the command line."""
+    `--config.<field>=<value>` sets it), or None when it accepts it: the checks
+    `train.train_and_evaluate` runs before it builds anything (the config, then the export
+    `config.init_from` names). Any other exception than ConfigError fails the test: it
+    would be a traceback on the command line."""
     config = load_config(*spec)
     config_fields.set_field(config, field, value)
     try:
         with _time_limit(10.0):
             validate_config(config)
+            warm_start.check(config)
     except ConfigError as e:
         return cli.one_line(str(e))
     return None

@@ -65,6 +65,7 @@ def _error_line(err: str) -> str:
 # --- config mistakes: one line, exit 2, before anything compiles ---------------------------
 
 
+@pytest.mark.slow  # 7 CLI starts, ~20 s of CPU (wall 45-100 s on the loaded 2-core box)
 def test_the_probes_config_mistakes_are_one_line_each(tmp_path):
     empty = tmp_path / "no_photos"
     (empty / "sub").mkdir(parents=True)
@@ -94,6 +95,7 @@ def test_the_probes_config_mistakes_are_one_line_each(tmp_path):
 # --- the training loop stops when the EMA weights go non-finite -----------------------------
 
 
+@pytest.mark.slow  # compiles a train step and an evaluation: ~17 s of CPU (wall 35-70 s)
 def test_the_loop_stops_on_the_step_whose_ema_goes_non_finite(tmp_path, monkeypatch):
     """ema_decay = 1e30 (the CLI now refuses it; validated here as 0.5): after one update the
     EMA is about 1e27, after two it overflows, while the loss and gradients stay finite.
@@ -157,7 +159,7 @@ def nan_workdir(tmp_path_factory):
     return wd, config, state
 
 
-@pytest.mark.slow  # an evaluation compiled in a subprocess: 20-40 s on a loaded 2-core CPU
+@pytest.mark.slow  # an evaluation compiled in a subprocess: 12-28 s on the loaded 2-core box
 def test_eval_of_a_nan_model_fails_and_its_table_says_nan(nan_workdir):
     wd, _, _ = nan_workdir
     code, out, err = _finish(_start("colorjax.main", "--mode=eval", f"--workdir={wd}"))
