@@ -132,7 +132,7 @@ def test_bad_temperatures_are_a_clear_error(colorful, bad):
 def test_temperature_on_another_model_is_a_clear_error(unet):
     assert unet.temperature_default is None
     with pytest.raises(ValueError, match=r"'unet' is a regression model; temperature applies "
-                                         r"to classification models \('colorful'\) only"):
+                                         r"to classification models \('colorful', 'eccv16'\) only"):
         unet.colorize(astronaut(8, 8), temperature=0.5)
     with pytest.raises(ValueError, match="classification models"):
         unet.predict_ab(np.zeros((1, 32, 32, 1), np.float32), temperature=0.5)
@@ -176,7 +176,7 @@ def test_cli_bad_temperature_and_other_models_are_one_line_errors(colorful, unet
                  "--temperature=0.5"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
-    assert "'unet'" in err and "classification models ('colorful') only" in err
+    assert "'unet'" in err and "classification models ('colorful', 'eccv16') only" in err
     assert not (tmp_path / "o").exists() or not os.listdir(tmp_path / "o")
     # The help says what it is.
     with pytest.raises(SystemExit):
@@ -250,7 +250,7 @@ def test_server_takes_a_temperature_for_a_classification_model(colorful, unet):
         assert json.loads(test_serve.request(addr, "GET", "/api/info")[2])["temperature"] is None
         status, _, body = _post(addr, {"image": img, "temperature": "0.5"})
         assert status == 400
-        assert "classification models ('colorful') only" in json.loads(body)["error"]
+        assert "classification models ('colorful', 'eccv16') only" in json.loads(body)["error"]
         assert _post(addr, {"image": img})[0] == 200
     finally:
         srv.shutdown()
