@@ -4,8 +4,8 @@
         [--grid OUT.png] [--grid_images 8] [--step -1] [--json OUT.json]
 
 SOURCE is a training workdir (its latest checkpoint, or --step) or an export directory.
-Each --photos is a folder of photos (every image file in it, sorted by name) or `demo`,
-the embedded demo's validation photos (colorjax/data/demo.py). Every photo is resized so
+Each --photos is a folder of photos (every image file in it, sorted by name), one photo,
+or `demo`, the embedded demo's validation photos (colorjax/data/demo.py). Every photo is resized so
 its shorter side is --size and center-cropped, as the evaluation pipeline does. For each
 set the script prints, for the model and for gray (ab = 0): CIEDE2000, LPIPS (AlexNet),
 and the mean a and b over all pixels, beside the truth's mean a and b: a global colour
@@ -63,6 +63,8 @@ def load_photos(spec: str, size: int) -> np.ndarray:
     """(N, size, size, 3) uint8: the set's photos, shorter side to `size`, center crop."""
     if spec == "demo":
         pil = [Image.fromarray(a) for a in demo_validation_photos()]
+    elif os.path.isfile(spec):
+        pil = [Image.open(spec).convert("RGB")]
     else:
         files, _ = image_files(spec)
         if not files:
@@ -130,14 +132,14 @@ def grid_path(grid: str, name: str, several: bool) -> str:
     if not several:
         return grid
     stem, ext = os.path.splitext(grid)
-    return f"{stem}_{Path(name).name or 'photos'}{ext}"
+    return f"{stem}_{Path(name).stem or 'photos'}{ext}"
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("source", help="a training workdir or an export directory")
     p.add_argument("--photos", action="append",
-                   help="a folder of photos, or 'demo' (repeatable; default: demo)")
+                   help="a folder of photos, a photo, or 'demo' (repeatable; default: demo)")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--step", type=int, default=-1, help="workdir checkpoint (-1 = latest)")
     p.add_argument("--grid", default="", help="write a gray | prediction | truth PNG here")

@@ -169,8 +169,10 @@ def test_split_optimizer_honours_each_learning_rate():
 def test_trainable_backbone(backbone_lr=1e-3):
     """One real fine-tuning step (the split of learning rates, lr=0 included, is
     test_split_optimizer_honours_each_learning_rate's)."""
+    # zero_output off: an output conv that starts at zero passes no gradient back in step 1.
     config = config_for("unet", "efficientnet_lite0", **{
-        "model.backbone_trainable": True, "model.backbone_learning_rate": backbone_lr})
+        "model.backbone_trainable": True, "model.backbone_learning_rate": backbone_lr,
+        "model.zero_output": False})
     obj = make_objective(config)
     batch = photo_batch(4, 16)
     state0 = jax.jit(obj.init, static_argnums=2)(init_key(), batch, 100)
