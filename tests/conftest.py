@@ -8,7 +8,26 @@ import pathlib
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
 import pytest  # noqa: E402
+
+# `python -m colorjax.main` turns on JAX's persistent compilation cache (default
+# ~/.cache/colorjax). The CLI runs the tests start use one fresh directory per test session
+# instead, never the user's: identical tiny programs compile once a session, and every
+# session starts cold, as CI does. Made by the controlling process (pytest-xdist's workers
+# inherit its environment), removed at its end.
+_SESSION_TMP = None
+if "PYTEST_XDIST_WORKER" not in os.environ:
+    _SESSION_TMP = tempfile.mkdtemp(prefix="colorjax-tests-")
+    os.environ["COLORJAX_COMPILATION_CACHE"] = os.path.join(_SESSION_TMP,
+                                                            "jax_compilation_cache")
+
+
+def pytest_unconfigure(config):
+    if _SESSION_TMP is not None:
+        shutil.rmtree(_SESSION_TMP, ignore_errors=True)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
