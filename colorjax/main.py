@@ -174,8 +174,8 @@ def main(argv):
                                      overridden=_overridden_fields(sys.argv))
         except FileNotFoundError as e:  # no such checkpoint
             cli.fail(f"error: {e}")
-        except ExportError as e:
-            sys.exit(f"error: {e}")  # a user's mistake: the message, not a traceback
+        except ExportError as e:  # a damaged checkpoint, a foreign directory: no traceback
+            cli.fail_now(f"error: {e}")
         print(f"exported to {path}", flush=True)
         print("\n".join(run_summary.export_lines(run_summary.shown_path(path),
                                                  FLAGS.workdir)), flush=True)
@@ -196,8 +196,9 @@ def main(argv):
                                       overridden=_overridden_fields(sys.argv))
     except FileNotFoundError as e:  # no checkpoint to evaluate, no photo folder: one line
         cli.fail(f"error: {e}")
-    except (DamagedCheckpointError, train.NonFiniteLossError, NonFiniteMetricsError,
-            run_config.RunConfigError) as e:
+    except DamagedCheckpointError as e:  # a failed read: orbax's threads must not add noise
+        cli.fail_now(f"error: {e}")
+    except (train.NonFiniteLossError, NonFiniteMetricsError, run_config.RunConfigError) as e:
         sys.exit(f"error: {e}")  # what went wrong and what to do: no traceback
     except ConfigError as e:  # raised by validate_config, before anything compiles
         cli.fail(f"config error: {e}")
