@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.linalg
 
 from colorjax.metrics import distribution as dist
 
@@ -15,17 +16,14 @@ def _gauss(rng, n, d, shift=0.0, scale=None):
     return rng.standard_normal((n, d)) @ mix + shift
 
 
-def _fd_by_eigen(a, b):
-    """Independent FD: Tr((S_a S_b)^(1/2)) = sum of sqrt(eig(sqrt(S_a) S_b sqrt(S_a))), with
-    sqrt(S_a) from a symmetric eigen-decomposition (no sqrtm)."""
-    mu_a, mu_b = a.sum(0) / len(a), b.sum(0) / len(b)
-    ca, cb = a - mu_a, b - mu_b
-    s_a, s_b = ca.T @ ca / (len(a) - 1), cb.T @ cb / (len(b) - 1)
-    w, v = np.linalg.eigh(s_a)
-    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    inner = np.linalg.eigvalsh(root_a @ s_b @ root_a)
-    tr_root = np.sum(np.sqrt(np.clip(inner, 0, None)))
-    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2 * tr_root)
+def _fd_by_sqrtm(a, b):
+    """Independent FD, as pytorch-fid computes it: np.cov and scipy.linalg.sqrtm of the
+    product of the covariances (well conditioned here: more samples than dimensions)."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = np.real(scipy.linalg.sqrtm(s_a @ s_b))
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b)
+                 - 2 * np.trace(root))
 
 
 def test_frechet_distance_matches_an_independent_computation():
@@ -35,12 +33,22 @@ def test_frechet_distance_matches_an_independent_computation():
     mix_b = rng.standard_normal((d, d)) / np.sqrt(d)
     a = _gauss(rng, 300, d, 0.0, mix_a)
     b = _gauss(rng, 250, d, 0.3, mix_b)
-    got, want = dist.frechet_distance(a, b), _fd_by_eigen(a, b)
+    got, want = dist.frechet_distance(a, b), _fd_by_sqrtm(a, b)
     assert want > 1.0
     assert abs(got - want) <= 1e-6 * abs(want), (got, want)
     # Symmetric, and a float.
     assert isinstance(got, float)
     assert abs(dist.frechet_distance(b, a) - got) <= 1e-6 * abs(got)
+
+
+def test_frechet_distance_with_few_samples_matches_sqrtm():
+    """The sample-space branch (N_a N_b <= D^2: an SVD of A B^T instead of D x D algebra)
+    against sqrtm on a product that is singular but still within sqrtm's reach."""
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((25, 20)), rng.standard_normal((15, 20)) + 0.2
+    got, want = dist.frechet_distance(a, b), _fd_by_sqrtm(a, b)
+    assert want > 1.0 and abs(got - want) <= 1e-6 * want, (got, want)
+    assert abs(dist.frechet_distance(b, a) - got) <= 1e-9 * got
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero_and_grows_with_a_mean_shift():

@@ -28,7 +28,6 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.linalg
 
 from colorjax.models.efficientnet import efficientnet_features, load_efficientnet_lite0
 from colorjax.models.pretrained import load_params, vgg16_features
@@ -39,11 +38,6 @@ __all__ = ["FEATURE_NETS", "FEATURE_DIMS", "INPUT_SIZE", "pooled_features", "fre
 FEATURE_NETS = ("vgg16", "effnet")
 FEATURE_DIMS = {"vgg16": 512, "effnet": 1280}
 INPUT_SIZE = 224  # both networks were trained at 224x224
-# Added to both covariances (times I) only when sqrtm(S_a S_b) comes out non-finite, as for
-# near-singular covariances (fewer samples than feature dimensions).
-FD_EPS = 1e-6
-
-
 def check_images(rgb: Any, what: str = "rgb") -> np.ndarray:
     """(N, H, W, 3) float32 NumPy array, or a ValueError naming `what`."""
     x = np.asarray(rgb, np.float32)
@@ -129,33 +123,41 @@ def _check_features(feat_a: Any, feat_b: Any, min_samples: int = 2
     return a, b
 
 
-def _sqrtm_real(m: np.ndarray) -> np.ndarray:
-    root = scipy.linalg.sqrtm(m)
-    # S_a S_b is similar to a PSD matrix, so its square root is real up to rounding: the tiny
-    # imaginary part that sqrtm may return is dropped.
-    return np.real(root)
+def _trace_sqrt_product(ca: np.ndarray, cb: np.ndarray) -> float:
+    """Tr((S_a S_b)^(1/2)) for S = C^T C of the scaled, centred samples `ca` (N_a, D) and
+    `cb` (N_b, D), exactly and without a matrix square root.
+
+    S_a S_b = A^T A B^T B has the nonzero eigenvalues of (A B^T)(A B^T)^T, the squared
+    singular values of A B^T, so the trace is A B^T's nuclear norm: an N_a x N_b SVD when
+    that is the smaller problem (few images, wide features: always for compare's tables),
+    else sqrt(S_a) S_b sqrt(S_a)'s eigenvalues in feature space. Either way no sqrtm of a
+    near-singular D x D product (slow, and non-finite without a regulariser)."""
+    if ca.shape[0] * cb.shape[0] <= ca.shape[1] ** 2:
+        return float(np.linalg.svd(ca @ cb.T, compute_uv=False).sum())
+    s_a, s_b = ca.T @ ca, cb.T @ cb
+    w, v = np.linalg.eigh(s_a)
+    root_a = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    inner = np.linalg.eigvalsh(root_a @ s_b @ root_a)
+    return float(np.sqrt(np.clip(inner, 0.0, None)).sum())
 
 
 def frechet_distance(feat_a: Any, feat_b: Any) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (N_a, D), (N_b, D):
     ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) (Heusel et al. 2017), in float64,
-    with unbiased (N - 1) covariances and `scipy.linalg.sqrtm`.
-
-    If the square root is not finite (near-singular covariances), FD_EPS * I is added to both
-    covariances and it is computed again. Each set needs at least 2 samples. On VGG16 or
-    EfficientNet-Lite0 features this is "FD on VGG16/EfficientNet features", not FID.
+    with unbiased (N - 1) covariances. The trace of the square root is computed exactly
+    from eigenvalues (`_trace_sqrt_product`), so it is finite with fewer samples than
+    dimensions, where `scipy.linalg.sqrtm` needs a regulariser. Each set needs at least 2
+    samples. On VGG16 or EfficientNet-Lite0 features this is "FD on VGG16/EfficientNet
+    features", not FID.
     """
     a, b = _check_features(feat_a, feat_b)
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
-    s_a = np.atleast_2d(np.cov(a, rowvar=False))
-    s_b = np.atleast_2d(np.cov(b, rowvar=False))
-    root = _sqrtm_real(s_a @ s_b)
-    if not np.all(np.isfinite(root)):
-        eye = FD_EPS * np.eye(s_a.shape[0])
-        s_a, s_b = s_a + eye, s_b + eye
-        root = _sqrtm_real(s_a @ s_b)
+    ca = (a - mu_a) / np.sqrt(len(a) - 1)
+    cb = (b - mu_b) / np.sqrt(len(b) - 1)
     diff = mu_a - mu_b
-    return float(diff @ diff + np.trace(s_a) + np.trace(s_b) - 2.0 * np.trace(root))
+    # Tr(S) = the sum of the squared scaled deviations.
+    return float(diff @ diff + np.sum(ca * ca) + np.sum(cb * cb)
+                 - 2.0 * _trace_sqrt_product(ca, cb))
 
 
 def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
