@@ -25,6 +25,26 @@ if "PYTEST_XDIST_WORKER" not in os.environ:
                                                             "jax_compilation_cache")
 
 
+# The tests' own processes use that cache too: many tests build the same tiny networks, and
+# a program compiled by one test (or one xdist worker) is read back by the next instead of
+# compiled again.
+import jax  # noqa: E402
+
+os.makedirs(os.environ["COLORJAX_COMPILATION_CACHE"], exist_ok=True)
+jax.config.update("jax_compilation_cache_dir", os.environ["COLORJAX_COMPILATION_CACHE"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pyproject's addopts): one worker per core up to 4. Each worker holds its
+    own JAX runtime and compiled programs (~2-5 GB at peak), so more would trade memory
+    for little."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, cores or 1))
+
+
 def pytest_unconfigure(config):
     if _SESSION_TMP is not None:
         shutil.rmtree(_SESSION_TMP, ignore_errors=True)

@@ -115,6 +115,7 @@ def unetgan(batch, mesh):
     return Run(c, mesh)
 
 
+@pytest.mark.slow
 def test_finite_covers_the_generator_ema(unetgan, batch):
     """A NaN EMA copy (what ema_decay > 1 grew into) stops the run, though G's loss and
     gradients, which never read the EMA, are finite (issue 37)."""
@@ -129,6 +130,7 @@ REQUIRED_METRICS = {"loss", "grad_norm", "finite", "g_adv", "g_l1", "g_perceptua
                     "d_real", "d_fake", "gp", "d_grad_norm", "gan_phase"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["unetgan", "gan"])  # wgan_gp, pix2pix_resnet: below
 def test_one_step_changes_both_parameter_sets(name, unetgan, batch, mesh):
     if name == "unetgan":
@@ -155,6 +157,7 @@ def test_one_step_changes_both_parameter_sets(name, unetgan, batch, mesh):
         metrics["g_adv"] + 100.0 * metrics["g_l1"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_separate_learning_rates_are_honored(unetgan, batch):
     """Adam's first update of every parameter is +-lr * g / (|g| + eps), i.e. at most lr and
     lr for any parameter with a non-tiny gradient: the largest change reads off the lr."""
@@ -166,6 +169,7 @@ def test_separate_learning_rates_are_honored(unetgan, batch):
         1e-5, rel=2e-2)  # float32 rounding of a 1e-5 step
 
 
+@pytest.mark.slow
 def test_each_update_touches_only_its_own_network(unetgan, batch):
     obj, state0 = unetgan.objective, unetgan.state0
     rng = jax.random.key(3)
@@ -183,6 +187,7 @@ def test_each_update_touches_only_its_own_network(unetgan, batch):
     assert np.isfinite(float(g_metrics["loss"]))
 
 
+@pytest.mark.slow
 def test_predict_uses_the_generator_ema(unetgan, batch):
     state, _ = unetgan.steps(copy(unetgan.state0), batch, 1)
     obj = unetgan.objective
@@ -197,6 +202,7 @@ def test_predict_uses_the_generator_ema(unetgan, batch):
     assert ab.shape == batch["ab"].shape
 
 
+@pytest.mark.slow
 def test_unetgan_learns_a_fixed_batch(unetgan, batch):
     """Training, not just shapes: 30 steps on one batch cut the generator's L1 term."""
     _, history = unetgan.steps(copy(unetgan.state0), batch, 30)
@@ -205,6 +211,7 @@ def test_unetgan_learns_a_fixed_batch(unetgan, batch):
     assert np.mean(l1[-3:]) < 0.7 * l1[0], l1
 
 
+@pytest.mark.slow
 def test_pix2pix_resnet_switches_phase_at_the_configured_step_and_resumes(batch, mesh,
                                                                           tmp_path):
     # Feature loss on the first two VGG16 taps only: the deeper blocks are pruned from
@@ -249,6 +256,7 @@ def test_pix2pix_resnet_switches_phase_at_the_configured_step_and_resumes(batch,
     ckpt.close()
 
 
+@pytest.mark.slow
 def test_wgan_gp_runs_n_critic_critic_updates_per_generator_update(batch, mesh):
     run = Run(gan_config("wgan", n_critic=3), mesh)
     assert run.state0.disc_model_state == {}  # InstanceNorm critic: no batch statistics

@@ -11,6 +11,7 @@ from colorjax.models.discriminators import (ConvDiscriminator, PatchDiscriminato
 from colorjax.models.generators import GENERATORS, build_generator
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["encoder_decoder", "resnet_unet", "residual_unet"])
 def test_generator_shapes_and_range(name):
     model = build_generator(name, (4, 8, 16), "batch")

@@ -80,6 +80,7 @@ def _differs(a, b) -> bool:
     return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,backbone", COMBOS)
 def test_frozen_backbone_step_and_prediction(model, backbone):
     obj, batch, state0, state, metrics = setup(model, backbone)

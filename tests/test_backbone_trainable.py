@@ -97,6 +97,7 @@ def _max_change(a, b) -> float:
                                                            jax.tree.leaves(b)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_trainable_backbone_moves_at_its_own_rate(family):
     obj, _, state0, state, _ = setup(family, True)
@@ -126,6 +127,7 @@ def test_trainable_backbone_moves_at_its_own_rate(family):
     assert set(jax.tree.leaves(network(family, labels))) == {"network"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_zero_backbone_learning_rate_keeps_it_while_the_rest_trains(family):
     _, _, state0, state, _ = setup(family, True, backbone_lr=0.0)
@@ -134,6 +136,7 @@ def test_zero_backbone_learning_rate_keeps_it_while_the_rest_trains(family):
     assert _differs(network(family, state0.params), network(family, state.params))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_frozen_default_leaves_the_backbone_bit_for_bit(family):
     obj, _, state0, state, _ = setup(family, False)
@@ -145,6 +148,7 @@ def test_frozen_default_leaves_the_backbone_bit_for_bit(family):
     assert _differs(state0.params, state.params)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_inference_in_both_layouts(family):
     obj, batch, _, frozen_state, _ = setup(family, False)
@@ -177,6 +181,7 @@ def test_bad_backbone_learning_rate_is_named(family):
         make_objective(config)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["unetgan", "unetvae"])
 def test_a_trainable_backbone_is_checkpointed_with_the_params(family, tmp_path):
     """Checkpoints leave only frozen collections out: a fine-tuned backbone is params, so

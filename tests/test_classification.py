@@ -96,6 +96,7 @@ def test_bad_fields_are_named():
         make_objective(config(**{"model.network": "vgg"}))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network", ["unet", "resnet"])
 def test_the_objective_learns_a_fixed_batch_and_decodes_with_any_temperature(network):
     extra = {"model.network": network, "model.width": 8} if network == "resnet" else {}
@@ -121,6 +122,7 @@ def test_the_objective_learns_a_fixed_batch_and_decodes_with_any_temperature(net
         assert err(ab[0.38]) < 0.8 * err(jnp.zeros_like(batch["ab"]))
 
 
+@pytest.mark.slow
 def test_one_step_train_export_and_colorize_through_the_cli(tmp_path):
     """The real entry point: train (with the prior pass), export, load, colorize."""
     import os

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 from skimage import data as skdata
 
@@ -46,6 +47,7 @@ def _model_state_paths(step_dir):
     return [k for k in keys if "model_state" in k]
 
 
+@pytest.mark.slow
 def test_backbone_unet_on_a_mixture_trains_resumes_evaluates_and_exports(tmp_path):
     a = photo_folder(tmp_path / "a", PHOTOS[:2], 4)
     b = photo_folder(tmp_path / "b", PHOTOS[2:], 3)

@@ -77,6 +77,7 @@ def helps():
     return {m: (p.wait(timeout=300), *p.communicate()) for m, p in procs.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ENTRY_POINTS)
 def test_help_of_every_entry_point_exits_0(helps, module):
     rc, out, err = helps[module]

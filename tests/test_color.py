@@ -75,6 +75,7 @@ def test_sRGB_gamut_fits_the_network_range():
     assert np.abs(color.normalize_ab(color.rgb_to_lab(grid)[..., 1:])).max() <= 1.0
 
 
+@pytest.mark.slow
 def test_gray_rgb_has_no_chroma_and_gradients_are_finite():
     l_norm = jnp.linspace(-1, 1, 16).reshape(1, 4, 4, 1)
     g = np.asarray(color.gray_rgb(l_norm))

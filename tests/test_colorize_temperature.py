@@ -90,6 +90,7 @@ def chroma(rgb8) -> float:
 # --- the API ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_lower_temperature_is_more_vivid_and_none_is_the_default(colorful):
     assert colorful.family == "classification"
     assert colorful.temperature_default == pytest.approx(DEFAULT_T)
@@ -142,6 +143,7 @@ def test_temperature_on_another_model_is_a_clear_error(unet):
 # --- the CLI ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_temperature_matches_the_api(colorful, tmp_path):
     """The real command line in a subprocess: its output at --temperature=0.2 is the API's
     colorization at 0.2 (and not the default's)."""

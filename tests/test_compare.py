@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# Every test here runs the real CLI end to end (and most share one module-scoped run).
+pytestmark = pytest.mark.slow
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # Overrides both configs/unet.py and configs/resnet.py accept: 32 px, 3 steps, 8 eval images.

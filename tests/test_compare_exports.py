@@ -25,6 +25,7 @@ def run_compare(workdir, *flags):
 
 @pytest.mark.slow  # three models evaluated with LPIPS, FD/KID and SI: ~5 min on the shared
 # 2-core build machine
+@pytest.mark.slow
 def test_exports_are_rows_beside_a_run_on_its_images(tmp_path):
     config = tiny_config("unet", **TINY)
     _, state = tiny_state(config)

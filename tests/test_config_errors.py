@@ -40,6 +40,7 @@ def _one_line(out) -> str:
 UNET, DDIM, GAN, VAE = (f"configs/{n}.py:cpu" for n in ("unet", "unetddim", "unetgan", "unetvae"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config,override,field,allowed", [
     (UNET, "model.norm=foo", "model.norm", "'batch', 'group', 'instance', 'none'"),
     (UNET, "loss=cosine", "loss", "'huber', 'l1', 'mse'"),
@@ -65,6 +66,7 @@ def test_an_enumerated_field_is_checked_up_front(tmp_path, config, override, fie
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,field,closest", [
     ("nosuchfield=1", "nosuchfield", None),
     ("model.nrom=batch", "model.nrom", "model.norm"),

@@ -225,6 +225,7 @@ CLI_CASES = [
 ]
 
 
+@pytest.mark.slow
 def test_the_command_line_says_what_validation_says(tmp_path):
     """The real CLI (run concurrently, a few cases): exit 2, one stderr line naming the
     field, no traceback, no run directory; the line is validation's where it gets there."""

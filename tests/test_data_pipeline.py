@@ -143,6 +143,7 @@ def test_batch_size_must_divide_over_processes(small, monkeypatch):
         create_train_iterator(cfg, global_batch_size=5, seed=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers,threads", [(0, 0), (0, 2), (2, 1)])
 def test_save_take_restore_take_is_identical(small, workers, threads):
     cfg, _ = small

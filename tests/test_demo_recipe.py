@@ -46,6 +46,7 @@ def test_the_gpu_variant_and_other_configs_keep_the_plain_recipe():
     assert (gan.data.mirror_a, gan.data.min_chroma_scale) == (0.0, 1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["unet", "resnet"])
 def test_zero_output_predicts_gray_before_training(model):
     l = photo_batch(n=2, size=16)["l"]
@@ -120,6 +121,7 @@ def _demo_validation_l(size):
     return color.rgb_to_model_inputs(rgb)
 
 
+@pytest.mark.slow
 def test_demo_training_learns_no_red_green_cast():
     """A tiny :cpu model trained on the demo photos keeps mean a near 0 on the demo's
     validation photos, whose truth is +11 (mostly orange): trained the plain way (MSE,

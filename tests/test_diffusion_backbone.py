@@ -56,6 +56,7 @@ def trained():
     return obj, batch, state0, state, metrics
 
 
+@pytest.mark.slow
 def test_backbone_is_frozen_state_and_its_projection_learns(trained):
     obj, _, state0, state, metrics = trained
     assert bool(metrics["finite"])
@@ -78,6 +79,7 @@ def test_backbone_is_frozen_state_and_its_projection_learns(trained):
     assert all(float(jnp.abs(k).max()) > 0.0 for k in after)
 
 
+@pytest.mark.slow
 def test_the_network_reads_the_backbone(trained):
     obj, batch, _, state, _ = trained
     # Same x_t, t and L; only the backbone's weights differ: the output must change.
@@ -97,6 +99,7 @@ def _sub_jaxprs(params):
                 yield item.jaxpr
 
 
+@pytest.mark.slow
 def test_backbone_runs_once_per_sample_outside_the_loop(trained):
     obj, batch, _, state, _ = trained
     jaxpr = jax.make_jaxpr(lambda s, l, r: obj.predict(s, l, r))(
@@ -118,6 +121,7 @@ def test_backbone_runs_once_per_sample_outside_the_loop(trained):
     assert len(found["outside"]) >= 13  # all of VGG16's convs run before the loop
 
 
+@pytest.mark.slow
 def test_predict_equals_predict_with_inference_variables(trained):
     obj, batch, _, state, _ = trained
     variables = obj.inference_variables(state)

@@ -114,6 +114,7 @@ def trained():
     return obj, state, batch, jax.device_get(history)
 
 
+@pytest.mark.slow
 def test_sharded_train_step_learns_and_logs_buckets(trained):
     obj, state, _, history = trained
     metrics = history[-1]
@@ -134,6 +135,7 @@ def test_sharded_train_step_learns_and_logs_buckets(trained):
     assert 0 < max(diff)
 
 
+@pytest.mark.slow
 def test_v_prediction_l1_and_bfloat16_train_step():
     """The options off the default path, in one compilation: v target, L1 loss, and the
     network computing in bfloat16 while parameters, loss and samples stay float32."""
@@ -162,6 +164,7 @@ def trained_state(trained):
     return obj, state, jax.device_get(batch)
 
 
+@pytest.mark.slow
 def test_predict_uses_the_ema_parameters(trained_state):
     obj, state, batch = trained_state
     predict = jax.jit(obj.predict)
@@ -178,6 +181,7 @@ def test_predict_uses_the_ema_parameters(trained_state):
     assert not np.allclose(ab, predict(moved_ema, batch["l"], jax.random.key(2)))
 
 
+@pytest.mark.slow
 def test_predict_is_random_across_keys_and_ddim_eta0_deterministic_given_key(trained_state):
     obj, state, batch = trained_state
     predict = jax.jit(obj.predict)
@@ -186,6 +190,7 @@ def test_predict_is_random_across_keys_and_ddim_eta0_deterministic_given_key(tra
     assert not np.allclose(a, predict(state, batch["l"], jax.random.key(4)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 1.0), ("ddpm", 0.0)])
 def test_temperature_scales_the_noise(trained_state, sampler, eta):
     """1 is the default sampler; 0 removes every noise draw, so the key no longer matters."""
@@ -208,6 +213,7 @@ def test_temperature_scales_the_noise(trained_state, sampler, eta):
     assert not np.allclose(cold, predict(0.5, 6))
 
 
+@pytest.mark.slow
 def test_ddpm_predict_runs_all_timesteps(trained_state):
     """The unetddpm path: the same trained state, sampled by DDPM ancestral (T = 1000)."""
     _, state, batch = trained_state

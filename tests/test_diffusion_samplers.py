@@ -140,6 +140,7 @@ def counted(fn, counter):
     return wrapped
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler,steps", [("ddim", 1), ("ddim", 7), ("ddim", 50),
                                            ("ddpm", 100)])
 def test_sampler_calls_the_network_exactly_steps_times(tiny_network, sampler, steps):
@@ -159,6 +160,7 @@ def test_sampler_calls_the_network_exactly_steps_times(tiny_network, sampler, st
     assert bool(jnp.all(jnp.isfinite(out)))
 
 
+@pytest.mark.slow
 def test_sampling_is_one_compiled_loop(tiny_network):
     """The program does not grow with the number of steps: the network is traced once,
     inside a single scan."""

@@ -31,6 +31,7 @@ def _color_samples() -> tuple[np.ndarray, np.ndarray]:
     return images, np.array([index[f.name.split("_")[0]] for f in files])
 
 
+@pytest.mark.slow
 def test_imagenet_accuracy():
     if not SAMPLES.is_dir():
         pytest.skip(f"ImageNet sample photos not available: {SAMPLES} is absent")
@@ -71,6 +72,7 @@ REF_EMBEDDING_MEAN = 0.39633604884147644
 REF_LOGITS_0_3 = [[0.95470774, 7.5356197, -1.9182653], [-0.8647414, 9.571991, -2.1574798]]
 
 
+@pytest.mark.slow
 def test_feature_taps_shapes_reference_and_determinism():
     variables = eff.load_efficientnet_lite0()
     x = _pattern()

@@ -5,11 +5,13 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from colorjax import color, data, evaluate, metrics, parallel
 from conftest import tiny_config
 
 
+@pytest.mark.slow
 def test_gray_baseline_is_the_plain_mean_over_the_real_images():
     # 6 images in batches of 4: the second batch carries 2 padding rows (mask 0).
     config = tiny_config("unet", size=32, **{"eval.batch_size": 4, "eval.num_examples": 6})
@@ -71,6 +73,7 @@ def test_a_nan_metric_stays_nan_and_fails_the_evaluation():
     evaluate.require_finite_metrics({"gray": rows["gray baseline (ab = 0)"]}, "at step 3")
 
 
+@pytest.mark.slow
 def test_every_metric_of_a_non_finite_prediction_is_nan():
     """ΔE76 and CIEDE2000 of a NaN prediction came out 0, a perfect score (their safe
     square roots): every metric of such an image is NaN now, the others untouched, and

@@ -142,6 +142,7 @@ def _photo(rgb):
     return to_photo(rgb)
 
 
+@pytest.mark.slow
 def test_cli_export_then_load_in_a_light_process(exported, tmp_path):
     wd = exported[0].parents[2] / "workdir"
     out = tmp_path / "exp"
@@ -271,6 +272,7 @@ def _family_config(model):
     return c, obj
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["resnet", "unetgan", "unetvae", "unetddim", "unetddim+vgg16"])
 def test_other_families_export_and_predict_the_same(model, tmp_path):
     from colorjax import Colorizer

@@ -84,6 +84,7 @@ def _assert_same(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=str(path))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_checkpoint_leaves_frozen_weights_out_and_restores_bring_them_back(name, tmp_path):
     config, state = trained(name, tmp_path)
@@ -108,6 +109,7 @@ def test_checkpoint_leaves_frozen_weights_out_and_restores_bring_them_back(name,
     _assert_same(run.state.params, state.params)
 
 
+@pytest.mark.slow
 def test_checkpoint_written_with_frozen_weights_still_restores(tmp_path):
     config, state = trained("unet", tmp_path, write_frozen=True)
     assert saved_with_frozen(str(tmp_path / "checkpoints" / "1"))

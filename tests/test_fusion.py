@@ -38,6 +38,7 @@ def net():
     return model, init(jax.random.key(0), l), l
 
 
+@pytest.mark.slow
 def test_output_shape_range_and_collections(net):
     model, variables, l = net
     assert model.downsample_factor == 4
@@ -50,6 +51,7 @@ def test_output_shape_range_and_collections(net):
     assert bool(jnp.all(jnp.abs(ab) <= 1.0)) and bool(jnp.all(jnp.isfinite(ab)))
 
 
+@pytest.mark.slow
 def test_init_holds_the_genuine_weights_and_load_pretrained_restores_them(net):
     _, variables, _ = net
     genuine = load_efficientnet_lite0()
@@ -60,6 +62,7 @@ def test_init_holds_the_genuine_weights_and_load_pretrained_restores_them(net):
     assert _tree_equal(restored["params"], variables["params"])
 
 
+@pytest.mark.slow
 def test_the_embedding_conditions_the_output(net):
     model, variables, l = net
     weights = variables[BACKBONE][BACKBONE_NAME]
@@ -77,6 +80,7 @@ def test_the_embedding_conditions_the_output(net):
     assert float(jnp.abs(zeroed - ab).max()) > 1e-3
 
 
+@pytest.mark.slow
 def test_training_learns_and_keeps_the_backbone_frozen():
     config = _config()
     assert config.loss == "huber" and config.model.name == "fusion"
@@ -95,6 +99,7 @@ def test_training_learns_and_keeps_the_backbone_frozen():
     assert ab.shape == batch["ab"].shape
 
 
+@pytest.mark.slow
 def test_bfloat16_step_returns_the_backbone_bit_for_bit():
     config = _config(precision="bfloat16", **{"model.norm": "none"})
     obj = make_objective(config)
@@ -107,6 +112,7 @@ def test_bfloat16_step_returns_the_backbone_bit_for_bit():
     assert _tree_equal(jax.device_get(state.model_state[BACKBONE]), backbone0)
 
 
+@pytest.mark.slow
 def test_fused_classifier_maps_condition_the_output(net):
     """`fusion_taps`: the classifier's feature maps join the fusion layer; the paper's
     network (no taps) is unchanged, and other maps give other colours."""
@@ -134,6 +140,7 @@ def test_bad_fusion_fields_are_named(field, value):
         make_objective(_config(**{field: value}))
 
 
+@pytest.mark.slow
 def test_export_round_trip_predicts_the_same(tmp_path):
     from colorjax import Colorizer, export
 

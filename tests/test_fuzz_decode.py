@@ -277,6 +277,7 @@ def check_file(scratch, name: str, data: bytes) -> Checked:
     return checked
 
 
+@pytest.mark.slow
 @FUZZ
 @given(case=mutated_images())
 def test_prepare_check_of_mutated_images(scratch, case):

@@ -38,6 +38,7 @@ class GroupWrap(nn.Module):
         return GroupNorm(num_groups=self.groups, act=self.act)(x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("act", ["silu", "none"])
 @pytest.mark.parametrize("shape,groups", [((2, 6, 5, 8), 4), ((3, 4, 4, 6), 6), ((2, 9, 4), 1)])
 def test_group_norm_matches_flax(act, shape, groups):

@@ -5,6 +5,7 @@ read the spread planes (seven input channels) unless told not to."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from colorjax.hint_propagation import propagate
 
@@ -24,12 +25,14 @@ def two_halves(h=32, w=48):
     return jnp.asarray(l)
 
 
+@pytest.mark.slow
 def test_no_hints_give_zero_planes():
     out = propagate(two_halves(), planes(32, 48, []))
     assert out.shape == (1, 32, 48, 3)
     np.testing.assert_array_equal(np.asarray(out), 0.0)
 
 
+@pytest.mark.slow
 def test_one_hint_colours_its_region_and_stays_where_it_is():
     l = two_halves()
     out = np.asarray(propagate(l, planes(32, 48, [(5, 3, 0.4, -0.2)])))

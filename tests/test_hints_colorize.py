@@ -53,6 +53,7 @@ def _photo_rgb(w=48, h=40, seed=0):
 # --- learning ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_tiny_unet_learns_to_follow_hints():
     """Eight copies of one gray crop, each coloured with its own flat colour: only the
     hint (one patch of that colour) tells them apart. After a few dozen steps on this
@@ -101,6 +102,7 @@ def test_colorizer_knows_it_takes_hints(exported, plain_export):
     assert Colorizer.load(str(plain_export[0])).uses_hints is False
 
 
+@pytest.mark.slow
 def test_colorize_with_hints_predicts_what_the_objective_does(exported):
     from colorjax import Colorizer
 
@@ -177,6 +179,7 @@ def _cli(*args):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_with_a_hints_file(exported, plain_export, tmp_path):
     photos = tmp_path / "in"
     photos.mkdir()
@@ -216,6 +219,7 @@ def test_cli_with_a_hints_file(exported, plain_export, tmp_path):
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content,match", [
     ("[{\"x\": 1, ", "not valid JSON"),
     ("{\"x\": 1}", "hints must be a JSON list"),

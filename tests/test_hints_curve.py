@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 from test_data_fixtures import make_plain_folder
 from test_hints_colorize import hint_export
@@ -18,6 +20,7 @@ def _curve(*args):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_hint_curve_on_a_tiny_export(tmp_path_factory, tmp_path):
     root = tmp_path_factory.getbasetemp()
     path = hint_export(root / "colorjax_hint_export")[0]

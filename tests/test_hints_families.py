@@ -53,6 +53,7 @@ def hint_batch(n=4):
     return {**batch, "hints": jnp.asarray(planes)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", MODELS)
 def test_one_train_step_with_hints(model):
     config = config_for(model)

@@ -67,6 +67,7 @@ def hidden(folder: pathlib.Path) -> list[str]:
 # --- the CLI on odd files ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("odd", ["fifo", "dangling symlink"])
 def test_odd_files_in_the_input_folder_are_reported_and_skipped(export_dir, tmp_path, odd):
     src, out = tmp_path / "in", tmp_path / "out"
@@ -92,6 +93,7 @@ def test_odd_files_in_the_input_folder_are_reported_and_skipped(export_dir, tmp_
             "unreadable file(s)") in r.stdout
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_skip_existing_resumes_without_redoing(export_dir, tmp_path):
     """SIGINT once the first output exists: the summary line, exit 130, no traceback, no
     partial file; a killed run's partial file is removed by the next run, which with

@@ -208,6 +208,7 @@ def random_variables(seed: int = 0) -> dict:
                                             is_leaf=lambda s: isinstance(s, tuple))
 
 
+@pytest.mark.slow
 def test_fid_of_a_set_with_itself_is_zero_and_the_compare_columns():
     from colorjax import compare, compare_report
 

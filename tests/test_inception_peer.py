@@ -35,6 +35,7 @@ np.savez(sys.argv[3], pool3=np.asarray(out["pool3"]), logits=np.asarray(out["log
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _torch_available(), reason=f"no PyTorch Python at {TORCH_PYTHON}")
 def test_flax_fid_inception_matches_the_torch_peer(tmp_path):
     # 2 images of 40x48: the forward resizes them to 299 (bilinear) as pytorch-fid does.

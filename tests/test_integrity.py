@@ -94,6 +94,7 @@ def test_every_checkpoint_damaged_is_an_error_and_all_are_kept(three_checkpoints
     assert sorted(p.name for p in (root.parent / "checkpoints.damaged").iterdir()) == ["2", "4", "6"]
 
 
+@pytest.mark.slow
 def test_cli_resume_skips_a_damaged_checkpoint(tmp_path):
     wd = tmp_path / "run"
     steps = ["--config.checkpoint_every=2", "--config.eval_every=1000", "--config.log_every=2"]
@@ -146,6 +147,7 @@ def test_damaged_export_is_one_clear_error(export_copy, damage):
 # --- eval and export use the run's config ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_export_and_eval_read_the_runs_config(tmp_path):
     wd = tmp_path / "run"
     run_cli(wd, "--config.num_train_steps=2", "--config.eval_every=1000",

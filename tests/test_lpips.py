@@ -89,6 +89,7 @@ def test_pure_function_under_jit(alex):
     np.testing.assert_allclose(mean_distance(x, y), np.mean(alex(x, y)), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_gradient_is_finite(alex):
     x, y = _random_images(6), _random_images(7)
     grad = jax.grad(lambda a: jnp.sum(alex.distance(alex.params, a, y)))(x)

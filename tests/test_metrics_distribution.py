@@ -162,6 +162,7 @@ def _photos():
     return rgb, np.repeat(lum[..., None], 3, axis=-1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("net,dim", [("vgg16", 512), ("effnet", 1280)])
 def test_pooled_features(net, dim):
     rgb, gray = _photos()

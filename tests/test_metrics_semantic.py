@@ -31,6 +31,7 @@ def color_samples():
     return images, sem.labels_from_filenames(kept, sem.wnids_from_folder(SAMPLES)), kept
 
 
+@pytest.mark.slow
 def test_truth_is_recognised_better_than_gray(color_samples):
     images, labels, files = color_samples
     assert len(images) > 100
@@ -58,6 +59,7 @@ def test_truth_is_recognised_better_than_gray(color_samples):
     assert 0.0 < only_ref["si_agreement"] < 1.0
 
 
+@pytest.mark.slow
 def test_classify_shapes_resize_and_batching(color_samples):
     images = color_samples[0][:3]
     logits = sem.classify(images, batch_size=2)

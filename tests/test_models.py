@@ -9,6 +9,7 @@ from colorjax.models.resnet import ResNetColorizer
 from colorjax.models.unet import UNet
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("norm", ["batch", "group", "instance", "none"])
 def test_unet_shapes_and_range(norm):
     model = UNet(features=(8, 16, 32), norm=norm)
@@ -20,6 +21,7 @@ def test_unet_shapes_and_range(norm):
     assert model.downsample_factor == 4
 
 
+@pytest.mark.slow
 def test_resnet_shapes():
     model = ResNetColorizer(width=8)
     x = jnp.zeros((3, 32, 32, 1))
@@ -33,6 +35,7 @@ def test_bad_norm_is_named():
         UNet(features=(8, 16), norm="layer").init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
 
 
+@pytest.mark.slow
 def test_batchnorm_train_mode_uses_batch_statistics():
     model = UNet(features=(8, 16), norm="batch")
     x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1))

@@ -22,6 +22,9 @@ from multiprocess_helpers import (
     kill_all, process_lines, run, start, where_each_process_was)
 from test_data_fixtures import colorful
 
+# Every test here runs the real CLI end to end (and most share one module-scoped run).
+pytestmark = pytest.mark.slow
+
 VAL_IMAGES = 7  # not a multiple of the process count
 TINY = {
     "model.features": (8, 16), "data.image_size": 32, "batch_size": 4,

@@ -74,6 +74,7 @@ def test_bad_strength_is_named(value):
         validate_config(config)
 
 
+@pytest.mark.slow
 def test_a_rebalanced_unet_learns():
     config = tiny_config("unet", features=(8, 16, 32), loss="l1", loss_rebalance=0.5,
                          **STEADY_LR)

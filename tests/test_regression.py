@@ -14,6 +14,7 @@ from conftest import STEADY_LR, fit_fixed_batch, photo_batch, tiny_config
 TINY = {"features": (8, 16, 32), "model.width": 8, **STEADY_LR}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["unet", "resnet"])
 def test_loss_decreases_on_a_fixed_batch(model):
     config = tiny_config(model, **TINY)
@@ -27,6 +28,7 @@ def test_loss_decreases_on_a_fixed_batch(model):
     assert ab.shape == batch["ab"].shape
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["l1", "huber"])
 def test_other_losses_run(loss):
     config = tiny_config("unet", **TINY)
@@ -38,6 +40,7 @@ def test_other_losses_run(loss):
     assert np.isfinite(float(m["loss"]))
 
 
+@pytest.mark.slow
 def test_two_devices_equal_one_device_batchnorm_included():
     assert jax.device_count() >= 2, "tests/conftest.py forces two host devices"
     config = tiny_config("unet", **TINY)
@@ -74,6 +77,7 @@ def test_unknown_model_is_named():
         make_objective(config)
 
 
+@pytest.mark.slow
 def test_bfloat16_mixed_precision_tracks_float32():
     """bf16 compute, f32 parameters and optimizer state: the loss follows float32's."""
     curves = {}

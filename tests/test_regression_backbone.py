@@ -35,7 +35,7 @@ _CACHE = {}
 
 def init_key():
     """An RBG key for init: XLA:CPU compiles threefry's init of these networks in ~25 s,
-    RBG's in ~6 s (see colorjax.objectives.diffusion.rbg_key)."""
+    RBG's in ~6 s (see colorjax.objectives.base.rbg_key)."""
     return jax.random.key(0, impl="rbg")
 
 
@@ -60,6 +60,7 @@ def _differs(a, b) -> bool:
     return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,backbone", COMBOS)
 def test_frozen_backbone_step(model, backbone):
     obj, _, batch, state0, state, metrics, _, predict = setup(model, backbone)
@@ -88,6 +89,7 @@ def test_frozen_backbone_step(model, backbone):
                                atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_taps_are_the_features_of_the_gray_image(backbone):
     l = photo_batch(2, 32)["l"]
@@ -129,6 +131,7 @@ def test_without_a_backbone_the_parameters_are_unchanged(model, keys, count):
     assert jax.tree.structure(shapes(old)) == jax.tree.structure(state)
 
 
+@pytest.mark.slow
 def test_a_short_training_lowers_the_loss():
     _, _, batch, _, state, first, step, _ = setup(*TRAINED)
     losses = [float(first["loss"])]
@@ -139,6 +142,7 @@ def test_a_short_training_lowers_the_loss():
     assert np.mean(losses[-3:]) < 0.7 * losses[0], losses
 
 
+@pytest.mark.slow
 def test_export_round_trip_predicts_as_the_training_state(tmp_path):
     obj, config, batch, _, state, _, _, predict = setup(*TRAINED)
     path = export.write_export(str(tmp_path / "export"), obj.inference_variables(state),
@@ -166,6 +170,7 @@ def test_split_optimizer_honours_each_learning_rate():
         assert moved == (lr > 0)
 
 
+@pytest.mark.slow
 def test_trainable_backbone(backbone_lr=1e-3):
     """One real fine-tuning step (the split of learning rates, lr=0 included, is
     test_split_optimizer_honours_each_learning_rate's)."""

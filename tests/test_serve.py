@@ -332,6 +332,7 @@ def test_a_body_shorter_than_its_content_length_gets_408(server):
     assert TIMEOUT <= end - start < TIMEOUT + 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["silent", "partial request line", "partial headers",
                                   "drip-fed headers", "idle keep-alive"])
 def test_stalled_connections_are_closed_after_the_timeout(server, kind):

@@ -700,6 +700,7 @@ def _hints_session(page, url, tmp_path, points, colours, check_moves_toward):
     return status
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(hints_module is None, reason="hint backend not landed (colorjax.hints)")
 def test_hints_are_placed_by_clicking_and_sent_with_the_photo(page, colorizer, tmp_path):
     """The page and server with a stand-in hint model (it paints each hint's colour round
@@ -735,7 +736,7 @@ def _find_info(page, url):
 HINT_SIZE = 32
 
 
-def hint_export(root, steps=80):
+def hint_export(root, steps=200):
     """A tiny hint unet trained for a few dozen steps on one batch whose colours only the
     hints can tell (random 4 x 4 blocks of colour under random lightness, a seventh of the
     pixels given as hints): it learns to put a hint's colour where it is given."""

@@ -144,6 +144,7 @@ def _staller(addr, connected):
     return time.monotonic() - start, got[:40]
 
 
+@pytest.mark.slow
 def test_fifty_clients_ten_of_them_stalling(served):
     addr, pid = served
     assert _once(addr, "POST", "/api/colorize", _photo(0))[0] == 200  # compiles the model

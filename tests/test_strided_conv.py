@@ -26,6 +26,7 @@ def _pair(kernel, padding, use_bias=True):
     return nn.Conv(5, (kernel, kernel), **kw), blocks.Conv(5, (kernel, kernel), **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel,height,padding", CASES)
 def test_same_parameters_outputs_and_gradients_as_nn_conv(kernel, height, padding):
     x = jax.random.normal(jax.random.key(0), (2, height, height + 1, 3))  # H != W
@@ -44,6 +45,7 @@ def test_same_parameters_outputs_and_gradients_as_nn_conv(kernel, height, paddin
         np.testing.assert_allclose(b, a, atol=2e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel,height,padding", [CASES[0], CASES[2], CASES[5]])
 def test_second_derivatives_match_for_a_gradient_penalty(kernel, height, padding):
     x = jax.random.normal(jax.random.key(0), (2, height, height, 3))
@@ -74,6 +76,7 @@ def test_other_convolutions_are_nn_convs_own():
     assert names == ["Conv_0", "Conv_1", "Conv_2"]
 
 
+@pytest.mark.slow
 def test_the_unet_keeps_its_parameter_names():
     from colorjax.models.unet import UNet
     x = jnp.ones((1, 16, 16, 1))

@@ -21,6 +21,7 @@ TORCH_PYTHON = torch_python()
 _torch_available = torch_python_works
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _torch_available(), reason=f"no PyTorch Python at {TORCH_PYTHON}")
 @pytest.mark.parametrize("features", [(8, 16, 32), (16, 32, 64, 128)])
 def test_torch_unet_with_colorjax_parameters_gives_the_same_outputs(tmp_path, features):
@@ -70,6 +71,7 @@ def _perturbed(variables, rng):
     return jax.tree.unflatten(tree, out)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _torch_available(), reason=f"no PyTorch Python at {TORCH_PYTHON}")
 @pytest.mark.parametrize("features,attention_levels,num_res_blocks,num_heads,size,prediction", [
     ((8, 16, 32), (2,), 1, 4, 16, "v"),

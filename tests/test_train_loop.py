@@ -49,6 +49,7 @@ def final_params(workdir):
     return step, jax.device_get(state.params), data_state
 
 
+@pytest.mark.slow
 def test_cli_train_then_eval_writes_everything(tmp_path):
     wd = tmp_path / "run"
     out = run_cli(wd, "--config.num_train_steps=6", "--config.log_every=3",
@@ -77,8 +78,11 @@ def test_cli_train_then_eval_writes_everything(tmp_path):
     assert "already at step 6" in out.stdout
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
-    steps = ["--config.num_train_steps=400", "--config.checkpoint_every=4",
+    # Checkpoints every 40 of 400 steps: the kill comes after the first, with hundreds of
+    # millisecond steps still to run (every 4 wrote 100 checkpoints a run, most of its time).
+    steps = ["--config.num_train_steps=400", "--config.checkpoint_every=40",
              "--config.log_every=50", "--config.eval_every=100000"]
     a, b = tmp_path / "uninterrupted", tmp_path / "killed"
     run_cli(a, *steps)
@@ -125,6 +129,7 @@ def test_bad_config_fails_fast_naming_the_field(tmp_path, override, field):
         train.validate_config(config)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     config = loop_config("unet", size=32, num_train_steps=20, checkpoint_every=2,
                          log_every=100, eval_every=1000)
@@ -155,6 +160,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(tmp_path, m
     assert ckpts[-1] == 6
 
 
+@pytest.mark.slow
 def test_compilation_cache_is_used_by_default_and_can_be_disabled(tmp_path):
     cache = tmp_path / "cache"
     env_cache = {"COLORJAX_COMPILATION_CACHE": str(cache)}

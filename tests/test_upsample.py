@@ -55,6 +55,7 @@ def _assert_same_layer(ref, new, x, out_shape):
         np.testing.assert_allclose(b, a, atol=1e-5 * max(scale, 1.0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("h,w", [(8, 8), (7, 5), (1, 1), (4, 9)])
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_forward_and_both_gradients_equal_conv_transpose(h, w, use_bias):
@@ -64,6 +65,7 @@ def test_forward_and_both_gradients_equal_conv_transpose(h, w, use_bias):
     _assert_same_layer(ref, new, x, (2, 2 * h, 2 * w, 5))
 
 
+@pytest.mark.slow
 def test_old_up_blocks_variables_load_into_the_new_one():
     x = jax.random.normal(jax.random.key(0), (4, 6, 6, 8))
     old, new = OldUpNormAct(4), UpNormAct(4)
@@ -108,6 +110,7 @@ class NearestUpConv(nn.Module):
         return Conv(self.features, (3, 3), upsample_nearest=True)(x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("h,w", [(8, 8), (7, 5), (1, 1), (4, 9)])
 def test_nearest_upsampling_conv_equals_resize_then_conv(h, w):
     x = jax.random.normal(jax.random.key(0), (2, h, w, 6))

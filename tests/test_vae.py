@@ -88,6 +88,7 @@ def trained(request):
     return obj, step, state, batch, history
 
 
+@pytest.mark.slow
 def test_reconstruction_falls_and_everything_is_logged(trained):
     obj, _, state, batch, history = trained
     assert int(state.step) == 20
@@ -102,6 +103,7 @@ def test_reconstruction_falls_and_everything_is_logged(trained):
         assert m["mu_sq"] >= 0
 
 
+@pytest.mark.slow
 def test_zero_mode_is_deterministic(trained):
     obj, _, state, batch, _ = trained
     assert obj.sample_mode == "zero"  # the config default, what evaluation reports
@@ -112,6 +114,7 @@ def test_zero_mode_is_deterministic(trained):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow
 def test_prior_mode_two_rngs_give_different_colours(trained):
     obj, _, state, batch, _ = trained
     variables = obj.inference_variables(state)
@@ -135,6 +138,7 @@ def test_prior_mode_two_rngs_give_different_colours(trained):
     np.testing.assert_allclose(np.asarray(s1), np.asarray(p1), atol=1e-6)  # the same draw
 
 
+@pytest.mark.slow
 def test_prediction_needs_only_the_decoder(trained):
     obj, _, state, batch, _ = trained
     variables = obj.inference_variables(state)
@@ -154,6 +158,7 @@ def test_prediction_needs_only_the_decoder(trained):
     assert np.all(np.isfinite(np.asarray(expected)))
 
 
+@pytest.mark.slow
 def test_bfloat16_step_is_finite_and_close_to_float32(trained):
     obj, step, state, batch, _ = trained
     config = tiny_config("unetvae" if obj.decoder.skips else "basicvae", **TINY)

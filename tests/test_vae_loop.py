@@ -20,6 +20,7 @@ def vae_loop_config():
         "vae.kl_warmup_steps": 2})
 
 
+@pytest.mark.slow
 def test_loop_trains_checkpoints_and_evaluates_a_vae(tmp_path):
     config = vae_loop_config()
     state = train.train_and_evaluate(config, str(tmp_path))

@@ -58,6 +58,7 @@ def pts_seconds(path):
         return [float(f.pts * f.time_base) for f in c.decode(video=0)]
 
 
+@pytest.mark.slow
 def test_cli_keeps_frames_size_rate_timestamps_audio_and_lightness(exported, tmp_path):
     frames, _ = clip(frames=10)
     src = tmp_path / "in"
@@ -205,6 +206,7 @@ def test_cli_skips_a_video_whose_stream_outgrows_its_header(exported, tmp_path):
     assert r.returncode == 0
 
 
+@pytest.mark.slow
 def test_cli_never_replaces_an_existing_video_without_overwrite(exported, tmp_path):
     frames, _ = clip(frames=6, grain=0)
     video_io.write_video(str(tmp_path / "a.mp4"), frames, fps=6)

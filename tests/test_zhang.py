@@ -70,6 +70,7 @@ def test_derived_bins_are_313_grid_points_around_the_gamut():
 # --- ECCV16: the release's decoding ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_eccv16_predicts_the_softmax_mean_upsampled_x4_and_anneals():
     c = config("eccv16")
     obj = make_objective(c)
@@ -99,6 +100,7 @@ def test_eccv16_predicts_the_softmax_mean_upsampled_x4_and_anneals():
     assert np.abs(vivid - got).max() > 0.05
 
 
+@pytest.mark.slow
 def test_eccv16_trains_at_the_logits_resolution_with_hints():
     c = config("eccv16", **{"model.hints": True})
     obj = make_objective(c)

@@ -48,6 +48,7 @@ def photo(w=90, h=60):
     return np.asarray(Image.fromarray(skdata.astronaut()).resize((w, h), Image.BILINEAR))
 
 
+@pytest.mark.slow
 def test_the_colorizer_uses_the_authors_io(exports):
     for model, path in exports.items():
         c = Colorizer.load(path)
@@ -56,6 +57,7 @@ def test_the_colorizer_uses_the_authors_io(exports):
         assert c.temperature_default == (1.0 if model == "eccv16" else None)
 
 
+@pytest.mark.slow
 def test_cli_colorizes_siggraph17_with_a_hints_file(exports, tmp_path):
     rgb = photo()
     Image.fromarray(rgb).save(tmp_path / "in.png")
@@ -76,6 +78,7 @@ def test_cli_colorizes_siggraph17_with_a_hints_file(exports, tmp_path):
     assert np.abs(with_hints.astype(int) - without).max() > 0  # the hints reached the network
 
 
+@pytest.mark.slow
 def test_cli_eccv16_takes_a_temperature_and_refuses_hints(exports, tmp_path):
     Image.fromarray(photo()).save(tmp_path / "in.png")
     run = lambda *flags: subprocess.run(
@@ -89,6 +92,7 @@ def test_cli_eccv16_takes_a_temperature_and_refuses_hints(exports, tmp_path):
     assert res.returncode == 2 and "'eccv16' was trained without colour hints" in res.stderr
 
 
+@pytest.mark.slow
 def test_the_page_sends_hints_to_siggraph17(exports):
     from colorjax.serve import make_server
     from test_serve import decode_data_url, photo_bytes, upload
@@ -109,6 +113,7 @@ def test_the_page_sends_hints_to_siggraph17(exports):
         srv.server_close()
 
 
+@pytest.mark.slow
 def test_the_video_path_runs_both(exports):
     from colorjax.video import colorize_frames
 

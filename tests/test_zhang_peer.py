@@ -92,6 +92,7 @@ def assert_matches(ours_u8: np.ndarray, theirs: np.ndarray, what: str):
     assert chroma.mean() > 15 and ab.std(axis=(0, 1)).min() > 10, (what, chroma.mean())
 
 
+@pytest.mark.slow
 def test_eccv16_converted_colorizes_as_the_authors_pipeline(tmp_path):
     rgb = skdata.coffee()  # (400, 600, 3) uint8: ab is upsampled in both axes
     gray = np.asarray(Image.fromarray(rgb).convert("L"))
@@ -121,6 +122,7 @@ def test_eccv16_converted_colorizes_as_the_authors_pipeline(tmp_path):
     np.testing.assert_array_equal(legacy.colorize(rgb), colorizer.colorize(rgb))
 
 
+@pytest.mark.slow
 def test_siggraph17_converted_colorizes_and_takes_hints_as_the_authors(tmp_path):
     rgb = skdata.astronaut()[100:280, 60:380]  # (180, 320): rows shrink, columns grow
     h, w = rgb.shape[:2]

@@ -46,9 +46,9 @@ from colorjax.objectives.adversarial_losses import (_deinterleave, _interleave,
                                                     perceptual_loss)
 from colorjax.objectives.base import (Objective, apply_gradients, apply_in_precision,
                                       check_optimizer, compute_dtype, init_ema,
-                                      init_opt_state, is_finite, optimizer_for, optimizer_step,
-                                      require_optimizer, tree_is_finite,
-                                      uses_hint_propagation, uses_hints)
+                                      init_opt_state, init_variables, is_finite,
+                                      optimizer_for, optimizer_step, require_optimizer,
+                                      tree_is_finite, uses_hint_propagation, uses_hints)
 from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_settings,
                                                  backbone_width, check_backbone, frozen_taps,
                                                  init_taps, network_variables, place_weights)
@@ -176,13 +176,13 @@ class AdversarialObjective(Objective):
         g_rng, d_rng = jax.random.split(rng)
         g_in = self.batch_conditioning(batch)
         if self.backbone == "none":
-            g_vars = dict(self.generator.init(g_rng, g_in, train=False))
+            g_vars = dict(init_variables(self.generator, g_rng, g_in))
         else:
             weights = load_backbone(self.backbone)
-            g_vars = dict(self.generator.init(g_rng, g_in, train=False,
-                                              taps=init_taps(self.backbone, weights,
-                                                             batch["l"])))
-        d_vars = dict(self.discriminator.init(d_rng, batch["l"], batch["ab"], train=False))
+            g_vars = dict(init_variables(self.generator, g_rng, g_in,
+                                                taps=init_taps(self.backbone, weights,
+                                                               batch["l"])))
+        d_vars = dict(init_variables(self.discriminator, d_rng, batch["l"], batch["ab"]))
         params, disc_params = g_vars.pop("params"), d_vars.pop("params")
         if self.backbone != "none":
             # Frozen: G's collection, state, never params; trainable: G's params["backbone"].

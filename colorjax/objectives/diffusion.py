@@ -34,9 +34,12 @@ from colorjax.models.backbone import load_backbone
 from colorjax.models.diffusion_unet import DiffusionUNet
 from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_settings,
                                                  backbone_width, check_backbone, frozen_taps,
+                                                 init_taps,
                                                  network_variables, place_weights)
-from colorjax.objectives.base import (Objective, TrainState, apply_gradients, apply_in_precision,
-                                      compute_dtype, init_ema, uses_hint_propagation, uses_hints)
+from colorjax.objectives.base import (Objective, TrainState, apply_gradients,
+                                      apply_in_precision, compute_dtype, init_ema,
+                                      init_variables, rbg_key, uses_hint_propagation,
+                                      uses_hints)
 
 LOSSES = ("l1", "mse")
 # The sampler used when config.sampler.name is not set (or '') is the model name's in
@@ -88,17 +91,6 @@ def build_model(config) -> DiffusionUNet:
 def downsample_factor(config) -> int:
     """What image_size must be a multiple of, from the network alone."""
     return models.downsample_factor(build_model(config))
-
-
-def rbg_key(rng):
-    """An RBG key (XLA's RngBitGenerator) derived from any key.
-
-    Threefry, the default, is a hash that XLA:CPU compiles slowly: for the test UNet, init
-    compiled in 47 s with threefry keys and 7 s with RBG keys, the train step in 41 s and
-    21 s (2 shared CPU cores). The bits are still a pure function of `rng`; they are not
-    guaranteed to be identical across backends or shardings, which training does not need.
-    """
-    return jax.random.key(jax.random.bits(rng, dtype=jnp.uint32), impl="rbg")
 
 
 def stratified_timesteps(rng, n: int, num_timesteps: int) -> jax.Array:
@@ -163,9 +155,11 @@ class DiffusionObjective(Objective):
         t = jnp.zeros((l.shape[0],), jnp.int32)
         # The frozen backbone is state, not params: no optimizer, EMA or weight decay on it.
         model_state = {} if self.backbone == "none" else {"backbone": load_backbone(self.backbone)}
-        params = self.model.init(rbg_key(rng), x, self.batch_conditioning(batch), t,
-                                 train=False,
-                                 semantic=self._semantic(model_state, l))["params"]
+        # Zeros shaped like the taps: init needs their shapes, not a backbone forward.
+        semantic = (None if self.backbone == "none"
+                    else init_taps(self.backbone, model_state["backbone"], l))
+        params = init_variables(self.model, rng, x, self.batch_conditioning(batch), t,
+                                semantic=semantic)["params"]
         if self.backbone_trainable:  # params["backbone"]: optimised, EMA'd, checkpointed
             params, model_state = place_weights(params, {}, model_state["backbone"], True)
         return TrainState.create(params, model_state,

@@ -19,8 +19,9 @@ from colorjax.models import build_regression_model
 from colorjax.models.backbone import backbone_taps, load_backbone
 from colorjax.models.blocks import NORMS
 from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
-                                      apply_in_precision, compute_dtype, init_ema, pixel_loss,
-                                      uses_hint_propagation, uses_hints)
+                                      apply_in_precision, compute_dtype, init_ema,
+                                      init_variables, pixel_loss, uses_hint_propagation,
+                                      uses_hints)
 # backbone_labels and split_optimizer are re-exported (classification imports them here).
 from colorjax.objectives.frozen_backbone import (FROZEN_COLLECTIONS, backbone_labels,
                                                  backbone_optimizer, backbone_settings,
@@ -97,8 +98,7 @@ class RegressionObjective(Objective):
         if self.backbone != "none":
             weights = load_backbone(self.backbone)
             kwargs["taps"] = init_taps(self.backbone, weights, batch["l"])
-        variables = self.model.init(rng, self.batch_conditioning(batch),
-                                    train=False, **kwargs)
+        variables = init_variables(self.model, rng, self.batch_conditioning(batch), **kwargs)
         load_pretrained = getattr(self.model, "load_pretrained", None)
         if load_pretrained is not None:  # a frozen pretrained part (fusion's classifier)
             variables = load_pretrained(variables)

@@ -46,7 +46,8 @@ from colorjax.models.backbone import load_backbone
 from colorjax.models.vae import CONDITIONS, build_vae
 from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
                                       apply_in_precision, compute_dtype, init_ema,
-                                      pixel_loss, uses_hint_propagation, uses_hints)
+                                      init_variables, pixel_loss, uses_hint_propagation,
+                                      uses_hints)
 from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_settings,
                                                  check_backbone, frozen_taps, init_taps,
                                                  network_variables, place_weights)
@@ -126,15 +127,15 @@ class VAEObjective(Objective):
     def init(self, rng, batch, num_train_steps=None):
         enc_rng, dec_rng = jax.random.split(rng)
         l, ab = batch["l"], batch["ab"]
-        enc = self.encoder.init(enc_rng, l, ab, train=False)
+        enc = init_variables(self.encoder, enc_rng, l, ab)
         z = jnp.zeros((l.shape[0], self.latent_dim), l.dtype)
         cond = self.batch_conditioning(batch)
         if self.backbone == "none":
-            dec = self.decoder.init(dec_rng, cond, z, train=False)
+            dec = init_variables(self.decoder, dec_rng, cond, z)
         else:
             weights = load_backbone(self.backbone)
-            dec = dict(self.decoder.init(dec_rng, cond, z, train=False,
-                                         taps=init_taps(self.backbone, weights, l)))
+            dec = dict(init_variables(self.decoder, dec_rng, cond, z,
+                                       taps=init_taps(self.backbone, weights, l)))
         dec = dict(dec)
         dec_params = dec.pop("params")
         if self.backbone != "none":
