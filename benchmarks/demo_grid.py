@@ -28,6 +28,9 @@ def main(workdir: str, out: str, step: int = -1, temperature: float | None = Non
 
 
 if __name__ == "__main__":
+    from colorjax import xla_cpu
+
+    xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     jax.config.update("jax_platforms", "cpu")
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else -1,
          float(sys.argv[4]) if len(sys.argv) > 4 else None)

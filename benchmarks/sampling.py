@@ -102,6 +102,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from colorjax import xla_cpu
+
+    xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     # Time what `python -m colorjax.main` runs: with its malloc settings (host_memory.py).
     from colorjax import host_memory
 

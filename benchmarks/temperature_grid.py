@@ -41,6 +41,9 @@ def main(workdir: str, out: str, temperatures=(1.0, 0.6, 0.38, 0.2, 0.1)):
 
 
 if __name__ == "__main__":
+    from colorjax import xla_cpu
+
+    xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     jax.config.update("jax_platforms", "cpu")
     ts = tuple(float(t) for t in sys.argv[3].split(",")) if len(sys.argv) > 3 else None
     main(sys.argv[1], sys.argv[2], *([ts] if ts else []))

@@ -213,4 +213,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from colorjax import xla_cpu
+
+    xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     sys.exit(main())

@@ -36,7 +36,7 @@ import statistics
 import subprocess
 import sys
 
-from colorjax import host_memory  # light: no JAX
+from colorjax import host_memory, xla_cpu  # light: no JAX
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -54,6 +54,7 @@ def _colorjax_child(code: str, devices: int, xla_flags: str = "") -> dict:
     flags = f"--xla_force_host_platform_device_count={devices} {xla_flags}".strip()
     env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
     env = host_memory.tuned_environ(env) or env  # what python -m colorjax.main runs with
+    env["XLA_FLAGS"] = xla_cpu.tuned_xla_flags(env) or env["XLA_FLAGS"]  # and its convs
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                          text=True)
     if out.returncode:
@@ -251,4 +252,7 @@ def main():
 
 
 if __name__ == "__main__":
+    from colorjax import xla_cpu
+
+    xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     main()

@@ -8,7 +8,7 @@ process (XLA_FLAGS is read once, when the backend starts), alternating so that e
 set sees the same load. Prints the median images/s per flag set and its ratio to the first
 one (give the defaults, `--flags=""`, first). Synthetic batches, float32.
 
-The defaults are colorjax's: `import colorjax` adds Eigen convolutions to XLA_FLAGS
+The defaults are colorjax's: its programs add Eigen convolutions to XLA_FLAGS
 (colorjax/xla_cpu.py) unless a flag set names `--xla_cpu_experimental_ynn_fusion_type`
 itself. XLA's own default, YNNPACK convolutions, is
 `--flags="--xla_cpu_experimental_ynn_fusion_type=+individual_convolution"`.
@@ -64,6 +64,9 @@ def main():
 
 
 if __name__ == "__main__":
+    from colorjax import xla_cpu
+
+    xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     # Time what `python -m colorjax.main` runs: with its malloc settings (host_memory.py).
     from colorjax import host_memory
 

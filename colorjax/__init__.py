@@ -1,11 +1,9 @@
 """colorjax: train, evaluate, compare and serve deep image colorizers in JAX/Flax."""
 
-from colorjax import xla_cpu as _xla_cpu
 from colorjax.version import __version__
 
-# Before anything starts JAX: Eigen convolutions on the CPU, faster than XLA's default
-# YNNPACK ones on the machines measured (xla_cpu.py; COLORJAX_CPU_CONV=ynnpack opts out).
-_xla_cpu.configure()
+# Importing colorjax changes no process-wide setting: the programs (`python -m colorjax.X`,
+# benchmarks, tests) choose XLA:CPU's convolutions themselves (xla_cpu.configure_program).
 
 __all__ = ["Colorizer", "Hint", "__version__"]
 

@@ -41,6 +41,13 @@ one line on stderr and the others go on. `--num_samples` and `--compare` apply t
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # The program itself, not a library import: XLA:CPU's convolution choice goes into
+    # XLA_FLAGS before JAX starts its backend (xla_cpu.py; COLORJAX_CPU_CONV=ynnpack opts out).
+    from colorjax import xla_cpu
+
+    xla_cpu.configure_program()
+
 import argparse
 import math
 import numbers

@@ -34,6 +34,13 @@ say "not computed" (`colorjax.metrics.inception_scores`).
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # The program itself, not a library import: XLA:CPU's convolution choice goes into
+    # XLA_FLAGS before JAX starts its backend (xla_cpu.py; COLORJAX_CPU_CONV=ynnpack opts out).
+    from colorjax import xla_cpu
+
+    xla_cpu.configure_program()
+
 import os
 import pathlib
 import subprocess

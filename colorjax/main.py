@@ -22,9 +22,11 @@ if __name__ == "__main__":
     # First, before JAX starts its threads: glibc reads its malloc tunables only when a
     # process starts, so this re-executes the process once with huge pages for XLA's
     # per-step buffers (host_memory.py; COLORJAX_MALLOC=default opts out).
-    from colorjax import host_memory
+    from colorjax import host_memory, xla_cpu
 
     host_memory.reexec_with_huge_pages()
+    # XLA:CPU's convolution choice, before JAX starts its backend (xla_cpu.py).
+    xla_cpu.configure_program()
 
 import re
 import sys

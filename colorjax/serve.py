@@ -82,6 +82,13 @@ rebinding and the Origin check stops other sites' pages from posting to the API.
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # The program itself, not a library import: XLA:CPU's convolution choice goes into
+    # XLA_FLAGS before JAX starts its backend (xla_cpu.py; COLORJAX_CPU_CONV=ynnpack opts out).
+    from colorjax import xla_cpu
+
+    xla_cpu.configure_program()
+
 import argparse
 import errno
 import sys

@@ -1,12 +1,15 @@
-"""Which library runs convolutions on the CPU: XLA's Eigen kernels, not YNNPACK (set at import).
+"""Which library runs convolutions on the CPU: XLA's Eigen kernels, not YNNPACK (set by programs).
 
 jaxlib 0.12's XLA:CPU hands every large enough convolution to YNNPACK. Measured on three
 2-core build machines (docs/benchmarks.md, "Convolutions: Eigen or YNNPACK"), XLA's own Eigen
 convolutions make the training steps 16-43% faster on an AMD EPYC without AVX-512 (Zen 3),
 and are within noise (0.97-1.04) on an AMD EPYC and an Intel Xeon with AVX-512. So colorjax
 asks XLA for Eigen convolutions (`--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`,
-which keeps YNNPACK's other fusions) by adding the flag to XLA_FLAGS when the package is
-imported, before JAX starts its CPU backend. GPU backends ignore it.
+which keeps YNNPACK's other fusions) by adding the flag to XLA_FLAGS before JAX starts its CPU
+backend. GPU backends ignore it. Programs do it, not the package: every `python -m colorjax.X`
+entry point, the benchmarks and the test suite call `configure_program()` first; `import
+colorjax` changes no process-wide setting, so a program of yours that imports colorjax runs
+with XLA's defaults unless it calls `colorjax.xla_cpu.configure()` before using JAX.
 
 `COLORJAX_CPU_CONV=ynnpack` keeps XLA's choice; an XLA_FLAGS that already sets
 `--xla_cpu_experimental_ynn_fusion_type` is left as it is. The flag is experimental, so it is
@@ -16,6 +19,7 @@ known to exist only in the pinned jaxlib (requirements.txt): XLA rejects unknown
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, MutableMapping
 
 ENV_VAR = "COLORJAX_CPU_CONV"
@@ -51,3 +55,13 @@ def configure(environ: MutableMapping[str, str] = os.environ) -> None:
     flags = tuned_xla_flags(environ)
     if flags is not None:
         environ["XLA_FLAGS"] = flags
+
+
+def configure_program(environ: MutableMapping[str, str] = os.environ) -> None:
+    """`configure`, as the first thing a program does: a bad COLORJAX_CPU_CONV ends it with
+    one line on stderr and exit status 2 (the config errors' convention)."""
+    try:
+        configure(environ)
+    except ValueError as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise SystemExit(2) from None

@@ -7,6 +7,11 @@ import pathlib
 # data-parallel paths (sharded batches, cross-device BatchNorm) are exercised.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The tests run as colorjax's programs do: with XLA:CPU's convolution choice (xla_cpu.py),
+# which `import colorjax` alone does not make. Workers and CLI subprocesses inherit it.
+from colorjax import xla_cpu  # noqa: E402
+
+xla_cpu.configure()
 
 import shutil  # noqa: E402
 import tempfile  # noqa: E402

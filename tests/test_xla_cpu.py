@@ -1,6 +1,7 @@
-"""Eigen convolutions on the CPU: `import colorjax` adds
-`--xla_cpu_experimental_ynn_fusion_type=-individual_convolution` to XLA_FLAGS
-(colorjax/xla_cpu.py) unless told not to, and XLA then compiles convolutions without YNNPACK."""
+"""Eigen convolutions on the CPU: colorjax's programs (every `python -m colorjax.X`, the
+benchmarks, this suite) add `--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`
+to XLA_FLAGS (colorjax/xla_cpu.py) unless told not to, and XLA then compiles convolutions
+without YNNPACK; `import colorjax` alone changes nothing."""
 
 import os
 import subprocess
@@ -51,7 +52,7 @@ def test_a_bad_choice_names_the_allowed_values():
 
 # A conv large enough for XLA to give it to YNNPACK by default (small ones stay with Eigen).
 _COMPILE_A_CONV = """
-import colorjax, jax, jax.numpy as jnp
+import jax, jax.numpy as jnp
 x, k = jnp.ones((4, 32, 32, 32)), jnp.ones((3, 3, 32, 32))
 conv = jax.jit(lambda x, k: jax.lax.conv_general_dilated(
     x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
@@ -59,19 +60,53 @@ hlo = conv.lower(x, k).compile().as_text()
 assert "convolution(" in hlo
 print("YNN" if "ynn_fusion" in hlo else "EIGEN")
 """
+_A_PROGRAM = "from colorjax import xla_cpu\nxla_cpu.configure_program()\n"
+_A_LIBRARY_USER = """
+import os
+before = os.environ.get("XLA_FLAGS")
+import colorjax, colorjax.colorize, colorjax.train, colorjax.serve, colorjax.compare
+assert os.environ.get("XLA_FLAGS") == before, os.environ.get("XLA_FLAGS")
+"""
 
 
-@pytest.mark.parametrize("choice, expected", [(None, "EIGEN"), ("eigen", "EIGEN"),
-                                              ("ynnpack", "YNN")])
-def test_importing_colorjax_decides_how_xla_compiles_a_conv(choice, expected):
+def _fresh(code, choice=None):
     env = {k: v for k, v in os.environ.items() if k != "COLORJAX_CPU_CONV"}
     env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="")  # no flag inherited from this process
     if choice is not None:
         env["COLORJAX_CPU_CONV"] = choice
-    out = subprocess.run([sys.executable, "-c", _COMPILE_A_CONV], env=env, cwd=REPO,
-                         capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("choice, expected", [(None, "EIGEN"), ("eigen", "EIGEN"),
+                                              ("ynnpack", "YNN")])
+def test_a_program_decides_how_xla_compiles_a_conv(choice, expected):
+    out = _fresh(_A_PROGRAM + _COMPILE_A_CONV, choice)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-1] == expected
+
+
+def test_importing_colorjax_changes_no_process_setting():
+    """A program of the user's that imports colorjax (the library, its CLIs' modules) keeps
+    its XLA_FLAGS and XLA's own convolutions."""
+    out = _fresh(_A_LIBRARY_USER + _COMPILE_A_CONV)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "YNN"
+
+
+ENTRY_POINTS = ["colorjax.main", "colorjax.colorize", "colorjax.compare", "colorjax.serve",
+                "colorjax.convert", "colorjax.data.prepare"]
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS)
+def test_every_entry_point_applies_the_choice_first(module):
+    """Each `python -m` program configures XLA:CPU before anything else: a bad choice is
+    its one line and exit status 2, even before `--help`."""
+    env = dict(os.environ, COLORJAX_CPU_CONV="fast")
+    out = subprocess.run([sys.executable, "-m", module, "--help"], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, (out.stdout[-500:], out.stderr[-2000:])
+    assert out.stderr.strip() == "error: COLORJAX_CPU_CONV='fast': allowed: eigen, ynnpack"
 
 
 def test_the_entry_point_rejects_a_bad_choice(tmp_path):
@@ -79,6 +114,6 @@ def test_the_entry_point_rejects_a_bad_choice(tmp_path):
     out = subprocess.run([sys.executable, "-m", "colorjax.main", "--config=configs/unet.py:cpu",
                           f"--workdir={tmp_path}"], env=env, cwd=REPO, capture_output=True,
                          text=True, timeout=300)
-    assert out.returncode != 0
+    assert out.returncode == 2
     assert "COLORJAX_CPU_CONV='fast': allowed: eigen, ynnpack" in out.stderr
     assert not any(tmp_path.iterdir())  # stopped before anything was written

@@ -5,6 +5,13 @@ does not match) is one line on stderr and exit status 2."""
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # The program itself, not a library import: XLA:CPU's convolution choice goes into
+    # XLA_FLAGS before JAX starts its backend (xla_cpu.py; COLORJAX_CPU_CONV=ynnpack opts out).
+    from colorjax import xla_cpu
+
+    xla_cpu.configure_program()
+
 import argparse
 import sys
 
