@@ -36,6 +36,7 @@ import orbax.checkpoint as ocp
 
 from colorjax import integrity
 from colorjax.objectives import MODEL_FAMILIES, make_objective
+from colorjax.objectives.base import example_batch
 
 FORMAT = "colorjax-export"
 FORMAT_VERSION = 2
@@ -54,8 +55,7 @@ class ExportError(ValueError):
 
 def abstract_inference_variables(objective, image_size: int, sharding=None):
     """The tree `inference_variables` returns, as ShapeDtypeStructs: what a load restores into."""
-    batch = {"l": jnp.zeros((1, image_size, image_size, 1)),
-             "ab": jnp.zeros((1, image_size, image_size, 2))}
+    batch = example_batch(image_size)
     shapes = jax.eval_shape(
         lambda rng: objective.inference_variables(objective.init(rng, batch)),
         jax.random.key(0))

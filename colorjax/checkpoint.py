@@ -25,13 +25,13 @@ import shutil
 from typing import Any, Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import orbax.checkpoint as ocp
 
 from colorjax import integrity, parallel, run_config
 from colorjax.artifact import tree_mismatch
 from colorjax.objectives import make_objective
+from colorjax.objectives.base import example_batch
 from colorjax.objectives.frozen_backbone import (holds_frozen, load_frozen_like, with_frozen,
                                                  without_frozen)
 
@@ -276,8 +276,7 @@ class RestoredRun(NamedTuple):
 def abstract_train_state(objective, image_size: int, num_train_steps: int, sharding):
     """Shapes, dtypes and `sharding` for every leaf of `objective.init`'s state (its
     optimizer spanning `num_train_steps`), by `jax.eval_shape`: nothing runs."""
-    batch = {"l": jnp.zeros((1, image_size, image_size, 1)),
-             "ab": jnp.zeros((1, image_size, image_size, 2))}
+    batch = example_batch(image_size)
     shapes = jax.eval_shape(lambda rng: objective.init(rng, batch, num_train_steps),
                             jax.random.key(0))
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),

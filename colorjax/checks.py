@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import re
 
 from colorjax import config_fields
 
@@ -29,18 +28,11 @@ class ConfigError(ValueError):
         self.field = field
         if allowed is not None and not isinstance(allowed, str):  # values, or a dict's keys
             allowed = allowed_text(allowed)
-        suffix = f"; allowed: {allowed}" if allowed else ""
-        super().__init__(f"{field}: {problem}{suffix}" if field else f"{problem}{suffix}")
-
-    @classmethod
-    def from_message(cls, message: str) -> ConfigError:
-        """Recast a ValueError of the form `config.<field>=<value> <problem>` (or
-        `config.<field> <problem>`) into one line."""
-        text = " ".join(str(message).split())
-        match = re.match(r"(config\.[\w.]+(?:\[\w*\])?)(?:=|:\s*|\s+)(.*)", text)
-        if not match:
-            return cls("", text)
-        return cls(match.group(1), match.group(2))
+        self.problem = " ".join(str(problem).split())  # one line, whatever it was given
+        self.allowed = " ".join(allowed.split()) if allowed else None
+        suffix = f"; allowed: {self.allowed}" if self.allowed else ""
+        super().__init__(f"{field}: {self.problem}{suffix}" if field
+                         else f"{self.problem}{suffix}")
 
 
 def allowed_text(values) -> str:

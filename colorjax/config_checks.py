@@ -124,20 +124,15 @@ def validate_config(config, training: bool = True) -> None:
     """Raise ConfigError naming the bad field; cheap (no compilation, no data reading, no
     objective: the family's `validate` and `downsample_factor` build at most a Flax module).
 
-    Errors raised by the data checks and the networks (ValueErrors that name their field)
-    come out as ConfigError too, so every config mistake reads the same."""
-    try:
-        check_enumerated(config)
-        _check_counts(config)  # before the family's: its checks may compare with the counts
-        family = registry.family_module(config.model.name)
-        family.validate(config)
-        _check_hints(config)
-        parallel.check_batch_divisible(config.batch_size, "config.batch_size")
-        parallel.check_batch_divisible(config.eval.batch_size, "config.eval.batch_size")
-        _check_image_size(config, family.downsample_factor(config))
-        del training  # the train data is checked for eval runs too: its config must be valid
-        data.validate_data_config(config.data, split=config.eval.split)
-    except ConfigError:
-        raise
-    except ValueError as e:
-        raise ConfigError.from_message(str(e)) from e
+    The data checks and the networks raise ConfigError themselves (field, problem, allowed
+    values), so every config mistake reads the same."""
+    check_enumerated(config)
+    _check_counts(config)  # before the family's: its checks may compare with the counts
+    family = registry.family_module(config.model.name)
+    family.validate(config)
+    _check_hints(config)
+    parallel.check_batch_divisible(config.batch_size, "config.batch_size")
+    parallel.check_batch_divisible(config.eval.batch_size, "config.eval.batch_size")
+    _check_image_size(config, family.downsample_factor(config))
+    del training  # the train data is checked for eval runs too: its config must be valid
+    data.validate_data_config(config.data, split=config.eval.split)

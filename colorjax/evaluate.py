@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from colorjax import color, data, metrics, parallel
-
+from colorjax.checks import ConfigError
 from colorjax.metrics.table import (  # noqa: F401 - re-exported: the tables' names
     METRICS, SAME_AS_GRAY, versus_gray, versus_gray_words)
 
@@ -176,7 +176,7 @@ class Evaluator:
             totals = sums if totals is None else self._add(totals, sums)
         means = _means(jax.device_get(totals or {}))
         if not means:
-            raise ValueError(f"config.eval.split={split!r} has no examples to evaluate")
+            raise ConfigError("config.eval.split", f"{split!r} has no examples to evaluate")
         return means
 
     def evaluate(self, state, split: str | None = None) -> dict:

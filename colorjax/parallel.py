@@ -14,6 +14,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from colorjax.checks import ConfigError
+
 DATA_AXIS = "data"
 
 
@@ -99,9 +101,9 @@ def check_batch_divisible(global_batch: int, field: str = "config.batch_size") -
     """The global batch must split evenly over devices and processes."""
     n_dev, n_proc = jax.device_count(), jax.process_count()
     if global_batch % n_dev or global_batch % n_proc:
-        raise ValueError(
-            f"{field}={global_batch} must be divisible by the number of devices "
-            f"({n_dev}) and processes ({n_proc}); allowed: multiples of {n_dev}.")
+        raise ConfigError(
+            field, f"{global_batch} must be divisible by the number of devices ({n_dev}) and "
+            f"processes ({n_proc})", f"multiples of {n_dev}.")
 
 
 def barrier(name: str) -> None:

@@ -24,7 +24,7 @@ from colorjax.config_checks import validate_config
 from colorjax.evaluate import (Evaluator, NonFiniteMetricsError, require_finite_metrics,
                                versus_gray_words, write_report)
 from colorjax.objectives import make_objective
-from colorjax.objectives.base import uses_hints
+from colorjax.objectives.base import example_batch, uses_hints
 from colorjax.writers import MetricWriter
 from colorjax import warm_start
 
@@ -44,8 +44,7 @@ def num_train_steps(config) -> int:
 
 def _example_batch(config):
     """Shapes for `objective.init`: one image per device is enough."""
-    s, n = config.data.image_size, jax.device_count()
-    return {"l": jnp.zeros((n, s, s, 1)), "ab": jnp.zeros((n, s, s, 2))}
+    return example_batch(config.data.image_size, jax.device_count())
 
 
 def create_state(config, objective, mesh, total_steps: int):

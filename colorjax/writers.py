@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from colorjax import progress
+from colorjax.checks import ConfigError
 
 
 def _scalar(v) -> float:
@@ -69,8 +70,8 @@ def _start_wandb(config, workdir):
     try:
         import wandb
     except ImportError as e:
-        raise ValueError("config.wandb.enabled=True but wandb is not installed: "
-                         "pip install wandb (or set --config.wandb.enabled=False)") from e
+        raise ConfigError("config.wandb.enabled", "True but wandb is not installed: pip "
+                          "install wandb (or set --config.wandb.enabled=False)") from e
     return wandb.init(project=config.wandb.project, entity=config.wandb.entity or None,
                       config=config.to_dict(), dir=workdir, resume="allow",
                       id=os.path.basename(os.path.abspath(workdir)))

@@ -6,6 +6,9 @@ import pytest
 
 from colorjax import checks, config_checks
 from colorjax.configs import available_configs, load_config
+from colorjax.diffusion import ddim_timesteps, make_schedule
+from colorjax.models.discriminators import build_discriminator
+from colorjax.models.generators import build_generator
 
 
 def cfg(**fields):
@@ -21,6 +24,27 @@ def cfg(**fields):
 def test_config_error_is_the_one_class_and_a_value_error():
     assert config_checks.ConfigError is checks.ConfigError
     assert issubclass(checks.ConfigError, ValueError)
+
+
+def test_config_error_is_structured_and_one_line():
+    e = checks.ConfigError("config.model.name", "'x'\n  is not allowed", ["b", "a"])
+    assert (e.field, e.problem, e.allowed) == ("config.model.name", "'x' is not allowed",
+                                               "['a', 'b']")
+    assert str(e) == "config.model.name: 'x' is not allowed; allowed: ['a', 'b']"
+
+
+@pytest.mark.parametrize("build, field", [
+    (lambda: build_generator("nope", (8,), "batch"), "config.model.generator"),
+    (lambda: build_discriminator("nope", 8, 2, "batch"), "config.adversarial.discriminator"),
+    (lambda: make_schedule("nope", 10), "config.diffusion.schedule"),
+    (lambda: ddim_timesteps(10, 11), "config.sampler.steps"),
+])
+def test_the_networks_raise_config_errors_that_name_their_field(build, field):
+    """What the networks and schedules refuse is a ConfigError carrying its field (never a
+    ValueError whose text a caller would have to parse)."""
+    with pytest.raises(checks.ConfigError) as e:
+        build()
+    assert e.value.field == field and e.value.allowed
 
 
 def test_choice_returns_the_value_and_names_the_field_and_the_allowed_values():

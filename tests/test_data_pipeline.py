@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from colorjax import color
+from colorjax.checks import ConfigError
 from colorjax.data import (
     create_eval_iterator, create_train_iterator, decode_state, default_data_config,
     encode_state, num_examples, prepare_demo, prepare_folder, validate_data_config,
@@ -278,5 +279,5 @@ def test_other_tfds_datasets_are_found_by_name_in_tfds_data_dir(tmp_path, monkey
     batch = next(iter(create_eval_iterator(cfg, split="test", global_batch_size=4)))
     assert batch["mask"].tolist() == [1, 1, 1, 1]
     cfg.image_key = "photo"
-    with pytest.raises(ValueError, match=r"config\.data\.image_key='photo'.*image"):
+    with pytest.raises(ConfigError, match=r"config\.data\.image_key: 'photo'.*image"):
         validate_data_config(cfg)

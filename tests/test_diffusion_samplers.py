@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from colorjax.checks import ConfigError
 from colorjax.diffusion import (ddim_sample, ddim_timesteps, ddpm_sample, make_schedule,
                                 q_sample, training_target)
 from colorjax.models.diffusion_unet import DiffusionUNet
@@ -40,8 +41,9 @@ def test_ddim_timesteps_span_the_schedule():
     assert ts[0] == 0
     assert ts[-1] == 999
     assert np.all(np.diff(ts) > 0)
-    with pytest.raises(ValueError, match="config.sampler.steps=0 is not allowed"):
+    with pytest.raises(ConfigError, match=r"config\.sampler\.steps: 0 is not allowed") as e:
         ddim_timesteps(1000, 0)
+    assert (e.value.field, e.value.allowed) == ("config.sampler.steps", "1..1000")
 
 
 # --- a toy problem with a known optimal denoiser ------------------------------------------

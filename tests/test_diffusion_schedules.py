@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from colorjax.checks import ConfigError
 from colorjax.diffusion import make_schedule, predict_x0_eps, q_sample, training_target
 
 
@@ -38,9 +39,10 @@ def test_alphas_cumprod_decrease_from_one_to_zero(kind):
 
 
 def test_unknown_schedule_is_named():
-    with pytest.raises(ValueError, match=r"config.diffusion.schedule='foo' is not allowed; "
-                                         r"allowed: \['cosine', 'linear'\]"):
+    with pytest.raises(ConfigError, match=r"config\.diffusion\.schedule: 'foo' is not allowed; "
+                                          r"allowed: \['cosine', 'linear'\]") as e:
         make_schedule("foo", 10)
+    assert e.value.field == "config.diffusion.schedule" and e.value.problem == "'foo' is not allowed"
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])

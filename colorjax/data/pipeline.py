@@ -45,6 +45,7 @@ import jax
 import numpy as np
 
 from colorjax import color, hints
+from colorjax.checks import ConfigError
 from colorjax.data import allocator, images
 from colorjax.data.config import check_fields
 from colorjax.data.sources import open_mixture, open_split
@@ -286,7 +287,7 @@ def create_train_iterator(data_config, *, global_batch_size: int, seed: int,
     else:
         source = open_split(cfg, cfg.train_split, False, "config.data.train_split")
         if not len(source):
-            raise ValueError(f"config.data.train_split={cfg.train_split!r} has no images.")
+            raise ConfigError("config.data.train_split", f"{cfg.train_split!r} has no images.")
         ds = _source_stream(source, cfg, data_seed)
         meta = {"dataset": f"{source.builder_dir}:{cfg.train_split}",
                 "num_examples": len(source)}
@@ -315,8 +316,8 @@ def _mixture_stream(cfg, data_seed: int) -> tuple[grain.MapDataset, dict]:
     streams, described = [], []
     for i, (res, source, weight) in enumerate(sources):
         if not len(source):
-            raise ValueError(f"config.data.mixture: the source {res.label} has no images in "
-                             f"config.data.train_split={cfg.train_split!r}.")
+            raise ConfigError("config.data.mixture", f"the source {res.label} has no images in "
+                              f"config.data.train_split={cfg.train_split!r}.")
         # Source 0 keeps the data seed, so a one-source mixture is that source alone.
         seed_i = data_seed if i == 0 else int(
             np.random.SeedSequence([data_seed, i]).generate_state(1)[0])

@@ -62,8 +62,8 @@ def _not_found(cfg, field: str, name: str) -> ValueError:
                   "check the path, or" if field == "mixture" else
                   "To use a folder of photos set config.data.folder=DIR, or")
     what = "no such folder or dataset" if field == "mixture" else "no such dataset"
-    return ValueError(
-        f"config.data.{field}={name!r}: {what}. Available: {_available(cfg)} "
+    return ConfigError(
+        f"config.data.{field}", f"{name!r}: {what}. Available: {_available(cfg)} "
         f"(prepared in {dirs}; TFDS catalog names prepared in array_record format are "
         f"found there too). {use_folder} "
         f"prepare it once: {_PREPARE_CMD} [--data_dir=...]."
@@ -137,7 +137,7 @@ def _resolve(cfg, folder_value: str, name: str, folder_field: str, name_field: s
     if folder_value:
         path = Path(folder_value).expanduser()
         if not path.is_dir():
-            raise ValueError(f"config.data.{folder_field}={folder_value!r} is not a folder.")
+            raise ConfigError(f"config.data.{folder_field}", f"{folder_value!r} is not a folder.")
         label = f"folder {path.resolve()}"
         if not prepare:
             if not folder.has_photo(path):
@@ -167,8 +167,8 @@ def _resolve(cfg, folder_value: str, name: str, folder_field: str, name_field: s
     if found is not None:
         info = builders.read_info(found)
         if not builders.has_array_record(info):
-            raise ValueError(
-                f"config.data.{name_field}={name!r} is prepared at {found} in "
+            raise ConfigError(
+                f"config.data.{name_field}", f"{name!r} is prepared at {found} in "
                 f"{info['file_format']} format, which grain cannot read. Prepare it again with "
                 f"file_format='array_record', or convert it: tfds convert_format "
                 f"--dataset_version_dir={found} --out_file_format=array_record"
@@ -176,8 +176,8 @@ def _resolve(cfg, folder_value: str, name: str, folder_field: str, name_field: s
         key = "image" if (found.parent / builders.PREPARE_INFO).exists() else cfg.image_key
         available = builders.image_features(found)
         if available and key not in available:
-            raise ValueError(
-                f"config.data.image_key={key!r}: {name} has no such image feature; its image "
+            raise ConfigError(
+                "config.data.image_key", f"{key!r}: {name} has no such image feature; its image "
                 f"features: {', '.join(available)}."
             )
         return Resolved(name_field, name, found, tuple(info["splits"]), key)
@@ -188,8 +188,8 @@ def _resolve(cfg, folder_value: str, name: str, folder_field: str, name_field: s
         raise _not_found(cfg, name_field, name)
     data_dir = builders.colorjax_data_dir(cfg.data_dir)
     if not cfg.download:
-        raise ValueError(
-            f"config.data.{name_field}={name!r} is a TFDS catalog dataset that is not prepared "
+        raise ConfigError(
+            f"config.data.{name_field}", f"{name!r} is a TFDS catalog dataset that is not prepared "
             f"(array_record) in {', '.join(map(os.fspath, builders.search_dirs(cfg.data_dir)))}.\n"
             + _catalog_help(name, data_dir)
         )
@@ -199,8 +199,8 @@ def _resolve(cfg, folder_value: str, name: str, folder_field: str, name_field: s
         builder = tfds.builder(name, data_dir=os.fspath(data_dir))
         builder.download_and_prepare(file_format="array_record")
     except Exception as e:  # noqa: BLE001  no network, no TensorFlow, manual download...
-        raise ValueError(
-            f"config.data.{name_field}={name!r}: TFDS could not download and prepare it "
+        raise ConfigError(
+            f"config.data.{name_field}", f"{name!r}: TFDS could not download and prepare it "
             f"({type(e).__name__}: {e}).\n" + _catalog_help(name, data_dir)
         ) from e
     found = Path(builder.data_dir)

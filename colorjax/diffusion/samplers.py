@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from colorjax.checks import ConfigError
 from colorjax.diffusion.schedules import Schedule, predict_x0_eps
 
 SAMPLERS = ("ddim", "ddpm")
@@ -32,8 +33,8 @@ def ddim_timesteps(num_timesteps: int, steps: int) -> np.ndarray:
     (Lin et al. 2024 show that skipping it hurts); steps = T gives every timestep.
     """
     if not 1 <= steps <= num_timesteps:
-        raise ValueError(f"config.sampler.steps={steps} is not allowed; "
-                         f"allowed: 1..{num_timesteps}")
+        raise ConfigError("config.sampler.steps", f"{steps} is not allowed",
+                          f"1..{num_timesteps}")
     return np.round(np.linspace(0, num_timesteps - 1, steps)).astype(np.int32)
 
 
@@ -110,4 +111,4 @@ def sample(name: str, model_fn: ModelFn, schedule: Schedule, x_T, rng, *, steps:
     if name == "ddpm":
         return ddpm_sample(model_fn, schedule, x_T, rng, prediction=prediction, clip=clip,
                            temperature=temperature)
-    raise ValueError(f"config.sampler.name={name!r} is not allowed; allowed: {list(SAMPLERS)}")
+    raise ConfigError("config.sampler.name", f"{name!r} is not allowed", str(list(SAMPLERS)))

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from colorjax.checks import ConfigError
+
 SCHEDULES = ("cosine", "linear")
 PREDICTIONS = ("eps", "v")
 
@@ -54,8 +56,8 @@ def make_schedule(kind: str, timesteps: int, dtype=jnp.float32) -> Schedule:
     elif kind == "cosine":
         betas = cosine_betas(timesteps)
     else:
-        raise ValueError(f"config.diffusion.schedule={kind!r} is not allowed; "
-                         f"allowed: {list(SCHEDULES)}")
+        raise ConfigError("config.diffusion.schedule", f"{kind!r} is not allowed",
+                          str(list(SCHEDULES)))
     alphas_cumprod = np.cumprod(1.0 - betas)
     return Schedule(betas=jnp.asarray(betas, dtype),
                     alphas_cumprod=jnp.asarray(alphas_cumprod, dtype))
@@ -80,8 +82,8 @@ def training_target(prediction: str, schedule: Schedule, x0, t, noise) -> jax.Ar
     if prediction == "v":
         abar = _per_example(schedule.alphas_cumprod, t, x0.ndim)
         return jnp.sqrt(abar) * noise - jnp.sqrt(1.0 - abar) * x0
-    raise ValueError(f"config.diffusion.prediction={prediction!r} is not allowed; "
-                     f"allowed: {list(PREDICTIONS)}")
+    raise ConfigError("config.diffusion.prediction", f"{prediction!r} is not allowed",
+                      str(list(PREDICTIONS)))
 
 
 def predict_x0_eps(prediction: str, schedule: Schedule, x_t, t, output,
@@ -102,8 +104,8 @@ def predict_x0_eps(prediction: str, schedule: Schedule, x_t, t, output,
         x0 = sqrt_abar * x_t - sqrt_one_minus * output
         eps = sqrt_one_minus * x_t + sqrt_abar * output
     else:
-        raise ValueError(f"config.diffusion.prediction={prediction!r} is not allowed; "
-                         f"allowed: {list(PREDICTIONS)}")
+        raise ConfigError("config.diffusion.prediction", f"{prediction!r} is not allowed",
+                          str(list(PREDICTIONS)))
     if clip is not None:
         x0 = jnp.clip(x0, -clip, clip)
         eps = (x_t - sqrt_abar * x0) / sqrt_one_minus

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from colorjax import registry
+from colorjax.checks import ConfigError
+from colorjax.models.backbone import projected_width
 from colorjax.models.fusion import FusionColorizer
 from colorjax.models.resnet import ResNetColorizer
 from colorjax.models.unet import UNet
@@ -13,11 +15,10 @@ def build_regression_model(model_config):
     registry's network of `config.model.name`."""
     spec = registry.spec(model_config.name)
     if spec.family != "regression":
-        raise ValueError(f"config.model.name={model_config.name!r} is not a regression model; "
-                         f"allowed: {list(registry.names('regression'))}")
+        raise ConfigError("config.model.name", f"{model_config.name!r} is not a regression "
+                          "model", str(list(registry.names("regression"))))
     # Width of the pretrained backbone's projected taps (colorjax.models.backbone); 0: none.
-    backbone_width = (0 if model_config.get("backbone", "none") == "none"
-                      else int(model_config.get("backbone_width", 64)))
+    backbone_width = projected_width(model_config)
     # The output conv starts at zero (an untrained network predicts gray); unet, resnet.
     zero_output = bool(model_config.get("zero_output", False))
     if spec.network == "resnet":

@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from colorjax.checks import ConfigError
 from colorjax.color import gray_rgb
 from colorjax.models.blocks import groups_for
 from colorjax.models.efficientnet import efficientnet_features, load_efficientnet_lite0
@@ -36,8 +37,8 @@ TAP_CHANNELS = {"vgg16": (64, 128, 256, 512, 512),
 
 
 def _unknown(name: str) -> ValueError:
-    return ValueError(f"config.model.backbone={name!r} has no weights; allowed: "
-                      f"{[b for b in BACKBONES if b != 'none']}")
+    return ConfigError("config.model.backbone", f"{name!r} has no weights",
+                       str([b for b in BACKBONES if b != "none"]))
 
 
 def load_backbone(name: str) -> dict:
@@ -49,6 +50,14 @@ def load_backbone(name: str) -> dict:
     if name == "efficientnet_lite0":
         return load_efficientnet_lite0()
     raise _unknown(name)
+
+
+def projected_width(model_config) -> int:
+    """Channels of each projected backbone tap (`model.backbone_width`, default 64); 0
+    without a backbone."""
+    if model_config.get("backbone", "none") == "none":
+        return 0
+    return int(model_config.get("backbone_width", 64))
 
 
 def backbone_taps(name: str, weights, l_norm: jax.Array,

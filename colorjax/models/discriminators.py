@@ -16,6 +16,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from colorjax.checks import ConfigError
 from colorjax.models.blocks import Conv, Norm
 
 _PAD1 = ((1, 1), (1, 1))  # pix2pix pads its 4x4 convs by 1
@@ -84,8 +85,8 @@ DISCRIMINATORS = {"patchgan": PatchDiscriminator, "conv": ConvDiscriminator}
 def build_discriminator(name: str, features: int, n_layers: int, norm: str) -> nn.Module:
     """Discriminator by name (`config.adversarial.discriminator`)."""
     if name not in DISCRIMINATORS:
-        raise ValueError(f"config.adversarial.discriminator={name!r}; "
-                         f"allowed: {sorted(DISCRIMINATORS)}")
+        raise ConfigError("config.adversarial.discriminator", f"{name!r} is not allowed",
+                          str(sorted(DISCRIMINATORS)))
     return DISCRIMINATORS[name](features=int(features), n_layers=int(n_layers), norm=norm)
 
 

@@ -24,6 +24,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from colorjax.checks import ConfigError
 from colorjax.models.backbone import TapProjection, check_taps, nearest_tap
 from colorjax.models.blocks import Conv, ConvNormAct, Norm, OutputHead, UpNormAct, activation
 from colorjax.models.unet import DoubleConv, LevelNet, UNet
@@ -148,6 +149,7 @@ def build_generator(name: str, features: Sequence[int], norm: str,
     """Generator by name (`config.model.generator`); `backbone_width` > 0: it reads the
     taps of a pretrained backbone (`taps=`), each projected to that many channels."""
     if name not in GENERATORS:
-        raise ValueError(f"config.model.generator={name!r}; allowed: {sorted(GENERATORS)}")
+        raise ConfigError("config.model.generator", f"{name!r} is not allowed",
+                          str(sorted(GENERATORS)))
     return GENERATORS[name](features=tuple(features), norm=norm,
                             backbone_width=int(backbone_width))

@@ -26,7 +26,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from colorjax import registry
-from colorjax.models.backbone import check_taps
+from colorjax.checks import ConfigError
+from colorjax.models.backbone import check_taps, projected_width
 from colorjax.models.blocks import ConvNormAct, OutputHead, UpNormAct
 from colorjax.models.generators import tap_at
 from colorjax.models.unet import DoubleConv
@@ -88,7 +89,8 @@ class ConditionalDecoder(nn.Module):
     @nn.compact
     def __call__(self, l, z, train: bool = False, taps=None):
         if self.condition not in CONDITIONS:
-            raise ValueError(f"config.model.condition={self.condition!r}; allowed: {CONDITIONS}")
+            raise ConfigError("config.model.condition", f"{self.condition!r} is not allowed",
+                              str(CONDITIONS))
         check_taps(self, taps)
         x, skips = l, []
         for feats in self.features[:-1]:
@@ -123,13 +125,12 @@ def build_vae(model_config) -> tuple[PosteriorEncoder, ConditionalDecoder]:
     fields `objectives.vae.validate` has checked; the registry says which decoder."""
     network = registry.spec(model_config.name).network
     if network not in VAE_DECODERS:
-        raise ValueError(f"config.model.name={model_config.name!r} is not a VAE; allowed: "
-                         f"{list(registry.names('vae'))}")
+        raise ConfigError("config.model.name", f"{model_config.name!r} is not a VAE",
+                          str(list(registry.names("vae"))))
     encoder = PosteriorEncoder(features=tuple(model_config.encoder_features),
                                latent_dim=int(model_config.latent_dim), norm=model_config.norm)
     # Width of the pretrained backbone's projected taps (colorjax.models.backbone); 0: none.
-    backbone_width = (0 if model_config.get("backbone", "none") == "none"
-                      else int(model_config.get("backbone_width", 64)))
+    backbone_width = projected_width(model_config)
     decoder = ConditionalDecoder(features=tuple(model_config.features),
                                  skips=VAE_DECODERS[network],
                                  condition=model_config.condition, norm=model_config.norm,

@@ -45,13 +45,12 @@ from colorjax.objectives.adversarial_losses import (_deinterleave, _interleave,
                                                     critic_values, gradient_penalty,
                                                     perceptual_loss)
 from colorjax.objectives.base import (Objective, apply_gradients, apply_in_precision,
-                                      check_optimizer, compute_dtype, init_ema,
-                                      init_opt_state, init_variables, is_finite,
-                                      optimizer_for, optimizer_step, require_optimizer,
-                                      tree_is_finite, uses_hint_propagation, uses_hints)
-from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_settings,
-                                                 backbone_width, check_backbone, frozen_taps,
-                                                 init_taps, network_variables, place_weights)
+                                      check_optimizer, init_ema, init_opt_state,
+                                      init_variables, is_finite, optimizer_for,
+                                      optimizer_step, require_optimizer, tree_is_finite)
+from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_width,
+                                                 check_backbone, frozen_taps, init_taps,
+                                                 network_variables, place_weights)
 
 ADV_LOSSES = ("bce", "wgan_gp")
 # The generator used when `config.model.generator` is not set is the model name's
@@ -153,15 +152,12 @@ class AdversarialObjective(Objective):
         self.nogan_steps = int(adv.nogan_steps)
         self.perceptual_weight = float(adv.perceptual_weight)
         self.layer_weights = tuple(float(w) for w in adv.perceptual_layer_weights)
-        self.ema_decay = float(config.ema_decay)
-        self.dtype = compute_dtype(config)  # G and D compute in it; VGG16 stays float32
-        self.gen_opt_config, self.disc_opt_config = config.optimizer, config.disc_optimizer
+        # G and D compute in self.dtype (VGG16 stays float32); G reads concat(L, hints),
+        # D judges (L, ab) alone.
+        self.read_shared_fields(config)
+        self.gen_opt_config, self.disc_opt_config = self.opt_config, config.disc_optimizer
         self.disc_batchnorm = adv.disc_norm == "batch"
         self.use_perceptual = self.perceptual_weight > 0 and any(self.layer_weights)
-        self.hints = uses_hints(config)  # G reads concat(L, hints); D judges (L, ab) alone
-        self.hint_propagation = uses_hint_propagation(config)
-        self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
-            backbone_settings(config))
 
     @property
     def vgg_params(self):

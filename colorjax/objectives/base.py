@@ -60,6 +60,35 @@ def init_variables(module, rng, *args, **kwargs):
     return jax.jit(init)(rbg_key(rng), args, kwargs)
 
 
+def backbone_settings(config) -> tuple[str, bool, float]:
+    """(`model.backbone`, whether it is trained, its peak learning rate) of a validated
+    config; never trainable without a backbone."""
+    backbone = checks.get(config, "model.backbone", default="none")
+    trainable = backbone != "none" and bool(
+        checks.get(config, "model.backbone_trainable", default=False))
+    learning_rate = float(checks.get(config, "model.backbone_learning_rate", default=1e-5))
+    return backbone, trainable, learning_rate
+
+
+def example_batch(image_size: int, n: int = 1) -> Batch:
+    """Zeros shaped like a batch of `n` images (L and ab): what `init` (and `jax.eval_shape`
+    of it) needs to build a state's shapes."""
+    return {"l": jnp.zeros((n, image_size, image_size, 1)),
+            "ab": jnp.zeros((n, image_size, image_size, 2))}
+
+
+def check_network_size(config, network: str) -> None:
+    """ConfigError for the size fields of `network`: `model.width` (resnet) or
+    `model.features` (the UNets), and the other one too where a config holds it: it is read
+    once model.network (or model.name) changes, and a bad value should not wait until then."""
+    if network == "resnet":
+        checks.integer(config, "model.width", low=1)
+    else:
+        checks.sequence(config, "model.features", "integers", low=1, min_length=1)
+    checks.integer(config, "model.width", low=1, default=None)
+    checks.sequence(config, "model.features", "integers", low=1, min_length=1, default=None)
+
+
 class Objective:
     """One training family, built from the config alone. A subclass defines three pure,
     jit-able methods:
@@ -76,6 +105,18 @@ class Objective:
     They are not stubbed here, so that an object missing one still fails `hasattr`
     (`artifact._check_objective`) instead of returning None.
     """
+
+    def read_shared_fields(self, config) -> None:
+        """The fields every family reads alike: the optimizer, the EMA decay, the compute
+        dtype (float32 for configs from before `precision`), the hints and the backbone's
+        settings."""
+        self.opt_config = config.optimizer
+        self.ema_decay = float(config.ema_decay)
+        self.dtype = compute_dtype(config) if "precision" in config else jnp.float32
+        self.hints = uses_hints(config)
+        self.hint_propagation = uses_hint_propagation(config)
+        self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
+            backbone_settings(config))
 
     # What image_size must be a multiple of (how often the network halves the image).
     downsample_factor: int = 1
@@ -186,7 +227,8 @@ def learning_rate_schedule(opt_config, num_train_steps: int) -> optax.Schedule:
         decay = optax.cosine_decay_schedule(
             peak, max(1, num_train_steps - warmup), alpha=opt_config.end_lr_factor)
     else:
-        raise ValueError(f"config.optimizer.schedule={opt_config.schedule!r}; allowed: {SCHEDULES}")
+        raise checks.ConfigError("config.optimizer.schedule",
+                                 f"{opt_config.schedule!r} is not allowed", str(SCHEDULES))
     if warmup <= 0:
         return decay
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
@@ -201,7 +243,8 @@ def make_optimizer(opt_config, num_train_steps: int) -> optax.GradientTransforma
         tx = optax.adamw(lr, b1=opt_config.b1, b2=opt_config.b2,
                          weight_decay=opt_config.weight_decay)
     else:
-        raise ValueError(f"config.optimizer.name={opt_config.name!r}; allowed: {OPTIMIZERS}")
+        raise checks.ConfigError("config.optimizer.name", f"{opt_config.name!r} is not allowed",
+                                 str(OPTIMIZERS))
     if opt_config.grad_clip_norm > 0:
         tx = optax.chain(optax.clip_by_global_norm(opt_config.grad_clip_norm), tx)
     return tx
@@ -291,8 +334,8 @@ PRECISIONS = ("float32", "bfloat16")
 def compute_dtype(config):
     """`config.precision`: the dtype the networks compute in (parameters stay float32)."""
     if config.precision not in PRECISIONS:
-        raise ValueError(f"config.precision={config.precision!r} is not allowed; "
-                         f"allowed: {list(PRECISIONS)}")
+        raise checks.ConfigError("config.precision", f"{config.precision!r} is not allowed",
+                                 str(list(PRECISIONS)))
     return jnp.dtype(config.precision)
 
 
@@ -337,5 +380,5 @@ def pixel_loss(kind: str, pred, target, delta: float = 1.0 / 110.0 * 10.0,
     elif kind == "huber":
         err = optax.huber_loss(pred, target, delta=delta)
     else:
-        raise ValueError(f"config.loss={kind!r}; allowed: {LOSSES}")
+        raise checks.ConfigError("config.loss", f"{kind!r} is not allowed", str(LOSSES))
     return jnp.mean(err if weights is None else err * weights[..., None])

@@ -25,8 +25,8 @@ from colorjax.color import AB_SCALE
 from colorjax.models.blocks import NORMS
 from colorjax.models.resnet import ResNetColorizer
 from colorjax.models.unet import UNet
-from colorjax.objectives.base import compute_dtype, uses_hint_propagation, uses_hints
-from colorjax.objectives.frozen_backbone import backbone_settings, backbone_width, check_backbone
+from colorjax.objectives.base import check_network_size
+from colorjax.objectives.frozen_backbone import backbone_width, check_backbone
 from colorjax.objectives.regression import RegressionObjective
 
 BINS = "colour_bins"  # the model_state collection of bins and class weights
@@ -38,17 +38,16 @@ def validate(config) -> None:
     checks.choice(config, "model.name", registry.names("classification"))
     network = checks.choice(config, "model.network", NETWORKS, default="unet")
     checks.choice(config, "model.norm", NORMS)
-    if network == "resnet":
-        checks.integer(config, "model.width", low=1)
-    else:
-        checks.sequence(config, "model.features", "integers", low=1, min_length=1)
-    # The other network's size too, where a config holds it: it is read once model.network
-    # (or model.name) changes, and a bad value should not wait until then.
-    checks.integer(config, "model.width", low=1, default=None)
-    checks.sequence(config, "model.features", "integers", low=1, min_length=1, default=None)
+    check_network_size(config, network)
     check_backbone(config)
+    check_bin_fields(config, "(1 = the mean, near 0 = the mode; the paper's 0.38)")
+
+
+def check_bin_fields(config, temperature_note: str) -> None:
+    """ConfigError for `config.classification`: the annealed mean's temperature and the
+    rebalancing prior's mix and image count."""
     checks.number(config, "classification.temperature", low=0.0, low_open=True,
-                  note="(1 = the mean, near 0 = the mode; the paper's 0.38)")
+                  note=temperature_note)
     checks.number(config, "classification.prior_mix", low=0.0, high=1.0,
                   note="(lambda: 1 = no rebalancing, the paper's 0.5)")
     checks.integer(config, "classification.prior_images", low=0,
@@ -98,13 +97,7 @@ class ClassificationObjective(RegressionObjective):
         self.centers = ab_bins.in_gamut_centers()
         self.model = build_network(config, len(self.centers))
         self.downsample_factor = models.downsample_factor(self.model)
-        self.opt_config = config.optimizer
-        self.ema_decay = float(config.ema_decay)
-        self.dtype = compute_dtype(config)
-        self.hints = uses_hints(config)
-        self.hint_propagation = uses_hint_propagation(config)
-        self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
-            backbone_settings(config))
+        self.read_shared_fields(config)
         self.temperature = float(config.classification.temperature)
         self.prior_mix = float(config.classification.prior_mix)
         self.prior_images = int(config.classification.prior_images)

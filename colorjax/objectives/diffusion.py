@@ -32,14 +32,11 @@ from colorjax.diffusion import (PREDICTIONS, SAMPLERS, SCHEDULES, make_schedule,
                                 sample, training_target)
 from colorjax.models.backbone import load_backbone
 from colorjax.models.diffusion_unet import DiffusionUNet
-from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_settings,
-                                                 backbone_width, check_backbone, frozen_taps,
-                                                 init_taps,
+from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_width,
+                                                 check_backbone, frozen_taps, init_taps,
                                                  network_variables, place_weights)
 from colorjax.objectives.base import (Objective, TrainState, apply_gradients,
-                                      apply_in_precision, compute_dtype, init_ema,
-                                      init_variables, rbg_key, uses_hint_propagation,
-                                      uses_hints)
+                                      apply_in_precision, init_ema, init_variables, rbg_key)
 
 LOSSES = ("l1", "mse")
 # The sampler used when config.sampler.name is not set (or '') is the model name's in
@@ -134,18 +131,12 @@ class DiffusionObjective(Objective):
         self.sampler_steps = int(s.steps)
         self.eta = float(s.eta)
         self.temperature = float(s.get("temperature", 1.0))
-        self.ema_decay = float(config.ema_decay)
-        self.hints = uses_hints(config)  # the denoiser's condition is concat(L, hints)
-        self.hint_propagation = uses_hint_propagation(config)
-        self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
-            backbone_settings(config))
+        self.read_shared_fields(config)  # the denoiser's condition is concat(L, hints)
         self.model = build_model(config)
         self.downsample_factor = models.downsample_factor(self.model)
-        self.opt_config = config.optimizer
         self.schedule = make_schedule(self.schedule_kind, self.num_timesteps)
-        # The network computes in config.precision; the diffusion arithmetic (x_t, the
-        # sampler's updates, the loss) always in float32.
-        self.dtype = compute_dtype(config) if "precision" in config else jnp.float32
+        # The network computes in self.dtype (config.precision); the diffusion arithmetic
+        # (x_t, the sampler's updates, the loss) always in float32.
 
     # --- training -------------------------------------------------------------------
 

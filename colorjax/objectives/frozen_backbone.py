@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from colorjax import checks
-from colorjax.models.backbone import BACKBONES, backbone_taps, load_backbone
+from colorjax.models.backbone import BACKBONES, backbone_taps, load_backbone, projected_width
 from colorjax.objectives.base import make_optimizer
 
 # Variable collections of frozen pretrained weights: read by the step, never written.
@@ -48,21 +48,9 @@ def check_backbone(config) -> str:
     return backbone
 
 
-def backbone_settings(config) -> tuple[str, bool, float]:
-    """(`model.backbone`, whether it is trained, its peak learning rate) of a validated
-    config; never trainable without a backbone."""
-    backbone = checks.get(config, "model.backbone", default="none")
-    trainable = backbone != "none" and bool(
-        checks.get(config, "model.backbone_trainable", default=False))
-    learning_rate = float(checks.get(config, "model.backbone_learning_rate", default=1e-5))
-    return backbone, trainable, learning_rate
-
-
 def backbone_width(config) -> int:
     """Channels of each projected backbone tap; 0 without a backbone."""
-    if checks.get(config, "model.backbone", default="none") == "none":
-        return 0
-    return int(checks.get(config, "model.backbone_width", default=64))
+    return projected_width(config.model)
 
 
 def init_taps(backbone: str, weights, l) -> list:

@@ -19,14 +19,13 @@ from colorjax.models import build_regression_model
 from colorjax.models.backbone import backbone_taps, load_backbone
 from colorjax.models.blocks import NORMS
 from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
-                                      apply_in_precision, compute_dtype, init_ema,
-                                      init_variables, pixel_loss, uses_hint_propagation,
-                                      uses_hints)
+                                      apply_in_precision, check_network_size, init_ema,
+                                      init_variables, pixel_loss)
 # backbone_labels and split_optimizer are re-exported (classification imports them here).
 from colorjax.objectives.frozen_backbone import (FROZEN_COLLECTIONS, backbone_labels,
-                                                 backbone_optimizer, backbone_settings,
-                                                 check_backbone, init_taps, network_variables,
-                                                 place_weights, split_optimizer)
+                                                 backbone_optimizer, check_backbone,
+                                                 init_taps, network_variables, place_weights,
+                                                 split_optimizer)
 from colorjax.objectives.rebalance import rebalancing_weights
 
 __all__ = ["OBJECTIVE", "RegressionObjective", "backbone_labels", "downsample_factor",
@@ -46,14 +45,7 @@ def validate(config) -> None:
                       note="(fusion keeps the paper's output layer)")
     else:
         checks.boolean(config, "model.zero_output", default=False)
-    if network == "resnet":
-        checks.integer(config, "model.width", low=1)
-    else:
-        checks.sequence(config, "model.features", "integers", low=1, min_length=1)
-    # The other network's size too, where a config holds it: it is read once model.network
-    # (or model.name) changes, and a bad value should not wait until then.
-    checks.integer(config, "model.width", low=1, default=None)
-    checks.sequence(config, "model.features", "integers", low=1, min_length=1, default=None)
+    check_network_size(config, network)
     if network == "fusion":
         checks.integer(config, "model.fusion_width", low=1)
         # EfficientNet-Lite0 halves its input five times (stride 32).
@@ -79,15 +71,9 @@ class RegressionObjective(Objective):
         validate(config)
         self.model = build_regression_model(config.model)
         self.downsample_factor = models.downsample_factor(self.model)
-        self.opt_config = config.optimizer
+        self.read_shared_fields(config)
         self.loss_kind = config.loss
         self.loss_rebalance = float(checks.get(config, "loss_rebalance", default=0.0))
-        self.ema_decay = float(config.ema_decay)
-        self.dtype = compute_dtype(config)
-        self.hints = uses_hints(config)
-        self.hint_propagation = uses_hint_propagation(config)
-        self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
-            backbone_settings(config))
 
     def _optimizer(self, num_train_steps):
         return backbone_optimizer(self.opt_config, num_train_steps, self.backbone_trainable,

@@ -45,12 +45,11 @@ from colorjax.models.blocks import NORMS
 from colorjax.models.backbone import load_backbone
 from colorjax.models.vae import CONDITIONS, build_vae
 from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
-                                      apply_in_precision, compute_dtype, init_ema,
-                                      init_variables, pixel_loss, uses_hint_propagation,
-                                      uses_hints)
-from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_settings,
-                                                 check_backbone, frozen_taps, init_taps,
-                                                 network_variables, place_weights)
+                                      apply_in_precision, init_ema, init_variables,
+                                      pixel_loss)
+from colorjax.objectives.frozen_backbone import (backbone_optimizer, check_backbone,
+                                                 frozen_taps, init_taps, network_variables,
+                                                 place_weights)
 
 SAMPLE_MODES = ("prior", "zero")
 
@@ -112,17 +111,13 @@ class VAEObjective(Objective):
         self.encoder, self.decoder = build_vae(config.model)
         self.latent_dim = int(config.model.latent_dim)
         self.downsample_factor = models.downsample_factor(self.decoder)
-        self.opt_config = config.optimizer
+        # The networks compute in self.dtype (KL and loss in float32); the decoder reads
+        # concat(L, hints), q(z|L,ab) L alone.
+        self.read_shared_fields(config)
         self.loss_kind = config.loss
-        self.ema_decay = float(config.ema_decay)
         self.beta = float(config.vae.beta)
         self.kl_warmup_steps = int(config.vae.kl_warmup_steps)
         self.sample_mode = config.vae.sample_mode
-        self.dtype = compute_dtype(config)  # networks compute in it; KL, loss stay float32
-        self.hints = uses_hints(config)  # the decoder reads concat(L, hints); q(z|L,ab) L only
-        self.hint_propagation = uses_hint_propagation(config)
-        self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
-            backbone_settings(config))
 
     def init(self, rng, batch, num_train_steps=None):
         enc_rng, dec_rng = jax.random.split(rng)

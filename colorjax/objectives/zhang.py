@@ -35,9 +35,9 @@ from colorjax import ab_bins, checks, color
 from colorjax.checks import ConfigError
 from colorjax.color import AB_SCALE
 from colorjax.models.zhang import ECCV16, NUM_BINS, SIGGRAPH17, upsample_bilinear
-from colorjax.objectives.base import (LOSSES, compute_dtype, uses_hint_propagation,
-                                      uses_hints)
-from colorjax.objectives.classification import BINS, ClassificationObjective, soft_cross_entropy
+from colorjax.objectives.base import LOSSES
+from colorjax.objectives.classification import (BINS, ClassificationObjective, check_bin_fields,
+                                                soft_cross_entropy)
 from colorjax.objectives.regression import RegressionObjective
 from colorjax.photo_io import PhotoIO, resize_bilinear_torch
 from colorjax.photos import Photo, gray_of
@@ -58,12 +58,7 @@ def validate(config) -> None:
     checks.choice(config, "model.backbone", ("none",), default="none",
                   note=f"({name} reads the image through its own layers)")
     if name == "eccv16":
-        checks.number(config, "classification.temperature", low=0.0, low_open=True,
-                      note="(1 = the release's mean, the paper's 0.38 = more vivid)")
-        checks.number(config, "classification.prior_mix", low=0.0, high=1.0,
-                      note="(lambda: 1 = no rebalancing, the paper's 0.5)")
-        checks.integer(config, "classification.prior_images", low=0,
-                       note="(0 = the whole training split)")
+        check_bin_fields(config, "(1 = the release's mean, the paper's 0.38 = more vivid)")
     else:
         checks.choice(config, "loss", LOSSES)
         checks.number(config, "loss_rebalance", low=0.0, high=1.0, high_open=True,
@@ -144,13 +139,7 @@ def _common(objective, config) -> None:
     """The attributes every objective here sets (the regression family's, no backbone)."""
     validate(config)
     objective.downsample_factor = DOWNSAMPLE_FACTOR
-    objective.opt_config = config.optimizer
-    objective.ema_decay = float(config.ema_decay)
-    objective.dtype = compute_dtype(config)
-    objective.hints = uses_hints(config)
-    objective.hint_propagation = uses_hint_propagation(config)
-    objective.backbone, objective.backbone_trainable = "none", False
-    objective.backbone_learning_rate = 0.0
+    objective.read_shared_fields(config)  # no backbone: validate allows only "none"
     # Started from an export (`config.init_from`): keep its output layer as it is.
     objective.keep_output_layer = bool(checks.get(config, "init_from", default=""))
 
