@@ -149,8 +149,8 @@ def test_num_examples_sums_the_sources_and_eval_data_is_not_mixed(data):
     ("greens,,greens", r"config\.data\.mixture: entry 2 '' names no source"),
     ("greens,", r"config\.data\.mixture: entry 2 '' names no source"),
     ("=2", r"config\.data\.mixture: entry 1 '=2' names no source"),
-    ("greens,no_such_data=2", r"config\.data\.mixture='no_such_data': no such folder or dataset.*greens"),
-    ("/no/such/folder", r"config\.data\.mixture='/no/such/folder': no such folder or dataset"),
+    ("greens,no_such_data=2", r"config\.data\.mixture: 'no_such_data': no such folder or dataset.*greens"),
+    ("/no/such/folder", r"config\.data\.mixture: '/no/such/folder': no such folder or dataset"),
     ("VALONLY", r"config\.data\.mixture: the source folder .*valonly.* has no split 'train'"),
     # One source twice (by name, or a folder spelt two ways) would be read as two.
     ("greens,greens=2", r"config\.data\.mixture: entry 2 'greens' names the same source as "

@@ -241,10 +241,10 @@ def test_allocator_setting_is_applied_and_changes_no_batch(small):
     ("val_fraction", 1.5, r"config\.data\.val_fraction"),
     ("hflip", "yes", r"config\.data\.hflip"),
     ("keep_freed_memory", 1, r"config\.data\.keep_freed_memory"),
-    ("name", "no_such_data", r"config\.data\.name='no_such_data'.*colorjax_demo.*colorjax\.data\.prepare"),
+    ("name", "no_such_data", r"config\.data\.name: 'no_such_data'.*colorjax_demo.*colorjax\.data\.prepare"),
     ("folder", "/no/such/folder", r"config\.data\.folder"),
     ("train_split", "training", r"config\.data\.train_split: 'training' is not a split.*train"),
-    ("name", "cifar10", r"(?s)config\.data\.name='cifar10'.*colorjax\[tensorflow\].*download_and_prepare"),
+    ("name", "cifar10", r"(?s)config\.data\.name: 'cifar10'.*colorjax\[tensorflow\].*download_and_prepare"),
 ])
 def test_bad_fields_are_named(small, field, value, match, tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # no cifar10 prepared there
