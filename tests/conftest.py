@@ -44,8 +44,8 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config):
     """`-n auto` (pyproject's addopts): one worker per core up to 4. Each worker holds its
-    own JAX runtime and compiled programs (~2-5 GB at peak), so more would trade memory
-    for little."""
+    own JAX runtime and compiled programs (the largest process of a full run peaked at
+    5-7 GB resident, GNU time's maxresident), so more would trade memory for little."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(4, cores or 1))
 

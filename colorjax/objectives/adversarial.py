@@ -176,8 +176,7 @@ class AdversarialObjective(Objective):
         else:
             weights = load_backbone(self.backbone)
             g_vars = dict(init_variables(self.generator, g_rng, g_in,
-                                                taps=init_taps(self.backbone, weights,
-                                                               batch["l"])))
+                                         taps=init_taps(self.backbone, weights, batch["l"])))
         d_vars = dict(init_variables(self.discriminator, d_rng, batch["l"], batch["ab"]))
         params, disc_params = g_vars.pop("params"), d_vars.pop("params")
         if self.backbone != "none":

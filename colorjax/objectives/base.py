@@ -49,9 +49,10 @@ def rbg_key(rng):
 def init_variables(module, rng, *args, **kwargs):
     """`module.init(rbg_key(rng), *args, train=False, **kwargs)` as one compiled program.
 
-    Called eagerly, Flax's init runs every layer's initializer as its own small program
-    (a tiny UNet: ~20 s on 2 cores); jitted whole with an RBG key it is one (~4 s). Inside
-    a jitted caller (the loop's init) the inner jit is inlined. `kwargs` are arrays or
+    Called eagerly, Flax's init runs every layer's initializer as its own small program;
+    jitted whole with an RBG key it is one (a tiny UNet's `objective.init`: 8.1 s against
+    1.4 s on a 2-core Intel Xeon, docs/benchmarks.md "The test suite's time"). Inside a
+    jitted caller (the loop's init) the inner jit is inlined. `kwargs` are arrays or
     pytrees of them (the backbone's taps), never Python flags.
     """
     def init(key, args, kwargs):

@@ -130,7 +130,7 @@ class VAEObjective(Objective):
         else:
             weights = load_backbone(self.backbone)
             dec = dict(init_variables(self.decoder, dec_rng, cond, z,
-                                       taps=init_taps(self.backbone, weights, l)))
+                                      taps=init_taps(self.backbone, weights, l)))
         dec = dict(dec)
         dec_params = dec.pop("params")
         if self.backbone != "none":
