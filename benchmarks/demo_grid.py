@@ -11,7 +11,7 @@ import sys
 
 import jax
 
-from colorjax.evaluate import Evaluator
+from colorjax.training.evaluate import Evaluator
 from trained_run import load_run
 
 
@@ -28,7 +28,7 @@ def main(workdir: str, out: str, step: int = -1, temperature: float | None = Non
 
 
 if __name__ == "__main__":
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     jax.config.update("jax_platforms", "cpu")

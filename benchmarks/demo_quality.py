@@ -31,8 +31,8 @@ from PIL import Image  # noqa: E402
 
 from colorjax import color, metrics  # noqa: E402
 from colorjax.data import demo, images  # noqa: E402
-from colorjax.evaluate import image_metrics, lpips_on_small_images, save_grid  # noqa: E402
-from colorjax.photos import image_files  # noqa: E402
+from colorjax.training.evaluate import image_metrics, lpips_on_small_images, save_grid  # noqa: E402
+from colorjax.media.photos import image_files  # noqa: E402
 
 COLUMNS = ("ciede2000", "lpips", "mean_a", "mean_b", "true_a", "true_b")
 
@@ -40,7 +40,7 @@ COLUMNS = ("ciede2000", "lpips", "mean_a", "mean_b", "true_a", "true_b")
 def load_model(source: str, step: int = -1):
     """(objective, inference variables, step) of a workdir's checkpoint or an export."""
     if os.path.isfile(os.path.join(source, "metadata.json")):
-        from colorjax.artifact import read_export  # noqa: PLC0415
+        from colorjax.inference.artifact import read_export  # noqa: PLC0415
 
         _, metadata, objective, variables = read_export(source)
         return objective, variables, metadata.get("step")
@@ -170,7 +170,7 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     jax.config.update("jax_platforms", "cpu")

@@ -4,7 +4,7 @@
 
 Three fresh processes per config: no cache; a cold cache (an empty directory, which the run
 fills); the same cache again, warm (what a user's second run of a config sees: the CLI turns
-the cache on by default, see colorjax/runtime.py). Each reports "startup" (from the start of
+the cache on by default, see colorjax/platform/runtime.py). Each reports "startup" (from the start of
 `train_throughput.measure`, after Python's imports: JAX import, parameter initialization and
 the train step's compilation and first run) and "compile + first step" alone.
 """
@@ -50,11 +50,11 @@ def main():
 
 
 if __name__ == "__main__":
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     # Time what `python -m colorjax.main` runs: with its malloc settings (host_memory.py).
-    from colorjax import host_memory
+    from colorjax.platform import host_memory
 
     host_memory.reexec_with_huge_pages()
     main()

@@ -31,7 +31,8 @@ import numpy as np
 from absl import app, flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from colorjax import color, data, hints, metrics  # noqa: E402
+from colorjax import color, data, metrics  # noqa: E402
+from colorjax import hints
 
 flags.DEFINE_string("workdir", None, "A training workdir (its checkpoints/).")
 flags.DEFINE_integer("step", -1, "Checkpoint step of --workdir (-1 = latest).")
@@ -56,10 +57,10 @@ def load_model(workdir: str | None, step: int, export_dir: str | None):
     if bool(workdir) == bool(export_dir):
         raise app.UsageError("give exactly one of --workdir and --export")
     if export_dir:
-        from colorjax.artifact import read_export
+        from colorjax.inference.artifact import read_export
         config, metadata, objective, variables = read_export(export_dir)
         return config, objective, variables, f"{metadata['model']} export step {metadata['step']}"
-    from colorjax.checkpoint import restore_run
+    from colorjax.training.checkpoint import restore_run
     config, objective, state, step = restore_run(workdir, step)
     return (config, objective, objective.inference_variables(state),
             f"{config.model.name} step {step}")
@@ -68,9 +69,9 @@ def load_model(workdir: str | None, step: int, export_dir: str | None):
 def curve(objective, variables, batches, counts, seed: int, spread: bool = False) -> dict:
     """{k: {"ciede2000", "psnr", "num_examples"}} for every k in `counts`, plus "gray";
     with `spread`, also ("spread", k): the hints spread along the image alone
-    (`colorjax.hint_propagation`, no network), the prior a propagating model starts from.
+    (`colorjax.hints.propagation`, no network), the prior a propagating model starts from.
     A model without hints is measured at k = 0 only (its automatic colorization)."""
-    from colorjax.hint_propagation import propagate
+    from colorjax.hints.propagation import propagate
 
     takes_hints = bool(getattr(objective, "hints", False))
     counts = counts if takes_hints else [0]
@@ -228,7 +229,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     app.run(main)

@@ -134,7 +134,7 @@ def category(kind: str, where: str) -> str:
 def profile(config_spec: str, size: int, batch: int, steps: int) -> dict:
     import jax
 
-    from colorjax.configs import load_config
+    from colorjax.presets import load_config
 
     config = load_config(config_spec)
     config.data.image_size = size
@@ -219,11 +219,11 @@ def main():
 
 
 if __name__ == "__main__":
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     # Time what `python -m colorjax.main` runs: with its malloc settings (host_memory.py).
-    from colorjax import host_memory
+    from colorjax.platform import host_memory
 
     host_memory.reexec_with_huge_pages()
     main()

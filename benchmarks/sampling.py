@@ -22,7 +22,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from colorjax.configs import load_config  # noqa: E402
+from colorjax.presets import load_config  # noqa: E402
 from colorjax.objectives.diffusion import DiffusionObjective  # noqa: E402
 
 
@@ -102,11 +102,11 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     # Time what `python -m colorjax.main` runs: with its malloc settings (host_memory.py).
-    from colorjax import host_memory
+    from colorjax.platform import host_memory
 
     host_memory.reexec_with_huge_pages()
     np.set_printoptions(precision=3)

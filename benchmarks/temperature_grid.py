@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from colorjax import color, data
-from colorjax.evaluate import save_grid
+from colorjax.training.evaluate import save_grid
 from demo_grid import _demo_validation
 from trained_run import load_run
 
@@ -41,7 +41,7 @@ def main(workdir: str, out: str, temperatures=(1.0, 0.6, 0.38, 0.2, 0.1)):
 
 
 if __name__ == "__main__":
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     jax.config.update("jax_platforms", "cpu")

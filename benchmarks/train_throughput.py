@@ -48,7 +48,8 @@ def synthetic_step(config, num_train_steps: int):
     import jax
     import numpy as np
 
-    from colorjax import parallel, train
+    from colorjax.platform import parallel
+    from colorjax.training import loop as train
     from colorjax.objectives import make_objective
 
     size, batch = config.data.image_size, config.batch_size
@@ -72,8 +73,8 @@ def measure(config_spec: str, size: int, batch: int, steps: int, precision: str,
     import jax
     import numpy as np
 
-    from colorjax import runtime
-    from colorjax.configs import load_config
+    from colorjax.platform import runtime
+    from colorjax.presets import load_config
 
     if compilation_cache is not None:
         runtime.enable_compilation_cache(compilation_cache)
@@ -191,11 +192,11 @@ def main():
 
 
 if __name__ == "__main__":
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     # Time what `python -m colorjax.main` runs: with its malloc settings (host_memory.py).
-    from colorjax import host_memory
+    from colorjax.platform import host_memory
 
     host_memory.reexec_with_huge_pages()
     main()

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from colorjax import parallel  # noqa: E402
-from colorjax.checkpoint import restore_run  # noqa: E402
+from colorjax.platform import parallel  # noqa: E402
+from colorjax.training.checkpoint import restore_run  # noqa: E402
 
 
 def load_run(workdir: str, step: int = -1, edit_config: Callable | None = None,

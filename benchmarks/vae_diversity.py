@@ -34,8 +34,9 @@ import numpy as np
 from absl import app, flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from colorjax import color, data, metrics, parallel  # noqa: E402
-from colorjax.evaluate import lpips_on_small_images, save_grid  # noqa: E402
+from colorjax import color, data, metrics  # noqa: E402
+from colorjax.platform import parallel
+from colorjax.training.evaluate import lpips_on_small_images, save_grid  # noqa: E402
 from trained_run import load_run  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.")
@@ -167,7 +168,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     app.run(main)

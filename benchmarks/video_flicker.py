@@ -4,7 +4,7 @@
         [--clips=8] [--size=160x120] [--frames_per_move=12] [--grain=4] [--crf=23]
         [--real=CLIP.mp4 ...] [--real_frames=90] [--blend=0.7] [--out=DIR] [--strip=OUT.png]
 
-Test clips are made from real colour photos by a simulated camera (colorjax.video_clips):
+Test clips are made from real colour photos by a simulated camera (colorjax.media.video_clips):
 per clip, a pan then a zoom over one photo, a cut, a diagonal pan over another, with film
 grain (Gaussian, `--grain` 8-bit levels, per frame), then an H.264 round trip at `--crf`
 (the compression noise real footage has). The truth is the decoded colour clip; the model
@@ -36,11 +36,14 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from colorjax import color, temporal, video_clips, video_io  # noqa: E402
-from colorjax.colorize import Colorizer  # noqa: E402
+from colorjax import color  # noqa: E402
+from colorjax.media import temporal
+from colorjax.media import video_clips
+from colorjax.media import video_io
+from colorjax.inference.colorizer import Colorizer  # noqa: E402
 from colorjax.metrics import ciede2000  # noqa: E402
 from colorjax.metrics import flicker as flicker_lib  # noqa: E402
-from colorjax.photos import image_files  # noqa: E402
+from colorjax.media.photos import image_files  # noqa: E402
 from colorjax.video import colorize_frames  # noqa: E402
 
 
@@ -213,7 +216,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     sys.exit(main())

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def one(export: str, frames: int, w: int, h: int) -> float:
     import av
 
-    from colorjax.colorize import Colorizer
+    from colorjax.inference.colorizer import Colorizer
     from colorjax.video import colorize_video_file
 
     with tempfile.TemporaryDirectory() as d:
@@ -64,7 +64,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     sys.exit(main())

@@ -21,7 +21,7 @@ under torch.inference_mode(); one colorjax device (the sampler is not sharded).
 torch is never a colorjax dependency: it lives in its own Python (see torch_unet.py).
 
 colorjax runs as `python -m colorjax.main` does, with glibc's huge pages for malloc
-(colorjax/host_memory.py). `--torch_malloc` says how PyTorch runs: `default` (as installed),
+(colorjax/platform/host_memory.py). `--torch_malloc` says how PyTorch runs: `default` (as installed),
 `hugepages` (the same tunable) or `both` (the default: each round times PyTorch both ways,
 and the table has a ratio for each).
 """
@@ -36,7 +36,8 @@ import statistics
 import subprocess
 import sys
 
-from colorjax import host_memory, xla_cpu  # light: no JAX
+from colorjax.platform import host_memory  # light: no JAX
+from colorjax.platform import xla_cpu
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -86,7 +87,7 @@ def colorjax_sample(features, attention_levels, num_res_blocks, size, batch, ste
 
     import jax
 
-    from colorjax.configs import load_config
+    from colorjax.presets import load_config
     from colorjax.objectives.diffusion import DiffusionObjective
 
     config = load_config("configs/unetddpm.py:cpu")
@@ -252,7 +253,7 @@ def main():
 
 
 if __name__ == "__main__":
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     main()

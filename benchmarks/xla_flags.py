@@ -9,7 +9,7 @@ set sees the same load. Prints the median images/s per flag set and its ratio to
 one (give the defaults, `--flags=""`, first). Synthetic batches, float32.
 
 The defaults are colorjax's: its programs add Eigen convolutions to XLA_FLAGS
-(colorjax/xla_cpu.py) unless a flag set names `--xla_cpu_experimental_ynn_fusion_type`
+(colorjax/platform/xla_cpu.py) unless a flag set names `--xla_cpu_experimental_ynn_fusion_type`
 itself. XLA's own default, YNNPACK convolutions, is
 `--flags="--xla_cpu_experimental_ynn_fusion_type=+individual_convolution"`.
 """
@@ -64,11 +64,11 @@ def main():
 
 
 if __name__ == "__main__":
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     # Time what `python -m colorjax.main` runs: with its malloc settings (host_memory.py).
-    from colorjax import host_memory
+    from colorjax.platform import host_memory
 
     host_memory.reexec_with_huge_pages()
     main()

@@ -32,9 +32,9 @@ MODELS = ("eccv16", "siggraph17")
 def make_export(model: str, path: str) -> str:
     """An export of `model` with random weights of the release's layout (BatchNorm
     variances positive), written as `colorjax.convert` writes one."""
-    from colorjax.configs import load_config
+    from colorjax.presets import load_config
     from colorjax.convert import zhang as cz
-    from colorjax.export import write_export
+    from colorjax.training.export import write_export
 
     if os.path.isfile(os.path.join(path, "metadata.json")):
         return path
@@ -137,7 +137,7 @@ def main():
 
 
 if __name__ == "__main__":
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()  # XLA:CPU's convolution choice, as the entry points make it
     main()

@@ -12,7 +12,7 @@ def __getattr__(name):
     # `colorjax.Colorizer` (and `Hint`) are imported on first use, so `import colorjax` stays light
     # (no JAX, no model code) for tools that only want the version or a submodule.
     if name == "Colorizer":
-        from colorjax.colorize import Colorizer
+        from colorjax.inference.colorizer import Colorizer
         return Colorizer
     if name == "Hint":
         from colorjax.hints import Hint

@@ -12,7 +12,7 @@ A mistake in the flags or the config (an unknown field, a value that is not allo
 the program before anything compiles, with one line on stderr and exit status 2:
 `config error: config.<field>: <what is wrong>; allowed: <...>`. `COLORJAX_DEBUG=1` adds
 the traceback. On Linux with glibc the process re-executes itself once at start-up with
-`GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (colorjax/host_memory.py), which makes CPU training
+`GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (colorjax/platform/host_memory.py), which makes CPU training
 steps faster; `COLORJAX_MALLOC=default` turns that off.
 """
 
@@ -22,7 +22,8 @@ if __name__ == "__main__":
     # First, before JAX starts its threads: glibc reads its malloc tunables only when a
     # process starts, so this re-executes the process once with huge pages for XLA's
     # per-step buffers (host_memory.py; COLORJAX_MALLOC=default opts out).
-    from colorjax import host_memory, xla_cpu
+    from colorjax.platform import host_memory
+    from colorjax.platform import xla_cpu
 
     host_memory.reexec_with_huge_pages()
     # XLA:CPU's convolution choice, before JAX starts its backend (xla_cpu.py).
@@ -34,7 +35,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from colorjax import cli, config_fields
+from colorjax.platform import cli
+from colorjax.config import fields as config_fields
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -81,13 +83,31 @@ def _with_saved_config(argv) -> list[str]:
     workdir = _flag_value(argv, "workdir")
     if not workdir:
         return argv  # absl names the missing --workdir
-    from colorjax import run_config
+    from colorjax.training import run_config
     try:
         run_config.saved_config(workdir)  # there, and readable
     except Exception as e:  # noqa: BLE001  a missing or unreadable checkpoint: one line
         cli.fail(f"error: {e}" if isinstance(e, FileNotFoundError) else
                  f"error: cannot read the config saved in {workdir}/checkpoints: {e}")
     return [argv[0], f"--config={run_config.__file__}:{workdir}", *argv[1:]]
+
+
+def _with_installed_preset(argv) -> list[str]:
+    """`argv`, with `--config=configs/<name>.py[:variant]` read as the installed preset
+    where no such file is here (colorjax installed, run outside a checkout)."""
+    from colorjax.presets import preset_path
+
+    out = []
+    for i, arg in enumerate(argv):
+        if arg.startswith(("--config=", "-config=")):
+            flag, value = arg.split("=", 1)
+            path, colon, variant = value.partition(":")
+            arg = f"{flag}={preset_path(path)}{colon}{variant}"
+        elif i and argv[i - 1] in ("--config", "-config"):
+            path, colon, variant = arg.partition(":")
+            arg = f"{preset_path(path)}{colon}{variant}"
+        out.append(arg)
+    return out
 
 
 def _overrides(argv) -> list[tuple[str, str | None]]:
@@ -111,8 +131,8 @@ def _explain_flag_error(error: Exception, argv) -> str:
     ml_collections reports an unknown override field as a KeyError traceback and a
     config file that fails to load as an error wrapped in others, so the config file is
     loaded again here and each override checked against it: that names the field."""
-    from colorjax.config_checks import unknown_field_error
-    from colorjax.configs import load_config
+    from colorjax.training.validation import unknown_field_error
+    from colorjax.presets import load_config
 
     path = _config_path(argv)
     if path is None:
@@ -137,14 +157,14 @@ def _explain_flag_error(error: Exception, argv) -> str:
 def _parse_flags(argv):
     """absl's flag parsing, but every mistake in one line with exit status 2; --help and
     --list_configs list the configs and exit 0."""
-    from colorjax.configs import catalog_text
+    from colorjax.presets import catalog_text
 
     argv = cli.help_alias(argv)
     if any(re.fullmatch(r"--?list_configs(=(true|1))?", a, re.I) for a in argv[1:]):
         print(catalog_text(), flush=True)
         sys.exit(0)
     if not cli.asks_for_help(argv):
-        argv = _with_saved_config(argv)
+        argv = _with_installed_preset(_with_saved_config(argv))
     try:
         with cli.help_exits_zero(argv, epilogue=catalog_text):
             args = FLAGS(argv)
@@ -166,11 +186,11 @@ def main(argv):
         # Only the checkpoint and the objective: no data pipeline, no training loop. It
         # reads one checkpoint and writes one directory, so in a multi-process launch
         # process 0 does it alone, as a single process, and the others have nothing to do.
-        from colorjax import parallel
+        from colorjax.platform import parallel
         if parallel.launched_process_id() != 0:
             return
-        from colorjax.export import ExportError, export_checkpoint
-        from colorjax import run_summary
+        from colorjax.training.export import ExportError, export_checkpoint
+        from colorjax.training import run_summary
         try:
             path = export_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.export_dir,
                                      overridden=_overridden_fields(sys.argv))
@@ -182,10 +202,13 @@ def main(argv):
         print("\n".join(run_summary.export_lines(run_summary.shown_path(path),
                                                  FLAGS.workdir)), flush=True)
         return
-    from colorjax import parallel, run_config, runtime, train
-    from colorjax.checkpoint import DamagedCheckpointError
-    from colorjax.config_checks import ConfigError
-    from colorjax.evaluate import NonFiniteMetricsError
+    from colorjax.platform import parallel
+    from colorjax.training import run_config
+    from colorjax.platform import runtime
+    from colorjax.training import loop as train
+    from colorjax.training.checkpoint import DamagedCheckpointError
+    from colorjax.training.validation import ConfigError
+    from colorjax.training.evaluate import NonFiniteMetricsError
 
     parallel.initialize_distributed()
     runtime.enable_compilation_cache(FLAGS.compilation_cache)

@@ -85,7 +85,7 @@ from __future__ import annotations
 if __name__ == "__main__":
     # The program itself, not a library import: XLA:CPU's convolution choice goes into
     # XLA_FLAGS before JAX starts its backend (xla_cpu.py; COLORJAX_CPU_CONV=ynnpack opts out).
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()
 
@@ -93,7 +93,7 @@ import argparse
 import errno
 import sys
 
-from colorjax.colorize import Colorizer
+from colorjax.inference.colorizer import Colorizer
 from colorjax.serving.requests import RequestError, parse_multipart
 from colorjax.serving.server import (MAX_CONNECTIONS_PER_CLIENT, MIN_UPLOAD_RATE,
                                      UPLOAD_GRACE_S, bind_server, make_server)

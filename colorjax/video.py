@@ -1,14 +1,14 @@
 """Colorize videos with an exported model: frames in batches through the model, the colour
-stabilised over time (`colorjax.temporal`), each frame's own full-resolution L kept.
+stabilised over time (`colorjax.media.temporal`), each frame's own full-resolution L kept.
 
-    from colorjax.colorize import Colorizer
+    from colorjax.inference.colorizer import Colorizer
     from colorjax.video import colorize_frames, colorize_video_file
     for frame in colorize_frames(Colorizer.load("export/"), frames):  # RGB uint8 arrays
         frame.rgb  # (H, W, 3) uint8
 
 `python -m colorjax.colorize --input=film.mp4` (or a folder holding videos) uses
 `colorize_video_file`: streamed decode -> model -> encode with the input's timestamps and
-audio (`colorjax.video_io`), so memory stays at one batch of frames for any length.
+audio (`colorjax.media.video_io`), so memory stays at one batch of frames for any length.
 
 Each frame is colorized as a still photo would be (`Colorizer.predict_small` at the working
 size), then its ab goes to the stabiliser's working resolution (the frame's aspect, long
@@ -27,10 +27,10 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from colorjax import video_io
-from colorjax.photos import (Photo, lab_to_rgb_striped, photo_from_array, resize_ab,
+from colorjax.media import video_io
+from colorjax.media.photos import (Photo, lab_to_rgb_striped, photo_from_array, resize_ab,
                              resize_plane, to_uint8)
-from colorjax.temporal import Stabilizer, StabilizeOptions, work_size
+from colorjax.media.temporal import Stabilizer, StabilizeOptions, work_size
 
 
 @dataclasses.dataclass

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train on several GPUs of one machine: one process drives all visible GPUs (JAX is
-# single-controller per host; the batch is split over devices by colorjax/parallel.py).
+# single-controller per host; the batch is split over devices by colorjax/platform/parallel.py).
 #
 #   launch/multi_gpu.sh all --config=configs/unetddpm.py --workdir=runs/ddpm
 #   launch/multi_gpu.sh 0,2,3 --config=configs/unet.py --workdir=runs/unet --config.batch_size=96

@@ -9,7 +9,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # The tests run as colorjax's programs do: with XLA:CPU's convolution choice (xla_cpu.py),
 # which `import colorjax` alone does not make. Workers and CLI subprocesses inherit it.
-from colorjax import xla_cpu  # noqa: E402
+from colorjax.platform import xla_cpu  # noqa: E402
 
 xla_cpu.configure()
 
@@ -102,7 +102,7 @@ def tiny_config(model: str = "unet", *, size: int = 16, features=(8, 16), **over
     `data.image_size` = `size`, then `overrides` in order, each a field by its dotted path
     (`**{"optimizer.learning_rate": 3e-3}`) or with `__` for the dots
     (`optimizer__learning_rate=3e-3`)."""
-    from colorjax.configs import load_config
+    from colorjax.presets import load_config
 
     fields = {"model.features": features, "data.image_size": size}
     fields.update({k.replace("__", "."): v for k, v in overrides.items()})
@@ -111,7 +111,7 @@ def tiny_config(model: str = "unet", *, size: int = 16, features=(8, 16), **over
 
 def set_fields(config, fields: dict):
     """`config` with each dotted field of `fields` set, in order (as --config.<field> does)."""
-    from colorjax.config_fields import set_field
+    from colorjax.config.fields import set_field
 
     for path, value in fields.items():
         set_field(config, path, value)
@@ -159,7 +159,7 @@ def restore_checkpoint(workdir, state, step: int | None = None):
     restored onto the structure and shardings of `state`, as a resumed run does."""
     import os
 
-    from colorjax.checkpoint import TrainCheckpointer
+    from colorjax.training.checkpoint import TrainCheckpointer
 
     ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"))
     try:

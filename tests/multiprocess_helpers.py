@@ -14,8 +14,9 @@ import jax
 import numpy as np
 import pytest
 
-from colorjax import parallel, train
-from colorjax.configs import load_config
+from colorjax.platform import parallel
+from colorjax.training import loop as train
+from colorjax.presets import load_config
 from colorjax.objectives import make_objective
 from conftest import restore_checkpoint, set_fields
 

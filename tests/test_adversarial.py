@@ -15,13 +15,13 @@ import pytest
 from skimage import data as skdata
 from skimage import transform
 
-from colorjax import parallel
-from colorjax.checkpoint import TrainCheckpointer
+from colorjax.platform import parallel
+from colorjax.training.checkpoint import TrainCheckpointer
 from colorjax.color import rgb_to_model_inputs
-from colorjax.configs import load_config
+from colorjax.presets import load_config
 from colorjax.objectives import make_objective
 from colorjax.objectives.adversarial import AdversarialObjective, gradient_penalty, validate
-from colorjax.train import create_state, make_train_step
+from colorjax.training.loop import create_state, make_train_step
 from conftest import tiny_config
 
 SIZE = 16

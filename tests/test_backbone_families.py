@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import STEADY_LR, photo_batch, tiny_config
 
-from colorjax.checks import ConfigError
+from colorjax.config.checks import ConfigError
 from colorjax.models.backbone import load_backbone
 from colorjax.objectives import make_objective
 

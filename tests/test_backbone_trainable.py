@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import STEADY_LR, photo_batch, tiny_config
 
-from colorjax.checks import ConfigError
+from colorjax.config.checks import ConfigError
 from colorjax.models.backbone import load_backbone
 from colorjax.objectives import make_objective
 from colorjax.objectives.frozen_backbone import backbone_labels
@@ -186,7 +186,7 @@ def test_bad_backbone_learning_rate_is_named(family):
 def test_a_trainable_backbone_is_checkpointed_with_the_params(family, tmp_path):
     """Checkpoints leave only frozen collections out: a fine-tuned backbone is params, so
     it is saved and restored (by `restore_run`, not reloaded from the package)."""
-    from colorjax.checkpoint import TrainCheckpointer, _saved_tree, restore_run
+    from colorjax.training.checkpoint import TrainCheckpointer, _saved_tree, restore_run
 
     obj, _, _, state, _ = setup(family, True)
     config = config_for(family, True)

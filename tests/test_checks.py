@@ -1,11 +1,12 @@
-"""colorjax.checks: one check per field, named by its dotted path, one error form; and
+"""colorjax.config.checks: one check per field, named by its dotted path, one error form; and
 validate_config, which checks every config without building an objective."""
 
 import ml_collections as mlc
 import pytest
 
-from colorjax import checks, config_checks
-from colorjax.configs import available_configs, load_config
+from colorjax.config import checks
+from colorjax.training import validation as config_checks
+from colorjax.presets import available_configs, load_config
 from colorjax.diffusion import ddim_timesteps, make_schedule
 from colorjax.models.discriminators import build_discriminator
 from colorjax.models.generators import build_generator
@@ -161,7 +162,7 @@ def test_validate_config_never_builds_an_objective(monkeypatch):
     import importlib
 
     import colorjax.objectives
-    from colorjax import registry
+    from colorjax.config import registry
 
     def refuse(config):
         raise AssertionError("validate_config built an objective")

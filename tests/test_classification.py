@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from conftest import STEADY_LR, fit_fixed_batch, photo_batch, tiny_config
 
-from colorjax import ab_bins, color
-from colorjax.checks import ConfigError
+from colorjax import color
+from colorjax.color import ab_bins
+from colorjax.config.checks import ConfigError
 from colorjax.objectives import make_objective
 
 CENTERS = ab_bins.in_gamut_centers()

@@ -35,7 +35,7 @@ TINY = ["--config=configs/unet.py:cpu", "--config.model.features=(8, 16)",
 ENTRY_POINTS = ["colorjax.main", "colorjax.compare", "colorjax.colorize", "colorjax.serve",
                 "colorjax.data.prepare"] + \
     (["colorjax.convert"] if importlib.util.find_spec("colorjax.convert") else [])
-# Which way is better, written out here (not read from colorjax.evaluate.METRICS).
+# Which way is better, written out here (not read from colorjax.training.evaluate.METRICS).
 HIGHER_BETTER = {"ssim", "psnr", "auc", "auc_rebalanced"}
 LOWER_BETTER = {"loss", "delta_e76", "ciede2000", "lpips"}
 
@@ -86,11 +86,11 @@ def test_help_of_every_entry_point_exits_0(helps, module):
 
 
 def _module_doc(name: str) -> str:
-    return importlib.import_module(f"configs.{name}").__doc__ or ""
+    return importlib.import_module(f"colorjax.presets.{name}").__doc__ or ""
 
 
 def test_main_help_and_list_configs_list_every_config_and_variant_once(helps):
-    from colorjax.configs import available_configs, variants
+    from colorjax.presets import available_configs, variants
 
     listed = run("colorjax.main", "--list_configs")
     assert listed.returncode == 0, listed.stderr[-2000:]
@@ -110,7 +110,7 @@ def test_main_help_and_list_configs_list_every_config_and_variant_once(helps):
 def test_every_config_declares_the_variants_it_accepts():
     """The listing's variants are the config files' own: each declared one loads, and an
     undeclared one is refused with the declared ones named."""
-    from colorjax.configs import available_configs, load_config, variants
+    from colorjax.presets import available_configs, load_config, variants
 
     for name in available_configs():
         declared = variants(name)
@@ -144,7 +144,7 @@ def test_export_or_eval_of_a_workdir_without_checkpoints_is_one_line(tmp_path, m
 
 
 def test_versus_gray_counts_each_metric_in_its_own_direction():
-    from colorjax.evaluate import versus_gray, versus_gray_words
+    from colorjax.training.evaluate import versus_gray, versus_gray_words
 
     gray = {"loss": 0.03, "ssim": 0.90, "psnr": 24.0, "delta_e76": 19.0, "ciede2000": 12.0,
             "lpips": 0.18, "colorfulness": 0.0, "auc": 0.87}
@@ -160,7 +160,7 @@ def test_versus_gray_counts_each_metric_in_its_own_direction():
 
 def test_the_time_left_starts_after_the_first_step():
     """A first step that takes long (compilation) does not make the time left long."""
-    from colorjax import progress
+    from colorjax.platform import progress
 
     bar = progress.bar(100, "train", "step", enabled=True)
     try:

@@ -16,7 +16,10 @@ from PIL import Image
 from skimage import data as skdata
 
 from colorjax import color
-from colorjax.colorize import Colorizer, Photo, main, open_photo, output_stems, to_photo
+from colorjax.colorize import main
+from colorjax.inference.output_files import output_stems
+from colorjax.inference.colorizer import Colorizer
+from colorjax.media.photos import Photo, open_photo, to_photo
 
 import test_export  # the shared tiny export (tests/ is on sys.path under pytest)
 
@@ -475,7 +478,7 @@ def _dead_pid() -> int:
 def test_open_photo_refuses_a_fifo_without_blocking(tmp_path):
     import threading
 
-    from colorjax.photos import NotARegularFile
+    from colorjax.media.photos import NotARegularFile
 
     fifo = tmp_path / "b.jpg"
     os.mkfifo(fifo)
@@ -517,7 +520,7 @@ def test_cli_an_input_that_is_no_regular_file_is_one_line(tmp_path, capsys, kind
 
 
 def test_remove_stale_partials_spares_running_writers_and_other_files(tmp_path):
-    from colorjax.output_files import remove_stale_partials
+    from colorjax.inference.output_files import remove_stale_partials
 
     dead, alive = _dead_pid(), os.getppid()
     names = {f".p1.png.{dead}.tmp": False, f".film.mp4.{dead}.tmp.mp4": False,  # removed
@@ -575,7 +578,7 @@ def test_lab_to_rgb_pieces_are_bounded_in_pixels_whatever_the_aspect_ratio():
     import tracemalloc
 
     from colorjax import color
-    from colorjax.photos import STRIPE_PIXELS, lab_to_rgb_striped
+    from colorjax.media.photos import STRIPE_PIXELS, lab_to_rgb_striped
 
     rng = np.random.default_rng(0)
     for shape in ((5, 7), (1, STRIPE_PIXELS + 5), (STRIPE_PIXELS + 3, 1)):

@@ -21,8 +21,11 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from colorjax import color, export
-from colorjax.colorize import Colorizer, main, to_photo
+from colorjax import color
+from colorjax.training import export
+from colorjax.colorize import main
+from colorjax.inference.colorizer import Colorizer
+from colorjax.media.photos import to_photo
 from colorjax.objectives import make_objective
 from colorjax.serve import make_server
 from conftest import tiny_config

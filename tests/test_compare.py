@@ -157,8 +157,8 @@ def test_inception_weights_is_one_line_error(tmp_path):
 
 
 def test_all_lists_every_model_config_at_its_cpu_variant():
-    from colorjax.compare import cpu_model_configs, run_name
-    from colorjax.configs import available_configs
+    from colorjax.compare.runs import cpu_model_configs, run_name
+    from colorjax.presets import available_configs
 
     specs = cpu_model_configs()
     assert all(s.endswith(".py:cpu") for s in specs)
@@ -171,8 +171,8 @@ def test_all_lists_every_model_config_at_its_cpu_variant():
 def test_eval_only_sets_apply_their_runtime_fields_only():
     """`--set` with `--eval_only` changes what the runs are evaluated on (data, eval), never
     the trained model: a model field is left as the run saved it."""
-    from colorjax.compare import runtime_overrides
-    from colorjax.configs import load_config
+    from colorjax.compare.runs import runtime_overrides
+    from colorjax.presets import load_config
 
     config = load_config("unet", "cpu")
     prepare = runtime_overrides(["data.eval_name=colorjax_demo", "data.eval_folder=",

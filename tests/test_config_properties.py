@@ -21,9 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from colorjax import cli, config_fields, warm_start
-from colorjax.config_checks import ConfigError, validate_config
-from colorjax.configs import available_configs, load_config, variants
+from colorjax.platform import cli
+from colorjax.config import fields as config_fields
+from colorjax.training import warm_start
+from colorjax.training.validation import ConfigError, validate_config
+from colorjax.presets import available_configs, load_config, variants
 from conftest import REPO
 
 CONFIGS = [(name, variant) for name in available_configs() for variant in variants(name)]

@@ -154,7 +154,7 @@ def test_eccv16_tensors_map_onto_the_flax_network(tmp_path):
     path = cz.convert("eccv16", str(f), str(tmp_path / "export"), say=lines.append)
     assert lines and "is not the published release's name" in lines[0]
 
-    from colorjax.artifact import read_export
+    from colorjax.inference.artifact import read_export
 
     config, meta, objective, v = read_export(path)
     assert meta["model"] == "eccv16" and meta["step"] == 0

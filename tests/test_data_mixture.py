@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorjax import parallel
+from colorjax.platform import parallel
 from colorjax.data import (
     create_train_iterator, decode_state, default_data_config, encode_state, num_examples,
     prepare_folder, validate_data_config,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from colorjax import color
-from colorjax.checks import ConfigError
+from colorjax.config.checks import ConfigError
 from colorjax.data import (
     create_eval_iterator, create_train_iterator, decode_state, default_data_config,
     encode_state, num_examples, prepare_demo, prepare_folder, validate_data_config,

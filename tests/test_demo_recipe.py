@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from colorjax import color
-from colorjax.configs import load_config
+from colorjax.presets import load_config
 from colorjax.data import create_train_iterator, default_data_config, demo, images
 from colorjax.data import prepare_folder, validate_data_config
 from colorjax.objectives import make_objective

@@ -7,8 +7,8 @@ import ml_collections as mlc
 import numpy as np
 import pytest
 
-from colorjax import parallel
-from colorjax.configs import load_config
+from colorjax.platform import parallel
+from colorjax.presets import load_config
 from colorjax.objectives import make_objective
 from colorjax.objectives.diffusion import (DiffusionObjective, bucket_losses,
                                            stratified_timesteps)

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax.checks import ConfigError
+from colorjax.config.checks import ConfigError
 from colorjax.diffusion import (ddim_sample, ddim_timesteps, ddpm_sample, make_schedule,
                                 q_sample, training_target)
 from colorjax.models.diffusion_unet import DiffusionUNet

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax.checks import ConfigError
+from colorjax.config.checks import ConfigError
 from colorjax.diffusion import make_schedule, predict_x0_eps, q_sample, training_target
 
 

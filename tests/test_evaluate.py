@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax import color, data, evaluate, metrics, parallel
+from colorjax import color, data, metrics
+from colorjax.training import evaluate
+from colorjax.platform import parallel
 from conftest import tiny_config
 
 

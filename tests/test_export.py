@@ -17,8 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax import artifact, color, export, integrity
-from colorjax.configs import load_config
+from colorjax import color
+from colorjax.inference import artifact
+from colorjax.training import export
+from colorjax.platform import integrity
+from colorjax.presets import load_config
 from colorjax.objectives import make_objective
 from conftest import tiny_config
 
@@ -58,7 +61,7 @@ def tiny_state(config, seed=0):
 
 def write_checkpoint(wd, state, config, step: int = 2) -> None:
     """`wd`/checkpoints/`step` holding `state` and `config`, as the training loop writes it."""
-    from colorjax.checkpoint import TrainCheckpointer
+    from colorjax.training.checkpoint import TrainCheckpointer
 
     ckpt = TrainCheckpointer(str(pathlib.Path(wd) / "checkpoints"), async_save=False)
     ckpt.save(step, state, {"iterator": "x"}, config)
@@ -138,7 +141,7 @@ def test_loaded_colorizer_predicts_what_training_predicts(exported):
 
 
 def _photo(rgb):
-    from colorjax.colorize import to_photo
+    from colorjax.media.photos import to_photo
     return to_photo(rgb)
 
 
@@ -160,8 +163,8 @@ def test_cli_export_then_load_in_a_light_process(exported, tmp_path):
         "import sys, colorjax\n"
         "assert 'jax' not in sys.modules\n"
         f"c = colorjax.Colorizer.load({str(out)!r})\n"
-        "bad = [m for m in sys.modules if m.startswith(('colorjax.train', 'colorjax.data',"
-        " 'colorjax.checkpoint', 'colorjax.evaluate', 'tensorflow_datasets', 'grain'))]\n"
+        "bad = [m for m in sys.modules if m.startswith(('colorjax.training.loop', 'colorjax.data',"
+        " 'colorjax.training.checkpoint', 'colorjax.training.evaluate', 'tensorflow_datasets', 'grain'))]\n"
         "assert not bad, bad\n"
         "import numpy as np\n"
         "print(c.colorize(np.zeros((5, 7), np.uint8)).shape)\n")

@@ -10,7 +10,7 @@ import orbax.checkpoint as ocp
 import pytest
 from conftest import photo_batch, tiny_config
 
-from colorjax.checkpoint import TrainCheckpointer, restore_run, saved_with_frozen
+from colorjax.training.checkpoint import TrainCheckpointer, restore_run, saved_with_frozen
 from colorjax.models.backbone import load_backbone
 from colorjax.models.fusion import FusionColorizer
 from colorjax.objectives import make_objective

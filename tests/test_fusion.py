@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax.checks import ConfigError
+from colorjax.config.checks import ConfigError
 from colorjax.models.efficientnet import load_efficientnet_lite0
 from colorjax.models.fusion import (BACKBONE, BACKBONE_NAME, EMBED_DIM, FusionColorizer,
                                     classifier_embedding)
@@ -142,7 +142,8 @@ def test_bad_fusion_fields_are_named(field, value):
 
 @pytest.mark.slow
 def test_export_round_trip_predicts_the_same(tmp_path):
-    from colorjax import Colorizer, export
+    from colorjax import Colorizer
+    from colorjax.training import export
 
     config = _config()
     obj = make_objective(config)

@@ -1,4 +1,4 @@
-"""Hints spread along the image (colorjax/hint_propagation.py): zero without hints, the
+"""Hints spread along the image (colorjax/hints/propagation.py): zero without hints, the
 hint's colour over its region, stopped by edges, hints kept, any size; and hint models
 read the spread planes (seven input channels) unless told not to."""
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax.hint_propagation import propagate
+from colorjax.hints.propagation import propagate
 
 
 def planes(h, w, points):
@@ -64,7 +64,7 @@ def test_odd_sizes_and_jit():
 
 
 def test_hint_models_read_the_spread_planes():
-    from colorjax.configs import load_config
+    from colorjax.presets import load_config
     from colorjax.objectives.regression import RegressionObjective
 
     l = two_halves()

@@ -1,4 +1,4 @@
-"""Colour hints (`colorjax/hints.py`): the truth sampler (deterministic per seed and
+"""Colour hints (`colorjax/hints/__init__.py`): the truth sampler (deterministic per seed and
 position, the paper's statistics), the pipeline's hint planes (resumable, the same crops
 and flips as without), the JSON format and the user hints' planes."""
 
@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from colorjax import Hint, color, hints
+from colorjax import Hint, color
+from colorjax import hints
 from colorjax.data import create_eval_iterator, create_train_iterator, default_data_config
 from colorjax.data import prepare_folder
 from test_data_fixtures import make_plain_folder

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorjax import Hint, color, export, hints
+from colorjax import Hint, color
+from colorjax.training import export
+from colorjax import hints
 from colorjax.objectives import make_objective
 from conftest import REPO, STEADY_LR, fit_fixed_batch, photo_batch, tiny_config
 from test_export import SIZE, TINY, tiny_export, tiny_state, write_checkpoint
@@ -134,7 +136,7 @@ def test_colorize_with_hints_predicts_what_the_objective_does(exported):
 
 
 def c_photo(rgb):
-    from colorjax.colorize import to_photo
+    from colorjax.media.photos import to_photo
     return to_photo(rgb)
 
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from conftest import STEADY_LR, photo_batch, tiny_config
 
-from colorjax import hints, registry
-from colorjax.checks import ConfigError
-from colorjax.config_checks import validate_config
+from colorjax import hints
+from colorjax.config import registry
+from colorjax.config.checks import ConfigError
+from colorjax.training.validation import validate_config
 from colorjax.objectives import make_objective
 
 SIZE = 16

@@ -1,5 +1,5 @@
 """Huge pages for XLA's host buffers: `python -m colorjax.main` re-executes itself once with
-`GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (colorjax/host_memory.py), unless told not to."""
+`GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (colorjax/platform/host_memory.py), unless told not to."""
 
 import os
 import subprocess
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from colorjax import host_memory
+from colorjax.platform import host_memory
 from conftest import REPO
 
 GLIBC_235 = (2, 35)

@@ -30,8 +30,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorjax import artifact, export
-from colorjax.checkpoint import TrainCheckpointer
+from colorjax.inference import artifact
+from colorjax.training import export
+from colorjax.training.checkpoint import TrainCheckpointer
 from conftest import REPO, SMALL_LOOP, STEADY_LR, tiny_config
 from test_export import tiny_state, write_checkpoint
 
@@ -101,7 +102,7 @@ def test_the_loop_stops_on_the_step_whose_ema_goes_non_finite(tmp_path, monkeypa
     EMA is about 1e27, after two it overflows, while the loss and gradients stay finite.
     The run must stop at step 2 with the loop's non-finite error, and the only checkpoint
     saved (step 1) must hold finite weights."""
-    from colorjax import train
+    from colorjax.training import loop as train
 
     config = tiny_config("unet", **SMALL_LOOP, **STEADY_LR, num_train_steps=4,
                          checkpoint_every=1, log_every=1, eval_every=4, ema_decay=1e30)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorjax.colorize import Colorizer
+from colorjax.inference.colorizer import Colorizer
 from colorjax.serve import make_server
 
 import test_export  # the shared tiny export (tests/ is on sys.path under pytest)

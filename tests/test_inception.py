@@ -210,7 +210,8 @@ def random_variables(seed: int = 0) -> dict:
 
 @pytest.mark.slow
 def test_fid_of_a_set_with_itself_is_zero_and_the_compare_columns():
-    from colorjax import compare, compare_report
+    from colorjax.compare import evaluation as compare
+    from colorjax.compare import report as compare_report
 
     variables = random_variables()
     rng = np.random.default_rng(1)

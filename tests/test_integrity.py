@@ -10,8 +10,10 @@ import shutil
 import jax
 import pytest
 
-from colorjax import artifact, export, integrity
-from colorjax.checkpoint import (COMMIT_RECORDS, DIGESTS, DamagedCheckpointError,
+from colorjax.inference import artifact
+from colorjax.training import export
+from colorjax.platform import integrity
+from colorjax.training.checkpoint import (COMMIT_RECORDS, DIGESTS, DamagedCheckpointError,
                                  TrainCheckpointer)
 from conftest import tiny_config
 from test_export import TINY, tiny_export, tiny_state
@@ -270,7 +272,7 @@ def test_an_unrestorable_step_is_one_clean_line(three_checkpoints):
 
 
 def test_error_line_takes_the_innermost_error_without_orbax_noise():
-    from colorjax.integrity import error_line
+    from colorjax.platform.integrity import error_line
 
     try:
         try:

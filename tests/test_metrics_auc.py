@@ -145,7 +145,9 @@ def test_jits_and_uses_the_mask():
 
 def test_evaluator_pools_the_auc_over_the_real_pixels_of_the_split():
     # 6 images in batches of 4 over the test devices: the second batch has 2 padding rows.
-    from colorjax import color, data, evaluate, parallel
+    from colorjax import color, data
+    from colorjax.training import evaluate
+    from colorjax.platform import parallel
     from conftest import tiny_config
 
     config = tiny_config("unet", size=32, **{"eval.batch_size": 4, "eval.num_examples": 6})

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from colorjax import color
-from colorjax.config_checks import ConfigError, validate_config
+from colorjax.training.validation import ConfigError, validate_config
 from colorjax.objectives import make_objective
 from colorjax.objectives.base import pixel_loss
 from colorjax.objectives.rebalance import IN_GAMUT_BINS, rebalancing_weights

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax import parallel, train
+from colorjax.platform import parallel
+from colorjax.training import loop as train
 from colorjax.objectives import make_objective
 from conftest import STEADY_LR, fit_fixed_batch, photo_batch, tiny_config
 

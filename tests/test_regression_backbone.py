@@ -10,7 +10,8 @@ import optax
 import pytest
 from conftest import STEADY_LR, photo_batch, tiny_config
 
-from colorjax import artifact, export
+from colorjax.inference import artifact
+from colorjax.training import export
 from colorjax.color import gray_rgb
 from colorjax.models.backbone import TAP_STRIDES, backbone_taps, load_backbone
 from colorjax.models.efficientnet import efficientnet_features

@@ -7,8 +7,8 @@ import jax.monitoring
 import numpy as np
 import pytest
 
-from colorjax import run_config
-from colorjax.checkpoint import CheckpointMismatchError, restore_run
+from colorjax.training import run_config
+from colorjax.training.checkpoint import CheckpointMismatchError, restore_run
 from conftest import tiny_config
 from test_export import TINY, tiny_workdir
 

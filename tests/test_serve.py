@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from colorjax.colorize import Colorizer
+from colorjax.inference.colorizer import Colorizer
 from colorjax.serve import ColorizeService, RequestError, make_server, parse_multipart
 
 import test_export  # the shared tiny export (tests/ is on sys.path under pytest)

@@ -29,7 +29,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from colorjax import color
-from colorjax.colorize import Colorizer
+from colorjax.inference.colorizer import Colorizer
 from colorjax.serve import make_server
 
 import test_export  # the shared tiny export (tests/ is on sys.path under pytest)
@@ -743,7 +743,7 @@ def hint_export(root, steps=200):
     import jax
     import jax.numpy as jnp
 
-    from colorjax import export
+    from colorjax.training import export
     from colorjax.objectives import make_objective
     from conftest import STEADY_LR, tiny_config
 
@@ -832,7 +832,7 @@ def test_a_clip_is_colorized_and_played_in_the_page(page, page_url, tmp_path):
     """A short clip through the same chooser: the progress line, then a <video> that plays
     the colorized MP4 (the browser reads its metadata: a positive duration), a download link;
     the "stabilise colours" checkbox is sent (Colorize again with it off)."""
-    from colorjax import video_io
+    from colorjax.media import video_io
 
     y, x = np.mgrid[0:48, 0:64]
     frames = [np.stack([(x * 4 + i * 8) % 256, (y * 5) % 256, (x + y + i) % 256], -1)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorjax.colorize import Colorizer
+from colorjax.inference.colorizer import Colorizer
 from colorjax.serve import make_server
 from colorjax.serving import examples, model_eval, page
 

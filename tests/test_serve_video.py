@@ -12,8 +12,8 @@ import av
 import numpy as np
 import pytest
 
-from colorjax import video_io
-from colorjax.colorize import Colorizer
+from colorjax.media import video_io
+from colorjax.inference.colorizer import Colorizer
 from colorjax.serve import make_server
 
 import test_export  # the shared tiny export (tests/ is on sys.path under pytest)

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from colorjax import train
+from colorjax.training import loop as train
 from conftest import loop_config, restore_checkpoint, tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def final_params(workdir):
     """Parameters of the latest checkpoint, restored in this process."""
     config = tiny_config("unet", size=32)
     import jax
-    from colorjax import parallel
+    from colorjax.platform import parallel
     from colorjax.objectives import make_objective
     mesh = parallel.create_mesh()
     obj = make_objective(config)

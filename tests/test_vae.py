@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from colorjax import color, parallel, train
+from colorjax import color
+from colorjax.platform import parallel
+from colorjax.training import loop as train
 from colorjax.objectives import make_objective
 from colorjax.objectives.vae import kl_divergence, kl_weight, reparameterize
 from conftest import STEADY_LR, photo_batch, tiny_config

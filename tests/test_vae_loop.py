@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from colorjax import train
+from colorjax.training import loop as train
 from colorjax.objectives import make_objective
 from conftest import loop_config, restore_checkpoint
 

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from colorjax import color, video_clips, video_io
-from colorjax.colorize import Colorizer
+from colorjax import color
+from colorjax.media import video_clips
+from colorjax.media import video_io
+from colorjax.inference.colorizer import Colorizer
 from colorjax.metrics import flicker as flicker_lib
-from colorjax.temporal import Stabilizer, StabilizeOptions, histogram_distance, l_histogram
+from colorjax.media.temporal import Stabilizer, StabilizeOptions, histogram_distance, l_histogram
 from colorjax.video import colorize_frames
 
 from test_colorize import colorizer, exported  # noqa: F401 - the tiny export's fixtures

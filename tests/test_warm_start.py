@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from conftest import REPO, restore_checkpoint, tiny_config
 
-from colorjax import parallel, train
-from colorjax.export import write_export
+from colorjax.platform import parallel
+from colorjax.training import loop as train
+from colorjax.training.export import write_export
 from colorjax.objectives import make_objective
 
 SIZE = 32

@@ -1,6 +1,6 @@
 """Eigen convolutions on the CPU: colorjax's programs (every `python -m colorjax.X`, the
 benchmarks, this suite) add `--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`
-to XLA_FLAGS (colorjax/xla_cpu.py) unless told not to, and XLA then compiles convolutions
+to XLA_FLAGS (colorjax/platform/xla_cpu.py) unless told not to, and XLA then compiles convolutions
 without YNNPACK; `import colorjax` alone changes nothing."""
 
 import os
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from colorjax import xla_cpu
+from colorjax.platform import xla_cpu
 from conftest import REPO
 
 EIGEN = xla_cpu.EIGEN_CONVS
@@ -64,7 +64,7 @@ _A_PROGRAM = "from colorjax import xla_cpu\nxla_cpu.configure_program()\n"
 _A_LIBRARY_USER = """
 import os
 before = os.environ.get("XLA_FLAGS")
-import colorjax, colorjax.colorize, colorjax.train, colorjax.serve, colorjax.compare
+import colorjax, colorjax.colorize, colorjax.training.loop, colorjax.serve, colorjax.compare
 assert os.environ.get("XLA_FLAGS") == before, os.environ.get("XLA_FLAGS")
 """
 

@@ -13,13 +13,14 @@ from PIL import Image
 from skimage import color as skcolor
 from skimage import data as skdata
 
-from colorjax import ab_bins, hints
-from colorjax.checks import ConfigError
-from colorjax.config_checks import validate_config
+from colorjax.color import ab_bins
+from colorjax import hints
+from colorjax.config.checks import ConfigError
+from colorjax.training.validation import validate_config
 from colorjax.objectives import make_objective
 from colorjax.objectives.zhang import AuthorsDemoIO, block_mean, derived_bins
-from colorjax.photo_io import resize_bilinear_torch
-from colorjax.photos import photo_from_array
+from colorjax.media.photo_io import resize_bilinear_torch
+from colorjax.media.photos import photo_from_array
 
 TINY = {"model.width": 4, **STEADY_LR}
 

@@ -17,7 +17,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from colorjax import Colorizer, Hint
-from colorjax.export import write_export
+from colorjax.training.export import write_export
 from colorjax.objectives import make_objective
 from colorjax.objectives.zhang import AuthorsDemoIO
 

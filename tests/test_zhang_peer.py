@@ -152,6 +152,6 @@ def test_siggraph17_converted_colorizes_and_takes_hints_as_the_authors(tmp_path)
 
 
 def colorizer_photo(rgb):
-    from colorjax.photos import photo_from_array
+    from colorjax.media.photos import photo_from_array
 
     return photo_from_array(rgb)

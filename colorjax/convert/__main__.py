@@ -8,14 +8,14 @@ from __future__ import annotations
 if __name__ == "__main__":
     # The program itself, not a library import: XLA:CPU's convolution choice goes into
     # XLA_FLAGS before JAX starts its backend (xla_cpu.py; COLORJAX_CPU_CONV=ynnpack opts out).
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()
 
 import argparse
 import sys
 
-from colorjax import cli
+from colorjax.platform import cli
 from colorjax.convert.zhang import RELEASES, ConversionError
 
 
@@ -36,7 +36,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from colorjax.artifact import ExportError
+    from colorjax.inference.artifact import ExportError
     from colorjax.convert.zhang import convert
 
     try:

@@ -268,9 +268,9 @@ def convert(model: str, weights: str, output: str, say=print) -> str:
     export's path. ConversionError (and the export's ExportError) for the user's mistakes."""
     import jax
 
-    from colorjax.artifact import abstract_inference_variables, tree_mismatch
-    from colorjax.configs import load_config
-    from colorjax.export import write_export
+    from colorjax.inference.artifact import abstract_inference_variables, tree_mismatch
+    from colorjax.presets import load_config
+    from colorjax.training.export import write_export
     from colorjax.objectives import make_objective
 
     state, digest = read_release(weights, model, say)

@@ -7,7 +7,7 @@ import math
 
 import ml_collections
 
-from colorjax import checks
+from colorjax.config import checks
 
 # Chosen from ../shared/data/imagenet-samples (see colorjax/data/README.md): its three
 # gray photos stored as RGB measure 0.00, 0.01 and 0.27 levels; the least colourful

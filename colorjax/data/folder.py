@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from colorjax import photos
+from colorjax.media import photos
 from colorjax.data import builders, images
 
 # Bump when the rules of images.check_image change, so cached datasets are rebuilt.

@@ -33,7 +33,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from colorjax.photos import GRAY_MODES
+from colorjax.media.photos import GRAY_MODES
 
 REASONS = {
     "unreadable": "the file could not be read",

@@ -44,8 +44,9 @@ from absl import flags, logging
 import jax
 import numpy as np
 
-from colorjax import color, hints
-from colorjax.checks import ConfigError
+from colorjax import color
+from colorjax import hints
+from colorjax.config.checks import ConfigError
 from colorjax.data import allocator, images
 from colorjax.data.config import check_fields
 from colorjax.data.sources import open_mixture, open_split

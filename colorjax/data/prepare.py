@@ -13,13 +13,13 @@ or file, exit status 2.
 if __name__ == "__main__":
     # The program itself, not a library import: XLA:CPU's convolution choice goes into
     # XLA_FLAGS before JAX starts its backend (xla_cpu.py; COLORJAX_CPU_CONV=ynnpack opts out).
-    from colorjax import xla_cpu
+    from colorjax.platform import xla_cpu
 
     xla_cpu.configure_program()
 
 from absl import app, flags, logging
 
-from colorjax import cli
+from colorjax.platform import cli
 from colorjax.data import config, folder
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import jax
 
-from colorjax import parallel, photos
-from colorjax.checks import ConfigError
+from colorjax.platform import parallel
+from colorjax.media import photos
+from colorjax.config.checks import ConfigError
 from colorjax.data import builders, demo, folder
 from colorjax.data.config import check_fields, parse_mixture
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from colorjax.checks import ConfigError
+from colorjax.config.checks import ConfigError
 from colorjax.diffusion.schedules import Schedule, predict_x0_eps
 
 SAMPLERS = ("ddim", "ddpm")

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from colorjax.checks import ConfigError
+from colorjax.config.checks import ConfigError
 
 SCHEDULES = ("cosine", "linear")
 PREDICTIONS = ("eps", "v")

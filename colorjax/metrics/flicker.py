@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from colorjax.temporal import warp
+from colorjax.media.temporal import warp
 
 MAX_TRUTH_CHANGE = 5.0  # Lab units: the truth changes less than this -> "static"
 

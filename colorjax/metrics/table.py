@@ -1,13 +1,13 @@
 """The columns of every metrics table, which way each is better, and a model's row against
 the gray baseline's (the end of a training run, `--mode=eval` and the page say it in words).
-Without the data pipeline `colorjax.evaluate` imports: the server reads an export's table
+Without the data pipeline `colorjax.training.evaluate` imports: the server reads an export's table
 with it."""
 
 from __future__ import annotations
 
 import numpy as np
 
-# The gray baseline's row in the tables `colorjax.evaluate` writes (ab = 0 everywhere).
+# The gray baseline's row in the tables `colorjax.training.evaluate` writes (ab = 0 everywhere).
 GRAY_ROW = "gray baseline (ab = 0)"
 
 # Column order of every metrics table; arrows say which direction is better.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from colorjax import registry
-from colorjax.checks import ConfigError
+from colorjax.config import registry
+from colorjax.config.checks import ConfigError
 from colorjax.models.backbone import projected_width
 from colorjax.models.fusion import FusionColorizer
 from colorjax.models.resnet import ResNetColorizer

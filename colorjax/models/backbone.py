@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from colorjax.checks import ConfigError
+from colorjax.config.checks import ConfigError
 from colorjax.color import gray_rgb
 from colorjax.models.blocks import groups_for
 from colorjax.models.efficientnet import efficientnet_features, load_efficientnet_lite0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from colorjax.checks import ConfigError
+from colorjax.config.checks import ConfigError
 from colorjax.models.blocks import Conv, Norm
 
 _PAD1 = ((1, 1), (1, 1))  # pix2pix pads its 4x4 convs by 1

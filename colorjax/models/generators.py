@@ -24,7 +24,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from colorjax.checks import ConfigError
+from colorjax.config.checks import ConfigError
 from colorjax.models.backbone import TapProjection, check_taps, nearest_tap
 from colorjax.models.blocks import Conv, ConvNormAct, Norm, OutputHead, UpNormAct, activation
 from colorjax.models.unet import DoubleConv, LevelNet, UNet

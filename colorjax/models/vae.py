@@ -25,8 +25,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from colorjax import registry
-from colorjax.checks import ConfigError
+from colorjax.config import registry
+from colorjax.config.checks import ConfigError
 from colorjax.models.backbone import check_taps, projected_width
 from colorjax.models.blocks import ConvNormAct, OutputHead, UpNormAct
 from colorjax.models.generators import tap_at

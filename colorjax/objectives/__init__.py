@@ -9,16 +9,16 @@ and `downsample_factor` (what image_size must divide by).
 Each family module (`regression`, `adversarial`, `vae`, `diffusion`) also defines
 `validate(config)` and `downsample_factor(config)`, which build nothing but (at most) a
 Flax module, and `OBJECTIVE`, its Objective class. Which family a model name belongs to is
-`colorjax.registry.MODELS`.
+`colorjax.config.registry.MODELS`.
 """
 
 from __future__ import annotations
 
 import types
 
-from colorjax import registry
+from colorjax.config import registry
 
-# Model name -> training family: a read-only view of colorjax.registry.MODELS.
+# Model name -> training family: a read-only view of colorjax.config.registry.MODELS.
 MODEL_FAMILIES = types.MappingProxyType({name: spec.family
                                          for name, spec in registry.MODELS.items()})
 

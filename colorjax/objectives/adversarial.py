@@ -34,7 +34,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from colorjax import checks, models, registry
+from colorjax import models
+from colorjax.config import checks
+from colorjax.config import registry
 from colorjax.models.backbone import load_backbone
 from colorjax.models.blocks import NORMS
 from colorjax.models.discriminators import DISCRIMINATORS, build_discriminator, min_input_size
@@ -54,7 +56,7 @@ from colorjax.objectives.frozen_backbone import (backbone_optimizer, backbone_wi
 
 ADV_LOSSES = ("bce", "wgan_gp")
 # The generator used when `config.model.generator` is not set is the model name's
-# network in colorjax.registry.MODELS.
+# network in colorjax.config.registry.MODELS.
 # Discriminator metrics (zeros while D is idle in the NoGAN phase).
 D_METRICS = ("d_loss", "d_real", "d_fake", "gp", "d_grad_norm")
 

@@ -1,6 +1,6 @@
 """What every training family shares: the Objective base class, train state, optimizers, EMA.
 
-The loop in `colorjax/train.py` only ever calls `init`, `train_step` and `predict`; each
+The loop in `colorjax/training/loop.py` only ever calls `init`, `train_step` and `predict`; each
 family (regression, adversarial, vae, diffusion) subclasses `Objective` and implements
 `init`, `train_step` and `predict_with` as pure functions.
 """
@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from colorjax import checks
+from colorjax.config import checks
 
 # {"l": (N,H,W,1), "ab": (N,H,W,2)} in network range (colorjax.color); with
 # config.model.hints also "hints" (N,H,W,3): hint ab and mask (colorjax.hints)
@@ -29,7 +29,7 @@ def uses_hints(config) -> bool:
 
 def uses_hint_propagation(config) -> bool:
     """A hint model that also reads its hints spread along the image
-    (`config.model.hint_propagation`, colorjax/hint_propagation.py; False where absent:
+    (`config.model.hint_propagation`, colorjax/hints/propagation.py; False where absent:
     hint exports from before it existed read the sparse planes alone)."""
     return uses_hints(config) and checks.boolean(config, "model.hint_propagation",
                                                  default=False)
@@ -144,7 +144,7 @@ class Objective:
                              f"{gray_l.shape[:-1] + (HINT_PLANES,)} (ab and mask planes)")
         planes = [gray_l, hints.astype(gray_l.dtype)]
         if self.hint_propagation:
-            from colorjax.hint_propagation import propagate
+            from colorjax.hints.propagation import propagate
 
             planes.append(propagate(gray_l, hints).astype(gray_l.dtype))
         return jnp.concatenate(planes, -1)

@@ -1,6 +1,6 @@
 """Colorization as classification (Zhang, Isola and Efros 2016, "Colorful Image
 Colorization"): the network predicts, per pixel, a distribution over the in-gamut ab bins
-(`colorjax.ab_bins`); the loss is a class-rebalanced cross-entropy against soft targets;
+(`colorjax.color.ab_bins`); the loss is a class-rebalanced cross-entropy against soft targets;
 ab is decoded by the annealed mean at temperature `config.classification.temperature`.
 
 The bins and the rebalancing weights are the collection `model_state["colour_bins"]`
@@ -20,7 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from colorjax import ab_bins, checks, models, registry
+from colorjax import models
+from colorjax.color import ab_bins
+from colorjax.config import checks
+from colorjax.config import registry
 from colorjax.color import AB_SCALE
 from colorjax.models.blocks import NORMS
 from colorjax.models.resnet import ResNetColorizer

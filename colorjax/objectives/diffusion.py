@@ -27,7 +27,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from colorjax import checks, models, registry
+from colorjax import models
+from colorjax.config import checks
+from colorjax.config import registry
 from colorjax.diffusion import (PREDICTIONS, SAMPLERS, SCHEDULES, make_schedule, q_sample,
                                 sample, training_target)
 from colorjax.models.backbone import load_backbone
@@ -40,7 +42,7 @@ from colorjax.objectives.base import (Objective, TrainState, apply_gradients,
 
 LOSSES = ("l1", "mse")
 # The sampler used when config.sampler.name is not set (or '') is the model name's in
-# colorjax.registry.MODELS.
+# colorjax.config.registry.MODELS.
 
 
 def _sampler_name(config) -> str:

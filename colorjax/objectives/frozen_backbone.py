@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from colorjax import checks
+from colorjax.config import checks
 from colorjax.models.backbone import BACKBONES, backbone_taps, load_backbone, projected_width
 from colorjax.objectives.base import make_optimizer
 

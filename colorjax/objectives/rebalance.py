@@ -22,8 +22,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from colorjax.ab_bins import GRID  # Lab units per ab bin (Zhang et al. 2016)
-from colorjax.ab_bins import PRIOR_SIGMA as SIGMA  # Lab units, the histogram's smoothing
+from colorjax.color.ab_bins import GRID  # Lab units per ab bin (Zhang et al. 2016)
+from colorjax.color.ab_bins import PRIOR_SIGMA as SIGMA  # Lab units, the histogram's smoothing
 from colorjax.color import AB_SCALE
 
 IN_GAMUT_BINS = 313  # Q: in-gamut bins at that grid (Zhang et al. 2016)

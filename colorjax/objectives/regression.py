@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import jax
 
-from colorjax import checks, models, registry
+from colorjax import models
+from colorjax.config import checks
+from colorjax.config import registry
 from colorjax.models import build_regression_model
 from colorjax.models.backbone import backbone_taps, load_backbone
 from colorjax.models.blocks import NORMS

@@ -40,7 +40,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from colorjax import checks, models, registry
+from colorjax import models
+from colorjax.config import checks
+from colorjax.config import registry
 from colorjax.models.blocks import NORMS
 from colorjax.models.backbone import load_backbone
 from colorjax.models.vae import CONDITIONS, build_vae

@@ -31,16 +31,18 @@ import functools
 import numpy as np
 from PIL import Image
 
-from colorjax import ab_bins, checks, color
-from colorjax.checks import ConfigError
+from colorjax import color
+from colorjax.color import ab_bins
+from colorjax.config import checks
+from colorjax.config.checks import ConfigError
 from colorjax.color import AB_SCALE
 from colorjax.models.zhang import ECCV16, NUM_BINS, SIGGRAPH17, upsample_bilinear
 from colorjax.objectives.base import LOSSES
 from colorjax.objectives.classification import (BINS, ClassificationObjective, check_bin_fields,
                                                 soft_cross_entropy)
 from colorjax.objectives.regression import RegressionObjective
-from colorjax.photo_io import PhotoIO, resize_bilinear_torch
-from colorjax.photos import Photo, gray_of
+from colorjax.media.photo_io import PhotoIO, resize_bilinear_torch
+from colorjax.media.photos import Photo, gray_of
 
 MODELS = ("eccv16", "siggraph17")
 DOWNSAMPLE_FACTOR = 8  # both networks halve the image three times

@@ -20,7 +20,7 @@ What is refused, and why (each a `RequestError` with one line naming the limit):
   length, not the work (1800 frames of 16 megapixels are hours of CPU), so the work is
   stopped when its budget is spent. It also stops when the client goes away (no answer).
 * odd width or height (400): browsers play H.264 only with 4:2:0 chroma, which needs even
-  sides; `colorjax.video_io.VideoWriter` would write 4:4:4 for them, which browsers do not
+  sides; `colorjax.media.video_io.VideoWriter` would write 4:4:4 for them, which browsers do not
   play, and padding or cropping a pixel would silently change the clip's size. The message
   says so and how to fix it.
 
@@ -35,7 +35,7 @@ import os
 import tempfile
 import time
 
-from colorjax.photos import heif_kind
+from colorjax.media.photos import heif_kind
 from colorjax.serving.requests import RequestError, check_frame_size
 
 # FFmpeg demuxers a clip may be read with (its `format_whitelist`): the common camera and
@@ -122,7 +122,7 @@ def probe_clip(path: str, limits: ClipLimits) -> ClipInfo:
         container = av.open(path, "r", options={"format_whitelist": ",".join(CONTAINERS),
                                                 "protocol_whitelist": "file"})
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
-        from colorjax.video_io import one_line
+        from colorjax.media.video_io import one_line
 
         if looks_like_video(head):
             raise RequestError(400, f"the clip cannot be read (truncated or damaged?): "
@@ -135,7 +135,7 @@ def probe_clip(path: str, limits: ClipLimits) -> ClipInfo:
     try:
         return _check(container, limits)
     except av.error.FFmpegError as e:
-        from colorjax.video_io import one_line
+        from colorjax.media.video_io import one_line
 
         raise RequestError(400, f"the clip cannot be read (truncated or damaged?): "
                                 f"{one_line(e)}") from None
@@ -200,7 +200,7 @@ def colorize_clip(colorizer, data: bytes, limits: ClipLimits, lane, *, stabilize
     (checked between frames) says the client left. Raises `RequestError` (400, 413, 415,
     503) for what the clip or the server's load is."""
     from colorjax.video import colorize_video_file
-    from colorjax.video_io import VideoError, VideoTooLarge
+    from colorjax.media.video_io import VideoError, VideoTooLarge
 
     if not data:
         raise RequestError(400, "empty upload: choose a video clip")

@@ -12,8 +12,8 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
 
-from colorjax.colorize import Colorizer
-from colorjax.photos import gray_of, to_uint8
+from colorjax.inference.colorizer import Colorizer
+from colorjax.media.photos import gray_of, to_uint8
 from colorjax.serving import examples
 from colorjax.serving.clips import ClientGone, parse_bool
 from colorjax.serving.connections import MAX_CONNECTIONS_PER_CLIENT, Server

@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from colorjax import hints as hints_lib
-from colorjax.colorize import Colorizer, parse_temperature
-from colorjax.photos import Photo, heif_kind, photo_from_pil, unsupported_photo_message
+from colorjax.inference.colorizer import Colorizer, parse_temperature
+from colorjax.media.photos import Photo, heif_kind, photo_from_pil, unsupported_photo_message
 from colorjax.serving import clips, examples, model_eval
 from colorjax.serving.requests import RequestError, busy, check_frame_size
 

@@ -1,0 +1,1 @@
+"""Comparing models on one table (`python -m colorjax.compare`)."""

@@ -1,0 +1,1 @@
+"""Inference: the Colorizer, export loading, hints, the temporal stabiliser, output files."""

@@ -1,0 +1,1 @@
+"""Photos and videos: decoding, resizing, writing."""

@@ -1,0 +1,89 @@
+"""What every colorjax model reads. Model configs start from `get_config()` here and add
+their family's fields (`model.features`, `loss`, `sampler`, ...) in their own file.
+
+Override any field on the command line: `--config.batch_size=32`. Variants are passed
+after a colon: `--config=configs/unet.py:cpu` gives the CPU-sized run.
+"""
+
+import ml_collections
+
+from colorjax.data import default_data_config
+
+
+# Every variant a config file accepts (`--config=configs/<model>.py:<variant>`), with one
+# line on what it is: the errors and `python -m colorjax.main --list_configs` read them.
+# A model config declares its own VARIANTS (or this one's, when it adds none).
+VARIANTS = {"": "GPU-sized", "cpu": "CPU-sized: small batches, a run of minutes on a laptop"}
+
+
+def check_variant(variant: str, variants: dict) -> None:
+    """ValueError naming the allowed variants (and what each is) unless `variant` is one."""
+    if variant not in variants:
+        allowed = ", ".join(f"{v!r} ({what})" for v, what in variants.items())
+        raise ValueError(f"unknown config variant {variant!r}; allowed: {allowed}")
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    check_variant(variant, VARIANTS)
+    c = ml_collections.ConfigDict()
+    c.seed = 8000  # the original projects' default seed
+    c.model = ml_collections.ConfigDict(dict(name="unet"))  # the family's config adds fields
+    # Colour hints (Zhang et al. 2017; colorjax/hints/__init__.py): the network also reads ab hint
+    # planes and a mask, drawn from the truth in training; any family.
+    c.model.hints = False
+    # Hint models also read their hints spread along the image by an edge-aware
+    # propagation (colorjax/hints/propagation.py); False: the sparse planes alone.
+    c.model.hint_propagation = True
+    c.batch_size = 16  # global, over all devices and processes
+    c.num_train_steps = 20_000
+    c.num_epochs = 0  # > 0 replaces num_train_steps with this many passes over the train split
+
+    c.optimizer = ml_collections.ConfigDict(dict(
+        name="adam",  # adam | adamw
+        learning_rate=2e-4, b1=0.9, b2=0.999, weight_decay=1e-4,
+        schedule="cosine",  # constant | cosine
+        warmup_steps=200, end_lr_factor=0.05, grad_clip_norm=1.0,
+    ))
+    c.ema_decay = 0.0  # 0 disables the EMA copy of parameters
+    # An export to start from instead of random weights ('' = none): fine-tune a converted
+    # published model (python -m colorjax.convert) or any export of the same model
+    # (colorjax/training/warm_start.py). A run resuming its own checkpoint ignores it.
+    c.init_from = ""
+    # Mixed precision: networks compute in this dtype; parameters, optimizer state,
+    # losses and checkpoints stay float32. float32 | bfloat16
+    c.precision = "float32"
+
+    c.log_every = 50
+    c.eval_every = 1000
+    c.checkpoint_every = 1000
+    c.keep_checkpoints = 3
+
+    c.eval = ml_collections.ConfigDict(dict(
+        split="validation",
+        num_examples=256,  # cap on evaluated images (0 = the whole split)
+        batch_size=16,
+        num_images=8,  # images in the sample grids
+        step=-1,  # --mode=eval: which checkpoint (-1 = latest); the original's --weights
+        lpips_net="alex",  # alex | vgg
+        # Hint models: evaluate with this many hints from the truth (seeded; 0 = none,
+        # the automatic colorization). Needs config.model.hints.
+        num_hints=0,
+    ))
+    c.data = default_data_config()
+    c.wandb = ml_collections.ConfigDict(dict(enabled=False, project="colorjax", entity=""))
+
+    if variant == "cpu":
+        apply_cpu_variant(c)
+    return c
+
+
+def apply_cpu_variant(c: ml_collections.ConfigDict) -> None:
+    """A run that finishes in minutes on a laptop CPU."""
+    c.batch_size = 8
+    c.num_train_steps = 300
+    c.log_every = 25
+    c.eval_every = 150
+    c.checkpoint_every = 150
+    c.eval.num_examples = 32
+    c.eval.batch_size = 8
+    c.optimizer.warmup_steps = 20

@@ -1,0 +1,89 @@
+"""`config.init_from=EXPORT`: a training run that starts from an export's weights instead of
+a random initialisation (fine-tuning a converted published model, `colorjax.convert`, or any
+colorjax export, on one's own photos).
+
+What is taken from the export: the network's parameters (and the EMA copy starts from them)
+and its other collections (BatchNorm statistics, a classification model's bins). The
+optimizer starts afresh; the data statistics a family counts before step 1 (the
+classification family's colour prior) are counted from this run's data, keeping the
+export's output layer (`ClassificationObjective.keep_output_layer`). A run that resumes from
+its own checkpoint ignores `init_from`: the checkpoint already holds the weights.
+
+Families whose training state holds more networks than their export (a GAN's
+discriminator, a VAE's encoder) cannot start from an export this way: one ConfigError says
+so, as for an export of another model or shape.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from colorjax.config import checks
+from colorjax.config.checks import ConfigError
+
+FIELD = "config.init_from"
+
+
+def export_path(config) -> str:
+    """`config.init_from` ('' = start from a random initialisation)."""
+    return checks.string(config, "init_from", default="") or ""
+
+
+def check(config) -> dict | None:
+    """The metadata of the export `config.init_from` names (None without one), before
+    anything is built: ConfigError for a path that is not a (sound) export, or an export of
+    another model."""
+    path = export_path(config)
+    if not path:
+        return None
+    from colorjax.inference.artifact import ExportError, read_metadata
+
+    try:
+        metadata = read_metadata(path)
+    except ExportError as e:
+        raise ConfigError(FIELD, str(e), "an export directory (python -m colorjax.main "
+                          "--mode=export, or python -m colorjax.convert)") from None
+    if metadata["model"] != config.model.name:
+        raise ConfigError(FIELD, f"{path} is an export of {metadata['model']!r}; this run "
+                          f"trains {config.model.name!r}",
+                          f"an export of {config.model.name!r}")
+    return metadata
+
+
+def apply(config, objective, state, say=print):
+    """`state` with the weights of the export `config.init_from` (`state` itself without
+    one), each array placed as the state's own (its sharding and dtype)."""
+    path = export_path(config)
+    if not path:
+        return state
+    from colorjax.inference.artifact import read_export, tree_mismatch
+
+    _, metadata, _, variables = read_export(path)
+    params = variables.get("params")
+    if not hasattr(state, "model_state") or params is None or \
+            jax.tree.structure(state.params) != jax.tree.structure(params):
+        raise ConfigError(FIELD, f"{config.model.name!r} trains more networks than its export "
+                          f"holds ({type(objective).__name__}); starting from an export works "
+                          "for single-network models",
+                          "an export of a regression or classification model, eccv16 or "
+                          "siggraph17")
+    problem = tree_mismatch(variables, objective.inference_variables(state),
+                            f"the export {path}", "this run's model")
+    if problem:
+        raise ConfigError(FIELD, f"{path} does not fit this run's model: {problem}",
+                          "an export made with the same model fields (widths, hints, ...) as "
+                          "this config's")
+
+    def place(new, like):
+        return jax.device_put(jnp.asarray(new, like.dtype), like.sharding)
+
+    params = jax.tree.map(place, params, state.params)
+    model_state = dict(state.model_state)
+    for name, collection in variables.items():
+        if name != "params":
+            model_state[name] = jax.tree.map(place, collection, state.model_state[name])
+    ema = None if state.ema_params is None else jax.tree.map(jnp.copy, params)
+    say(f"starting from the weights of {path} ({metadata['model']}, step "
+        f"{metadata.get('step')})")
+    return state.replace(params=params, ema_params=ema, model_state=model_state)
