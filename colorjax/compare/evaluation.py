@@ -22,8 +22,7 @@ class Evaluation:
         self.jax = jax
         self.num_images = num_images
         self.bootstrap = bootstrap
-        self._lpips = {}
-        self._metric_fns = {}
+        self._scorers = {}  # split -> the Evaluator of its first run (scores gray)
         self.reference = {}  # split -> {"l", "ab", "source"}: the first run's images
         self.indices = {}  # split -> bootstrap indices
         from colorjax.metrics import distribution, semantic
@@ -32,44 +31,18 @@ class Evaluation:
         self.inception = inception  # FID Inception variables, or None: FID/IS not computed
         self.truth_inception = {}  # split -> (pool3 features, IS logits) of the truth
 
-    def _metrics_fn(self, net: str):
-        """Jitted per-image metrics with the LPIPS `net` (as the Evaluator builds it)."""
-        if net not in self._metric_fns:
-            from colorjax import metrics
-            from colorjax.training import evaluate
-            lp = metrics.LPIPS(net)
-            self._lpips[net] = lp
-
-            def fn(l, ab_pred, ab_true, params):
-                dist = evaluate.lpips_on_small_images(lp, params)
-                return evaluate.image_metrics(l, ab_pred, ab_true, dist)
-            self._metric_fns[net] = (self.jax.jit(fn), lp)
-        return self._metric_fns[net]
-
     def predict_split(self, config, objective, state, split):
-        """(l, ab_pred, ab_true, per-image metrics) over `split` of the run's eval data."""
-        import numpy as np
+        """(l, ab_pred, ab_true, per-image metrics) over `split` of the run's eval data: the
+        training loop's Evaluator (its batches, hints, keys and metrics), image by image."""
+        from colorjax.platform import parallel
+        from colorjax.training.evaluate import Evaluator
 
-        from colorjax import data
-
-        jax = self.jax
-        it = data.create_eval_iterator(config.data, split=split,
-                                       global_batch_size=int(config.eval.batch_size),
-                                       num_examples=int(config.eval.num_examples) or None)
-        predict = jax.jit(objective.predict)
-        metric_fn, lp = self._metrics_fn(config.eval.lpips_net)
-        rng = jax.random.fold_in(jax.random.key(config.seed), 0xE7A1)  # the Evaluator's
-        ls, preds, trues, per = [], [], [], []
-        for i, batch in enumerate(it):
-            keep = np.asarray(batch["mask"]) > 0  # padding rows of the last batch
-            ab = predict(state, batch["l"], jax.random.fold_in(rng, i))
-            m = jax.device_get(metric_fn(batch["l"], ab, batch["ab"], lp.params))
-            ls.append(np.asarray(batch["l"])[keep])
-            preds.append(np.asarray(jax.device_get(ab))[keep])
-            trues.append(np.asarray(batch["ab"])[keep])
-            per.append({k: np.asarray(v)[keep] for k, v in m.items()})
-        per_image = {k: _finite(np.concatenate([p[k] for p in per])) for k in per[0]}
-        return (np.concatenate(ls), np.concatenate(preds), np.concatenate(trues), per_image)
+        mesh = parallel.create_mesh()
+        evaluator = Evaluator(config, objective, mesh)
+        state = self.jax.device_put(state, parallel.replicated(mesh))
+        l, ab_pred, ab_true, per_image = evaluator.per_image(state, split)
+        self._scorers[split] = evaluator  # scores the gray row of the split
+        return l, ab_pred, ab_true, {k: _finite(v) for k, v in per_image.items()}
 
     def set_reference(self, split, config, l, ab_true, source: str):
         """The images every run of `split` must be evaluated on, with the gray row."""
@@ -77,16 +50,8 @@ class Evaluation:
 
         from colorjax import color
 
-        metric_fn, lp = self._metrics_fn(config.eval.lpips_net)
-        gray = np.zeros_like(ab_true)
-        per = {}
-        bs = int(config.eval.batch_size)
-        for s in range(0, len(l), bs):
-            m = self.jax.device_get(metric_fn(l[s:s + bs], gray[s:s + bs], ab_true[s:s + bs],
-                                              lp.params))
-            for k, v in m.items():
-                per.setdefault(k, []).append(np.asarray(v))
-        per = {k: _finite(np.concatenate(v)) for k, v in per.items()}
+        scores = self._scorers[split].score(l, np.zeros_like(ab_true), ab_true)
+        per = {k: _finite(v) for k, v in scores.items()}
         from colorjax.compare.report import bootstrap_indices
         self.indices[split] = (bootstrap_indices(len(l), self.bootstrap)
                                if self.bootstrap > 0 else None)

@@ -66,13 +66,13 @@ def runtime_overrides(sets: list[str]):
     (data, eval, sampler, ...): what an `--eval_only` comparison evaluates on. The others
     shaped the trained model and are already in each run's saved config."""
     from colorjax.config import fields as config_fields
-    from colorjax.config import run_config
+    from colorjax.training import run_config
 
     fields = [s.partition("=")[::2] for s in sets]
 
     def prepare(config):
         for path, text in fields:
-            if run_config._is_runtime(path):
+            if run_config.is_runtime(path, config):
                 current = config_fields.get(config, path, None)
                 config_fields.set_field(config, path, _typed(current, text))
         return config

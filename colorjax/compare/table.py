@@ -228,8 +228,8 @@ class _Exported:
     def __init__(self, objective):
         self.objective = objective
 
-    def predict(self, variables, gray_l, rng):
-        return self.objective.predict_with(variables, gray_l, rng)
+    def predict(self, variables, gray_l, rng, **hints):
+        return self.objective.predict_with(variables, gray_l, rng, **hints)
 
     def inference_variables(self, variables):
         return variables

@@ -50,6 +50,7 @@ from colorjax.config.checks import ConfigError
 from colorjax.data import allocator, images
 from colorjax.data.config import check_fields
 from colorjax.data.sources import open_mixture, open_split
+from colorjax.platform import parallel
 
 STATE_VERSION = 1
 
@@ -259,16 +260,9 @@ class EvalIterable:
             _close(it)
 
 
-def _batch_per_process(global_batch_size: int) -> tuple[int, int, int]:
-    pc, pi = jax.process_count(), jax.process_index()
-    if isinstance(global_batch_size, bool) or not isinstance(global_batch_size, int) or global_batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {global_batch_size!r}.")
-    if global_batch_size % pc:
-        raise ValueError(
-            f"batch_size={global_batch_size} (global) is not divisible by the "
-            f"{pc} processes (jax.process_count()); use a multiple of {pc}."
-        )
-    return global_batch_size // pc, pi, pc
+def _batch_per_process(global_batch_size: int, field: str) -> tuple[int, int, int]:
+    return (parallel.process_batch(global_batch_size, field), jax.process_index(),
+            jax.process_count())
 
 
 def create_train_iterator(data_config, *, global_batch_size: int, seed: int,
@@ -280,7 +274,7 @@ def create_train_iterator(data_config, *, global_batch_size: int, seed: int,
     ``hint_rng(data seed, stream position)``: the same hints on resume and on any number
     of processes."""
     cfg = check_fields(data_config)
-    b, pi, pc = _batch_per_process(global_batch_size)
+    b, pi, pc = _batch_per_process(global_batch_size, "config.batch_size")
     data_seed = seed if cfg.shuffle_seed in (None, -1) else cfg.shuffle_seed
     data_seed = int(data_seed) % 2**32
     if cfg.mixture:
@@ -345,7 +339,7 @@ def create_eval_iterator(data_config, *, split: str, global_batch_size: int,
     global batch: every process yields ``ceil(n / B)`` batches.
     """
     cfg = check_fields(data_config)
-    b, pi, pc = _batch_per_process(global_batch_size)
+    b, pi, pc = _batch_per_process(global_batch_size, "config.eval.batch_size")
     source = open_split(cfg, split, True, "config.eval.split")
     n = len(source) if num_examples is None else min(int(num_examples), len(source))
     if n < 1:

@@ -35,7 +35,9 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from colorjax.platform import integrity
-from colorjax.objectives import MODEL_FAMILIES, make_objective
+from colorjax.config import registry
+from colorjax.config.checks import ConfigError
+from colorjax.objectives import make_objective
 from colorjax.objectives.base import example_batch
 
 FORMAT = "colorjax-export"
@@ -45,8 +47,6 @@ FORMAT_VERSION = 2
 SEALED_VERSION = 2
 VARIABLES, CONFIG, METADATA = "variables", "config.json", "metadata.json"
 METADATA_DIGEST = METADATA + integrity.SIDECAR
-# Families whose prediction is a draw: several colorizations per photo make sense.
-SAMPLING_FAMILIES = ("vae", "diffusion")
 
 
 class ExportError(ValueError):
@@ -132,9 +132,13 @@ def read_metadata(path: str) -> dict:
         raise _damaged(path, f"{METADATA_DIGEST} is missing (format version {version} "
                              "records it)")
     name = metadata.get("model")
-    if name not in MODEL_FAMILIES:
+    module = metadata.get("objective", "")  # a family outside colorjax: its module
+    try:
+        registry.spec({"name": name, "objective": module} if module else str(name))
+    except ConfigError:
+        known = (sorted(registry.declared(module)) if module else list(registry.names()))
         raise ExportError(f"{path} is an export of model {name!r}, which this colorjax does not "
-                          f"know; known models: {sorted(MODEL_FAMILIES)}")
+                          f"know; known models: {known}") from None
     for f in (CONFIG, VARIABLES):
         if not os.path.exists(os.path.join(path, f)):
             raise ExportError(f"{path} is an incomplete export: {f} is missing")
@@ -155,20 +159,16 @@ def read_metadata(path: str) -> dict:
     return metadata
 
 
-def check_consistent(path: str, metadata: dict, config) -> None:
+def check_consistent(path: str, metadata: dict, config, objective) -> None:
     """ExportError when metadata.json's fields disagree with config.json (the model's name
     and family, the image size, whether it samples): in a version-1 export, whose
-    metadata has no digest of its own, a damaged field shows here."""
-    name = metadata["model"]
-    if config.get("model", {}).get("name") != name:
-        raise ExportError(f"{path}: config.json's model {config.get('model', {}).get('name')!r} "
-                          f"differs from metadata.json's {name!r}")
+    metadata has no digest of its own, a damaged field shows here. (The model's name is
+    checked by `read_export` before the objective is built.)"""
     size = metadata.get("image_size")
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
         raise _damaged(path, f"{METADATA}'s image_size {size!r} is not a positive integer")
-    family = MODEL_FAMILIES[name]
-    expected = {"image_size": config.get("data", {}).get("image_size"), "family": family,
-                "samples": family in SAMPLING_FAMILIES}
+    expected = {"image_size": config.get("data", {}).get("image_size"),
+                "family": objective.family, "samples": bool(objective.samples)}
     for field, want in expected.items():
         if field in metadata and metadata[field] != want:
             raise _damaged(path, f"{METADATA}'s {field} {metadata[field]!r} differs from "
@@ -182,9 +182,12 @@ def read_export(path: str, sharding=None):
     path = os.path.abspath(os.path.expanduser(path))
     with open(os.path.join(path, CONFIG)) as f:
         config = ml_collections.ConfigDict(json.load(f))
-    check_consistent(path, metadata, config)
+    if config.get("model", {}).get("name") != metadata["model"]:
+        raise ExportError(f"{path}: config.json's model {config.get('model', {}).get('name')!r} "
+                          f"differs from metadata.json's {metadata['model']!r}")
     objective = make_objective(config)
     _check_objective(objective, metadata["model"])
+    check_consistent(path, metadata, config, objective)
     abstract = abstract_inference_variables(objective, int(metadata["image_size"]), sharding)
     ckptr = ocp.Checkpointer(ocp.StandardCheckpointHandler())
     try:

@@ -28,9 +28,6 @@ def _pow2_at_least(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-TEMPERATURE_FAMILY = "classification"  # the family whose decoding has a temperature
-
-
 def parse_temperature(value, name: str = "temperature") -> float | None:
     """`value` as a temperature (a float in (0, ∞)), None for None; else a ValueError
     naming `name` and the allowed range. Numeric strings are read (the CLI, a web form)."""
@@ -78,20 +75,17 @@ class Colorizer:
             raise ValueError(f"batch_size={batch_size} must be positive")
         self.seed = int(seed)
         self.size = self.check_size(size)
-        self.family: str = metadata.get("family") or getattr(
-            registry.MODELS.get(self.model_name), "family", "")
+        self.family: str = metadata.get("family") or objective.family
         # The annealed-mean temperature the model decodes at unless told otherwise (the
         # export config's classification.temperature); None: the model has none.
-        self.temperature_default: float | None = None
-        if self.family == TEMPERATURE_FAMILY:
-            self.temperature_default = float(getattr(
-                objective, "temperature", None) or config.classification.temperature)
+        self.temperature_default: float | None = (
+            float(objective.temperature) if objective.decodes_with_temperature else None)
         # Whether the model reads colour hints (config.model.hints); `colorize(hints=...)`.
-        self.uses_hints: bool = bool(getattr(objective, "hints", False))
+        self.uses_hints: bool = bool(objective.hints)
         # How a photo meets this model (working-size L, full-size ab, hint size): the
-        # objective's own where it declares one (a converted published model's), else
-        # colorjax's (colorjax/media/photo_io.py).
-        self.photo_io: PhotoIO = getattr(objective, "photo_io", None) or PhotoIO()
+        # objective's (colorjax's own, colorjax/media/photo_io.py, unless it declares
+        # another, as a converted published model does).
+        self.photo_io: PhotoIO = objective.photo_io
         self._predict = jax.jit(objective.predict_with, static_argnames="sampling")
         # One jitted call at a time: compilation caches and host buffers are then never
         # contended, and a busy server does not oversubscribe the CPU/GPU.
@@ -127,10 +121,11 @@ class Colorizer:
         if temperature is None:
             return None
         if self.temperature_default is None:
-            models = ", ".join(repr(m) for m in registry.names(TEMPERATURE_FAMILY))
+            models = ", ".join(repr(n) for n, s in registry.builtin().items()
+                               if s.family == "classification")
             raise ValueError(f"temperature={temperature!r}: {self.model_name!r} is a "
-                             f"{self.family} model; temperature applies to classification "
-                             f"models ({models}) only")
+                             f"{self.family} model; temperature applies to models that "
+                             f"decode a distribution over colours ({models}) only")
         return parse_temperature(temperature)
 
     def check_hints(self, hints) -> list[hints_lib.Hint] | None:

@@ -13,7 +13,7 @@ from colorjax.models.unet import UNet
 def build_regression_model(model_config):
     """The L -> ab network of the regression family (also the GAN generators' base): the
     registry's network of `config.model.name`."""
-    spec = registry.spec(model_config.name)
+    spec = registry.spec(model_config)
     if spec.family != "regression":
         raise ConfigError("config.model.name", f"{model_config.name!r} is not a regression "
                           "model", str(list(registry.names("regression"))))

@@ -123,7 +123,7 @@ class ConditionalDecoder(nn.Module):
 def build_vae(model_config) -> tuple[PosteriorEncoder, ConditionalDecoder]:
     """The (encoder, decoder) pair of `config.model` (`basicvae` or `unetvae`), whose
     fields `objectives.vae.validate` has checked; the registry says which decoder."""
-    network = registry.spec(model_config.name).network
+    network = registry.spec(model_config).network
     if network not in VAE_DECODERS:
         raise ConfigError("config.model.name", f"{model_config.name!r} is not a VAE",
                           str(list(registry.names("vae"))))

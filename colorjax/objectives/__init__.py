@@ -6,23 +6,26 @@ Every objective subclasses `base.Objective`: `init(rng, batch, num_train_steps=N
 and from the base `inference_variables(state)`, `predict(state, gray_l, rng, sampling=False)`
 and `downsample_factor` (what image_size must divide by).
 
-Each family module (`regression`, `adversarial`, `vae`, `diffusion`) also defines
-`validate(config)` and `downsample_factor(config)`, which build nothing but (at most) a
-Flax module, and `OBJECTIVE`, its Objective class. Which family a model name belongs to is
-`colorjax.config.registry.MODELS`.
+Each family module (`regression`, `classification`, `adversarial`, `vae`, `diffusion`,
+`zhang`) also defines `MODELS` (the model names it trains: `colorjax.config.registry`
+reads them), `validate(config)` and `downsample_factor(config)`, which build nothing but
+(at most) a Flax module, and `OBJECTIVE`, its Objective class. The Objective class declares
+what the rest needs to know (`family`, `samples`, `hints`, `photo_io`, ...: `base.Objective`).
+A family of your own is such a module anywhere, named by `config.model.objective`.
 """
 
 from __future__ import annotations
 
-import types
-
 from colorjax.config import registry
 
-# Model name -> training family: a read-only view of colorjax.config.registry.MODELS.
-MODEL_FAMILIES = types.MappingProxyType({name: spec.family
-                                         for name, spec in registry.MODELS.items()})
+
+def objective_class(config) -> type:
+    """The Objective class that trains `config.model` (what it declares, without building
+    one where its module names the class)."""
+    made = registry.family_module(config.model).OBJECTIVE
+    return made if isinstance(made, type) else type(made(config))
 
 
 def make_objective(config):
     """The objective that trains `config.model.name` (its config validated first)."""
-    return registry.family_module(config.model.name).OBJECTIVE(config)
+    return registry.family_module(config.model).OBJECTIVE(config)

@@ -37,6 +37,7 @@ from jax import lax
 from colorjax import models
 from colorjax.config import checks
 from colorjax.config import registry
+from colorjax.config.registry import ModelSpec
 from colorjax.models.backbone import load_backbone
 from colorjax.models.blocks import NORMS
 from colorjax.models.discriminators import DISCRIMINATORS, build_discriminator, min_input_size
@@ -85,7 +86,7 @@ class GANState:
 def _generator_name(config) -> str:
     """`config.model.generator`, or the model name's generator in the registry."""
     return checks.get(config, "model.generator",
-                      default=registry.spec(config.model.name).network)
+                      default=registry.spec(config.model).network)
 
 
 def validate(config) -> None:
@@ -377,5 +378,11 @@ class AdversarialObjective(Objective):
                                   train=False,
                                   dtype=self.dtype, **self._taps_kwargs(taps))
 
+
+# The model names this family trains, and their default generators.
+MODELS = {"gan": ModelSpec("adversarial", "encoder_decoder"),
+          "unetgan": ModelSpec("adversarial", "unet"),
+          "pix2pix_resnet": ModelSpec("adversarial", "resnet_unet"),
+          "wgan_gp": ModelSpec("adversarial", "residual_unet")}
 
 OBJECTIVE = AdversarialObjective

@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from colorjax.config import checks
+from colorjax.config import checks, registry
+from colorjax.media.photo_io import PhotoIO
 
 # {"l": (N,H,W,1), "ab": (N,H,W,2)} in network range (colorjax.color); with
 # config.model.hints also "hints" (N,H,W,3): hint ab and mask (colorjax.hints)
@@ -111,6 +112,7 @@ class Objective:
         """The fields every family reads alike: the optimizer, the EMA decay, the compute
         dtype (float32 for configs from before `precision`), the hints and the backbone's
         settings."""
+        self.family = registry.spec(config.model).family
         self.opt_config = config.optimizer
         self.ema_decay = float(config.ema_decay)
         self.dtype = compute_dtype(config) if "precision" in config else jnp.float32
@@ -119,6 +121,22 @@ class Objective:
         self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
             backbone_settings(config))
 
+    # What the rest of colorjax reads from the class (the loop, export, artifact loading,
+    # the Colorizer): a family declares these instead of being listed anywhere.
+    family: str = ""  # its family's name (the registry's, for config.model.name)
+    samples: bool = False  # whether `predict` draws (several colorizations make sense)
+    # Whether it decodes a distribution over colours by the annealed mean at
+    # `self.temperature` (a classification model: `colorize(temperature=...)` applies).
+    decodes_with_temperature: bool = False
+    # Whether a pass over the data must run before step 1 (`train.data_statistics`), and
+    # over at most how many images (0: all).
+    needs_data_statistics: bool = False
+    prior_images: int = 0
+    # Config fields a command line may change for a trained run of this family (eval and
+    # export; colorjax.training.run_config): they change nothing the network computes.
+    runtime_fields: tuple[str, ...] = ()
+    # How a photo meets the network at inference (working-size L, full-size ab, hints).
+    photo_io: PhotoIO = PhotoIO()
     # What image_size must be a multiple of (how often the network halves the image).
     downsample_factor: int = 1
     # config.model.hints: the network's conditioning input is concat(L, hint planes);

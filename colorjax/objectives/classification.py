@@ -24,6 +24,7 @@ from colorjax import models
 from colorjax.color import ab_bins
 from colorjax.config import checks
 from colorjax.config import registry
+from colorjax.config.registry import ModelSpec
 from colorjax.color import AB_SCALE
 from colorjax.models.blocks import NORMS
 from colorjax.models.resnet import ResNetColorizer
@@ -94,6 +95,9 @@ OUTPUT_HEAD = "OutputHead_0"  # the networks' last module: a 1x1 conv to one log
 
 class ClassificationObjective(RegressionObjective):
     """Per-pixel classification over ab bins; `predict` decodes by the annealed mean."""
+
+    decodes_with_temperature = True
+    runtime_fields = ("classification.temperature",)
 
     def __init__(self, config):
         validate(config)
@@ -177,5 +181,8 @@ class ClassificationObjective(RegressionObjective):
                                    variables[BINS]["centers"], t)
         return ab / AB_SCALE
 
+
+# The network is config.model.network's (unet by default), with one logit per ab bin.
+MODELS = {"colorful": ModelSpec("classification", "unet")}
 
 OBJECTIVE = ClassificationObjective

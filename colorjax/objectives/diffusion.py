@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from colorjax import models
 from colorjax.config import checks
 from colorjax.config import registry
+from colorjax.config.registry import ModelSpec
 from colorjax.diffusion import (PREDICTIONS, SAMPLERS, SCHEDULES, make_schedule, q_sample,
                                 sample, training_target)
 from colorjax.models.backbone import load_backbone
@@ -47,7 +48,7 @@ LOSSES = ("l1", "mse")
 
 def _sampler_name(config) -> str:
     return (checks.get(config, "sampler.name", default="")
-            or registry.spec(config.model.name).sampler or "ddim")
+            or registry.spec(config.model).sampler or "ddim")
 
 
 def validate(config) -> None:
@@ -119,6 +120,9 @@ def bucket_losses(per_example, t, num_timesteps: int, buckets: int) -> dict:
 
 class DiffusionObjective(Objective):
     """ε- (or v-) prediction training; `predict` runs the configured sampler from pure noise."""
+
+    samples = True  # every colorization is a draw
+    runtime_fields = ("sampler",)
 
     def __init__(self, config):
         validate(config)
@@ -245,5 +249,9 @@ class DiffusionObjective(Objective):
         return self.sample(variables["params"], gray_l, rng, model_state=model_state,
                            hints=hints)
 
+
+# The model names this family trains: one network, two default samplers.
+MODELS = {"unetddpm": ModelSpec("diffusion", "diffusion_unet", sampler="ddpm"),
+          "unetddim": ModelSpec("diffusion", "diffusion_unet", sampler="ddim")}
 
 OBJECTIVE = DiffusionObjective

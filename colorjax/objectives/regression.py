@@ -17,6 +17,7 @@ import jax
 from colorjax import models
 from colorjax.config import checks
 from colorjax.config import registry
+from colorjax.config.registry import ModelSpec
 from colorjax.models import build_regression_model
 from colorjax.models.backbone import backbone_taps, load_backbone
 from colorjax.models.blocks import NORMS
@@ -41,7 +42,7 @@ def validate(config) -> None:
     checks.number(config, "loss_rebalance", low=0.0, high=1.0, high_open=True, default=0.0,
                   note="(0 = off, 0.5 = Zhang et al.'s λ = 1/2)")
     checks.choice(config, "model.norm", NORMS)
-    network = registry.spec(config.model.name).network
+    network = registry.spec(config.model).network
     if network == "fusion":  # its output layer is the paper's
         checks.choice(config, "model.zero_output", (False,), default=False,
                       note="(fusion keeps the paper's output layer)")
@@ -151,5 +152,10 @@ class RegressionObjective(Objective):
                                   train=False,
                                   dtype=self.dtype, **kwargs)
 
+
+# The model names this family trains, and their networks (colorjax.config.registry).
+MODELS = {"resnet": ModelSpec("regression", "resnet"),
+          "unet": ModelSpec("regression", "unet"),
+          "fusion": ModelSpec("regression", "fusion")}
 
 OBJECTIVE = RegressionObjective

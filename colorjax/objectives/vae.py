@@ -43,6 +43,7 @@ import jax.numpy as jnp
 from colorjax import models
 from colorjax.config import checks
 from colorjax.config import registry
+from colorjax.config.registry import ModelSpec
 from colorjax.models.blocks import NORMS
 from colorjax.models.backbone import load_backbone
 from colorjax.models.vae import CONDITIONS, build_vae
@@ -107,6 +108,9 @@ class VAEObjective(Objective):
     `{"encoder": ..., "decoder": ...}`; `ema_params` (when on) tracks the decoder alone,
     the only network prediction uses.
     """
+
+    samples = True  # z is drawn: several colorizations of one photo differ
+    runtime_fields = ("vae.sample_mode",)
 
     def __init__(self, config):
         validate(config)
@@ -222,5 +226,9 @@ class VAEObjective(Objective):
         mode = "prior" if sampling else None
         return self.decode(variables, gray_l, self.latent(rng, gray_l.shape[0], mode), hints)
 
+
+# The model names this family trains, and their decoders.
+MODELS = {"basicvae": ModelSpec("vae", "decoder"),
+          "unetvae": ModelSpec("vae", "unet_decoder")}
 
 OBJECTIVE = VAEObjective

@@ -41,10 +41,14 @@ from colorjax.objectives.base import LOSSES
 from colorjax.objectives.classification import (BINS, ClassificationObjective, check_bin_fields,
                                                 soft_cross_entropy)
 from colorjax.objectives.regression import RegressionObjective
+from colorjax.config.registry import ModelSpec
 from colorjax.media.photo_io import PhotoIO, resize_bilinear_torch
 from colorjax.media.photos import Photo, gray_of
 
-MODELS = ("eccv16", "siggraph17")
+# Zhang et al.'s published networks (colorjax.convert converts their released weights);
+# each trains as its family does, with its own network and pre/post-processing.
+MODELS = {"eccv16": ModelSpec("classification", "eccv16"),
+          "siggraph17": ModelSpec("regression", "siggraph17")}
 DOWNSAMPLE_FACTOR = 8  # both networks halve the image three times
 ECCV16_OUTPUT_STRIDE = 4  # the logits are at 1/4 of the input
 DEMO_SIZE = 256  # the authors' working size (util.preprocess_img's HW)
@@ -53,7 +57,7 @@ DEMO_HINT_SIDE = 5  # ideepcolor's default point: +-2 px around the click at 256
 
 def validate(config) -> None:
     """ConfigError naming the first wrong field these models read (builds nothing)."""
-    name = checks.choice(config, "model.name", MODELS)
+    name = checks.choice(config, "model.name", tuple(MODELS))
     checks.integer(config, "model.width", low=1, note="(the release's 64)")
     checks.boolean(config, "model.freeze_norm",
                    note="(True: BatchNorm keeps its running statistics in training)")
@@ -194,7 +198,7 @@ class SIGGRAPH17Objective(RegressionObjective):
 
 def OBJECTIVE(config):  # noqa: N802  the registry's name for a module's objective maker
     """The objective of `config.model.name` (eccv16 or siggraph17)."""
-    name = checks.choice(config, "model.name", MODELS)
+    name = checks.choice(config, "model.name", tuple(MODELS))
     return {"eccv16": ECCV16Objective, "siggraph17": SIGGRAPH17Objective}[name](config)
 
 

@@ -97,13 +97,26 @@ def shard_batch(local_batch, mesh: Mesh):
                         local_batch)
 
 
-def check_batch_divisible(global_batch: int, field: str = "config.batch_size") -> None:
-    """The global batch must split evenly over devices and processes."""
+def check_batch_divisible(global_batch, field: str = "config.batch_size", *,
+                          devices: bool = True) -> None:
+    """The global batch: a positive integer that splits evenly over the processes (each
+    reads its own share) and, with `devices`, over every device (the sharded step)."""
     n_dev, n_proc = jax.device_count(), jax.process_count()
-    if global_batch % n_dev or global_batch % n_proc:
+    if isinstance(global_batch, bool) or not isinstance(global_batch, int) or global_batch < 1:
+        raise ConfigError(field, f"{global_batch!r} is not a positive integer",
+                          f"multiples of {n_dev if devices else n_proc}")
+    if (devices and global_batch % n_dev) or global_batch % n_proc:
         raise ConfigError(
-            field, f"{global_batch} must be divisible by the number of devices ({n_dev}) and "
-            f"processes ({n_proc})", f"multiples of {n_dev}.")
+            field, f"{global_batch} must be divisible by the number of "
+            + (f"devices ({n_dev}) and processes ({n_proc})" if devices
+               else f"processes ({n_proc}, jax.process_count())"),
+            f"multiples of {n_dev if devices else n_proc}.")
+
+
+def process_batch(global_batch, field: str = "config.batch_size") -> int:
+    """This process's share of the global batch (`check_batch_divisible`'s process rule)."""
+    check_batch_divisible(global_batch, field, devices=False)
+    return global_batch // jax.process_count()
 
 
 def barrier(name: str) -> None:

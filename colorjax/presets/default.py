@@ -23,11 +23,34 @@ def check_variant(variant: str, variants: dict) -> None:
         raise ValueError(f"unknown config variant {variant!r}; allowed: {allowed}")
 
 
+# Zhang et al.'s released networks (eccv16.py, siggraph17.py) share these variants.
+RELEASE_VARIANTS = {"": "the release's working size, 256 px, batch 16",
+                    "cpu": "fine-tuning on a CPU: 64 px crops, batch 8, 300 steps"}
+
+
+def release_config(name: str, variant: str) -> ml_collections.ConfigDict:
+    """The fields Zhang et al.'s released networks share: the release's width, no
+    backbone, BatchNorm trained as the authors did, their working size (256 px; 64 on CPU)."""
+    check_variant(variant, RELEASE_VARIANTS)
+    c = get_config(variant)
+    c.model.name = name
+    c.model.width = 64  # the release's; a converted export needs it
+    c.model.backbone = "none"
+    # True: BatchNorm keeps its (published) running statistics while fine-tuning, which
+    # suits small batches; False: batch statistics, as the authors trained.
+    c.model.freeze_norm = False
+    c.data.image_size = 64 if variant == "cpu" else 256  # the authors' (util.preprocess_img)
+    return c
+
+
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     check_variant(variant, VARIANTS)
     c = ml_collections.ConfigDict()
     c.seed = 8000  # the original projects' default seed
     c.model = ml_collections.ConfigDict(dict(name="unet"))  # the family's config adds fields
+    # The module that trains model.name where it is not colorjax's: a family of your own
+    # (its MODELS, OBJECTIVE, validate, downsample_factor; docs/architecture.md). "": ours.
+    c.model.objective = ""
     # Colour hints (Zhang et al. 2017; colorjax/hints/__init__.py): the network also reads ab hint
     # planes and a mask, drawn from the truth in training; any family.
     c.model.hints = False

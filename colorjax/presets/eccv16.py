@@ -23,23 +23,12 @@ import ml_collections
 from colorjax.color.ab_bins import PRIOR_MIX
 from colorjax.presets import default
 
-VARIANTS = {"": "the release's working size, 256 px, batch 16",
-            "cpu": "fine-tuning on a CPU: 64 px crops, batch 8, 300 steps"}
+VARIANTS = default.RELEASE_VARIANTS
 
 
 def get_config(variant: str = ""):
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown config variant {variant!r}; allowed: "
-                         + ", ".join(f"{v!r} ({what})" for v, what in VARIANTS.items()))
-    c = default.get_config(variant)
-    c.model.name = "eccv16"
-    c.model.width = 64  # the release's; a converted export needs it
-    c.model.backbone = "none"
-    # True: BatchNorm keeps its (published) running statistics while fine-tuning, which
-    # suits small batches; False: batch statistics, as the authors trained.
-    c.model.freeze_norm = False
+    c = default.release_config("eccv16", variant)
     c.model.hint_propagation = False  # a hint-free network (config.model.hints=False)
-    c.data.image_size = 256  # the authors' working size (util.preprocess_img)
     c.classification = ml_collections.ConfigDict(dict(
         # 1 = the mean of the distribution, what the release's forward computes (and the
         # authors' demo shows); the paper's annealed mean 0.38 is more vivid. A runtime
@@ -53,6 +42,4 @@ def get_config(variant: str = ""):
     c.optimizer.learning_rate = 3e-5
     c.optimizer.b2 = 0.99
     c.optimizer.weight_decay = 1e-3
-    if variant == "cpu":
-        c.data.image_size = 64
     return c

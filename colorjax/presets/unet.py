@@ -35,6 +35,11 @@ def apply_variant(c, variant: str) -> None:
     """The CPU widths, and for cpu_backbone the frozen EfficientNet-Lite0 encoder."""
     if variant in ("cpu", "cpu_backbone"):
         c.model.features = (16, 32, 64, 128)
+    apply_backbone_variant(c, variant)
+
+
+def apply_backbone_variant(c, variant: str) -> None:
+    """cpu_backbone: the frozen pretrained EfficientNet-Lite0 encoder feeds the decoder."""
     if variant == "cpu_backbone":
         c.model.backbone = "efficientnet_lite0"
         c.model.backbone_width = 32

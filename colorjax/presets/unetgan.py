@@ -6,21 +6,16 @@ EfficientNet-Lite0 feeding the decoder (`config.model.backbone`; on any variant:
 `--config.model.backbone=efficientnet_lite0 --config.model.backbone_width=32`).
 """
 
-from colorjax.presets import default, gan
+from colorjax.presets import gan, unet
 
-VARIANTS = {"": "GPU-sized",
-            "cpu": "CPU-sized: small widths and batches, minutes on a laptop",
-            "cpu_backbone": "cpu with the frozen pretrained EfficientNet-Lite0 encoder"}
+VARIANTS = unet.VARIANTS
 
 
 def get_config(variant: str = ""):
-    default.check_variant(variant, VARIANTS)
+    c = unet.base_config(variant)
     base = "cpu" if variant == "cpu_backbone" else variant
-    c = default.get_config(base)
     c.model.name = "unetgan"
     gan.add_adversarial_fields(c, base)
     c.model.generator = "unet"
-    if variant == "cpu_backbone":
-        c.model.backbone = "efficientnet_lite0"
-        c.model.backbone_width = 32
+    unet.apply_backbone_variant(c, variant)
     return c

@@ -148,6 +148,7 @@ class Evaluator:
         # Running sums stay on the devices; the host fetches them once per split.
         self._add = jax.jit(_add_sums, out_shardings=repl, donate_argnums=0)
         self._baselines: dict[str, dict] = {}
+        self._score = None  # per-image metrics, jitted on first use (compare's table)
 
     def _model_batch_sums(self, state, batch, rng, lpips_params):
         ab = self.objective.predict(state, batch["l"], rng, **_hint_kwargs(batch))
@@ -194,20 +195,48 @@ class Evaluator:
             self._baselines[split] = self._mean_over_split(split, fn)
         return self._baselines[split]
 
+    def _predicted_batches(self, state, split):
+        """(batch, predicted ab, mask of real rows) per eval batch of `split`: the batches,
+        hints and keys `evaluate` uses, as host arrays. Gathers are collectives: every
+        process runs them."""
+        for i, local in enumerate(self._batches(split)):
+            batch = parallel.shard_batch(local, self.mesh)
+            inputs = {k: batch[k] for k in ("l", "hints") if k in batch}
+            ab = self._predict(state, inputs, jax.random.fold_in(self.rng, i))
+            keep = parallel.to_host(batch["mask"]) > 0  # drop the padding rows
+            host = {k: parallel.to_host(batch[k])[keep] for k in ("l", "ab")}
+            yield host, parallel.to_host(ab)[keep]
+
+    def per_image(self, state, split: str | None = None):
+        """(l, predicted ab, true ab, per-image metrics) over the whole split, in order:
+        what `evaluate` averages, image by image (compare's table and its intervals)."""
+        split = split or self.config.eval.split
+        ls, preds, trues = [], [], []
+        for batch, ab in self._predicted_batches(state, split):
+            ls.append(batch["l"]), preds.append(ab), trues.append(batch["ab"])
+        if not ls:
+            raise ConfigError("config.eval.split", f"{split!r} has no examples to evaluate")
+        l, ab_pred, ab_true = (np.concatenate(x) for x in (ls, preds, trues))
+        return l, ab_pred, ab_true, self.score(l, ab_pred, ab_true)
+
+    def score(self, l, ab_pred, ab_true) -> dict:
+        """Per-image metrics ({name: (N,)} host arrays) of host arrays, in eval batches."""
+        if self._score is None:
+            self._score = jax.jit(lambda l, p, t, params: image_metrics(
+                l, p, t, lpips_on_small_images(self.lpips, params)))
+        size = int(self.config.eval.batch_size)
+        parts = [jax.device_get(self._score(l[s:s + size], ab_pred[s:s + size],
+                                            ab_true[s:s + size], self.lpips.params))
+                 for s in range(0, len(l), size)]
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+
     def sample_grid(self, state, path: str, split: str | None = None) -> str:
         """PNG with rows gray | prediction | ground truth for `eval.num_images` images."""
         split = split or self.config.eval.split
         n = self.config.eval.num_images
         ls, preds, trues = [], [], []
-        for i, local in enumerate(self._batches(split)):
-            batch = parallel.shard_batch(local, self.mesh)
-            inputs = {k: batch[k] for k in ("l", "hints") if k in batch}
-            ab = self._predict(state, inputs, jax.random.fold_in(self.rng, i))
-            # Gathers are collectives: every process runs them; only process 0 saves.
-            keep = parallel.to_host(batch["mask"]) > 0  # drop the padding rows
-            ls.append(parallel.to_host(batch["l"])[keep])
-            preds.append(parallel.to_host(ab)[keep])
-            trues.append(parallel.to_host(batch["ab"])[keep])
+        for batch, ab in self._predicted_batches(state, split):
+            ls.append(batch["l"]), preds.append(ab), trues.append(batch["ab"])
             if sum(len(x) for x in ls) >= n:
                 break
         l, ab_pred, ab_true = (np.concatenate(x)[:n] for x in (ls, preds, trues))

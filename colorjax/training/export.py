@@ -21,11 +21,11 @@ import orbax.checkpoint as ocp
 
 from colorjax.platform import integrity
 from colorjax.training import run_config
-from colorjax.inference.artifact import (CONFIG, FORMAT, FORMAT_VERSION, METADATA, SAMPLING_FAMILIES,
-                               VARIABLES, ExportError, _check_objective, _leaves_text,
-                               nonfinite_leaves)
+from colorjax.inference.artifact import (CONFIG, FORMAT, FORMAT_VERSION, METADATA, VARIABLES,
+                                         ExportError, _check_objective, _leaves_text,
+                                         nonfinite_leaves)
 from colorjax.training.checkpoint import DamagedCheckpointError, restore_run
-from colorjax.objectives import MODEL_FAMILIES, make_objective
+from colorjax.objectives import make_objective
 from colorjax.version import __version__
 
 
@@ -68,14 +68,15 @@ def write_export(export_dir: str, variables, config, *, step: int,
     name = config.model.name
     objective = make_objective(config)
     _check_objective(objective, name)
-    family = MODEL_FAMILIES[name]
     metadata = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
-        "model": name, "family": family, "step": int(step),
+        "model": name, "family": objective.family, "step": int(step),
         "image_size": int(config.data.image_size),
         "downsample_factor": int(objective.downsample_factor),
-        "samples": family in SAMPLING_FAMILIES,
-        "hints": bool(getattr(objective, "hints", False)),  # config.model.hints
+        "samples": bool(objective.samples),
+        "hints": bool(objective.hints),  # config.model.hints
+        # A family outside colorjax: the module that loads it again (config.model.objective).
+        **({"objective": config.model.objective} if config.model.get("objective") else {}),
         "colorjax_version": __version__, "jax_version": jax.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "source": source, "metrics": metrics, **(extra or {}),

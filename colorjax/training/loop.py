@@ -69,10 +69,10 @@ def fit_data_statistics(config, objective, state, mesh, say=print):
     prior of the classification family); `state` itself for the others. The pass reads a
     fresh iterator (the training one is untouched) over `classification.prior_images`
     images (0 = all) of the training split, with the training augmentation."""
-    if not getattr(objective, "needs_data_statistics", False):
+    if not objective.needs_data_statistics:
         return state
     n = data.num_examples(config.data, config.data.train_split)
-    cap = int(getattr(objective, "prior_images", 0) or 0)
+    cap = int(objective.prior_images or 0)
     n = min(n, cap) if cap else n
     steps = max(1, int(math.ceil(n / config.batch_size)))
     it = data.create_train_iterator(config.data, global_batch_size=config.batch_size,

@@ -8,32 +8,46 @@ model-changing flag that differs from the run's value is an error naming each fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 import ml_collections
 
 from colorjax.config import fields as config_fields
+from colorjax.config import registry
+from colorjax.config.checks import ConfigError
+from colorjax.objectives import objective_class
 
-# Fields (and sections) a command line may set for an existing run: none of them changes
-# the parameters or what the trained network computes.
+# Fields (and sections) a command line may set for any existing run: none of them changes
+# the parameters or what the trained network computes. A family adds its own
+# (`Objective.runtime_fields`: the sampler, the VAE's sample mode, the temperature).
 RUNTIME_FIELDS = (
-    "eval", "data", "sampler", "batch_size", "seed", "wandb", "precision",
+    "eval", "data", "batch_size", "seed", "wandb", "precision",
     "num_train_steps", "num_epochs", "log_every", "eval_every", "checkpoint_every",
-    "keep_checkpoints", "vae.sample_mode", "classification.temperature",
+    "keep_checkpoints",
     "init_from",  # where the weights started: the checkpoint holds them now
 )
-# Models that are one network trained one way, told apart only by their sampler
-# (configs/unetddim.py evaluates a unetddpm run).
-SAME_NETWORK = ({"unetddpm", "unetddim"},)
 
 
 class RunConfigError(ValueError):
     """The command line asks for a different model than the run trained."""
 
 
-def _is_runtime(field: str) -> bool:
-    return any(field == f or field.startswith(f + ".") for f in RUNTIME_FIELDS)
+def is_runtime(field: str, config) -> bool:
+    """Whether a command line may set `field` for a trained run of `config`'s model."""
+    fields = RUNTIME_FIELDS + objective_class(config).runtime_fields
+    return any(field == f or field.startswith(f + ".") for f in fields)
+
+
+def _same_network(a: str, b: str) -> bool:
+    """Two model names of one network trained one way, told apart only by their default
+    sampler (configs/unetddim.py evaluates a unetddpm run)."""
+    try:
+        sa, sb = registry.spec(a), registry.spec(b)
+    except ConfigError:
+        return False
+    return dataclasses.replace(sa, sampler=None) == dataclasses.replace(sb, sampler=None)
 
 
 def _plain(value):
@@ -64,19 +78,20 @@ def merge(saved: ml_collections.ConfigDict, cli: ml_collections.ConfigDict,
     problems = []
     name, run_name = current["model"]["name"], run["model"]["name"]
     if name != run_name:
-        if any({name, run_name} <= group for group in SAME_NETWORK):
+        if _same_network(name, run_name):
             run["model"]["name"] = name  # the same network, sampled the other way
             run["sampler"] = current["sampler"]
         else:
             problems.append(f"config.model.name: the run trained {run_name!r}, --config "
                             f"gives {name!r}")
+    run_model = ml_collections.ConfigDict(run)
     for field in overridden:
         if field == "model.name":
             continue
         value = config_fields.get(current, field)
         if value is config_fields.MISSING:
             continue  # not a field: the config checks name it
-        if _is_runtime(field):
+        if is_runtime(field, run_model):
             config_fields.set_field(run, field, value)
             continue
         trained = config_fields.get(run, field, None)

@@ -68,7 +68,11 @@ def unknown_field_error(config, path: str) -> ConfigError | None:
 
 def check_enumerated(config) -> None:
     """The model name, and the enumerated fields every family shares (where present)."""
-    registry.spec(config.model.name)
+    if not isinstance(config.model.get("objective", ""), str):
+        raise ConfigError("config.model.objective",
+                          f"{config.model.objective!r} is not a module path",
+                          "a dotted module path, or \"\" for colorjax's own families")
+    registry.spec(config.model)
     for field, allowed in (("optimizer.name", OPTIMIZERS), ("optimizer.schedule", SCHEDULES),
                            ("precision", PRECISIONS), ("eval.lpips_net", LPIPS_NETS)):
         checks.choice(config, field, allowed, default=None)
@@ -132,7 +136,7 @@ def validate_config(config, training: bool = True) -> None:
     values), so every config mistake reads the same."""
     check_enumerated(config)
     _check_counts(config)  # before the family's: its checks may compare with the counts
-    family = registry.family_module(config.model.name)
+    family = registry.family_module(config.model)
     family.validate(config)
     _check_hints(config)
     parallel.check_batch_divisible(config.batch_size, "config.batch_size")
