@@ -4,9 +4,10 @@
 
 Three fresh processes per config: no cache; a cold cache (an empty directory, which the run
 fills); the same cache again, warm (what a user's second run of a config sees: the CLI turns
-the cache on by default, see colorjax/platform/runtime.py). Each reports "startup" (from the start of
-`train_throughput.measure`, after Python's imports: JAX import, parameter initialization and
-the train step's compilation and first run) and "compile + first step" alone.
+the cache on by default, see colorjax/platform/runtime.py). Each reports "startup" (from the
+start of `train_throughput.measure`, after Python's imports: JAX import, parameter
+initialization and the train step's compilation and first run) and "compile + first step"
+alone.
 """
 
 from __future__ import annotations

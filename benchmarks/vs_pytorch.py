@@ -21,8 +21,8 @@ under torch.inference_mode(); one colorjax device (the sampler is not sharded).
 torch is never a colorjax dependency: it lives in its own Python (see torch_unet.py).
 
 colorjax runs as `python -m colorjax.main` does, with glibc's huge pages for malloc
-(colorjax/platform/host_memory.py). `--torch_malloc` says how PyTorch runs: `default` (as installed),
-`hugepages` (the same tunable) or `both` (the default: each round times PyTorch both ways,
+(colorjax/platform/host_memory.py). `--torch_malloc` says how PyTorch runs: `default` (as
+installed), `hugepages` (the same tunable) or `both` (the default: each round times PyTorch both ways,
 and the table has a ratio for each).
 """
 

@@ -163,8 +163,9 @@ def test_cli_export_then_load_in_a_light_process(exported, tmp_path):
         "import sys, colorjax\n"
         "assert 'jax' not in sys.modules\n"
         f"c = colorjax.Colorizer.load({str(out)!r})\n"
-        "bad = [m for m in sys.modules if m.startswith(('colorjax.training.loop', 'colorjax.data',"
-        " 'colorjax.training.checkpoint', 'colorjax.training.evaluate', 'tensorflow_datasets', 'grain'))]\n"
+        "bad = [m for m in sys.modules if m.startswith(('colorjax.training.loop',"
+        " 'colorjax.data', 'colorjax.training.checkpoint', 'colorjax.training.evaluate',"
+        " 'tensorflow_datasets', 'grain'))]\n"
         "assert not bad, bad\n"
         "import numpy as np\n"
         "print(c.colorize(np.zeros((5, 7), np.uint8)).shape)\n")

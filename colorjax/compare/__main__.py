@@ -12,8 +12,9 @@ Each model is trained in `DIR/<name>` (name: the config file's stem and variant,
 `DIR/<name>/train.log`; a finished run is reused and an unfinished one resumes (the CLI
 does both). Then, in this process, each run is restored (`checkpoint.restore_run`, with its
 saved config and the `--set` fields that are runtime fields: data, eval, sampler, ...) and
-predicts every image of the split its eval data config names; per-image metrics (`evaluate.image_metrics`, LPIPS as the Evaluator builds it) give the mean and a
-95% percentile bootstrap interval (resampling images, seed 0, the same resamples for every
+predicts every image of the split its eval data config names, through the training loop's
+Evaluator (`Evaluator.per_image`: its batches, hints and metrics); the per-image metrics
+give the mean and a 95% percentile bootstrap interval (resampling images, seed 0, the same resamples for every
 row). The gray baseline (ab = 0) is a row too. A model whose training or evaluation fails
 is a row saying why; the exit status is nonzero only when every model failed.
 

@@ -1,1 +1,3 @@
-"""Configs: loading the presets, dotted fields, validation with structured errors, the model registry, a run's saved config."""
+"""The bottom of the house: `ConfigError` and the field checks (`checks`), dotted field
+names (`fields`), and the model registry (`registry`). Loading the presets is
+`colorjax.presets`; validating a run's config and its saved config, `colorjax.training`."""

@@ -1,10 +1,10 @@
 """Training families. `make_objective(config)` picks one from the model name.
 
 Every objective subclasses `base.Objective`: `init(rng, batch, num_train_steps=None)`
-(the optimizer comes with the step count), a pure
-`train_step(state, batch, rng)`, a pure `predict_with(variables, gray_l, rng, sampling=False)`,
-and from the base `inference_variables(state)`, `predict(state, gray_l, rng, sampling=False)`
-and `downsample_factor` (what image_size must divide by).
+(the optimizer comes with the step count), a pure `train_step(state, batch, rng)`, a pure
+`predict_with(variables, gray_l, rng, sampling=False, hints=None)`, and from the base
+`inference_variables(state)`, `predict(state, gray_l, rng, sampling=False, hints=None)` and
+`downsample_factor` (what image_size must divide by).
 
 Each family module (`regression`, `classification`, `adversarial`, `vae`, `diffusion`,
 `zhang`) also defines `MODELS` (the model names it trains: `colorjax.config.registry`

@@ -143,6 +143,8 @@ class Objective:
     # with config.model.hint_propagation also the hints spread along the image.
     hints: bool = False
     hint_propagation: bool = False
+    # config.model.backbone: the pretrained network whose taps feed the decoder ("none").
+    backbone: str = "none"
 
     def conditioning(self, gray_l: jax.Array, hints: jax.Array | None = None) -> jax.Array:
         """What the network reads: L (N,H,W,1), or for a hint model concat(L, hints)

@@ -213,8 +213,7 @@ def frozen_weights(objective):
     load_pretrained = getattr(getattr(objective, "model", None), "load_pretrained", None)
     if load_pretrained is not None:
         return load_pretrained({})[FROZEN_COLLECTIONS[0]]
-    backbone = getattr(objective, "backbone", "none")
-    return None if backbone == "none" else load_backbone(backbone)
+    return None if objective.backbone == "none" else load_backbone(objective.backbone)
 
 
 def load_frozen_like(target, objective, sharding):

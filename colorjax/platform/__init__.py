@@ -1,1 +1,2 @@
-"""Process and host: XLA:CPU flags, host memory, the mesh, command-line helpers, progress bars, file digests."""
+"""Process and host: XLA:CPU flags, host memory, the mesh, command-line helpers, progress
+bars, file digests."""

@@ -1,1 +1,2 @@
-"""Training: the loop, checkpoints, evaluation, metric writers, export, warm starts, the end-of-run summary."""
+"""Training: the loop, checkpoints, evaluation, metric writers, export, warm starts, config
+validation, a run's saved config, the end-of-run summary."""
