@@ -18,7 +18,9 @@ SIZE = 16
 CONFIG_FILE = {"wgan_gp": "wgan"}  # model name -> config file, where they differ
 # eccv16 reads hints as any family does, but at 16 px its dilated layers see a 2x2 map and
 # a first step's prediction barely depends on its input: tests/test_zhang.py, at 32 px.
-MODELS = tuple(m for m in registry.names() if m != "eccv16")
+# ddcolor and deoldify read the gray image alone (their validate refuses hints): their
+# published networks have no input for them.
+MODELS = tuple(m for m in registry.names() if m not in ("eccv16", "ddcolor", "deoldify"))
 
 
 def config_for(model, **fields):

@@ -20,7 +20,7 @@ from colorjax.config import registry
 from colorjax import hints as hints_lib
 from colorjax.inference.artifact import read_export
 from colorjax.media.photo_io import PhotoIO
-from colorjax.media.photos import Photo, lab_to_rgb_striped, to_photo, to_uint8
+from colorjax.media.photos import Photo, to_photo, to_uint8
 
 Hint = hints_lib.Hint
 
@@ -272,8 +272,9 @@ class Colorizer:
         return self.photo_io.full_size_ab(ab_small, *photo.size)
 
     def finish(self, photo: Photo, ab_small: np.ndarray) -> np.ndarray:
-        """sRGB float32 (H, W, 3): the photo's own full-size L with the upsampled ab."""
-        return lab_to_rgb_striped(photo.l, self.full_size_ab(photo, ab_small))
+        """sRGB float32 (H, W, 3): the photo's own full-size L with the upsampled ab (as
+        the model's `photo_io` finishes a photo)."""
+        return self.photo_io.finish(self, photo, ab_small)
 
     def predict_photos(self, photos: list[Photo], num_samples: int = 1,
                        size: int | None = None, *,
@@ -289,6 +290,12 @@ class Colorizer:
                         temperature: float | None = None,
                         hints=None) -> list[list[np.ndarray]]:
         """For each photo, `num_samples` sRGB float32 images (H, W, 3) of its size."""
+        if num_samples == 1 and temperature is None and not hints:
+            # A published pipeline that is not L + ab runs whole (objectives/deoldify.py).
+            own = self.photo_io.colorize_photos(
+                self, photos, self.size if size is None else self.check_size(size))
+            if own is not None:
+                return [[out] for out in own]
         small = self.predict_small(photos, num_samples, size, temperature=temperature,
                                    hints=hints)
         return [[self.finish(p, ab) for ab in abs_] for p, abs_ in zip(photos, small)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from colorjax.media.photos import Photo, resize_ab, resize_plane
+from colorjax.media.photos import Photo, lab_to_rgb_striped, resize_ab, resize_plane
 
 
 class PhotoIO:
@@ -34,6 +34,20 @@ class PhotoIO:
     def hint_side(self, size: int) -> int | None:
         """A user hint's patch side at working size `size`; None: `hints.inference_side`."""
         del size
+        return None
+
+    def lab_to_rgb(self, l: np.ndarray, ab: np.ndarray) -> np.ndarray:
+        """The full-size L (H, W) and ab (H, W, 2) as sRGB float32 (H, W, 3) in [0, 1]."""
+        return lab_to_rgb_striped(l, ab)
+
+    def finish(self, colorizer, photo: Photo, ab_small: np.ndarray) -> np.ndarray:
+        """sRGB float32 (H, W, 3): the photo's own full-size L with the upsampled ab."""
+        return self.lab_to_rgb(photo.l, colorizer.full_size_ab(photo, ab_small))
+
+    def colorize_photos(self, colorizer, photos: list[Photo], size: int):
+        """The finished photos of a published pipeline whose result is not the photo's L +
+        the predicted ab (DeOldify's); None: colorjax's way, `finish` of the ab."""
+        del colorizer, photos, size
         return None
 
 

@@ -121,30 +121,24 @@ class Objective:
         self.backbone, self.backbone_trainable, self.backbone_learning_rate = (
             backbone_settings(config))
 
-    # What the rest of colorjax reads from the class (the loop, export, artifact loading,
-    # the Colorizer): a family declares these instead of being listed anywhere.
+    # What the loop, export, artifact loading and the Colorizer read from the class: a
+    # family declares these instead of being listed anywhere.
     family: str = ""  # its family's name (the registry's, for config.model.name)
     samples: bool = False  # whether `predict` draws (several colorizations make sense)
-    # Whether it decodes a distribution over colours by the annealed mean at
-    # `self.temperature` (a classification model: `colorize(temperature=...)` applies).
+    # Decodes a distribution by the annealed mean at `self.temperature` (classification).
     decodes_with_temperature: bool = False
-    # Whether a pass over the data must run before step 1 (`train.data_statistics`), and
-    # over at most how many images (0: all).
+    # A pass over at most `prior_images` (0: all) before step 1 (`fit_data_statistics`).
     needs_data_statistics: bool = False
     prior_images: int = 0
-    # Config fields a command line may change for a trained run of this family (eval and
-    # export; colorjax.training.run_config): they change nothing the network computes.
+    # Fields a command line may change for a trained run (colorjax.training.run_config).
     runtime_fields: tuple[str, ...] = ()
-    # How a photo meets the network at inference (working-size L, full-size ab, hints).
-    photo_io: PhotoIO = PhotoIO()
-    # What image_size must be a multiple of (how often the network halves the image).
-    downsample_factor: int = 1
+    photo_io: PhotoIO = PhotoIO()  # how a photo meets the network at inference
+    downsample_factor: int = 1  # what image_size must be a multiple of
     # config.model.hints: the network's conditioning input is concat(L, hint planes);
     # with config.model.hint_propagation also the hints spread along the image.
     hints: bool = False
     hint_propagation: bool = False
-    # config.model.backbone: the pretrained network whose taps feed the decoder ("none").
-    backbone: str = "none"
+    backbone: str = "none"  # config.model.backbone: pretrained taps feed the decoder
 
     def conditioning(self, gray_l: jax.Array, hints: jax.Array | None = None) -> jax.Array:
         """What the network reads: L (N,H,W,1), or for a hint model concat(L, hints)
