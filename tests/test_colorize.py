@@ -20,6 +20,7 @@ from colorjax.colorize import main
 from colorjax.inference.output_files import output_stems
 from colorjax.inference.colorizer import Colorizer
 from colorjax.media.photos import Photo, open_photo, to_photo
+from colorjax.objectives.base import Objective
 
 import test_export  # the shared tiny export (tests/ is on sys.path under pytest)
 
@@ -141,7 +142,7 @@ def test_exif_orientation_is_respected(tmp_path):
     assert photo.size == (30, 40)
 
 
-class NoisyObjective:
+class NoisyObjective(Objective):
     """A stand-in sampling model: the tiny unet's ab plus rng-dependent noise."""
 
     def __init__(self, base):

@@ -140,7 +140,8 @@ def one_state(cfg, global_batch):
 def test_batch_size_must_divide_over_processes(small, monkeypatch):
     cfg, _ = small
     _fake_processes(monkeypatch, 0, 2)
-    with pytest.raises(ValueError, match="batch_size=5"):
+    with pytest.raises(ConfigError, match=r"config\.batch_size: 5 must be divisible by the "
+                                          r"number of processes \(2, .*allowed: multiples of 2"):
         create_train_iterator(cfg, global_batch_size=5, seed=0)
 
 

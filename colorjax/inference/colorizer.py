@@ -124,8 +124,8 @@ class Colorizer:
             models = ", ".join(repr(n) for n, s in registry.builtin().items()
                                if s.family == "classification")
             raise ValueError(f"temperature={temperature!r}: {self.model_name!r} is a "
-                             f"{self.family} model; temperature applies to models that "
-                             f"decode a distribution over colours ({models}) only")
+                             f"{self.family} model; temperature applies to classification "
+                             f"models ({models}) only")
         return parse_temperature(temperature)
 
     def check_hints(self, hints) -> list[hints_lib.Hint] | None:
