@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from colorjax.convert import ddcolor, deoldify, zhang
-from colorjax.convert.zhang import ConversionError
+from colorjax.convert.files import ConversionError
 from colorjax.platform import cli
 
 # --from -> (the converter module, one line on the model, its published file names)

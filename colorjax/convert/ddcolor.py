@@ -26,15 +26,13 @@ with others is refused).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 
 import numpy as np
 
-from colorjax.convert.zhang import ConversionError
+from colorjax.convert.files import (ConversionError, flat_state_dict, read_torch_file,
+                                   write_converted)
 from colorjax.models.ddcolor import FFN, HIDDEN, IMAGENET_MEAN, IMAGENET_STD, NF, Arch
-from colorjax.models.torch_weights import TorchWeightsError
-from colorjax.models.torch_zip import load_torch
 
 SOURCE = "https://github.com/piddnad/DDColor (Apache-2.0)"
 TITLE = ('Kang et al., "DDColor: Towards Photo-Realistic Image Colorization via Dual '
@@ -181,19 +179,7 @@ def state_dict_of(obj, model: str) -> dict[str, np.ndarray]:
     """The file's object as a flat {key: array} state_dict: {"params": state_dict} (basicsr's
     checkpoints, which the authors' loader takes) unwrapped, a uniform 'module.' prefix
     (nn.DataParallel's) removed; ConversionError for anything else."""
-    if isinstance(obj, dict) and isinstance(obj.get("params"), dict):
-        obj = obj["params"]
-    if not isinstance(obj, dict) or not obj:
-        raise ConversionError(f"it holds a {type(obj).__name__}, not a PyTorch state_dict "
-                              f"of {model}'s DDColor")
-    bad = next((k for k, v in obj.items()
-                if not isinstance(k, str) or not isinstance(v, np.ndarray)), None)
-    if bad is not None:
-        raise ConversionError(f"entry {bad!r} is a {type(obj[bad]).__name__}, not a tensor: "
-                              f"not a plain state_dict of {model}'s DDColor")
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return dict(obj)
+    return flat_state_dict(obj, f"a PyTorch state_dict of {model}'s DDColor", "params")
 
 
 def check_layout(state: dict[str, np.ndarray], model: str) -> None:
@@ -294,20 +280,7 @@ def provenance_line(path: str, model: str, digest: str) -> str:
 
 def read_release(path: str, model: str, say=print) -> tuple[dict, str]:
     """(the checked state_dict, the file's sha256) of `path` as `model`'s weights."""
-    if model not in RELEASES:
-        raise ConversionError(f"--from={model!r} is not allowed; allowed: {sorted(RELEASES)}")
-    try:
-        with open(os.path.expanduser(path), "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ConversionError(f"cannot read it: {e.strerror or e}") from None
-    digest = hashlib.sha256(data).hexdigest()
-    say(provenance_line(path, model, digest))
-    try:
-        obj = load_torch(data)
-    except TorchWeightsError as e:
-        raise ConversionError(f"not a PyTorch file colorjax reads safely ({e})") from None
-    del data
+    obj, digest = read_torch_file(path, model, RELEASES, provenance_line, say)
     state = state_dict_of(obj, model)
     check_layout(state, model)
     return state, digest
@@ -317,27 +290,13 @@ def convert(model: str, weights: str, output: str, say=print) -> str:
     """Convert `weights` (a DDColor state_dict of `model`'s size) into a colorjax export at
     `output` (replacing an export there; refusing anything else). Returns the export's
     path. ConversionError (and the export's ExportError) for the user's mistakes."""
-    import jax
-
-    from colorjax.inference.artifact import abstract_inference_variables, tree_mismatch
     from colorjax.presets import load_config
-    from colorjax.training.export import write_export
-    from colorjax.objectives import make_objective
 
     state, digest = read_release(weights, model, say)
     variables = to_variables(state, model)
     del state
-    config = load_config("ddcolor", RELEASES[model].variant)
-    objective = make_objective(config)
-    expected = abstract_inference_variables(objective, int(config.data.image_size))
-    problem = tree_mismatch(variables, expected, "the converted weights", f"colorjax's {model}")
-    if problem:  # the tables above and the Flax network disagree: a bug, not the file
-        raise AssertionError(problem)
-    variables = jax.tree.map(jax.numpy.asarray, variables)
-    name = os.path.basename(weights)
-    stem = os.path.splitext(name)[0]
-    provenance = {"file": name, "sha256": digest, "published": stem in RELEASES[model].files,
+    stem = os.path.splitext(os.path.basename(weights))[0]
+    provenance = {"sha256": digest, "published": stem in RELEASES[model].files,
                   "release": TITLE, "source": SOURCE}
-    return write_export(output, variables, config, step=0,
-                        source=f"converted from {os.path.abspath(weights)}",
-                        extra={"converted_from": provenance})
+    config = load_config("ddcolor", RELEASES[model].variant)
+    return write_converted(model, variables, config, weights, output, provenance)

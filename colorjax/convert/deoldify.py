@@ -21,14 +21,12 @@ output channel (torch.nn.utils.weight_norm, dim 0).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 
 import numpy as np
 
-from colorjax.convert.zhang import ConversionError
-from colorjax.models.torch_weights import TorchWeightsError
-from colorjax.models.torch_zip import load_torch
+from colorjax.convert.files import (ConversionError, flat_state_dict, read_torch_file,
+                                   write_converted)
 
 SOURCE = "https://github.com/jantic/DeOldify (MIT)"
 
@@ -122,19 +120,8 @@ def torch_layout(arch: str) -> list[tuple[str, tuple[int, ...], str, tuple]]:
 
 def model_state_of(obj, model: str) -> dict[str, np.ndarray]:
     """The model's flat state_dict: fastai's {'model': ..., 'opt': ...} or a bare one."""
-    what = f"a fastai checkpoint of {model}'s {CLASS_NAMES[RELEASES[model].arch]}"
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        obj = obj["model"]
-    if not isinstance(obj, dict) or not obj:
-        raise ConversionError(f"it holds a {type(obj).__name__}, not {what}")
-    bad = next((k for k, v in obj.items()
-                if not isinstance(k, str) or not isinstance(v, np.ndarray)), None)
-    if bad is not None:
-        raise ConversionError(f"entry {bad!r} is a {type(obj[bad]).__name__}, not a tensor: "
-                              f"not {what}")
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return dict(obj)
+    return flat_state_dict(
+        obj, f"a fastai checkpoint of {model}'s {CLASS_NAMES[RELEASES[model].arch]}", "model")
 
 
 def check_layout(state: dict, model: str) -> list:
@@ -221,20 +208,7 @@ def check_published_name(path: str, model: str, digest: str) -> str:
 
 def read_release(path: str, model: str, say=print) -> tuple[dict, list, str]:
     """(the model's checked state_dict, its layout, the file's sha256)."""
-    if model not in RELEASES:
-        raise ConversionError(f"--from={model!r} is not allowed; allowed: {sorted(RELEASES)}")
-    try:
-        with open(os.path.expanduser(path), "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ConversionError(f"cannot read it: {e.strerror or e}") from None
-    digest = hashlib.sha256(data).hexdigest()
-    say(check_published_name(path, model, digest))
-    try:
-        obj = load_torch(data)
-    except TorchWeightsError as e:
-        raise ConversionError(f"not a PyTorch file colorjax reads safely ({e})") from None
-    del data
+    obj, digest = read_torch_file(path, model, RELEASES, check_published_name, say)
     state = model_state_of(obj, model)
     del obj  # the optimizer's state, if any
     return state, check_layout(state, model), digest
@@ -243,27 +217,13 @@ def read_release(path: str, model: str, say=print) -> tuple[dict, list, str]:
 def convert(model: str, weights: str, output: str, say=print) -> str:
     """Convert `weights` (a DeOldify generator checkpoint) into a colorjax export at
     `output`. Returns its path; ConversionError (and ExportError) for the user's mistakes."""
-    import jax
-
-    from colorjax.inference.artifact import abstract_inference_variables, tree_mismatch
     from colorjax.presets import load_config
-    from colorjax.training.export import write_export
-    from colorjax.objectives import make_objective
 
     state, layout, digest = read_release(weights, model, say)
     variables = to_variables(state, layout)
     del state
     release = RELEASES[model]
-    config = load_config("deoldify", release.variant)
-    objective = make_objective(config)
-    expected = abstract_inference_variables(objective, int(config.data.image_size))
-    problem = tree_mismatch(variables, expected, "the converted weights", f"colorjax's {model}")
-    if problem:  # the layout and the Flax network disagree: a bug, not the file
-        raise AssertionError(problem)
-    variables = jax.tree.map(jax.numpy.asarray, variables)
-    name = os.path.basename(weights)
-    provenance = {"file": name, "sha256": digest, "published": name == release.file,
+    provenance = {"sha256": digest, "published": os.path.basename(weights) == release.file,
                   "release": release.title, "source": SOURCE}
-    return write_export(output, variables, config, step=0,
-                        source=f"converted from {os.path.abspath(weights)}",
-                        extra={"converted_from": provenance})
+    config = load_config("deoldify", release.variant)
+    return write_converted(model, variables, config, weights, output, provenance)

@@ -23,21 +23,16 @@ is checked and dropped.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import re
 
 import numpy as np
 
-from colorjax.models.torch_weights import TorchWeightsError
-from colorjax.models.torch_zip import load_torch
+from colorjax.convert.files import (ConversionError, flat_state_dict, read_torch_file,
+                                   write_converted)
 from colorjax.models.zhang import NUM_BINS, WIDTH
 
 AB_NORM = 110.0  # base_color.py's ab_norm: the release's outputs are ab / 110
-
-
-class ConversionError(ValueError):
-    """The file cannot be converted; one line saying why and what to do."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,17 +146,7 @@ CLASS_NAMES = {"eccv16": "ECCVGenerator", "siggraph17": "SIGGRAPHGenerator"}
 def state_dict_of(obj, model: str) -> dict[str, np.ndarray]:
     """The file's object as a flat {key: array} state_dict (a uniform 'module.' prefix,
     nn.DataParallel's, removed); ConversionError for anything else."""
-    if not isinstance(obj, dict) or not obj:
-        raise ConversionError(f"it holds a {type(obj).__name__}, not a PyTorch state_dict "
-                              f"of {model}'s {CLASS_NAMES[model]}")
-    bad = next((k for k, v in obj.items()
-                if not isinstance(k, str) or not isinstance(v, np.ndarray)), None)
-    if bad is not None:
-        raise ConversionError(f"entry {bad!r} is a {type(obj[bad]).__name__}, not a tensor: "
-                              f"not a plain state_dict of {model}'s {CLASS_NAMES[model]}")
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return dict(obj)
+    return flat_state_dict(obj, f"a PyTorch state_dict of {model}'s {CLASS_NAMES[model]}")
 
 
 def check_layout(state: dict[str, np.ndarray], model: str) -> None:
@@ -243,20 +228,7 @@ def check_published_name(path: str, model: str, digest: str) -> str:
 
 def read_release(path: str, model: str, say=print) -> tuple[dict, str]:
     """(the checked state_dict, the file's sha256) of `path` as `model`'s weights."""
-    if model not in RELEASES:
-        raise ConversionError(f"--from={model!r} is not allowed; allowed: {sorted(RELEASES)}")
-    try:
-        with open(os.path.expanduser(path), "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ConversionError(f"cannot read it: {e.strerror or e}") from None
-    digest = hashlib.sha256(data).hexdigest()
-    say(check_published_name(path, model, digest))
-    try:
-        obj = load_torch(data)
-    except TorchWeightsError as e:
-        raise ConversionError(f"not a PyTorch file colorjax reads safely ({e})") from None
-    del data
+    obj, digest = read_torch_file(path, model, RELEASES, check_published_name, say)
     state = state_dict_of(obj, model)
     check_layout(state, model)
     return state, digest
@@ -266,27 +238,12 @@ def convert(model: str, weights: str, output: str, say=print) -> str:
     """Convert `weights` (the release of `model`, or a file of its layout) into a colorjax
     export at `output` (replacing an export there; refusing anything else). Returns the
     export's path. ConversionError (and the export's ExportError) for the user's mistakes."""
-    import jax
-
-    from colorjax.inference.artifact import abstract_inference_variables, tree_mismatch
     from colorjax.presets import load_config
-    from colorjax.training.export import write_export
-    from colorjax.objectives import make_objective
 
     state, digest = read_release(weights, model, say)
     variables = to_variables(state, model)
     del state
-    config = load_config(model)
-    objective = make_objective(config)
-    expected = abstract_inference_variables(objective, int(config.data.image_size))
-    problem = tree_mismatch(variables, expected, "the converted weights", f"colorjax's {model}")
-    if problem:  # the tables above and the Flax network disagree: a bug, not the file
-        raise AssertionError(problem)
-    variables = jax.tree.map(jax.numpy.asarray, variables)
     release = RELEASES[model]
-    name = os.path.basename(weights)
-    provenance = {"file": name, "sha256": digest, "published": name == release.file,
+    provenance = {"sha256": digest, "published": os.path.basename(weights) == release.file,
                   "release": release.title, "source": SOURCE}
-    return write_export(output, variables, config, step=0,
-                        source=f"converted from {os.path.abspath(weights)}",
-                        extra={"converted_from": provenance})
+    return write_converted(model, variables, load_config(model), weights, output, provenance)
