@@ -188,9 +188,9 @@ def test_a_nan_metric_is_a_failed_row_never_a_score():
     """Per-image NaN (a model whose predictions are not finite) stays NaN, and
     evaluate_split fails that model's row instead of reporting 0 (issue 37); PSNR's +inf
     still counts as 100 dB."""
-    from colorjax import compare
+    from colorjax.compare import evaluation, table
 
-    v = compare._finite([np.nan, np.inf, 3.0])
+    v = evaluation._finite([np.nan, np.inf, 3.0])
     assert np.isnan(v[0]) and list(v[1:]) == [100.0, 3.0]
 
     class NanModel:  # `Evaluation.predict_split` of a model that predicts NaN
@@ -202,5 +202,5 @@ def test_a_nan_metric_is_a_failed_row_never_a_score():
 
     with pytest.raises(ValueError, match=r"^its metrics are NaN/Inf on 2 of 3 images "
                                          r"\(ciede2000\): its predictions are not finite"):
-        compare.evaluate_split(NanModel(), "validation", "unet", None, None, None, {}, {},
+        table.evaluate_split(NanModel(), "validation", "unet", None, None, None, {}, {},
                                {}, {})
