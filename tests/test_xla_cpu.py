@@ -60,7 +60,7 @@ hlo = conv.lower(x, k).compile().as_text()
 assert "convolution(" in hlo
 print("YNN" if "ynn_fusion" in hlo else "EIGEN")
 """
-_A_PROGRAM = "from colorjax import xla_cpu\nxla_cpu.configure_program()\n"
+_A_PROGRAM = "from colorjax.platform import xla_cpu\nxla_cpu.configure_program()\n"
 _A_LIBRARY_USER = """
 import os
 before = os.environ.get("XLA_FLAGS")
