@@ -21,11 +21,9 @@ import numpy as np
 
 from colorjax import color
 from colorjax.config import checks
-from colorjax.config.checks import ConfigError
 from colorjax.config.registry import ModelSpec
 from colorjax.models.ddcolor import ENCODERS, Arch, DDColor
-from colorjax.objectives.base import LOSSES
-from colorjax.objectives.regression import RegressionObjective
+from colorjax.objectives.regression import RegressionObjective, check_published_fields
 from colorjax.media.photo_io import PhotoIO, resize_bilinear_torch
 from colorjax.media.photos import STRIPE_PIXELS, Photo, gray_of
 
@@ -40,16 +38,7 @@ def validate(config) -> None:
     checks.integer(config, "model.num_scales", low=1, high=3,
                    note="(the pixel decoder's 3 scales; the published models' 3)")
     checks.integer(config, "model.dec_layers", low=1, note="(the published models' 9)")
-    checks.boolean(config, "model.freeze_norm",
-                   note="(True: BatchNorm keeps its running statistics in training)")
-    checks.choice(config, "model.backbone", ("none",), default="none",
-                  note="(DDColor reads the image through its own ConvNeXt)")
-    checks.choice(config, "loss", LOSSES)
-    checks.number(config, "loss_rebalance", low=0.0, high=1.0, high_open=True, default=0.0,
-                  note="(0 = off)")
-    if checks.boolean(config, "model.hints", default=False):
-        raise ConfigError("config.model.hints", "True is not allowed for ddcolor, whose "
-                          "network reads L alone", "False")
+    check_published_fields(config, "ddcolor", "its own ConvNeXt")
 
 
 def downsample_factor(config) -> int:

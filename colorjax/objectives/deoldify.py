@@ -15,11 +15,9 @@ import numpy as np
 from PIL import Image
 
 from colorjax.config import checks
-from colorjax.config.checks import ConfigError
 from colorjax.config.registry import ModelSpec
 from colorjax.models.deoldify import ARCHS, RENDER_BASE, DeOldify
-from colorjax.objectives.base import LOSSES
-from colorjax.objectives.regression import RegressionObjective
+from colorjax.objectives.regression import RegressionObjective, check_published_fields
 from colorjax.media.photo_io import PhotoIO
 from colorjax.media.photos import Photo, gray_of
 
@@ -32,16 +30,7 @@ def validate(config) -> None:
     checks.choice(config, "model.name", tuple(MODELS))
     checks.choice(config, "model.arch", tuple(ARCHS),
                   note="(wide: ResNet-101, stable and video; deep: ResNet-34, artistic)")
-    checks.boolean(config, "model.freeze_norm",
-                   note="(True: BatchNorm keeps its running statistics in training)")
-    checks.choice(config, "model.backbone", ("none",), default="none",
-                  note="(deoldify reads the image through its own ResNet)")
-    checks.choice(config, "loss", LOSSES)
-    checks.number(config, "loss_rebalance", low=0.0, high=1.0, high_open=True, default=0.0,
-                  note="(0 = off)")
-    if checks.boolean(config, "model.hints", default=False):
-        raise ConfigError("config.model.hints", "True is not allowed for deoldify, whose "
-                          "network reads the gray image alone", "False")
+    check_published_fields(config, "deoldify", "its own ResNet")
 
 
 def downsample_factor(config) -> int:

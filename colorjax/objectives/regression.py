@@ -17,6 +17,7 @@ import jax
 from colorjax import models
 from colorjax.config import checks
 from colorjax.config import registry
+from colorjax.config.checks import ConfigError
 from colorjax.config.registry import ModelSpec
 from colorjax.models import build_regression_model
 from colorjax.models.backbone import backbone_taps, load_backbone
@@ -60,6 +61,22 @@ def validate(config) -> None:
                       note="(fusion reads its own classifier)")
     else:
         check_backbone(config)
+
+
+def check_published_fields(config, name: str, reads: str) -> None:
+    """The fields a converted published network reads alike (DDColor's, DeOldify's): its
+    BatchNorm's mode, no backbone of colorjax's (`reads`: what it reads the image through),
+    the regression loss, and no hints (their networks read the gray image alone)."""
+    checks.boolean(config, "model.freeze_norm",
+                   note="(True: BatchNorm keeps its running statistics in training)")
+    checks.choice(config, "model.backbone", ("none",), default="none",
+                  note=f"({name} reads the image through {reads})")
+    checks.choice(config, "loss", LOSSES)
+    checks.number(config, "loss_rebalance", low=0.0, high=1.0, high_open=True, default=0.0,
+                  note="(0 = off)")
+    if checks.boolean(config, "model.hints", default=False):
+        raise ConfigError("config.model.hints", f"True is not allowed for {name}, whose "
+                          "network reads the gray image alone", "False")
 
 
 def downsample_factor(config) -> int:
