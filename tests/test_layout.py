@@ -110,3 +110,19 @@ def test_no_module_a_reader_has_to_scroll():
     long = {name: n for name, path in _modules()
             if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert not long, long
+
+
+def test_configs_paths_work_outside_a_checkout(tmp_path, monkeypatch):
+    """`configs/` is not an installed package: in a checkout it links to colorjax/presets;
+    elsewhere `configs/<name>.py` is read as the installed preset (the README's commands
+    work from any directory)."""
+    from colorjax.presets import CONFIG_DIR, load_config, preset_path
+
+    assert (PACKAGE.parent / "configs").resolve() == CONFIG_DIR
+    monkeypatch.chdir(tmp_path)
+    assert preset_path("configs/unet.py") == str(CONFIG_DIR / "unet.py")
+    assert load_config("configs/unet.py:cpu").model.name == "unet"
+    assert preset_path("configs/nosuch.py") == "configs/nosuch.py"  # then: no such file
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "unet.py").write_text("raise SystemExit('the local file')\n")
+    assert preset_path("configs/unet.py") == "configs/unet.py"  # a user's own file wins
