@@ -126,3 +126,15 @@ def test_configs_paths_work_outside_a_checkout(tmp_path, monkeypatch):
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "unet.py").write_text("raise SystemExit('the local file')\n")
     assert preset_path("configs/unet.py") == "configs/unet.py"  # a user's own file wins
+
+
+def test_the_cli_reads_configs_paths_outside_a_checkout(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "colorjax.main", "--config=configs/unet.py:cpu",
+                          f"--workdir={tmp_path / 'run'}", "--config.batch_size=0"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    # The preset was found and read: the error is about the field, not the file.
+    assert out.returncode == 2, out.stderr
+    assert "config.batch_size" in out.stderr and "configs/unet.py" not in out.stderr, out.stderr
