@@ -13,13 +13,13 @@ import io
 import json
 import pickle
 import subprocess
-import sys
 import zipfile
 
 import numpy as np
 import pytest
 from conftest import REPO, torch_python, torch_python_works
 from PIL import Image
+from test_convert import assert_one_line_error, run_convert
 from skimage import color as skcolor
 from skimage import data as skdata
 
@@ -27,20 +27,6 @@ from colorjax import Colorizer
 
 TORCH_PYTHON = torch_python()
 SIZE = 64  # the working size here (infer.py's --input_size, 512 by default)
-
-
-def run_convert(*args):
-    return subprocess.run([sys.executable, "-m", "colorjax.convert", *map(str, args)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
-
-
-def assert_one_line_error(out, *fragments):
-    err = out.stderr.strip()
-    assert out.returncode == 2, (out.returncode, out.stdout[-2000:], err[-2000:])
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for f in fragments:
-        assert f in err, err
-    return err
 
 
 def assert_matches(ours: np.ndarray, theirs: np.ndarray, what: str, colourful: bool = True):

@@ -134,7 +134,7 @@ def read_metadata(path: str) -> dict:
     name = metadata.get("model")
     module = metadata.get("objective", "")  # a family outside colorjax: its module
     try:
-        registry.spec({"name": name, "objective": module} if module else str(name))
+        registry.spec({"name": name, "objective": module})
     except ConfigError:
         known = (sorted(registry.declared(module)) if module else list(registry.names()))
         raise ExportError(f"{path} is an export of model {name!r}, which this colorjax does not "

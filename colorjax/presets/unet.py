@@ -25,10 +25,15 @@ def add_backbone_fields(c) -> None:
     c.model.backbone_learning_rate = 1e-5
 
 
+def base_variant(variant: str) -> str:
+    """default's variant under `variant` in VARIANTS: cpu_backbone is cpu with a backbone."""
+    return "cpu" if variant == "cpu_backbone" else variant
+
+
 def base_config(variant: str):
     """default's config for `variant` in VARIANTS (the UNet-shaped model configs share them)."""
     default.check_variant(variant, VARIANTS)
-    return default.get_config("cpu" if variant == "cpu_backbone" else variant)
+    return default.get_config(base_variant(variant))
 
 
 def apply_variant(c, variant: str) -> None:

@@ -13,7 +13,7 @@ VARIANTS = unet.VARIANTS
 
 def get_config(variant: str = ""):
     c = unet.base_config(variant)
-    base = "cpu" if variant == "cpu_backbone" else variant
+    base = unet.base_variant(variant)
     c.model.name = "unetgan"
     gan.add_adversarial_fields(c, base)
     c.model.generator = "unet"

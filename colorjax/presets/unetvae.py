@@ -12,7 +12,7 @@ VARIANTS = unet.VARIANTS
 
 def get_config(variant: str = ""):
     c = unet.base_config(variant)
-    base = "cpu" if variant == "cpu_backbone" else variant
+    base = unet.base_variant(variant)
     c.model.name = "unetvae"
     basicvae.add_vae_fields(c, base)
     unet.apply_backbone_variant(c, variant)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -126,6 +127,15 @@ def _add_sums(totals: dict, sums: dict) -> dict:
     return jax.tree.map(jnp.add, totals, sums)
 
 
+@functools.cache
+def _per_image_metrics(net: str):
+    """`image_metrics` with the LPIPS `net`, jitted: one program per net per process, shared
+    by every Evaluator (compare scores many runs and exports)."""
+    lpips = metrics.LPIPS(net)
+    return jax.jit(lambda l, p, t, params: image_metrics(
+        l, p, t, lpips_on_small_images(lpips, params)))
+
+
 class Evaluator:
     """Jitted evaluation of any objective's `predict` on one split of the eval dataset."""
 
@@ -148,7 +158,6 @@ class Evaluator:
         # Running sums stay on the devices; the host fetches them once per split.
         self._add = jax.jit(_add_sums, out_shardings=repl, donate_argnums=0)
         self._baselines: dict[str, dict] = {}
-        self._score = None  # per-image metrics, jitted on first use (compare's table)
 
     def _model_batch_sums(self, state, batch, rng, lpips_params):
         ab = self.objective.predict(state, batch["l"], rng, **_hint_kwargs(batch))
@@ -221,11 +230,9 @@ class Evaluator:
 
     def score(self, l, ab_pred, ab_true) -> dict:
         """Per-image metrics ({name: (N,)} host arrays) of host arrays, in eval batches."""
-        if self._score is None:
-            self._score = jax.jit(lambda l, p, t, params: image_metrics(
-                l, p, t, lpips_on_small_images(self.lpips, params)))
+        score = _per_image_metrics(self.config.eval.lpips_net)
         size = int(self.config.eval.batch_size)
-        parts = [jax.device_get(self._score(l[s:s + size], ab_pred[s:s + size],
+        parts = [jax.device_get(score(l[s:s + size], ab_pred[s:s + size],
                                             ab_true[s:s + size], self.lpips.params))
                  for s in range(0, len(l), size)]
         return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
