@@ -355,18 +355,30 @@ def check(args):
 
 
 def time_model(args):
+    """The network alone on (1, 3, S, S) and the authors' whole pipeline on an H x W photo."""
+    from torch_timing import autocast, report, timed
+
     torch.set_num_threads(args.threads)
     h, w = map(int, args.photo.split("x"))
     rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
     model = DDColor(args.size).eval()
-    pipeline(model, rgb, args.input_size)
-    times = []
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        pipeline(model, rgb, args.input_size)
-        times.append(time.perf_counter() - t)
-    print(f"ddcolor_{args.size} {h}x{w} at {args.input_size}: best {min(times):.3f} s, "
-          f"median {sorted(times)[len(times) // 2]:.3f} s")
+    x = torch.rand(1, 3, args.input_size, args.input_size)
+
+    def network():
+        with torch.inference_mode(), autocast(args.bf16):
+            model(x)
+
+    def in_precision(t):  # the network under autocast, its ab back in float32
+        with autocast(args.bf16):
+            return model(t).float()
+
+    def photo():
+        pipeline(in_precision, rgb, args.input_size)
+
+    report(f"ddcolor_{args.size}", args.threads, args.bf16,
+           network=timed(network, args.repeats), photo=timed(photo, args.repeats),
+           photo_size=args.photo, input_size=args.input_size,
+           num_params=sum(p.numel() for p in model.parameters()))
 
 
 def main():
@@ -385,6 +397,7 @@ def main():
     t.add_argument("--input_size", type=int, default=512)
     t.add_argument("--repeats", type=int, default=3)
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--bf16", action="store_true", help="under torch.autocast('cpu', bfloat16)")
     args = p.parse_args()
     {"check": check, "time": time_model}[args.cmd](args)
 

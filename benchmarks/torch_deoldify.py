@@ -23,7 +23,6 @@ input npz: (N, 3, S, S), ImageNet-normalised gray RGB as filters.py makes it.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
@@ -289,16 +288,24 @@ def main():
     p.add_argument("--out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=560)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="0: PyTorch's default")
+    p.add_argument("--bf16", action="store_true", help="under torch.autocast('cpu', bfloat16)")
     a = p.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(a.threads or max(1, torch.get_num_threads()))
     model = Generator(a.arch).eval()
-    if a.mode == "time":
+    if a.mode == "time":  # the network alone (PIL and OpenCV are not in this Python)
+        from torch_timing import autocast, report, timed
+
         x = torch.randn(1, 3, a.size, a.size)
-        with torch.no_grad():
-            model(x)
-            t = time.perf_counter()
-            model(x)
-        print(f"{a.arch} at {a.size}: {time.perf_counter() - t:.3f} s")
+
+        def network():
+            with torch.no_grad(), autocast(a.bf16):
+                model(x)
+
+        report(f"deoldify_{a.arch}", torch.get_num_threads(), a.bf16,
+               network=timed(network, a.repeats), input_size=a.size,
+               num_params=sum(p.numel() for p in model.parameters()))
         return
     x = torch.from_numpy(np.load(a.input)["x"])
     randomise(model, x, a.seed)

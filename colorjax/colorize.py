@@ -196,7 +196,7 @@ def run(args) -> int:
     try:  # Ctrl-C: the summary of what was and was not written, exit status 130
         try:
             colorizer = Colorizer.load(args.model, size=args.size, batch_size=args.batch_size,
-                                       seed=args.seed)
+                                       seed=args.seed, precision=args.precision)
             colorizer.check_num_samples(args.num_samples)
         except (ExportError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
@@ -359,6 +359,9 @@ def parse_args(argv=None):
                    help="also write gray | color (| truth) strips")
     p.add_argument("--batch_size", type=int, default=8, help="photos per model call")
     p.add_argument("--seed", type=int, default=0, help="random seed of sampling models")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default=None,
+                   help="the dtype the network computes in (default: the export's "
+                        "config.precision); bfloat16 is faster on CPUs with AVX512_BF16/AMX")
     p.add_argument("--format", choices=("png", "jpg"), default="png", help="output format")
     p.add_argument("--temperature", default=None, metavar="T",
                    help="classification models (colorful) only: the annealed mean's "

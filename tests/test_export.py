@@ -140,6 +140,35 @@ def test_loaded_colorizer_predicts_what_training_predicts(exported):
         np.testing.assert_allclose(got[i][0], color.denormalize_ab(expected[i]), atol=1e-3)
 
 
+def test_a_colorizer_computes_in_the_precision_asked_for(exported, tmp_path):
+    """`Colorizer.load(precision=...)` / `colorize --precision`: the network runs in bfloat16
+    (its float32 weights kept), close to float32; anything else is refused by name."""
+    from colorjax import Colorizer
+
+    path = str(exported[0])
+    f32, bf16 = Colorizer.load(path), Colorizer.load(path, precision="bfloat16")
+    assert f32.objective.dtype == jnp.float32 and bf16.objective.dtype == jnp.bfloat16
+    assert jax.tree.leaves(bf16.variables)[0].dtype == jnp.float32
+    l_norm, _ = color.rgb_to_model_inputs(
+        np.random.default_rng(2).uniform(size=(2, SIZE, SIZE, 3)).astype(np.float32))
+    a, b = f32.predict_ab(l_norm), bf16.predict_ab(l_norm)
+    assert b.dtype == np.float32 and not np.array_equal(a, b)
+    np.testing.assert_allclose(a, b, atol=0.05)
+    with pytest.raises(ValueError, match="precision='float16'.*float32, bfloat16"):
+        Colorizer.load(path, precision="float16")
+
+    from PIL import Image
+    Image.fromarray(np.full((9, 11), 120, np.uint8)).save(tmp_path / "g.png")
+    cmd = [sys.executable, "-m", "colorjax.colorize", f"--model={path}",
+           f"--input={tmp_path / 'g.png'}", f"--output={tmp_path / 'out'}"]
+    res = subprocess.run(cmd + ["--precision=bfloat16"], cwd=REPO, capture_output=True,
+                         text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "out" / "g.png").is_file()
+    res = subprocess.run(cmd + ["--precision=half"], cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 2 and "--precision" in res.stderr and "bfloat16" in res.stderr
+
+
 def _photo(rgb):
     from colorjax.media.photos import to_photo
     return to_photo(rgb)

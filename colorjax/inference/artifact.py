@@ -38,7 +38,7 @@ from colorjax.platform import integrity
 from colorjax.config import registry
 from colorjax.config.checks import ConfigError
 from colorjax.objectives import make_objective
-from colorjax.objectives.base import example_batch
+from colorjax.objectives.base import PRECISIONS, example_batch
 
 FORMAT = "colorjax-export"
 FORMAT_VERSION = 2
@@ -175,13 +175,20 @@ def check_consistent(path: str, metadata: dict, config, objective) -> None:
                                  f"what {CONFIG} and the model say ({want!r})")
 
 
-def read_export(path: str, sharding=None):
+def read_export(path: str, sharding=None, precision: str | None = None):
     """(config, metadata, objective, variables) of an export, restored onto `sharding`
-    (default: the first device). Builds the objective but no optimizer state or train state."""
+    (default: the first device). Builds the objective but no optimizer state or train state.
+    `precision` ("float32" | "bfloat16"): the dtype the network computes in, instead of
+    the export's `config.precision` (the weights stay float32)."""
     metadata = read_metadata(path)
     path = os.path.abspath(os.path.expanduser(path))
     with open(os.path.join(path, CONFIG)) as f:
         config = ml_collections.ConfigDict(json.load(f))
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r} is not allowed; allowed: "
+                             f"{', '.join(PRECISIONS)}")
+        config.precision = precision
     if config.get("model", {}).get("name") != metadata["model"]:
         raise ExportError(f"{path}: config.json's model {config.get('model', {}).get('name')!r} "
                           f"differs from metadata.json's {metadata['model']!r}")

@@ -93,9 +93,10 @@ class Colorizer:
 
     @classmethod
     def load(cls, path: str, *, size: int | None = None, batch_size: int = 8,
-             seed: int = 0) -> "Colorizer":
-        """Restore an export directory. Raises `ExportError` for anything that is not one."""
-        config, metadata, objective, variables = read_export(path)
+             seed: int = 0, precision: str | None = None) -> "Colorizer":
+        """Restore an export directory. Raises `ExportError` for anything that is not one.
+        `precision="bfloat16"` computes the network in bfloat16 (float32 weights kept)."""
+        config, metadata, objective, variables = read_export(path, precision=precision)
         return cls(objective, variables, config, metadata, size=size, batch_size=batch_size,
                    seed=seed)
 

@@ -17,6 +17,7 @@ from PIL import Image
 from colorjax.config import checks
 from colorjax.config.registry import ModelSpec
 from colorjax.models.deoldify import ARCHS, RENDER_BASE, DeOldify
+from colorjax.objectives.base import apply_in_precision
 from colorjax.objectives.regression import RegressionObjective, check_published_fields
 from colorjax.media.photo_io import PhotoIO
 from colorjax.media.photos import Photo, gray_of
@@ -125,8 +126,10 @@ class DeOldifyObjective(RegressionObjective):
         self.predict_rgb = jax.jit(self.predict_rgb_with)
 
     def predict_rgb_with(self, variables, gray_l):
-        """The authors' denormalised RGB (N, S, S, 3), about [0, 1], for L / 50 - 1."""
-        return self.model.apply(variables, gray_l, train=False, rgb=True)
+        """The authors' denormalised RGB (N, S, S, 3), about [0, 1], for L / 50 - 1, computed
+        in `config.precision` (float32 out)."""
+        return apply_in_precision(self.model, variables, gray_l, train=False, rgb=True,
+                                  dtype=self.dtype)
 
 
 def OBJECTIVE(config):  # noqa: N802  the registry's name for a module's objective maker
