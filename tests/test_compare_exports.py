@@ -42,12 +42,14 @@ def test_exports_are_rows_beside_a_run_on_its_images(tmp_path):
         row = rows[f"{model} (export)"]
         assert row["status"] == "ok", row
         assert row["steps"] == 1 and row["params"] > 0
+        assert 0 < row["infer_seconds"] < 60  # 2 eval batches: the second one timed
         assert 0 < row["metrics"]["ciede2000"]["mean"] < 100
         assert result["models"][f"{model} (export)"]["model"] == model
     assert rows["nothing (export)"]["status"] == "failed"
     assert "export not usable" in rows["nothing (export)"]["error"]
     table = (tmp_path / "cmp" / "compare.md").read_text()
     assert "eccv16 (export)" in table and "siggraph17 (export)" in table
+    assert "| infer s/img |" in table and rows["unet_cpu"]["infer_seconds"] > 0
 
 
 def test_exports_alone_that_cannot_be_read_fail_every_row(tmp_path):

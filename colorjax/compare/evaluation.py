@@ -42,6 +42,7 @@ class Evaluation:
         state = self.jax.device_put(state, parallel.replicated(mesh))
         l, ab_pred, ab_true, per_image = evaluator.per_image(state, split)
         self._scorers[split] = evaluator  # scores the gray row of the split
+        self.seconds_per_image = evaluator.seconds_per_image  # the row's "infer s/img"
         return l, ab_pred, ab_true, {k: _finite(v) for k, v in per_image.items()}
 
     def set_reference(self, split, config, l, ab_true, source: str):

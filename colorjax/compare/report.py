@@ -130,7 +130,7 @@ def markdown_table(split: str, rows: dict, bootstrap: int, si_note: str = "") ->
                  and isinstance(r.get(key), dict) and "value" in r[key]
                  and math.isfinite(r[key]["value"])]
         best_inception[key] = pick(found) if found else None
-    head = (["model", "status", "steps", "train min", "params", "img/s"]
+    head = (["model", "status", "steps", "train min", "params", "img/s", "infer s/img"]
             + [f"{c} {a}".strip() for c, a in cols] + ["FID ↓", "IS ↑"])
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for name, r in rows.items():
@@ -141,7 +141,8 @@ def markdown_table(split: str, rows: dict, bootstrap: int, si_note: str = "") ->
         minutes = r.get("train_minutes")
         minutes = "—" if minutes is None else f"{minutes:.2f} ({r['train_minutes_source']})"
         cells = [name, r.get("status", "ok"), _num(r.get("steps")), minutes,
-                 params_text(r.get("params")), _num(r.get("images_per_sec"))]
+                 params_text(r.get("params")), _num(r.get("images_per_sec")),
+                 _num(r.get("infer_seconds"))]
         for c, _ in cols:
             v, text = _value(r, c)
             if v is not None and best[c] is not None and not r.get("is_truth") and v == best[c]:
@@ -168,7 +169,9 @@ def markdown_table(split: str, rows: dict, bootstrap: int, si_note: str = "") ->
             "IS over one split of the n images (small sets: not comparable with published "
             "50k-image IS); \"not computed\" without the weights. train min: wall time of the "
             "training subprocess, or from the run's metrics.jsonl timestamps when the run "
-            "was reused or resumed.")
+            "was reused or resumed. img/s: training throughput; infer s/img: the network's "
+            "seconds per image in the split's eval batches at its image size, the first "
+            "batch (compilation) left out (— with one batch).")
     return "\n".join([f"## {split}", "", note, "", *lines, ""])
 
 

@@ -206,6 +206,7 @@ def evaluate_split(ev, split, name, config, objective, state, info, rows, grids,
     row = ev.row(split, per_image, rgb)
     row.update({k: info[k] for k in ("steps", "train_minutes", "train_minutes_source",
                                      "params", "images_per_sec")})
+    row["infer_seconds"] = ev.seconds_per_image
     rows[name] = row
     grids[split].append((name, rgb[:ev.num_images]))
     m = row["metrics"]

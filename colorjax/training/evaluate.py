@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import time
 
 import jax
 import jax.numpy as jnp
@@ -204,27 +205,35 @@ class Evaluator:
             self._baselines[split] = self._mean_over_split(split, fn)
         return self._baselines[split]
 
-    def _predicted_batches(self, state, split):
+    def _predicted_batches(self, state, split, timing: list | None = None):
         """(batch, predicted ab, mask of real rows) per eval batch of `split`: the batches,
         hints and keys `evaluate` uses, as host arrays. Gathers are collectives: every
-        process runs them."""
+        process runs them. `timing` gets (seconds, images) of each batch's prediction."""
         for i, local in enumerate(self._batches(split)):
             batch = parallel.shard_batch(local, self.mesh)
             inputs = {k: batch[k] for k in ("l", "hints") if k in batch}
-            ab = self._predict(state, inputs, jax.random.fold_in(self.rng, i))
             keep = parallel.to_host(batch["mask"]) > 0  # drop the padding rows
+            t0 = time.perf_counter()
+            ab = parallel.to_host(self._predict(state, inputs, jax.random.fold_in(self.rng, i)))
+            if timing is not None:
+                timing.append((time.perf_counter() - t0, int(keep.sum())))
             host = {k: parallel.to_host(batch[k])[keep] for k in ("l", "ab")}
-            yield host, parallel.to_host(ab)[keep]
+            yield host, ab[keep]
 
     def per_image(self, state, split: str | None = None):
         """(l, predicted ab, true ab, per-image metrics) over the whole split, in order:
         what `evaluate` averages, image by image (compare's table and its intervals)."""
         split = split or self.config.eval.split
-        ls, preds, trues = [], [], []
-        for batch, ab in self._predicted_batches(state, split):
+        ls, preds, trues, timing = [], [], [], []
+        for batch, ab in self._predicted_batches(state, split, timing):
             ls.append(batch["l"]), preds.append(ab), trues.append(batch["ab"])
         if not ls:
             raise ConfigError("config.eval.split", f"{split!r} has no examples to evaluate")
+        # The network's seconds per image, the first batch (it compiles) left out; None
+        # with a single batch.
+        later = timing[1:]
+        self.seconds_per_image = (sum(t for t, _ in later) / max(1, sum(n for _, n in later))
+                                  if later else None)
         l, ab_pred, ab_true = (np.concatenate(x) for x in (ls, preds, trues))
         return l, ab_pred, ab_true, self.score(l, ab_pred, ab_true)
 
