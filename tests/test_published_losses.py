@@ -198,8 +198,7 @@ LOOP = ["--config.data.image_size=32", "--config.batch_size=2", "--config.eval.b
         "--config.eval.num_examples=2", "--config.eval.num_images=2",
         "--config.num_train_steps=2", "--config.log_every=1", "--config.eval_every=2",
         "--config.checkpoint_every=2", "--config.optimizer.warmup_steps=0"]
-SMALL = {"ddcolor": {"model.num_queries": 4, "model.dec_layers": 1,
-                     "loss_terms.disc_features": 8},
+SMALL = {"ddcolor": {"model.num_queries": 4, "model.dec_layers": 1},
          "deoldify": {"model.arch": "deep"}}
 
 
@@ -214,24 +213,35 @@ def tiny_export(root, model: str) -> str:
                         objective.inference_variables(state), config, step=0)
 
 
-@pytest.mark.slow  # DDColor-T (ConvNeXt-T), VGG16 and a PatchGAN compiled: ~2-4 min here
-def test_ddcolor_fine_tune_logs_every_term(tmp_path):
-    export = tiny_export(tmp_path, "ddcolor")
+# What each fine-tune logs, and the weights of its terms (the presets'; DeOldify's GAN term
+# turned on from the command line).
+EXPECTED = {"ddcolor": {"loss_pixel": 11.0, "loss_perceptual": 5.0, "loss_colorfulness": 2.0,
+                        "loss_gan": 1.0},
+            "deoldify": {"loss_pixel": 1.0, "loss_perceptual": 1.0, "loss_gan": 1.5}}
+
+
+@pytest.mark.slow  # DDColor-T or DeOldify's ResNet-34 U-Net, VGG16 and a PatchGAN: ~3 min each here
+@pytest.mark.parametrize("model", ["ddcolor", "deoldify"])
+def test_a_fine_tune_from_an_export_logs_every_term(model, tmp_path):
+    export = tiny_export(tmp_path, model)
+    extra = {**SMALL[model], "loss_terms.disc_features": 8}
+    if model == "deoldify":
+        extra["loss_terms.gan_weight"] = 1.5
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
     out = subprocess.run(
-        [sys.executable, "-m", "colorjax.main", "--config=configs/ddcolor.py:cpu",
+        [sys.executable, "-m", "colorjax.main", f"--config=configs/{model}.py:cpu",
          f"--workdir={tmp_path / 'run'}", f"--config.init_from={export}", *LOOP,
-         *(f"--config.{k}={v}" for k, v in SMALL["ddcolor"].items())],
+         *(f"--config.{k}={v}" for k, v in extra.items())],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"starting from the weights of {export}" in out.stdout
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
-    train = [r for r in rows if "loss_colorfulness" in r]
-    assert len(train) == 2, rows
+    train = [r for r in rows if "loss_pixel" in r]
+    assert [r["step"] for r in train] == [1, 2], rows
+    weights = EXPECTED[model]
     for row in train:
-        for key in ("loss", "loss_pixel", "loss_perceptual", "loss_colorfulness", "loss_gan",
-                    "d_loss", "d_real", "d_fake"):
+        for key in (*weights, "loss", "d_loss", "d_real", "d_fake"):
             assert np.isfinite(row[key]), (key, row)
-        terms = (11.0 * row["loss_pixel"] + 5.0 * row["loss_perceptual"]
-                 + 2.0 * row["loss_colorfulness"] + row["loss_gan"])
-        np.testing.assert_allclose(row["loss"], terms, rtol=1e-4)
+        assert ("loss_colorfulness" in row) == ("loss_colorfulness" in weights)
+        total = sum(w * row[key] for key, w in weights.items())
+        np.testing.assert_allclose(row["loss"], total, rtol=1e-4)

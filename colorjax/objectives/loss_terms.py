@@ -126,8 +126,9 @@ def check(config) -> None:
 
 def read(config) -> LossTerms:
     """The checked `config.loss_terms` (call `check` first)."""
-    d = DEFAULTS
-    get = lambda name: checks.get(config, f"{GROUP}.{name}", default=getattr(d, name))  # noqa: E731
+    def get(name):
+        return checks.get(config, f"{GROUP}.{name}", default=getattr(DEFAULTS, name))
+
     return LossTerms(
         pixel_weight=float(get("pixel_weight")),
         perceptual_weight=float(get("perceptual_weight")),

@@ -28,6 +28,7 @@ from colorjax.models import build_regression_model
 from colorjax.models.backbone import backbone_taps, load_backbone
 from colorjax.models.blocks import NORMS
 from colorjax.models.pretrained import load_params
+from colorjax.objectives import loss_terms
 from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
                                       apply_in_precision, check_network_size, init_ema,
                                       init_variables, is_finite, pixel_loss)
@@ -36,7 +37,6 @@ from colorjax.objectives.frozen_backbone import (FROZEN_COLLECTIONS, backbone_la
                                                  backbone_optimizer, check_backbone,
                                                  init_taps, network_variables, place_weights,
                                                  split_optimizer)
-from colorjax.objectives import loss_terms
 from colorjax.objectives.rebalance import rebalancing_weights
 
 __all__ = ["OBJECTIVE", "RegressionObjective", "backbone_labels", "downsample_factor",
