@@ -22,6 +22,7 @@ from colorjax.config.checks import ConfigError
 from colorjax.objectives import loss_terms, make_objective
 from colorjax.objectives.base import TrainState
 from colorjax.presets import load_config
+from colorjax.training.checkpoint import TrainCheckpointer, restore_run
 from colorjax.training.export import write_export
 from colorjax.training.validation import validate_config
 
@@ -127,8 +128,8 @@ def test_perceptual_gradient_reaches_the_params():
     assert float(metrics["loss_perceptual"]) > 0 and float(metrics["grad_norm"]) > 0
 
 
-@pytest.mark.slow  # a step of the UNet and a PatchGAN, forward and back: ~25 s here
-def test_gan_term_trains_a_discriminator_kept_out_of_the_export():
+@pytest.mark.slow  # a step of the UNet and a PatchGAN, forward and back: ~30 s here
+def test_gan_term_trains_a_discriminator_kept_out_of_the_export(tmp_path):
     config = _config(gan_weight=1.0, colorfulness_weight=2.0, target_enhance=1.2,
                      disc_features=8, disc_layers=2)
     objective = make_objective(config)
@@ -146,6 +147,15 @@ def test_gan_term_trains_a_discriminator_kept_out_of_the_export():
                                          new.disc_params, state.disc_params))
     assert max(moved) > 0  # D took its step
     assert set(objective.inference_variables(new)) == {"params", "batch_stats"}
+    # A checkpoint holds D and its optimizer, and restores as a run (eval, export) does.
+    ckpt = TrainCheckpointer(str(tmp_path / "checkpoints"), async_save=False)
+    ckpt.save(1, new, {}, config)
+    ckpt.close()
+    restored = restore_run(str(tmp_path)).state
+    assert isinstance(restored, loss_terms.CriticState)
+    for got, want in zip(jax.tree.leaves((restored.disc_params, restored.disc_opt_state)),
+                         jax.tree.leaves((new.disc_params, new.disc_opt_state))):
+        np.testing.assert_array_equal(got, want)
     # The real pairs D sees are the enhanced truth's ab: more colourful than the truth.
     _, ab = loss_terms.targets(objective.terms, batch["l"], batch["ab"])
     assert float(jnp.abs(ab).mean()) > float(jnp.abs(batch["ab"]).mean())
