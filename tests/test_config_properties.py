@@ -43,7 +43,7 @@ ZERO_IS_AN_ERROR = {
     "diffusion.timesteps", "sampler.steps", "adversarial.n_critic",
     "adversarial.disc_features", "adversarial.disc_layers", "model.width",
     "model.latent_dim", "model.backbone_width", "model.fusion_width",
-    "classification.temperature",
+    "classification.temperature", "loss_terms.disc_features", "loss_terms.disc_layers",
 }
 HUGE_INT = 2**32  # past int32, and past every seed jax.random.key tells apart
 

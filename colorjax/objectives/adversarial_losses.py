@@ -1,6 +1,7 @@
 """Losses of the adversarial colorizers (`colorjax.objectives.adversarial`): pix2pix's BCE,
 WGAN-GP's critic values and gradient penalty, DeOldify's VGG16 feature loss, and the
-real/fake interleaving that lets D judge both in one call."""
+real/fake interleaving that lets D judge both in one call. The regression family's
+`loss_terms` use the BCE, the feature loss and the interleaving too."""
 
 from __future__ import annotations
 
@@ -53,16 +54,22 @@ def gradient_penalty(critic_fn, l, ab_real, ab_fake, rng) -> jax.Array:
     return jnp.mean(jnp.square(safe_norm(grads.reshape(n, -1)) - 1.0))
 
 
-def perceptual_loss(vgg_params, layer_weights, l, ab_pred, ab_true) -> jax.Array:
-    """Sum_k w_k * mean|phi_k(pred) - phi_k(true)| over the 5 VGG16 taps of the LPIPS
-    backbone, on the Lab -> sRGB composites (DeOldify's FeatureLoss: L1 on features)."""
-    pred = vgg16_features(vgg_params, model_outputs_to_rgb(l, ab_pred))
-    true = vgg16_features(vgg_params, model_outputs_to_rgb(l, lax.stop_gradient(ab_true)))
+def feature_l1(vgg_params, layer_weights, rgb, target_rgb) -> jax.Array:
+    """Sum_k w_k * mean|phi_k(rgb) - phi_k(target)| over the 5 VGG16 taps of the LPIPS
+    backbone (relu1_2 .. relu5_3), sRGB in [0, 1]; the target is a constant."""
+    pred = vgg16_features(vgg_params, rgb)
+    true = vgg16_features(vgg_params, lax.stop_gradient(target_rgb))
     total = jnp.zeros((), jnp.float32)
     for w, fp, ft in zip(layer_weights, pred, true):
         if w:
             total = total + w * jnp.mean(jnp.abs(fp - lax.stop_gradient(ft)))
     return total
+
+
+def perceptual_loss(vgg_params, layer_weights, l, ab_pred, ab_true) -> jax.Array:
+    """`feature_l1` of the Lab -> sRGB composites (DeOldify's FeatureLoss: L1 on features)."""
+    return feature_l1(vgg_params, layer_weights, model_outputs_to_rgb(l, ab_pred),
+                      model_outputs_to_rgb(l, lax.stop_gradient(ab_true)))
 
 
 def _interleave(a, b):

@@ -3,8 +3,10 @@ in `colorjax.models.ddcolor`, converted from the authors' PyTorch files by
 `colorjax.convert` (`--from=ddcolor_tiny|ddcolor_large`).
 
 A regression model (registry family "regression"): L in, ab out, one forward pass; trained
-with the config's per-pixel loss (the paper's L1; its perceptual, adversarial and
-colourfulness terms are not reproduced here).
+with the config's per-pixel loss (the paper's L1) and the `config.loss_terms` the preset
+sets to the paper's (colorjax/objectives/loss_terms.py): a VGG16 perceptual term on
+colorjax's VGG16 (theirs is vgg16_bn), DDColor's colourfulness term, and a GAN term whose
+discriminator is colorjax's PatchGAN on (L, ab) (theirs judges RGB).
 
 `photo_io` (`AuthorsPipelineIO`) prepares and finishes a photo as the authors'
 `ColorizationPipeline.process` (ddcolor/pipeline.py) does: the RGB photo as floats in
@@ -123,8 +125,7 @@ class DDColorObjective(RegressionObjective):
         m = config.model
         self.model = DDColor(Arch(str(m.encoder), int(m.num_queries), int(m.num_scales),
                                   int(m.dec_layers)), freeze_norm=bool(m.freeze_norm))
-        self.loss_kind = config.loss
-        self.loss_rebalance = float(checks.get(config, "loss_rebalance", default=0.0))
+        self.read_loss_fields(config)
 
 
 # Kang et al.'s DDColor (colorjax.convert --from=ddcolor_tiny|ddcolor_large).

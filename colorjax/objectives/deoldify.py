@@ -6,6 +6,12 @@ The network reads the gray level (L / 50 - 1 in training: colorjax's L read as a
 level) and returns RGB; for training, videos and metrics the objective gives its CIELAB
 ab. A photo is colorized as the authors' `ColorizerFilter` (deoldify/filters.py) does
 (`DeOldifyIO`).
+
+Trained with the per-pixel loss on ab and the preset's `config.loss_terms`
+(colorjax/objectives/loss_terms.py): DeOldify's FeatureLoss weights 20, 70, 10 on the three
+deepest taps of colorjax's VGG16 (theirs: vgg16_bn), on the composite of the true L and the
+predicted ab (theirs compares the network's RGB). A GAN term (colorjax's PatchGAN, not their
+critic and its NoGAN schedule) is off unless `loss_terms.gan_weight` is set.
 """
 
 from __future__ import annotations
@@ -121,8 +127,7 @@ class DeOldifyObjective(RegressionObjective):
         self.keep_output_layer = bool(checks.get(config, "init_from", default=""))
         self.model = DeOldify(arch=config.model.arch,
                               freeze_norm=bool(config.model.freeze_norm))
-        self.loss_kind = config.loss
-        self.loss_rebalance = float(checks.get(config, "loss_rebalance", default=0.0))
+        self.read_loss_fields(config)
         self.predict_rgb = jax.jit(self.predict_rgb_with)
 
     def predict_rgb_with(self, variables, gray_l):

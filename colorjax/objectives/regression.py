@@ -8,6 +8,11 @@ weights live in `model_state["backbone"]` and its taps are computed once per ste
 the gradient; with `config.model.backbone_trainable` they are `params["backbone"]`, trained
 with their own learning rate `config.model.backbone_learning_rate` (`optax.multi_transform`;
 BatchNorm statistics stay fixed).
+
+`config.loss_terms` (`colorjax.objectives.loss_terms`; off unless a config sets them): a
+VGG16 perceptual term, DDColor's colourfulness term and a GAN term with a PatchGAN
+discriminator in the state, beside the per-pixel loss; the presets of the published
+DDColor and DeOldify turn on their authors' terms.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from colorjax.config.registry import ModelSpec
 from colorjax.models import build_regression_model
 from colorjax.models.backbone import backbone_taps, load_backbone
 from colorjax.models.blocks import NORMS
+from colorjax.models.pretrained import load_params
+from colorjax.objectives import loss_terms
 from colorjax.objectives.base import (LOSSES, Objective, TrainState, apply_gradients,
                                       apply_in_precision, check_network_size, init_ema,
-                                      init_variables, pixel_loss)
+                                      init_variables, is_finite, pixel_loss)
 # backbone_labels and split_optimizer are re-exported (classification imports them here).
 from colorjax.objectives.frozen_backbone import (FROZEN_COLLECTIONS, backbone_labels,
                                                  backbone_optimizer, check_backbone,
@@ -43,6 +50,7 @@ def validate(config) -> None:
     checks.number(config, "loss_rebalance", low=0.0, high=1.0, high_open=True, default=0.0,
                   note="(0 = off, 0.5 = Zhang et al.'s λ = 1/2)")
     checks.choice(config, "model.norm", NORMS)
+    loss_terms.check(config)
     network = registry.spec(config.model).network
     if network == "fusion":  # its output layer is the paper's
         checks.choice(config, "model.zero_output", (False,), default=False,
@@ -74,6 +82,7 @@ def check_published_fields(config, name: str, reads: str) -> None:
     checks.choice(config, "loss", LOSSES)
     checks.number(config, "loss_rebalance", low=0.0, high=1.0, high_open=True, default=0.0,
                   note="(0 = off)")
+    loss_terms.check(config)
     if checks.boolean(config, "model.hints", default=False):
         raise ConfigError("config.model.hints", f"True is not allowed for {name}, whose "
                           "network reads the gray image alone", "False")
@@ -85,15 +94,34 @@ def downsample_factor(config) -> int:
 
 
 class RegressionObjective(Objective):
-    """ab = f(L), trained to minimise a per-pixel loss; `predict` is one forward pass."""
+    """ab = f(L), trained to minimise a per-pixel loss (and the `loss_terms` a config turns
+    on); `predict` is one forward pass."""
+
+    terms = loss_terms.DEFAULTS  # the per-pixel loss alone (classification's logits too)
+    critic = None  # the GAN term's discriminator
 
     def __init__(self, config):
         validate(config)
         self.model = build_regression_model(config.model)
         self.downsample_factor = models.downsample_factor(self.model)
         self.read_shared_fields(config)
+        self.read_loss_fields(config)
+
+    def read_loss_fields(self, config) -> None:
+        """`config.loss`, `loss_rebalance` and `loss_terms` (validated), and the GAN term's
+        discriminator where it is on (after `read_shared_fields`: it computes in
+        `self.dtype`)."""
         self.loss_kind = config.loss
         self.loss_rebalance = float(checks.get(config, "loss_rebalance", default=0.0))
+        self.terms = loss_terms.read(config)
+        self.critic = loss_terms.Critic(self.terms, self.dtype) if self.terms.gan else None
+        self.disc_opt_config = checks.get(config, "disc_optimizer", default=None)
+
+    @property
+    def vgg_params(self):
+        """The frozen VGG16 of the perceptual term: a constant of the jitted step, never in
+        the state (not trained, not checkpointed), loaded when a train step is traced."""
+        return load_params("vgg") if self.terms.perceptual else None
 
     def _optimizer(self, num_train_steps):
         return backbone_optimizer(self.opt_config, num_train_steps, self.backbone_trainable,
@@ -113,6 +141,12 @@ class RegressionObjective(Objective):
         if self.backbone != "none":
             params, variables = place_weights(params, variables, weights,
                                               self.backbone_trainable)
+        if self.critic is not None:  # the GAN term's discriminator, with its own optimizer
+            fields = self.critic.init_fields(jax.random.fold_in(rng, 1), batch,
+                                             self.disc_opt_config, num_train_steps)
+            return loss_terms.CriticState.create(
+                params, dict(variables), self._optimizer(num_train_steps),
+                init_ema(params, self.ema_decay), **fields)
         return TrainState.create(params, dict(variables), self._optimizer(num_train_steps),
                                  init_ema(params, self.ema_decay))
 
@@ -148,16 +182,30 @@ class RegressionObjective(Objective):
             taps = backbone_taps(self.backbone, net_state["backbone"], batch["l"])
         x = self.batch_conditioning(batch)
 
+        vgg_params = self.vgg_params
+
         def loss_fn(params):
             variables, kwargs = self._network(params, net_state, batch["l"], taps)
             pred, new_model_state = apply_in_precision(
                 self.model, variables, x, train=True, mutable=mutable,
                 dtype=self.dtype, **kwargs)
-            return self._loss(pred, batch, state), new_model_state
+            loss, terms = loss_terms.total_loss(self.terms, self._loss(pred, batch, state),
+                                                pred, batch, state, vgg_params, self.critic)
+            return loss, (new_model_state, pred, terms)
 
-        (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        return apply_gradients(state, grads, self.ema_decay, loss,
-                               model_state={**state.model_state, **new_model_state})
+        (loss, (new_model_state, pred, terms)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True)(state.params)
+        state, metrics = apply_gradients(state, grads, self.ema_decay, loss,
+                                         model_state={**state.model_state, **new_model_state})
+        if terms:
+            metrics = {**metrics, **terms,
+                       "finite": metrics["finite"] & is_finite(*terms.values())}
+        if self.critic is not None:  # then D, on this step's outputs (DDColor's order)
+            real_ab = loss_terms.targets(self.terms, batch["l"], batch["ab"])[1]
+            state, d_metrics = self.critic.update(state, batch["l"], real_ab, pred)
+            metrics = {**metrics, **d_metrics,
+                       "finite": metrics["finite"] & d_metrics["finite"]}
+        return state, metrics
 
     def predict_with(self, variables, gray_l, rng, sampling: bool = False, hints=None):
         """Pure prediction from `inference_variables` alone (used by exports too)."""

@@ -15,8 +15,11 @@ then colorize with that export, or fine-tune from it:
     python -m colorjax.main --config=configs/ddcolor.py:cpu --workdir=runs/dd_ft \
         --config.init_from=exports/ddcolor_tiny --config.data.folder=MY_PHOTOS
 
-Training uses the regression family's L1 loss (the paper's pixel loss; its perceptual, GAN
-and colourfulness terms are not here). Variants: "" and `:large` (DDColor-L, ConvNeXt-L),
+Training uses the authors' losses (train_ddcolor.yml, `config.loss_terms`): L1 on ab,
+a VGG16 perceptual term (colorjax's VGG16 in place of their vgg16_bn), the colourfulness term
+and a GAN term (colorjax's PatchGAN in place of their discriminator), with their weights, the
+perceptual and GAN targets' colours enhanced x1.2 as theirs; `--config.loss_terms.gan_weight=0`
+trains without a discriminator. Variants: "" and `:large` (DDColor-L, ConvNeXt-L),
 `:tiny` (DDColor-T, ConvNeXt-T), both at the authors' 512 px inference size (infer.py's
 --input_size); `:cpu` (DDColor-T fine-tuned on a CPU: 64 px, batch 8, 300 steps).
 """
@@ -50,6 +53,22 @@ def get_config(variant: str = ""):
     c.optimizer.learning_rate = 1e-5
     c.optimizer.b2 = 0.99
     c.optimizer.weight_decay = 0.01
+    # train_ddcolor.yml's losses (color_model.py optimize_parameters), on the composite of
+    # the true L and the predicted ab (colorjax/objectives/loss_terms.py):
+    default.add_loss_terms(
+        c,
+        # pixel_opt: L1Loss, loss_weight 0.1, on ab in Lab units; colorjax's ab is Lab / 110.
+        pixel_weight=0.1 * 110.0,
+        # perceptual_opt: perceptual_weight 5.0, layer_weights conv1_1 .. conv5_1 of
+        # vgg16_bn 0.0625, 0.125, 0.25, 0.5, 1.0, here on the same blocks' relu1_2 ..
+        # relu5_3 of colorjax's VGG16 (it has no vgg16_bn).
+        perceptual_weight=5.0, perceptual_layer_weights=(0.0625, 0.125, 0.25, 0.5, 1.0),
+        # colorfulness_opt: loss_weight 0.5 on the sum over a GPU's batch_size_per_gpu 4
+        # images; colorjax averages over the batch: 0.5 x 4.
+        colorfulness_weight=0.5 * 4,
+        target_enhance=1.2,  # train: color_enhance True, color_enhance_factor 1.2
+        gan_weight=1.0)  # gan_opt: vanilla (BCE), loss_weight 1.0
+    # optim_d: Adam, lr 1e-4, betas (0.9, 0.99), no weight decay (add_loss_terms' own).
     if variant == "cpu":
         c.data.image_size = 64
     return c

@@ -43,6 +43,27 @@ def release_config(name: str, variant: str) -> ml_collections.ConfigDict:
     return c
 
 
+def add_loss_terms(c: ml_collections.ConfigDict, **weights) -> None:
+    """`config.loss_terms` (colorjax/objectives/loss_terms.py: the regression family's terms
+    beside its per-pixel loss; the published DDColor and DeOldify set their authors'),
+    `weights` over these defaults (all off), and `config.disc_optimizer` for the GAN term's
+    discriminator."""
+    c.loss_terms = ml_collections.ConfigDict(dict(
+        pixel_weight=1.0,  # times the per-pixel loss (config.loss) on ab / 110
+        perceptual_weight=0.0,  # VGG16 feature L1 on the Lab -> sRGB composite; 0 = off
+        # on relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 of colorjax's (LPIPS) VGG16
+        perceptual_layer_weights=(0.0, 0.0, 20.0, 70.0, 10.0),
+        colorfulness_weight=0.0,  # DDColor's colourfulness loss, mean over images; 0 = off
+        target_enhance=1.0,  # the perceptual and GAN targets' colours pushed from gray
+        gan_weight=0.0,  # BCE of a PatchGAN on (L, ab); 0 = off (no discriminator)
+        disc_features=64, disc_layers=3, disc_norm="batch",  # that PatchGAN
+    ))
+    c.loss_terms.update(weights)
+    c.disc_optimizer = ml_collections.ConfigDict(dict(
+        name="adam", learning_rate=1e-4, b1=0.9, b2=0.99, weight_decay=0.0,
+        schedule="constant", warmup_steps=0, end_lr_factor=1.0, grad_clip_norm=0.0))
+
+
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     check_variant(variant, VARIANTS)
     c = ml_collections.ConfigDict()

@@ -11,7 +11,9 @@ its own checkpoint ignores `init_from`: the checkpoint already holds the weights
 
 Families whose training state holds more networks than their export (a GAN's
 discriminator, a VAE's encoder) cannot start from an export this way: one ConfigError says
-so, as for an export of another model or shape.
+so, as for an export of another model or shape. A regression model's GAN term
+(`config.loss_terms`) keeps its discriminator beside the network's fields: it starts
+afresh, as DDColor's training does from `pretrain_network_g` alone.
 """
 
 from __future__ import annotations
