@@ -3,9 +3,32 @@
 import os
 import pathlib
 
-# Must happen before jax is imported anywhere: tests run on two CPU devices so that the
+# XLA:CPU compiles the tests' programs with LLVM -O0 (`--xla_backend_optimization_level=0`,
+# XLA's default is 2). The suite's time is mostly compilation of tiny programs that then run
+# for milliseconds; -O0 cuts XLA's compile time by a quarter (docs/benchmarks.md, "The test
+# suite's time"). The same HLO passes, fusions and library kernels (Eigen convolutions and
+# matmuls) run; only LLVM's optimization of the generated loops is skipped, so results
+# differ from -O2's by floating-point rounding. Only the tests do this: users' programs
+# keep XLA's default.
+TEST_OPT_LEVEL = "--xla_backend_optimization_level=0"
+
+
+def xla_flags_for_tests(devices: int | None = 2) -> str:
+    """XLA_FLAGS for a process of the test suite: `devices` host CPU devices (None: no
+    device count, for launch/local_cpu.sh, which sets its own) and TEST_OPT_LEVEL. A test
+    that sets XLA_FLAGS for a subprocess uses this (or TEST_XLA_FLAGS), so that every
+    program the suite starts compiles as its own processes do."""
+    count = [] if devices is None else [f"--xla_force_host_platform_device_count={devices}"]
+    return " ".join(count + [TEST_OPT_LEVEL])
+
+
+# The test processes' (and their CLI subprocesses') flags: two CPU devices, so that the
 # data-parallel paths (sharded batches, cross-device BatchNorm) are exercised.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+TEST_XLA_FLAGS = xla_flags_for_tests(2)
+
+# Must happen before jax is imported anywhere. An XLA_FLAGS of the caller's is kept (for
+# this process and the xdist workers; the CLI runs the tests start get TEST_XLA_FLAGS).
+os.environ.setdefault("XLA_FLAGS", TEST_XLA_FLAGS)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # The tests run as colorjax's programs do: with XLA:CPU's convolution choice (xla_cpu.py),
 # which `import colorjax` alone does not make. Workers and CLI subprocesses inherit it.

@@ -18,7 +18,7 @@ from colorjax.platform import parallel
 from colorjax.training import loop as train
 from colorjax.presets import load_config
 from colorjax.objectives import make_objective
-from conftest import restore_checkpoint, set_fields
+from conftest import restore_checkpoint, set_fields, xla_flags_for_tests
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LAUNCHER = REPO / "launch" / "local_cpu.sh"
@@ -42,9 +42,9 @@ def _env(data_dir, devices_per_process: int, single: bool):
     for k in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
         env.pop(k, None)
     if single:  # one process with as many devices as the multi-process run has in all
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices_per_process}"
-    else:
-        env.pop("XLA_FLAGS", None)
+        env["XLA_FLAGS"] = xla_flags_for_tests(devices_per_process)
+    else:  # the launcher adds each process's device count to the other flags
+        env["XLA_FLAGS"] = xla_flags_for_tests(None)
         env["DEVICES_PER_PROCESS"] = str(devices_per_process)
     return env
 

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, TEST_XLA_FLAGS
 
-ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+ENV = dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS)
 STEPS = 4
 # The tiny loop of conftest's tiny_config + SMALL_LOOP, on the command line; an evaluation
 # mid-run (step 2) so that an [eval] line is printed while the bar is on screen.

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import TEST_XLA_FLAGS
+
 # Every test here runs the real CLI end to end (and most share one module-scoped run).
 pytestmark = pytest.mark.slow
 
@@ -28,7 +30,7 @@ def run_compare(workdir, *args, configs="configs/unet.py:cpu,configs/resnet.py:c
     cmd = [sys.executable, "-m", "colorjax.compare", f"--workdir={workdir}",
            *([f"--configs={configs}"] if configs else []),
            *[f"--set={s}" for s in SHARED], "--num_images=3", "--bootstrap=200", *args]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS)
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
 
 

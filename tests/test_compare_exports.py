@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, tiny_config
+from conftest import REPO, TEST_XLA_FLAGS, tiny_config
 from test_export import SIZE, TINY, tiny_state, write_checkpoint
 from test_zhang_inference import tiny_zhang_export
 
@@ -17,7 +17,7 @@ SETS = ["--set=eval.num_examples=8", "--set=eval.batch_size=4", "--num_images=4"
 
 
 def run_compare(workdir, *flags):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS)
     return subprocess.run([sys.executable, "-m", "colorjax.compare", f"--workdir={workdir}",
                            *SETS, *flags], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=900)

@@ -15,7 +15,7 @@ from colorjax.training import export
 from colorjax.platform import integrity
 from colorjax.training.checkpoint import (COMMIT_RECORDS, DIGESTS, DamagedCheckpointError,
                                  TrainCheckpointer)
-from conftest import tiny_config
+from conftest import TEST_XLA_FLAGS, tiny_config
 from test_export import TINY, tiny_export, tiny_state
 from test_train_loop import run_cli
 
@@ -157,7 +157,7 @@ def test_export_and_eval_read_the_runs_config(tmp_path):
     import subprocess
     import sys
     from test_train_loop import REPO
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS)
 
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "colorjax.main", "--config=configs/unet.py:cpu",

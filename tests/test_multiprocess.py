@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import TEST_OPT_LEVEL
 from multiprocess_helpers import (
-    LAUNCHER, REPO, assert_states_close, checkpoint_state, config_of, finish, flags_of,
+    LAUNCHER, REPO, _env, assert_states_close, checkpoint_state, config_of, finish, flags_of,
     kill_all, process_lines, run, start, where_each_process_was)
 from test_data_fixtures import colorful
 
@@ -340,6 +341,26 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_launched_processes_compile_as_the_tests_do(tmp_path):
+    """The environment the tests' runs get (multiprocess_helpers): under the launcher each
+    process has the tests' LLVM -O0 (conftest) once and its own device count."""
+    env = _env(tmp_path, devices_per_process=2, single=False)
+    body = "print(i, os.environ['XLA_FLAGS'])"
+    proc = subprocess.Popen(
+        ["bash", str(LAUNCHER), "2", sys.executable, "-c", SLEEPER.format(body=body)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    out = finish(proc, 60, "launcher printing its processes' XLA_FLAGS")
+    flags = dict(line.split(" ", 2)[1:] for line in out.splitlines() if line.startswith("[p"))
+    assert sorted(flags) == ["0", "1"], out
+    for f in flags.values():
+        assert f.split().count(TEST_OPT_LEVEL) == 1, out
+        assert [t for t in f.split() if "device_count" in t] == \
+            ["--xla_force_host_platform_device_count=2"], out
+    assert _env(tmp_path, devices_per_process=4, single=True)["XLA_FLAGS"].split() == \
+        ["--xla_force_host_platform_device_count=4", TEST_OPT_LEVEL]
 
 
 def test_launcher_refuses_a_bad_process_count():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from colorjax.training import loop as train
-from conftest import loop_config, restore_checkpoint, tiny_config
+from conftest import TEST_XLA_FLAGS, loop_config, restore_checkpoint, tiny_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ TINY = [
 def run_cli(workdir, *extra, mode="train", check=True, **popen):
     cmd = [sys.executable, "-m", "colorjax.main", "--config=configs/unet.py:cpu",
            f"--workdir={workdir}", f"--mode={mode}", *TINY, *extra]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS)
     if popen:
         return subprocess.Popen(cmd, cwd=REPO, env=env, **popen)
     out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)

@@ -10,7 +10,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, restore_checkpoint, tiny_config
+from conftest import REPO, TEST_XLA_FLAGS, restore_checkpoint, tiny_config
 
 from colorjax.platform import parallel
 from colorjax.training import loop as train
@@ -42,7 +42,7 @@ def export_of(root, model, seed=3, **overrides):
 
 
 def run_main(config, workdir, *extra):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS)
     return subprocess.run([sys.executable, "-m", "colorjax.main", f"--config={config}",
                            f"--workdir={workdir}", *LOOP, *extra], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from colorjax.platform import xla_cpu
-from conftest import REPO
+from conftest import REPO, TEST_OPT_LEVEL, TEST_XLA_FLAGS, xla_flags_for_tests
 
 EIGEN = xla_cpu.EIGEN_CONVS
 
@@ -45,6 +45,21 @@ def test_configure_is_idempotent():
     assert environ["XLA_FLAGS"] == f"--a=1 {EIGEN}"
 
 
+def test_the_test_suites_flags_are_kept_and_eigen_added_once():
+    """conftest's XLA_FLAGS (two devices, LLVM -O0) through the configure() of the test
+    process, then of a CLI run it starts (which inherits them): -O0 once, Eigen once; opting
+    out removes only Eigen."""
+    environ = {"XLA_FLAGS": TEST_XLA_FLAGS}
+    xla_cpu.configure(environ)
+    child = dict(environ)
+    xla_cpu.configure(child)
+    assert environ["XLA_FLAGS"] == child["XLA_FLAGS"] == f"{TEST_XLA_FLAGS} {EIGEN}"
+    assert child["XLA_FLAGS"].split().count(TEST_OPT_LEVEL) == 1
+    child["COLORJAX_CPU_CONV"] = "ynnpack"
+    xla_cpu.configure(child)
+    assert child["XLA_FLAGS"] == TEST_XLA_FLAGS
+
+
 def test_a_bad_choice_names_the_allowed_values():
     with pytest.raises(ValueError, match=r"COLORJAX_CPU_CONV='onednn'.*allowed: eigen, ynnpack"):
         xla_cpu.tuned_xla_flags({"COLORJAX_CPU_CONV": "onednn"})
@@ -71,7 +86,8 @@ assert os.environ.get("XLA_FLAGS") == before, os.environ.get("XLA_FLAGS")
 
 def _fresh(code, choice=None):
     env = {k: v for k, v in os.environ.items() if k != "COLORJAX_CPU_CONV"}
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="")  # no flag inherited from this process
+    # None of colorjax's flags inherited from this process: only the tests' -O0.
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags_for_tests(None))
     if choice is not None:
         env["COLORJAX_CPU_CONV"] = choice
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO,
