@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from conftest import REPO, photo_batch, set_fields, tiny_config
+from conftest import REPO, TEST_XLA_FLAGS, photo_batch, set_fields, tiny_config
 
 from colorjax import color
 from colorjax.config.checks import ConfigError
@@ -237,7 +237,7 @@ def test_a_fine_tune_from_an_export_logs_every_term(model, tmp_path):
     extra = {**SMALL[model], "loss_terms.disc_features": 8}
     if model == "deoldify":
         extra["loss_terms.gan_weight"] = 1.5
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS)
     out = subprocess.run(
         [sys.executable, "-m", "colorjax.main", f"--config=configs/{model}.py:cpu",
          f"--workdir={tmp_path / 'run'}", f"--config.init_from={export}", *LOOP,
