@@ -226,3 +226,48 @@ def imagenet_color_photos(step: int):
                                  np.float32) / 255.0)
         kept.append(f)
     return np.stack(images), kept
+
+
+# --- converted published models (tests/published_exports.py): random weights, the real CLI --
+# Each is removed at the session's end (gigabytes that pytest would otherwise keep).
+
+
+@pytest.fixture(scope="session")
+def ddcolor_tiny_export(tmp_path_factory):
+    """A DDColor-T export made by `python -m colorjax.convert --from=ddcolor_tiny` from a
+    random state_dict (220 MB; ~20 s here)."""
+    from published_exports import convert, ddcolor_state, write_state
+
+    d = tmp_path_factory.mktemp("ddcolor_tiny")
+    yield convert("ddcolor_tiny", write_state(d / "ddcolor_tiny.pth", ddcolor_state()),
+                  d / "ddcolor_tiny")
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def deoldify_wide_weights(tmp_path_factory):
+    """A random state_dict of DeOldify's wide generator (ResNet-101; the stable and video
+    releases), 874 MB in torch.save's zip layout (~15 s here)."""
+    from published_exports import deoldify_state, write_state
+
+    d = tmp_path_factory.mktemp("deoldify_wide")
+    yield write_state(d / "wide_gen.pth", deoldify_state("wide"))
+    shutil.rmtree(d, ignore_errors=True)  # the exports below are made in it too
+
+
+@pytest.fixture(scope="session")
+def deoldify_video_export(deoldify_wide_weights) -> str:
+    """`python -m colorjax.convert --from=deoldify_video` of those weights (~45 s here)."""
+    from published_exports import convert
+
+    return convert("deoldify_video", deoldify_wide_weights,
+                   deoldify_wide_weights.parent / "deoldify_video")
+
+
+@pytest.fixture(scope="session")
+def deoldify_stable_export(deoldify_wide_weights) -> str:
+    """`python -m colorjax.convert --from=deoldify_stable` of the same weights."""
+    from published_exports import convert
+
+    return convert("deoldify_stable", deoldify_wide_weights,
+                   deoldify_wide_weights.parent / "deoldify_stable")

@@ -27,11 +27,21 @@ def _op(obj) -> bytes:
 
 
 def torch_zip_bytes(state: dict, extra_ops: bytes = b"") -> bytes:
-    """A state_dict of float32 arrays in torch.save's zip layout: an OrderedDict of
-    `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())`,
-    each storage a persistent id ('storage', torch.FloatStorage, key, 'cpu', numel)."""
+    """A state_dict of float32 arrays in torch.save's zip layout (`write_torch_zip`)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        write_torch_zip(z, state, extra_ops)
+    return buf.getvalue()
+
+
+def write_torch_zip(z: zipfile.ZipFile, state: dict, extra_ops: bytes = b"") -> None:
+    """Write a state_dict of float32 arrays into `z` in torch.save's zip layout: an
+    OrderedDict of `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False,
+    OrderedDict())`, each storage a persistent id ('storage', torch.FloatStorage, key,
+    'cpu', numel). Each tensor's bytes are written as they come (a big file is never held
+    in memory twice)."""
     od = b"ccollections\nOrderedDict\n)R"
-    body, storages = b"", {}
+    body = b""
     for i, (key, value) in enumerate(state.items()):
         a = np.ascontiguousarray(value, "<f4")
         strides = tuple(s // 4 for s in a.strides) if a.ndim else ()
@@ -39,15 +49,9 @@ def torch_zip_bytes(state: dict, extra_ops: bytes = b"") -> bytes:
                + _op(int(a.size)) + b"tQ")
         body += (_op(key) + b"ctorch._utils\n_rebuild_tensor_v2\n(" + pid + _op(0)
                  + _op(tuple(a.shape)) + _op(strides) + b"\x89" + od + b"tR")
-        storages[str(i)] = a.tobytes()
-    pkl = b"\x80\x02" + od + b"(" + body + extra_ops + b"u."
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("archive/data.pkl", pkl)
-        z.writestr("archive/byteorder", b"little")
-        for k, raw in storages.items():
-            z.writestr(f"archive/data/{k}", raw)
-    return buf.getvalue()
+        z.writestr(f"archive/data/{i}", memoryview(a.reshape(-1)).cast("B"))
+    z.writestr("archive/data.pkl", b"\x80\x02" + od + b"(" + body + extra_ops + b"u.")
+    z.writestr("archive/byteorder", b"little")
 
 
 def random_state(model: str, seed: int = 0) -> collections.OrderedDict:

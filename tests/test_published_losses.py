@@ -2,28 +2,21 @@
 fine-tuning the converted DDColor and DeOldify uses: DDColor's colourfulness loss against a
 NumPy transcription of the authors' `ColorfulnessLoss` (piddnad/DDColor,
 basicsr/losses/losses.py), the VGG16 perceptual term, the GAN term's discriminator in the
-state, the presets' weights, config mistakes, and a fine-tune from an export through the
-real CLI that logs every term."""
-
-import json
-import os
-import subprocess
-import sys
+state, the presets' weights and config mistakes. A fine-tune from a converted export through
+the real CLI, logging every term, is in tests/test_published_everywhere.py."""
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from conftest import REPO, TEST_XLA_FLAGS, photo_batch, set_fields, tiny_config
+from conftest import photo_batch, set_fields, tiny_config
 
-from colorjax import color
 from colorjax.config.checks import ConfigError
 from colorjax.objectives import loss_terms, make_objective
 from colorjax.objectives.base import TrainState
 from colorjax.presets import load_config
 from colorjax.training.checkpoint import TrainCheckpointer, restore_run
-from colorjax.training.export import write_export
 from colorjax.training.validation import validate_config
 
 
@@ -200,58 +193,3 @@ def test_the_gan_term_needs_a_discriminator_optimizer():
         validate_config(config)
     config.loss_terms.gan_weight = 0.0
     validate_config(config)
-
-
-# --- a fine-tune from an export through the CLI ---------------------------------------------
-
-LOOP = ["--config.data.image_size=32", "--config.batch_size=2", "--config.eval.batch_size=2",
-        "--config.eval.num_examples=2", "--config.eval.num_images=2",
-        "--config.num_train_steps=2", "--config.log_every=1", "--config.eval_every=2",
-        "--config.checkpoint_every=2", "--config.optimizer.warmup_steps=0"]
-SMALL = {"ddcolor": {"model.num_queries": 4, "model.dec_layers": 1},
-         "deoldify": {"model.arch": "deep"}}
-
-
-def tiny_export(root, model: str) -> str:
-    """An export of `model` at 32 px, random weights (the converted release's layout)."""
-    config = set_fields(load_config(model, "cpu"), {"data.image_size": 32, **SMALL[model]})
-    objective = make_objective(config)
-    state = jax.jit(objective.init)(jax.random.key(3, impl="rbg"),
-                                    {"l": np.zeros((1, 32, 32, 1), np.float32),
-                                     "ab": np.zeros((1, 32, 32, 2), np.float32)})
-    return write_export(str(root / f"{model}_export"),
-                        objective.inference_variables(state), config, step=0)
-
-
-# What each fine-tune logs, and the weights of its terms (the presets'; DeOldify's GAN term
-# turned on from the command line).
-EXPECTED = {"ddcolor": {"loss_pixel": 11.0, "loss_perceptual": 5.0, "loss_colorfulness": 2.0,
-                        "loss_gan": 1.0},
-            "deoldify": {"loss_pixel": 1.0, "loss_perceptual": 1.0, "loss_gan": 1.5}}
-
-
-@pytest.mark.slow  # DDColor-T or DeOldify's ResNet-34 U-Net, VGG16 and a PatchGAN: ~3 min each here
-@pytest.mark.parametrize("model", ["ddcolor", "deoldify"])
-def test_a_fine_tune_from_an_export_logs_every_term(model, tmp_path):
-    export = tiny_export(tmp_path, model)
-    extra = {**SMALL[model], "loss_terms.disc_features": 8}
-    if model == "deoldify":
-        extra["loss_terms.gan_weight"] = 1.5
-    env = dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS)
-    out = subprocess.run(
-        [sys.executable, "-m", "colorjax.main", f"--config=configs/{model}.py:cpu",
-         f"--workdir={tmp_path / 'run'}", f"--config.init_from={export}", *LOOP,
-         *(f"--config.{k}={v}" for k, v in extra.items())],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert f"starting from the weights of {export}" in out.stdout
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
-    train = [r for r in rows if "loss_pixel" in r]
-    assert [r["step"] for r in train] == [1, 2], rows
-    weights = EXPECTED[model]
-    for row in train:
-        for key in (*weights, "loss", "d_loss", "d_real", "d_fake"):
-            assert np.isfinite(row[key]), (key, row)
-        assert ("loss_colorfulness" in row) == ("loss_colorfulness" in weights)
-        total = sum(w * row[key] for key, w in weights.items())
-        np.testing.assert_allclose(row["loss"], total, rtol=1e-4)

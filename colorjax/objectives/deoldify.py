@@ -12,6 +12,22 @@ Trained with the per-pixel loss on ab and the preset's `config.loss_terms`
 deepest taps of colorjax's VGG16 (theirs: vgg16_bn), on the composite of the true L and the
 predicted ab (theirs compares the network's RGB). A GAN term (colorjax's PatchGAN, not their
 critic and its NoGAN schedule) is off unless `loss_terms.gan_weight` is set.
+
+Videos (`python -m colorjax.colorize --input=film.mp4`, the page's clips; any DeOldify
+export, the video weights `--from=deoldify_video` made for film among them) take colorjax's
+path, `colorjax.video`: each frame is prepared as a photo is (`DeOldifyIO.model_l`: the
+square gray image at the working size, render_factor x 16, 336 px for the video weights),
+the network's RGB becomes CIELAB ab, that ab is stabilised along optical flow against the
+previous output frame (`colorjax.media.temporal`, restarting at scene cuts; `--no-stabilize`
+turns it off) and joined with the frame's own full-resolution L; timestamps and audio are
+kept. DeOldify's own `VideoColorizer` (deoldify/visualize.py) has no temporal filter (its
+video weights are trained to flicker less): ffmpeg writes the frames as JPEG, each goes
+through `ColorizerFilter` on its own (render_factor 21; the network's YUV U and V on the
+frame's Y), and the colour JPEGs are encoded again with libx264 (crf 17) at the source's
+average frame rate, the audio copied back as AAC. So with the stabiliser off, colorjax's
+frames differ from theirs in how colour meets the frame (Lab ab of the network's RGB on
+the frame's L, against U and V on its Y) and by their JPEG round trips; a frame colorized
+as a photo (`Colorizer.colorize`) is their filter's result.
 """
 
 from __future__ import annotations
