@@ -67,8 +67,15 @@ def test_two_devices_equal_one_device_batchnorm_included():
         results.append((losses, jax.device_get(state.params), jax.device_get(state.model_state)))
     (l1, p1, s1), (l2, p2, s2) = results
     np.testing.assert_allclose(l1, l2, rtol=1e-5)
+    lr, steps = config.optimizer.learning_rate, 3
     for a, b in zip(jax.tree.leaves((p1, s1)), jax.tree.leaves((p2, s2))):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        # Where a gradient is near zero, its rounding (the devices' reduction order, XLA's
+        # codegen) can flip the sign of Adam's step: those few elements may differ by up to
+        # 2 lr a step. A sharding error (BatchNorm statistics per device, a gradient not
+        # averaged) moves most elements.
+        off = ~np.isclose(a, b, rtol=1e-4, atol=1e-5)
+        assert off.mean() <= 0.02, f"{off.sum()} of {off.size} elements differ"
+        assert np.abs(a - b).max() <= 2 * lr * steps + 1e-5
 
 
 def test_unknown_model_is_named():
