@@ -31,12 +31,12 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
+from torch_timing import timed  # the same timing as the PyTorch side's (no torch import)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TORCH_PYTHON = os.environ.get("COLORJAX_TORCH_PYTHON", os.path.join(REPO, ".venv-torch/bin/python"))
@@ -93,21 +93,6 @@ def run(cmd: list[str]) -> str:
     if res.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
     return res.stdout
-
-
-def timed(fn, repeats: int) -> dict:
-    """As benchmarks/torch_timing.py: one untimed call, then wall and CPU seconds."""
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    walls, cpus = [], []
-    for _ in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    return {"first_s": first, "median_s": statistics.median(walls), "min_s": min(walls),
-            "cpu_s": statistics.median(cpus), "repeats": repeats}
 
 
 def colorjax_one(args) -> dict:

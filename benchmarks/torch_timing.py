@@ -2,7 +2,8 @@
 warm-up call, then `repeats` timed calls of the network alone and, where the peer has it,
 of the authors' whole photo pipeline; process CPU seconds and peak RSS; optionally under
 PyTorch's CPU autocast to bfloat16 (`torch.autocast("cpu", dtype=torch.bfloat16)`, the
-mixed precision PyTorch users reach for). One JSON line on stdout."""
+mixed precision PyTorch users reach for). One JSON line on stdout. `timed` imports no torch:
+benchmarks/published_inference.py times colorjax's side with it too."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import resource
 import statistics
 import time
 
-import torch
-
 
 def autocast(enabled: bool):
+    import torch
+
     return (torch.autocast("cpu", dtype=torch.bfloat16) if enabled
             else contextlib.nullcontext())
 
@@ -36,6 +37,8 @@ def timed(fn, repeats: int) -> dict:
 
 
 def report(name: str, threads: int, bf16: bool, **parts) -> None:
+    import torch
+
     print(json.dumps({"name": name, "framework": f"torch {torch.__version__}",
                       "threads": threads, "precision": "bfloat16" if bf16 else "float32",
                       **parts,
