@@ -20,7 +20,7 @@ _IMAGE_AXES = (1, 2, 3)  # H, W, C of an NHWC batch
 # --- gradient-safe elementary functions ----------------------------------------------
 
 
-def _safe_sqrt(x):
+def safe_sqrt(x):
     """sqrt with a zero (not NaN/inf) gradient at x <= 0, e.g. identical images."""
     positive = x > 0
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
@@ -121,7 +121,7 @@ def psnr(x, y, data_range: float = 1.0, max_db: float | None = None):
 def delta_e76(lab1, lab2):
     """CIE76 colour difference (Euclidean distance in Lab), averaged per image, ``(N,)``."""
     lab1, lab2 = _as_batch(lab1), _as_batch(lab2)
-    dist = _safe_sqrt(jnp.sum((lab1 - lab2) ** 2, axis=-1))
+    dist = safe_sqrt(jnp.sum((lab1 - lab2) ** 2, axis=-1))
     return jnp.mean(dist, axis=(1, 2))
 
 
@@ -131,7 +131,7 @@ _25_POW_7 = 25.0**7
 def _chroma_weight(c_mean):
     """sqrt(C^7 / (C^7 + 25^7)), the chroma factor shared by G and R_T."""
     c7 = c_mean**7
-    return _safe_sqrt(c7 / (c7 + _25_POW_7))
+    return safe_sqrt(c7 / (c7 + _25_POW_7))
 
 
 def _hue_terms(a1p, b1, a2p, b2, h1, h2):
@@ -175,10 +175,10 @@ def ciede2000_map(lab1, lab2):
     L2, a2, b2 = lab2[..., 0], lab2[..., 1], lab2[..., 2]
 
     # Step 1: stretch a* by (1 + G) depending on the mean chroma, then go polar.
-    c_ab_mean = 0.5 * (_safe_sqrt(a1**2 + b1**2) + _safe_sqrt(a2**2 + b2**2))
+    c_ab_mean = 0.5 * (safe_sqrt(a1**2 + b1**2) + safe_sqrt(a2**2 + b2**2))
     scale = 1.0 + 0.5 * (1.0 - _chroma_weight(c_ab_mean))
     a1p, a2p = a1 * scale, a2 * scale
-    c1p, c2p = _safe_sqrt(a1p**2 + b1**2), _safe_sqrt(a2p**2 + b2**2)
+    c1p, c2p = safe_sqrt(a1p**2 + b1**2), safe_sqrt(a2p**2 + b2**2)
     h1 = jnp.mod(_safe_atan2(b1, a1p), 2 * jnp.pi)  # h' in [0, 2 pi); 0 when a' = b' = 0
     h2 = jnp.mod(_safe_atan2(b2, a2p), 2 * jnp.pi)
 
@@ -186,7 +186,7 @@ def ciede2000_map(lab1, lab2):
     dh, h_mean = _hue_terms(a1p, b1, a2p, b2, h1, h2)
     dL = L2 - L1
     dC = c2p - c1p
-    dH = 2.0 * _safe_sqrt(c1p * c2p) * jnp.sin(0.5 * dh)
+    dH = 2.0 * safe_sqrt(c1p * c2p) * jnp.sin(0.5 * dh)
 
     # Step 3: weighting functions and the rotation term.
     L_mean = 0.5 * (L1 + L2)
@@ -209,7 +209,7 @@ def ciede2000_map(lab1, lab2):
 
     tL, tC, tH = dL / S_L, dC / S_C, dH / S_H
     # The rotation term can make the sum a hair negative through rounding; clamp it.
-    return _safe_sqrt(tL**2 + tC**2 + tH**2 + R_T * tC * tH)
+    return safe_sqrt(tL**2 + tC**2 + tH**2 + R_T * tC * tH)
 
 
 def ciede2000(lab1, lab2):
@@ -237,6 +237,6 @@ def colorfulness(rgb):
     rg = r - g
     yb = 0.5 * (r + g) - b
     axes = (1, 2)
-    sigma = _safe_sqrt(jnp.var(rg, axis=axes) + jnp.var(yb, axis=axes))
-    mu = _safe_sqrt(jnp.mean(rg, axis=axes) ** 2 + jnp.mean(yb, axis=axes) ** 2)
+    sigma = safe_sqrt(jnp.var(rg, axis=axes) + jnp.var(yb, axis=axes))
+    mu = safe_sqrt(jnp.mean(rg, axis=axes) ** 2 + jnp.mean(yb, axis=axes) ** 2)
     return sigma + _COLORFULNESS_MU_WEIGHT * mu

@@ -45,6 +45,7 @@ from jax import lax
 
 from colorjax import color
 from colorjax.config import checks
+from colorjax.metrics.image import safe_sqrt
 from colorjax.models.blocks import NORMS
 from colorjax.models.discriminators import build_discriminator, min_input_size
 from colorjax.objectives.adversarial_losses import (_deinterleave, _interleave,
@@ -142,12 +143,6 @@ def read(config) -> LossTerms:
 # --- the terms -----------------------------------------------------------------------
 
 
-def _safe_sqrt(x):
-    """sqrt whose gradient at 0 is 0 (torch's is NaN there: a gray image has no spread)."""
-    positive = x > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
-
-
 def colorfulness_per_image(rgb) -> jax.Array:
     """DDColor's colourfulness C of each image (N,), sRGB (N, H, W, 3) in [0, 1]."""
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
@@ -155,7 +150,8 @@ def colorfulness_per_image(rgb) -> jax.Array:
     yb = jnp.abs(0.5 * (r + g) - b).reshape(rgb.shape[0], -1)
     std2 = jnp.var(rg, axis=1, ddof=1) + jnp.var(yb, axis=1, ddof=1)  # torch.std: unbiased
     mean2 = jnp.mean(rg, axis=1) ** 2 + jnp.mean(yb, axis=1) ** 2
-    return _safe_sqrt(std2) + 0.3 * _safe_sqrt(mean2)
+    # safe_sqrt: a zero gradient at 0, where torch's is NaN (a gray image has no spread).
+    return safe_sqrt(std2) + 0.3 * safe_sqrt(mean2)
 
 
 def colorfulness_loss(rgb) -> jax.Array:
@@ -251,17 +247,20 @@ class Critic:
         return state, metrics
 
 
-def total_loss(terms: LossTerms, pixel, pred, batch, state, vgg_params=None, critic=None):
+def total_loss(terms: LossTerms, pixel, pred, batch, state, vgg_params=None, critic=None,
+               target=None):
     """(the weighted sum, each term's value): `pixel` is the per-pixel loss of `pred`;
     `vgg_params` (a constant of the step) where the perceptual term is on, `critic` where
-    the GAN term is."""
+    the GAN term is; `target`: the batch's `targets` where the caller has them (the step
+    computes them once, for D's update too)."""
     if not (terms.needs_rgb or terms.gan or terms.pixel_weight != 1.0):
         return pixel, {}
-    l, ab = batch["l"], batch["ab"]
+    l = batch["l"]
     values = {"loss_pixel": pixel}
     total = terms.pixel_weight * pixel
     if terms.needs_rgb or terms.gan:
-        target_rgb, target_ab = targets(terms, l, ab)
+        target_rgb, target_ab = target if target is not None else targets(terms, l,
+                                                                          batch["ab"])
     if terms.needs_rgb:
         rgb = color.model_outputs_to_rgb(l, pred.astype(jnp.float32))
     if terms.perceptual:

@@ -183,6 +183,10 @@ class RegressionObjective(Objective):
         x = self.batch_conditioning(batch)
 
         vgg_params = self.vgg_params
+        # The truth as the perceptual and GAN terms see it: constants, computed once for
+        # the network's loss and D's update.
+        target = (loss_terms.targets(self.terms, batch["l"], batch["ab"])
+                  if self.terms.needs_rgb or self.terms.gan else None)
 
         def loss_fn(params):
             variables, kwargs = self._network(params, net_state, batch["l"], taps)
@@ -190,7 +194,8 @@ class RegressionObjective(Objective):
                 self.model, variables, x, train=True, mutable=mutable,
                 dtype=self.dtype, **kwargs)
             loss, terms = loss_terms.total_loss(self.terms, self._loss(pred, batch, state),
-                                                pred, batch, state, vgg_params, self.critic)
+                                                pred, batch, state, vgg_params, self.critic,
+                                                target)
             return loss, (new_model_state, pred, terms)
 
         (loss, (new_model_state, pred, terms)), grads = jax.value_and_grad(
@@ -201,8 +206,7 @@ class RegressionObjective(Objective):
             metrics = {**metrics, **terms,
                        "finite": metrics["finite"] & is_finite(*terms.values())}
         if self.critic is not None:  # then D, on this step's outputs (DDColor's order)
-            real_ab = loss_terms.targets(self.terms, batch["l"], batch["ab"])[1]
-            state, d_metrics = self.critic.update(state, batch["l"], real_ab, pred)
+            state, d_metrics = self.critic.update(state, batch["l"], target[1], pred)
             metrics = {**metrics, **d_metrics,
                        "finite": metrics["finite"] & d_metrics["finite"]}
         return state, metrics

@@ -146,6 +146,7 @@ class Evaluator:
         self.mesh = mesh
         self.lpips = metrics.LPIPS(config.eval.lpips_net)
         self.rng = jax.random.fold_in(jax.random.key(config.seed), 0xE7A1)
+        self.seconds_per_image = None  # the network's, measured by `per_image`
         repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
         self._model_sums = jax.jit(self._model_batch_sums,
                                    in_shardings=(repl, sharded, repl, repl), out_shardings=repl)
