@@ -13,13 +13,14 @@ import pathlib
 TEST_OPT_LEVEL = "--xla_backend_optimization_level=0"
 
 
-def xla_flags_for_tests(devices: int | None = 2) -> str:
+def xla_flags_for_tests(devices: int | None = 2, optimized: bool = False) -> str:
     """XLA_FLAGS for a process of the test suite: `devices` host CPU devices (None: no
-    device count, for launch/local_cpu.sh, which sets its own) and TEST_OPT_LEVEL. A test
-    that sets XLA_FLAGS for a subprocess uses this (or TEST_XLA_FLAGS), so that every
-    program the suite starts compiles as its own processes do."""
+    device count, for launch/local_cpu.sh, which sets its own) and TEST_OPT_LEVEL (left out
+    with `optimized`: for runs of networks so large that unoptimised code costs more time
+    than it saves). A test that sets XLA_FLAGS for a subprocess uses this (or
+    TEST_XLA_FLAGS), so that every program the suite starts compiles as its own do."""
     count = [] if devices is None else [f"--xla_force_host_platform_device_count={devices}"]
-    return " ".join(count + [TEST_OPT_LEVEL])
+    return " ".join(count + ([] if optimized else [TEST_OPT_LEVEL]))
 
 
 # The test processes' (and their CLI subprocesses') flags: two CPU devices, so that the
@@ -262,12 +263,3 @@ def deoldify_video_export(deoldify_wide_weights) -> str:
 
     return convert("deoldify_video", deoldify_wide_weights,
                    deoldify_wide_weights.parent / "deoldify_video")
-
-
-@pytest.fixture(scope="session")
-def deoldify_stable_export(deoldify_wide_weights) -> str:
-    """`python -m colorjax.convert --from=deoldify_stable` of the same weights."""
-    from published_exports import convert
-
-    return convert("deoldify_stable", deoldify_wide_weights,
-                   deoldify_wide_weights.parent / "deoldify_stable")

@@ -201,6 +201,8 @@ def test_temperature_scales_the_noise(trained_state, sampler, eta):
         if temperature not in compiled:
             c = bare_diffusion_config()
             c.sampler.name, c.sampler.eta = sampler, eta
+            if sampler == "ddpm":  # DDPM runs every timestep: 50, not the 1000 trained on
+                c.diffusion.timesteps = 50
             if temperature is not None:
                 c.sampler.temperature = temperature
             compiled[temperature] = jax.jit(DiffusionObjective(c).predict)

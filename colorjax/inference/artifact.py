@@ -32,6 +32,7 @@ import re
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 from colorjax.platform import integrity
@@ -224,9 +225,25 @@ def nonfinite_leaves(variables) -> list[str]:
     a NaN or an Inf; [] when all are finite. One device fetch for the whole tree."""
     leaves = [(path, x) for path, x in jax.tree_util.tree_flatten_with_path(variables)[0]
               if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)]
-    flags = jax.device_get([jnp.all(jnp.isfinite(x)) for _, x in leaves])
+    # Host arrays and CPU devices' arrays are checked by NumPy in place: an eager jnp
+    # isfinite/all per leaf dispatched two XLA programs each and compiled one per shape
+    # (19 s for DeOldify's 977 leaves, 0.3 s this way). Arrays that live elsewhere are
+    # reduced on their devices, and only a flag a leaf comes back.
+    flags = jax.device_get([_all_finite(x) for _, x in leaves])
     return ["/".join(_key_name(k) for k in path)
             for (path, _), ok in zip(leaves, flags) if not ok]
+
+
+def _all_finite(x):
+    """Whether `x` holds no NaN/Inf: a NumPy bool for a NumPy array or a fully addressable
+    array on CPU devices, a device scalar (fetched by the caller) otherwise."""
+    if isinstance(x, jax.Array):
+        if not (x.is_fully_addressable and
+                all(d.platform == "cpu" for d in x.sharding.device_set)):
+            return jnp.all(jnp.isfinite(x))
+        x = x.addressable_shards[0].data if len(x.sharding.device_set) > 1 and \
+            x.sharding.is_fully_replicated else x
+    return np.isfinite(np.asarray(x)).all()
 
 
 def _leaves_text(paths: list[str]) -> str:
