@@ -94,6 +94,7 @@ import errno
 import sys
 
 from colorjax.inference.colorizer import Colorizer
+from colorjax.platform import runtime
 from colorjax.serving.requests import RequestError, parse_multipart
 from colorjax.serving.server import (MAX_CONNECTIONS_PER_CLIENT, MIN_UPLOAD_RATE,
                                      UPLOAD_GRACE_S, bind_server, make_server)
@@ -113,6 +114,7 @@ def parse_args(argv=None):
                    help="comma-separated extra names/addresses the Host header may carry "
                         "(localhost, 127.0.0.1, ::1 and --host always may); * allows any")
     p.add_argument("--size", type=int, default=None, help="working size (default: trained)")
+    p.add_argument("--compilation_cache", default=None, metavar="DIR", help=runtime.CACHE_HELP)
     p.add_argument("--max_upload_mb", type=float, default=20.0, help="largest upload")
     p.add_argument("--max_pixels", type=int, default=16_000_000, help="largest image (pixels)")
     p.add_argument("--max_side", type=int, default=16384,
@@ -177,6 +179,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 1
     try:
+        runtime.enable_compilation_cache(args.compilation_cache)  # compiled once per machine
         colorizer = Colorizer.load(args.model, size=args.size)
         server.attach(ColorizeService(
             colorizer, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,

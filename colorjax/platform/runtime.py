@@ -15,6 +15,11 @@ def default_cache_dir() -> str:
     return os.path.join(base, "colorjax", "jax_compilation_cache")
 
 
+CACHE_HELP = ("JAX's persistent compilation cache: a directory, or 'none' to disable (default "
+              "$COLORJAX_COMPILATION_CACHE or ~/.cache/colorjax/jax_compilation_cache). A second "
+              "run of the same model at the same sizes then skips compiling.")
+
+
 def enable_compilation_cache(cache_dir: str | None = None) -> str | None:
     """JAX's persistent compilation cache, so a second run of a config starts faster.
 
