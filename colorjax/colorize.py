@@ -196,11 +196,9 @@ def run(args) -> int:
     bar, interrupted = None, False
     try:  # Ctrl-C: the summary of what was and was not written, exit status 130
         try:
-            # The model's programs are compiled once per machine, not once per run.
-            runtime.enable_compilation_cache(args.compilation_cache)
-            # Fewer photos than --batch_size: batches of that many, not zero-padded to the
-            # full batch (one photo of 512x768 through DDColor-T: 24 s padded to 8, 4 s
-            # alone); still one compilation for the folder. Videos keep --batch_size.
+            runtime.enable_compilation_cache(args.compilation_cache)  # once per machine
+            # Fewer photos than --batch_size are not zero-padded to a full batch (one
+            # compilation for the folder still); videos keep --batch_size.
             batch_size = (args.batch_size if video_paths
                           else min(args.batch_size, max(1, len(photo_paths))))
             colorizer = Colorizer.load(args.model, size=args.size, batch_size=batch_size,
@@ -349,10 +347,8 @@ def parse_args(argv=None):
                                 epilog=OUTPUT_RULES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="export directory (--mode=export)")
-    p.add_argument("--input", required=True,
-                   help="an image or video file, or a folder of them (recursive)")
-    p.add_argument("--output", required=True,
-                   help="folder for the results (not the input folder nor inside it)")
+    p.add_argument("--input", required=True, help="an image or video file, or a folder of them")
+    p.add_argument("--output", required=True, help="folder for the results (not the input's)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs that already exist (never an input)")
     p.add_argument("--skip_existing", action="store_true",
