@@ -100,7 +100,8 @@ def test_ctrl_c_then_skip_existing_resumes_without_redoing(export_dir, tmp_path)
     --skip_existing writes only the missing outputs."""
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
-    n = 150  # hard links of one photo: cheap to make, each decoded and written in turn
+    n = 400  # hard links of one photo: cheap to make, each decoded and written in turn;
+    # enough that a test process starved of CPU still sends its SIGINT mid-run
     photo(src / "p000.jpg", 160, 120)
     for i in range(1, n):
         os.link(src / "p000.jpg", src / f"p{i:03d}.jpg")
