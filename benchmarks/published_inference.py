@@ -101,7 +101,9 @@ def colorjax_one(args) -> dict:
     import jax.numpy as jnp
 
     from colorjax import Colorizer
+    from colorjax.platform import xla_cpu
 
+    xla_cpu.configure_for_export(args.export)  # the convolutions colorize would choose
     t0 = time.perf_counter()
     c = Colorizer.load(args.export, precision=args.precision)
     load_s = time.perf_counter() - t0

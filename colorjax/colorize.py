@@ -63,7 +63,7 @@ from colorjax.media.photos import (STRIPE_PIXELS, NotARegularFile, Photo, compar
                                    lab_to_rgb_striped, media_files, open_photo,
                                    photo_from_array, photo_from_pil, regular_file_problem,
                                    to_photo, to_uint8)
-from colorjax.platform import runtime
+from colorjax.platform import runtime, xla_cpu
 from colorjax.media.video_io import (MAX_VIDEO_PIXELS, VideoError, is_video_path,
                                      output_extension)
 
@@ -197,6 +197,7 @@ def run(args) -> int:
     try:  # Ctrl-C: the summary of what was and was not written, exit status 130
         try:
             runtime.enable_compilation_cache(args.compilation_cache)  # once per machine
+            xla_cpu.configure_for_export(args.model)  # convolutions for its network
             # Fewer photos than --batch_size are not zero-padded to a full batch (one
             # compilation for the folder still); videos keep --batch_size.
             batch_size = (args.batch_size if video_paths
@@ -359,8 +360,7 @@ def parse_args(argv=None):
                    help="colorizations per photo (VAE and diffusion models)")
     p.add_argument("--size", type=int, default=None,
                    help="working size of the model (default: the size it was trained at)")
-    p.add_argument("--compare", action="store_true",
-                   help="also write gray | color (| truth) strips")
+    p.add_argument("--compare", action="store_true", help="also write gray | color (| truth) strips")
     p.add_argument("--batch_size", type=int, default=8, help="photos per model call")
     p.add_argument("--seed", type=int, default=0, help="random seed of sampling models")
     p.add_argument("--precision", choices=("float32", "bfloat16"), default=None,

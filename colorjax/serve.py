@@ -94,7 +94,7 @@ import errno
 import sys
 
 from colorjax.inference.colorizer import Colorizer
-from colorjax.platform import runtime
+from colorjax.platform import runtime, xla_cpu
 from colorjax.serving.requests import RequestError, parse_multipart
 from colorjax.serving.server import (MAX_CONNECTIONS_PER_CLIENT, MIN_UPLOAD_RATE,
                                      UPLOAD_GRACE_S, bind_server, make_server)
@@ -180,6 +180,7 @@ def main(argv=None) -> int:
         return 1
     try:
         runtime.enable_compilation_cache(args.compilation_cache)  # compiled once per machine
+        xla_cpu.configure_for_export(args.model)  # convolutions for its network
         colorizer = Colorizer.load(args.model, size=args.size)
         server.attach(ColorizeService(
             colorizer, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,

@@ -61,8 +61,49 @@ def test_the_test_suites_flags_are_kept_and_eigen_added_once():
 
 
 def test_a_bad_choice_names_the_allowed_values():
-    with pytest.raises(ValueError, match=r"COLORJAX_CPU_CONV='onednn'.*allowed: eigen, ynnpack"):
+    with pytest.raises(ValueError, match=r"COLORJAX_CPU_CONV='onednn'.*allowed: auto, eigen, ynnpack"):
         xla_cpu.tuned_xla_flags({"COLORJAX_CPU_CONV": "onednn"})
+
+
+def test_the_automatic_choice_is_ynnpack_for_ddcolor_on_avx512_only(monkeypatch):
+    avx512, avx2 = frozenset({"avx2", "avx512f"}), frozenset({"avx2", "fma"})
+    assert xla_cpu.automatic_choice("ddcolor", avx512) == "ynnpack"
+    assert xla_cpu.automatic_choice("ddcolor", avx2) == "eigen"
+    for model in ("unet", "deoldify", "unetddpm", None):
+        assert xla_cpu.automatic_choice(model, avx512) == "eigen"
+    monkeypatch.setattr(xla_cpu, "cpu_flags", lambda: avx512)
+    flags = f"--a=1 {EIGEN}"
+    assert xla_cpu.tuned_xla_flags({"XLA_FLAGS": flags}, "ddcolor") == "--a=1"
+    assert xla_cpu.tuned_xla_flags({"XLA_FLAGS": "--a=1"}, "unet") == flags
+    # A choice the user made wins over the automatic one.
+    assert xla_cpu.tuned_xla_flags({"XLA_FLAGS": "--a=1", "COLORJAX_CPU_CONV": "eigen"},
+                                   "ddcolor") == flags
+    assert xla_cpu.tuned_xla_flags(
+        {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=+individual_convolution"},
+        "unet") is None
+
+
+def test_too_late_once_the_backend_has_started():
+    import jax
+
+    jax.devices()  # this process's backend is up: XLA_FLAGS are no longer read
+    environ = {"XLA_FLAGS": f"--a=1 {EIGEN}"}
+    assert xla_cpu.configure_for_model("ddcolor", environ) is None
+    assert environ == {"XLA_FLAGS": f"--a=1 {EIGEN}"}
+
+
+def test_colorize_chooses_for_the_exports_network_before_loading(tmp_path, monkeypatch):
+    """`colorize`/`serve` call configure_for_export with --model; an unreadable export's
+    metadata leaves the choice alone (loading it reports the problem)."""
+    import colorjax.colorize as colorize_cli
+
+    seen, original = [], xla_cpu.configure_for_export
+    monkeypatch.setattr(xla_cpu, "configure_for_export", seen.append)
+    (tmp_path / "p.png").write_bytes(b"")
+    colorize_cli.main([f"--model={tmp_path / 'nope'}", f"--input={tmp_path / 'p.png'}",
+                       f"--output={tmp_path / 'out'}"])
+    assert seen == [str(tmp_path / "nope")]
+    assert original(str(tmp_path / "nope"), {}) is None
 
 
 # A conv large enough for XLA to give it to YNNPACK by default (small ones stay with Eigen).
@@ -102,6 +143,26 @@ def test_a_program_decides_how_xla_compiles_a_conv(choice, expected):
     assert out.stdout.split()[-1] == expected
 
 
+# A program that learns its model after starting (as colorize does), on a CPU said to have
+# AVX-512 (the real one may not).
+_AN_EXPORTS_PROGRAM = _A_PROGRAM + """
+import sys
+xla_cpu.cpu_flags = lambda: frozenset({"avx512f"})
+print(xla_cpu.configure_for_export(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("model, choice, expected", [
+    ("ddcolor", None, "YNN"), ("deoldify", None, "EIGEN"), ("ddcolor", "eigen", "EIGEN")])
+def test_an_exports_network_decides_before_the_backend_starts(tmp_path, model, choice,
+                                                              expected):
+    (tmp_path / "metadata.json").write_text(f'{{"model": "{model}"}}')
+    code = _AN_EXPORTS_PROGRAM.replace("sys.argv[1]", repr(str(tmp_path))) + _COMPILE_A_CONV
+    out = _fresh(code, choice)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [expected.lower().replace("ynn", "ynnpack"), expected]
+
+
 def test_importing_colorjax_changes_no_process_setting():
     """A program of the user's that imports colorjax (the library, its CLIs' modules) keeps
     its XLA_FLAGS and XLA's own convolutions."""
@@ -122,7 +183,7 @@ def test_every_entry_point_applies_the_choice_first(module):
     out = subprocess.run([sys.executable, "-m", module, "--help"], env=env, cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2, (out.stdout[-500:], out.stderr[-2000:])
-    assert out.stderr.strip() == "error: COLORJAX_CPU_CONV='fast': allowed: eigen, ynnpack"
+    assert out.stderr.strip() == "error: COLORJAX_CPU_CONV='fast': allowed: auto, eigen, ynnpack"
 
 
 def test_the_entry_point_rejects_a_bad_choice(tmp_path):
@@ -131,5 +192,5 @@ def test_the_entry_point_rejects_a_bad_choice(tmp_path):
                           f"--workdir={tmp_path}"], env=env, cwd=REPO, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 2
-    assert "COLORJAX_CPU_CONV='fast': allowed: eigen, ynnpack" in out.stderr
+    assert "COLORJAX_CPU_CONV='fast': allowed: auto, eigen, ynnpack" in out.stderr
     assert not any(tmp_path.iterdir())  # stopped before anything was written

@@ -11,34 +11,73 @@ entry point, the benchmarks and the test suite call `configure_program()` first;
 colorjax` changes no process-wide setting, so a program of yours that imports colorjax runs
 with XLA's defaults unless it calls `colorjax.platform.xla_cpu.configure()` before using JAX.
 
-`COLORJAX_CPU_CONV=ynnpack` keeps XLA's choice; an XLA_FLAGS that already sets
+The choice can depend on the network (`configure_for_model`, called by `colorize` and
+`serve` once they know the export's model, before JAX starts its backend): DDColor's
+ConvNeXt encoder (7x7 depthwise convolutions) runs faster under YNNPACK on CPUs with
+AVX-512 (DDColor-L 1.2-1.3x, docs/benchmarks.md), so there `auto` (the default) leaves
+XLA's YNNPACK in place for it; every other case keeps Eigen, the measured choice for the
+UNets' training step on every machine kind (and unmeasured for DDColor without AVX-512).
+
+`COLORJAX_CPU_CONV=eigen|ynnpack` fixes the choice; an XLA_FLAGS that already sets
 `--xla_cpu_experimental_ynn_fusion_type` is left as it is. The flag is experimental, so it is
 known to exist only in the pinned jaxlib (requirements.txt): XLA rejects unknown flags.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Mapping, MutableMapping
 
 ENV_VAR = "COLORJAX_CPU_CONV"
-CHOICES = ("eigen", "ynnpack")
+CHOICES = ("auto", "eigen", "ynnpack")
+# Models (config.model.name) whose inference is faster with YNNPACK's convolutions on a CPU
+# with AVX-512: DDColor-L 3.85-4.08 s against Eigen's 4.90 s a 512 px image (AMD EPYC with
+# AVX-512, 2026-12-07; docs/benchmarks.md, "DDColor and DeOldify against their authors'").
+YNNPACK_MODELS = frozenset({"ddcolor"})
 _FLAG_NAME = "--xla_cpu_experimental_ynn_fusion_type"
 # "-" removes one fusion kind from XLA's default set (names: xla/debug_options_flags.cc).
 EIGEN_CONVS = f"{_FLAG_NAME}=-individual_convolution"
 
 
-def tuned_xla_flags(environ: Mapping[str, str]) -> str | None:
-    """XLA_FLAGS as colorjax runs with them, or None when they need no change: Eigen
-    convolutions added (the default, 'eigen'), or colorjax's own flag taken out ('ynnpack').
-    An XLA_FLAGS that sets the flag itself is the user's choice and is kept.
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as /proc/cpuinfo lists them (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
 
-    Raises ValueError for a COLORJAX_CPU_CONV that is neither 'eigen' nor 'ynnpack'.
-    """
-    choice = environ.get(ENV_VAR, "eigen").strip().lower() or "eigen"
+
+def automatic_choice(model: str | None, flags: frozenset[str] | None = None) -> str:
+    """'ynnpack' for a model in YNNPACK_MODELS on a CPU with AVX-512, else 'eigen'."""
+    if model in YNNPACK_MODELS and "avx512f" in (cpu_flags() if flags is None else flags):
+        return "ynnpack"
+    return "eigen"
+
+
+def resolved_choice(environ: Mapping[str, str], model: str | None = None) -> str:
+    """'eigen' or 'ynnpack': COLORJAX_CPU_CONV's, or the automatic one for `model` (None:
+    not known yet). Raises ValueError for a value not in CHOICES."""
+    choice = environ.get(ENV_VAR, "auto").strip().lower() or "auto"
     if choice not in CHOICES:
         raise ValueError(f"{ENV_VAR}={environ[ENV_VAR]!r}: allowed: {', '.join(CHOICES)}")
+    return automatic_choice(model) if choice == "auto" else choice
+
+
+def tuned_xla_flags(environ: Mapping[str, str], model: str | None = None) -> str | None:
+    """XLA_FLAGS as colorjax runs `model` with them, or None when they need no change: Eigen
+    convolutions added ('eigen'), or colorjax's own flag taken out ('ynnpack'); the choice
+    is `resolved_choice`'s. An XLA_FLAGS that sets the flag itself is the user's choice and
+    is kept.
+
+    Raises ValueError for a COLORJAX_CPU_CONV not in CHOICES.
+    """
+    choice = resolved_choice(environ, model)
     flags = environ.get("XLA_FLAGS", "")
     tokens = flags.split()
     if choice == "ynnpack":  # e.g. a child of a process that had added it
@@ -55,6 +94,36 @@ def configure(environ: MutableMapping[str, str] = os.environ) -> None:
     flags = tuned_xla_flags(environ)
     if flags is not None:
         environ["XLA_FLAGS"] = flags
+
+
+def configure_for_model(model: str, environ: MutableMapping[str, str] = os.environ) -> str | None:
+    """`configure` for a program that now knows which model it runs (colorize, serve),
+    while JAX's backend has not started (it reads XLA_FLAGS once): returns the choice made,
+    or None when it is too late (the backend is up) or an invalid COLORJAX_CPU_CONV (the
+    program's start reported that already)."""
+    from jax._src import xla_bridge  # the one public-enough way to ask: no backend started
+
+    if xla_bridge.backends_are_initialized():
+        return None
+    try:
+        flags = tuned_xla_flags(environ, model)
+        choice = resolved_choice(environ, model)
+    except ValueError:
+        return None
+    if flags is not None:
+        environ["XLA_FLAGS"] = flags
+    return choice
+
+
+def configure_for_export(path: str, environ: MutableMapping[str, str] = os.environ) -> str | None:
+    """`configure_for_model` with the model an export's metadata.json names (None when it
+    cannot be read: loading the export reports why)."""
+    try:
+        with open(os.path.join(os.path.expanduser(path), "metadata.json")) as f:
+            model = json.load(f)["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return configure_for_model(str(model), environ)
 
 
 def configure_program(environ: MutableMapping[str, str] = os.environ) -> None:
