@@ -46,7 +46,7 @@ import sys
 
 from absl import app, flags, logging
 
-from colorjax.platform import cli
+from colorjax.platform import cli, runtime
 from colorjax.compare.runs import cpu_model_configs
 from colorjax.compare.table import compare
 
@@ -69,9 +69,7 @@ flags.DEFINE_string("inception_weights", None,
                     "pytorch-fid's pt_inception-2015-12-05-6726825d.pth (from its GitHub "
                     "release; sha256-checked): adds FID and IS proper to every row. "
                     "Without it those columns say 'not computed'.")
-flags.DEFINE_string("compilation_cache", None, "JAX's persistent compilation cache "
-                    "directory ('none' disables; default $COLORJAX_COMPILATION_CACHE or "
-                    "~/.cache/colorjax/jax_compilation_cache), as python -m colorjax.main's.")
+flags.DEFINE_string("compilation_cache", None, runtime.CACHE_HELP)
 flags.mark_flags_as_required(["workdir"])
 
 def main(argv):
@@ -89,8 +87,6 @@ def main(argv):
             cli.fail(f"error: --set={s!r} is not field=value (e.g. --set=data.image_size=32)")
     if FLAGS.num_images < 1 or FLAGS.bootstrap < 0:
         cli.fail("error: --num_images must be >= 1 and --bootstrap >= 0")
-    from colorjax.platform import runtime
-
     runtime.enable_compilation_cache(FLAGS.compilation_cache)  # as colorjax.main's runs
     inception = None
     if FLAGS.inception_weights:  # loaded (and hash-checked) once, before any training

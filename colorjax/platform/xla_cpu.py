@@ -77,8 +77,11 @@ def tuned_xla_flags(environ: Mapping[str, str], model: str | None = None) -> str
 
     Raises ValueError for a COLORJAX_CPU_CONV not in CHOICES.
     """
-    choice = resolved_choice(environ, model)
-    flags = environ.get("XLA_FLAGS", "")
+    return _flags_for(resolved_choice(environ, model), environ.get("XLA_FLAGS", ""))
+
+
+def _flags_for(choice: str, flags: str) -> str | None:
+    """`flags` (XLA_FLAGS) for `choice` ('eigen' | 'ynnpack'), None when they need no change."""
     tokens = flags.split()
     if choice == "ynnpack":  # e.g. a child of a process that had added it
         kept = [t for t in tokens if t != EIGEN_CONVS]
@@ -106,10 +109,10 @@ def configure_for_model(model: str, environ: MutableMapping[str, str] = os.envir
     if xla_bridge.backends_are_initialized():
         return None
     try:
-        flags = tuned_xla_flags(environ, model)
         choice = resolved_choice(environ, model)
     except ValueError:
         return None
+    flags = _flags_for(choice, environ.get("XLA_FLAGS", ""))
     if flags is not None:
         environ["XLA_FLAGS"] = flags
     return choice
