@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from colorjax import color
+from colorjax.models.blocks import Conv as FastConv
 
 # ddcolor/model.py's ImageEncoder (ConvNeXt-T and -L, Liu et al. 2022).
 ENCODERS = {"convnext-t": ((3, 3, 9, 3), (96, 192, 384, 768)),
@@ -85,9 +86,11 @@ def _conv(features: int, kernel: int, name: str, *, stride: int = 1, bias: bool 
           groups: int = 1) -> nn.Conv:
     """PyTorch's Conv2d with padding (kernel - 1) // 2 (stride = kernel: no padding)."""
     pad = 0 if stride > 1 else (kernel - 1) // 2
-    return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                   padding=((pad, pad), (pad, pad)), use_bias=bias,
-                   feature_group_count=groups, name=name)
+    # Depthwise (ConvNeXt's 7x7): blocks.Conv's fast CPU form, the same parameters.
+    conv = FastConv if groups > 1 else nn.Conv
+    return conv(features, (kernel, kernel), strides=(stride, stride),
+                padding=((pad, pad), (pad, pad)), use_bias=bias,
+                feature_group_count=groups, name=name)
 
 
 # --- ConvNeXt ----------------------------------------------------------------------------
