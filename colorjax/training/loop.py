@@ -22,12 +22,13 @@ from colorjax import data
 from colorjax.platform import parallel
 from colorjax.platform import progress
 from colorjax.training import run_summary
-from colorjax.training.checkpoint import TrainCheckpointer, restore_run
+from colorjax.training.checkpoint import TrainCheckpointer, abstract_train_state, restore_run
 from colorjax.training.validation import validate_config
 from colorjax.training.evaluate import (Evaluator, NonFiniteMetricsError, require_finite_metrics,
                                versus_gray_words, write_report)
 from colorjax.objectives import make_objective
 from colorjax.objectives.base import example_batch, uses_hints
+from colorjax.objectives.frozen_backbone import load_frozen_like
 from colorjax.training.writers import MetricWriter
 from colorjax.training import warm_start
 
@@ -61,6 +62,22 @@ def create_state(config, objective, mesh, total_steps: int):
     # for the cpu UNet). Initial values depend only on the seed, as before.
     with jax.threefry_partitionable(False):
         return init(init_rng, _example_batch(config))
+
+
+def resume_or_create_state(config, objective, mesh, total_steps: int, ckpt, say=print):
+    """(step, state, data state) of the newest checkpoint that verifies and restores, else
+    (0, `create_state`, None). A resume restores onto `jax.eval_shape`'s abstract state (the
+    frozen weights loaded as `restore_run` does): the init program is neither compiled nor
+    run, which was most of a resumed run's time to its first step (10 s for DeOldify)."""
+    if ckpt.all_steps():
+        repl = parallel.replicated(mesh)
+        target = load_frozen_like(
+            abstract_train_state(objective, int(config.data.image_size), total_steps, repl),
+            objective, repl)
+        start, state, data_state = ckpt.restore_newest_good(target, report=say)
+        if start:
+            return start, state, data_state
+    return 0, create_state(config, objective, mesh, total_steps), None
 
 
 def fit_data_statistics(config, objective, state, mesh, say=print):
@@ -150,13 +167,11 @@ def train_and_evaluate(config, workdir: str):
     train_iter = data.create_train_iterator(
         config.data, global_batch_size=config.batch_size, seed=config.seed,
         with_hints=uses_hints(config))
-    state = create_state(config, objective, mesh, total_steps)
-
     say = _printer()
     ckpt = TrainCheckpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     # The newest checkpoint that verifies (sha256) and restores; damaged ones are set aside.
-    start, state, data_state = ckpt.restore_newest_good(state, report=say)
-    start = start or 0
+    start, state, data_state = resume_or_create_state(config, objective, mesh, total_steps,
+                                                      ckpt, say)
     if start:
         train_iter.set_state(data_state)
         say(f"resumed from step {start} in {workdir}")
