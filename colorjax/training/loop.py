@@ -51,12 +51,17 @@ def _example_batch(config):
     return example_batch(config.data.image_size, jax.device_count())
 
 
-def create_state(config, objective, mesh, total_steps: int):
+def create_state(config, objective, mesh, total_steps: int, keep=None):
     """Initial train state, replicated on the mesh, from the run's seed; its optimizer's
-    schedule spans `total_steps`."""
+    schedule spans `total_steps`. `keep(state)`, inside the jit, picks what is returned
+    (what it leaves out is neither computed nor compiled)."""
     init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
-    init = jax.jit(functools.partial(objective.init, num_train_steps=total_steps),
-                   out_shardings=parallel.replicated(mesh))
+
+    def init_state(rng, batch):
+        state = objective.init(rng, batch, num_train_steps=total_steps)
+        return state if keep is None else keep(state)
+
+    init = jax.jit(init_state, out_shardings=parallel.replicated(mesh))
     # The replicated init needs no partitionable random bits, and XLA compiles the
     # non-partitionable threefry several times faster here (measured on CPU: 25 s vs 139 s
     # for the cpu UNet). Initial values depend only on the seed, as before.
@@ -77,7 +82,10 @@ def resume_or_create_state(config, objective, mesh, total_steps: int, ckpt, say=
         start, state, data_state = ckpt.restore_newest_good(target, report=say)
         if start:
             return start, state, data_state
-    return 0, create_state(config, objective, mesh, total_steps), None
+    return 0, warm_start.initial_state(  # a random initialisation, or config.init_from's
+        config, objective, total_steps,
+        functools.partial(create_state, config, objective, mesh, total_steps),
+        parallel.replicated(mesh), say), None
 
 
 def fit_data_statistics(config, objective, state, mesh, say=print):
@@ -175,8 +183,7 @@ def train_and_evaluate(config, workdir: str):
     if start:
         train_iter.set_state(data_state)
         say(f"resumed from step {start} in {workdir}")
-    else:  # a resumed state already holds the weights and the statistics
-        state = warm_start.apply(config, objective, state, say)  # config.init_from
+    else:  # a resumed state already holds the statistics
         state = fit_data_statistics(config, objective, state, mesh, say)
 
     train_step = make_train_step(objective, mesh)

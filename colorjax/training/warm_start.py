@@ -53,39 +53,47 @@ def check(config) -> dict | None:
     return metadata
 
 
-def apply(config, objective, state, say=print):
-    """`state` with the weights of the export `config.init_from` (`state` itself without
-    one), each array placed as the state's own (its sharding and dtype)."""
+def initial_state(config, objective, total_steps: int, create_state, sharding, say=print):
+    """The run's state at step 0: `create_state()` (a random initialisation) without
+    `config.init_from`; with it, the export's weights, each placed as the state's own
+    (`sharding`, the state's dtype). The random init is then compiled without the leaves
+    the export replaces (params, their EMA copy, the exported collections): XLA drops their
+    computation, so the init of a 218 M-weight network is not compiled at all."""
     path = export_path(config)
     if not path:
-        return state
+        return create_state()
     from colorjax.inference.artifact import read_export, tree_mismatch
+    from colorjax.training.checkpoint import abstract_train_state
 
     _, metadata, _, variables = read_export(path)
     params = variables.get("params")
-    if not hasattr(state, "model_state") or params is None or \
-            jax.tree.structure(state.params) != jax.tree.structure(params):
+    like = abstract_train_state(objective, int(config.data.image_size), total_steps, sharding)
+    if not hasattr(like, "model_state") or params is None or \
+            jax.tree.structure(like.params) != jax.tree.structure(params):
         raise ConfigError(FIELD, f"{config.model.name!r} trains more networks than its export "
                           f"holds ({type(objective).__name__}); starting from an export works "
                           "for single-network models",
                           "an export of a regression or classification model, eccv16 or "
                           "siggraph17")
-    problem = tree_mismatch(variables, objective.inference_variables(state),
+    problem = tree_mismatch(variables, objective.inference_variables(like),
                             f"the export {path}", "this run's model")
     if problem:
         raise ConfigError(FIELD, f"{path} does not fit this run's model: {problem}",
                           "an export made with the same model fields (widths, hints, ...) as "
                           "this config's")
+    exported = set(variables) - {"params"}
+    rest = create_state(lambda state: state.replace(
+        params=None, ema_params=None,
+        model_state={k: v for k, v in state.model_state.items() if k not in exported}))
 
-    def place(new, like):
-        return jax.device_put(jnp.asarray(new, like.dtype), like.sharding)
+    def place(new, spec):
+        return jax.device_put(jnp.asarray(new, spec.dtype), spec.sharding)
 
-    params = jax.tree.map(place, params, state.params)
-    model_state = dict(state.model_state)
-    for name, collection in variables.items():
-        if name != "params":
-            model_state[name] = jax.tree.map(place, collection, state.model_state[name])
-    ema = None if state.ema_params is None else jax.tree.map(jnp.copy, params)
+    params = jax.tree.map(place, params, like.params)
+    model_state = {name: jax.tree.map(place, variables[name], like.model_state[name])
+                   if name in exported else rest.model_state[name]
+                   for name in like.model_state}
+    ema = None if like.ema_params is None else jax.tree.map(jnp.copy, params)
     say(f"starting from the weights of {path} ({metadata['model']}, step "
         f"{metadata.get('step')})")
-    return state.replace(params=params, ema_params=ema, model_state=model_state)
+    return rest.replace(params=params, ema_params=ema, model_state=model_state)
