@@ -103,3 +103,47 @@ def test_pointwise_conv_is_nn_conv_as_a_matmul(padding, use_bias):
                     jax.tree.leaves(jax.grad(loss(fast), (0, 1))(p, x))):
         np.testing.assert_allclose(b, a, atol=2e-5)
     assert not blocks.Conv(4, (1, 1), padding=((1, 1), (0, 0)))._is_pointwise(x)
+
+
+DEPTHWISE_CASES = [  # kernel, stride, height, padding
+    (3, 1, 9, "SAME"), (3, 2, 9, "SAME"), (5, 2, 12, "SAME"), (5, 1, 4, ((2, 2), (2, 2))),
+    (7, 1, 10, ((3, 3), (3, 3))), (3, 2, 8, "VALID"), (5, 1, 1, "SAME"), (3, 2, 2, "SAME"),
+    (4, 2, 7, ((1, 2), (0, 1))),
+]
+
+
+@pytest.mark.parametrize("kernel,stride,height,padding", DEPTHWISE_CASES)
+def test_depthwise_conv_is_nn_conv_as_shifted_taps(kernel, stride, height, padding):
+    """One filter per channel (EfficientNet's, ConvNeXt's): the shifted-taps form, still
+    nn.Conv exactly (parameters, outputs, gradients), also where taps see only padding."""
+    c = 6
+    x = jax.random.normal(jax.random.key(0), (2, height, height + 1, c))  # H != W
+    kw = dict(strides=stride, padding=padding, feature_group_count=c)
+    ref, fast = nn.Conv(c, (kernel, kernel), **kw), blocks.Conv(c, (kernel, kernel), **kw)
+    assert fast._is_depthwise(x)
+    p_ref, p_fast = ref.init(jax.random.key(1), x), fast.init(jax.random.key(1), x)
+    assert jax.tree.structure(p_ref) == jax.tree.structure(p_fast)
+    for a, b in zip(jax.tree.leaves(p_ref), jax.tree.leaves(p_fast)):
+        np.testing.assert_array_equal(a, b)
+    p = jax.tree.map(lambda v: v + 0.1, p_ref)
+    np.testing.assert_allclose(fast.apply(p, x), ref.apply(p, x), atol=1e-5)
+    loss = lambda m: lambda p, x: jnp.sum(jnp.sin(3 * m.apply(p, x)))  # noqa: E731
+    for a, b in zip(jax.tree.leaves(jax.grad(loss(ref), (0, 1))(p, x)),
+                    jax.tree.leaves(jax.grad(loss(fast), (0, 1))(p, x))):
+        np.testing.assert_allclose(b, a, atol=5e-5)
+
+
+def test_depthwise_bfloat16_sums_in_float32_and_other_groupings_are_nn_convs():
+    x = jax.random.normal(jax.random.key(0), (1, 8, 8, 4))
+    w = jax.random.normal(jax.random.key(1), (5, 5, 1, 4))
+    pad = ((2, 2), (2, 2))
+    want = jax.lax.conv_general_dilated(x, w, (1, 1), pad, feature_group_count=4,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    got = blocks.depthwise_conv(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), (1, 1), pad)
+    assert got.dtype == jnp.bfloat16
+    # bfloat16 inputs (8 bits of mantissa), float32 sums: within the inputs' rounding.
+    np.testing.assert_allclose(got.astype(jnp.float32), want, rtol=0.05, atol=0.1)
+    for conv in (blocks.Conv(8, (3, 3), feature_group_count=4),  # 2 filters a channel
+                 blocks.Conv(4, (3, 3), feature_group_count=2),  # groups of 2 channels
+                 blocks.Conv(4, (3, 3), feature_group_count=4, kernel_dilation=2)):
+        assert not conv._is_depthwise(x)
