@@ -108,11 +108,12 @@ def test_pointwise_conv_is_nn_conv_as_a_matmul(padding, use_bias):
 DEPTHWISE_CASES = [  # kernel, stride, height, padding
     (3, 1, 9, "SAME"), (3, 2, 9, "SAME"), (5, 2, 12, "SAME"), (5, 1, 4, ((2, 2), (2, 2))),
     (7, 1, 10, ((3, 3), (3, 3))), (3, 2, 8, "VALID"), (5, 1, 1, "SAME"), (3, 2, 2, "SAME"),
-    (4, 2, 7, ((1, 2), (0, 1))),
+    (4, 2, 7, ((1, 2), (0, 1))), (3, 1, 5, 1), (3, 1, 5, (0, 2)),
 ]
 
 
 @pytest.mark.parametrize("kernel,stride,height,padding", DEPTHWISE_CASES)
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the shifted-taps form is CPU's")
 def test_depthwise_conv_is_nn_conv_as_shifted_taps(kernel, stride, height, padding):
     """One filter per channel (EfficientNet's, ConvNeXt's): the shifted-taps form, still
     nn.Conv exactly (parameters, outputs, gradients), also where taps see only padding."""
@@ -145,5 +146,7 @@ def test_depthwise_bfloat16_sums_in_float32_and_other_groupings_are_nn_convs():
     np.testing.assert_allclose(got.astype(jnp.float32), want, rtol=0.05, atol=0.1)
     for conv in (blocks.Conv(8, (3, 3), feature_group_count=4),  # 2 filters a channel
                  blocks.Conv(4, (3, 3), feature_group_count=2),  # groups of 2 channels
-                 blocks.Conv(4, (3, 3), feature_group_count=4, kernel_dilation=2)):
+                 blocks.Conv(4, (3, 3), feature_group_count=4, kernel_dilation=2),
+                 blocks.Conv(4, (3, 3), feature_group_count=4, padding=((-1, 1), (1, 1))),
+                 blocks.Conv(4, (3, 3), feature_group_count=4, padding="CIRCULAR")):
         assert not conv._is_depthwise(x)

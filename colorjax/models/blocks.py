@@ -166,7 +166,7 @@ def depthwise_conv(x, kernel, strides, padding):
     kh, kw = kernel.shape[:2]
     sh, sw = strides
     xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
-    oh, ow = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
+    oh, ow = max(0, (xp.shape[1] - kh) // sh + 1), max(0, (xp.shape[2] - kw) // sw + 1)
     acc = jnp.promote_types(x.dtype, jnp.float32)
 
     def reads_data(d, stride, out_size, before, size):  # else the tap sees only padding
@@ -189,8 +189,9 @@ def _all_ones(v) -> bool:
 
 
 class Conv(nn.Conv):
-    """`nn.Conv` with fast CPU gradients for 2-D stride-2 convolutions (see `conv_s2`);
-    every other case is `nn.Conv`'s own. Its class name is `Conv`, so modules auto-name it
+    """`nn.Conv` with fast CPU gradients for 2-D stride-2 convolutions (see `conv_s2`) and,
+    on CPU, depthwise convolutions as shifted taps (`depthwise_conv`); every other case is
+    `nn.Conv`'s own. Its class name is `Conv`, so modules auto-name it
     `Conv_0`, `Conv_1`, ... as before and checkpoints keep loading.
 
     `upsample_nearest=True` (3x3, stride 1, SAME only): the conv of the x2 nearest-upsampled
@@ -230,7 +231,7 @@ class Conv(nn.Conv):
 
     def _strides(self) -> tuple[int, int]:
         return tuple(self.strides) if isinstance(self.strides, Sequence) \
-            else (self.strides or 1,) * 2
+            else (1 if self.strides is None else self.strides,) * 2
 
     def _variables(self, inputs):
         """nn.Conv's kernel and bias (same names, shapes, initializers), with the inputs,
@@ -255,15 +256,18 @@ class Conv(nn.Conv):
                 and self.feature_group_count == 1 and self.mask is None)
 
     def _is_depthwise(self, inputs) -> bool:
-        """One filter per channel (feature_group_count = in = out channels), 2-D, on CPU."""
-        padding = self.padding
-        return (jax.default_backend() == "cpu" and inputs.ndim == 4
+        """One filter per channel (feature_group_count = in = out channels), 2-D, on CPU,
+        "SAME", "VALID" or explicit padding that crops nothing."""
+        if not (jax.default_backend() == "cpu" and inputs.ndim == 4
                 and not isinstance(self.kernel_size, int) and len(self.kernel_size) == 2
                 and self.feature_group_count == inputs.shape[-1] == self.features > 1
                 and _all_ones(self.input_dilation) and _all_ones(self.kernel_dilation)
-                and self.mask is None
-                and (padding in ("SAME", "VALID") if isinstance(padding, str)
-                     else not isinstance(padding, int)))
+                and self.mask is None):
+            return False
+        if isinstance(self.padding, str):
+            return self.padding in ("SAME", "VALID")
+        padding = nn.linear.canonicalize_padding(self.padding, 2)
+        return all(p >= 0 for pair in padding for p in pair)
 
     def _pointwise(self, inputs):
         inputs, kernel, bias = self._variables(inputs)

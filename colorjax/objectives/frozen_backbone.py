@@ -222,9 +222,10 @@ def load_frozen_like(target, objective, sharding):
     own, frozen = _partition(getattr(target, "model_state", None))
     if not frozen:
         return target
-    weights = jax.device_put(frozen_weights(objective), sharding)
+    weights = frozen_weights(objective)  # cached arrays, shared by the whole process
 
-    def fill(tree):
-        return {k: (weights if k in FROZEN_COLLECTIONS else fill(v)) for k, v in tree.items()}
+    def fill(tree):  # copies: a training step donates its state's buffers
+        return {k: (jax.device_put(weights, sharding, may_alias=False)
+                    if k in FROZEN_COLLECTIONS else fill(v)) for k, v in tree.items()}
 
     return target.replace(model_state=_merge(own, fill(frozen)))

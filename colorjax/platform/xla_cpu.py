@@ -12,9 +12,10 @@ colorjax` changes no process-wide setting, so a program of yours that imports co
 with XLA's defaults unless it calls `colorjax.platform.xla_cpu.configure()` before using JAX.
 
 The choice can depend on the network (`configure_for_model`, called by `colorize` and
-`serve` once they know the export's model, before JAX starts its backend): DDColor's
-ConvNeXt encoder (7x7 depthwise convolutions) runs faster under YNNPACK on CPUs with
-AVX-512 (DDColor-L 1.2-1.3x, docs/benchmarks.md), so there `auto` (the default) leaves
+`serve` once they know the export's model, before JAX starts its backend): DDColor runs
+faster under YNNPACK on CPUs with AVX-512 (DDColor-L 1.2-1.3x when its 7x7 depthwise
+convolutions were XLA's; DDColor-T 1.05-1.14x with them as `blocks.depthwise_conv`,
+docs/benchmarks.md), so there `auto` (the default) leaves
 XLA's YNNPACK in place for it; every other case keeps Eigen, the measured choice for the
 UNets' training step on every machine kind (and unmeasured for DDColor without AVX-512).
 
