@@ -103,6 +103,9 @@ def test_pointwise_conv_is_nn_conv_as_a_matmul(padding, use_bias):
                     jax.tree.leaves(jax.grad(loss(fast), (0, 1))(p, x))):
         np.testing.assert_allclose(b, a, atol=2e-5)
     assert not blocks.Conv(4, (1, 1), padding=((1, 1), (0, 0)))._is_pointwise(x)
+    # Padding as nn.Conv takes it: an int, one int a dimension, (low, high) pairs.
+    for padding, pointwise in ((0, True), ((0, 0), True), (1, False), ((0, 1), False)):
+        assert blocks.Conv(4, (1, 1), padding=padding)._is_pointwise(x) == pointwise, padding
 
 
 DEPTHWISE_CASES = [  # kernel, stride, height, padding

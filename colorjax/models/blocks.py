@@ -246,9 +246,11 @@ class Conv(nn.Conv):
 
     def _is_pointwise(self, inputs) -> bool:
         padding = self.padding
+        # A 1x1 kernel pads nothing under "SAME"; explicit padding must be zero everywhere
+        # (ints, (low, high) pairs: canonicalized as nn.Conv does).
         no_padding = (padding in ("SAME", "VALID") if isinstance(padding, str)
-                      else not isinstance(padding, int) and all(tuple(p) == (0, 0)
-                                                                for p in padding))
+                      else all(p == 0 for pair in nn.linear.canonicalize_padding(padding, 2)
+                               for p in pair))
         return (inputs.ndim == 4 and not isinstance(self.kernel_size, int)
                 and tuple(self.kernel_size) == (1, 1) and _all_ones(self.strides)
                 and _all_ones(self.input_dilation) and _all_ones(self.kernel_dilation)
