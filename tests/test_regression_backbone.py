@@ -13,7 +13,7 @@ from conftest import STEADY_LR, photo_batch, tiny_config
 from colorjax.inference import artifact
 from colorjax.training import export
 from colorjax.color import gray_rgb
-from colorjax.models.backbone import TAP_STRIDES, backbone_taps, load_backbone
+from colorjax.models.backbone import TAP_STRIDES, backbone_taps, load_backbone, tap_shapes
 from colorjax.models.efficientnet import efficientnet_features
 from colorjax.models.pretrained import vgg16_features
 from colorjax.objectives import make_objective
@@ -105,6 +105,18 @@ def test_taps_are_the_features_of_the_gray_image(backbone):
         assert got.dtype == jnp.float32
         np.testing.assert_array_equal(got, same)  # deterministic
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_tap_shapes_are_the_traced_ones(backbone):
+    """`tap_shapes` (init's taps, with no backbone traced) at odd and even sizes, square and
+    not, against the shapes of the backbone run on them."""
+    weights = load_backbone(backbone)
+    for h, w in ((16, 16), (17, 23), (32, 48), (33, 31), (64, 21)):
+        l = jax.ShapeDtypeStruct((2, h, w, 1), jnp.float32)
+        traced = jax.eval_shape(lambda v, x: backbone_taps(backbone, v, x), weights, l)
+        assert tap_shapes(backbone, l.shape) == [t.shape for t in traced], (h, w)
+        assert all(t.dtype == jnp.float32 for t in traced)
 
 
 @pytest.mark.parametrize("model,keys,count", [

@@ -60,6 +60,23 @@ def projected_width(model_config) -> int:
     return int(model_config.get("backbone_width", 64))
 
 
+def tap_shapes(name: str, l_shape) -> list[tuple[int, int, int, int]]:
+    """The shapes of `backbone_taps(name, ..., l)` for `l` of shape (N, H, W, 1), without
+    tracing the backbone: EfficientNet's stride-2 convs pad "SAME" (sizes round up),
+    VGG16's 2x2 max pools are VALID (sizes round down)."""
+    n, h, w = l_shape[:3]
+    if name == "efficientnet_lite0":
+        sizes = [(-(-h // s), -(-w // s)) for s in TAP_STRIDES[name]]
+    elif name == "vgg16":
+        sizes, sh, sw = [], h, w
+        for i in range(len(TAP_STRIDES[name])):
+            sh, sw = (sh, sw) if i == 0 else (sh // 2, sw // 2)
+            sizes.append((sh, sw))
+    else:
+        raise _unknown(name)
+    return [(n, th, tw, c) for (th, tw), c in zip(sizes, TAP_CHANNELS[name])]
+
+
 def backbone_taps(name: str, weights, l_norm: jax.Array,
                   trainable: bool = False) -> list[jax.Array]:
     """The backbone's feature maps of the gray image `l_norm` (N,H,W,1), float32, finest

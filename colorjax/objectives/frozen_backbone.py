@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import optax
 
 from colorjax.config import checks
-from colorjax.models.backbone import BACKBONES, backbone_taps, load_backbone, projected_width
+from colorjax.models.backbone import (BACKBONES, backbone_taps, load_backbone, projected_width,
+                                      tap_shapes)
 from colorjax.objectives.base import make_optimizer
 
 # Variable collections of frozen pretrained weights: read by the step, never written.
@@ -54,9 +55,10 @@ def backbone_width(config) -> int:
 
 
 def init_taps(backbone: str, weights, l) -> list:
-    """Zeros shaped like the backbone's taps of `l`, for `init` (no backbone forward)."""
-    shapes = jax.eval_shape(lambda w: backbone_taps(backbone, w, l), weights)
-    return [jnp.zeros(t.shape, t.dtype) for t in shapes]
+    """Zeros shaped like the backbone's taps of `l` (float32), for `init`: shapes from
+    `tap_shapes`, so init neither runs nor traces the backbone (`weights` is unused)."""
+    del weights
+    return [jnp.zeros(shape, jnp.float32) for shape in tap_shapes(backbone, l.shape)]
 
 
 def split_frozen(variables: dict) -> tuple[dict, dict]:
