@@ -131,7 +131,8 @@ def category(kind: str, where: str) -> str:
     return "other elementwise"
 
 
-def profile(config_spec: str, size: int, batch: int, steps: int) -> dict:
+def profile(config_spec: str, size: int, batch: int, steps: int,
+            precision: str = "float32") -> dict:
     import jax
 
     from colorjax.presets import load_config
@@ -139,6 +140,7 @@ def profile(config_spec: str, size: int, batch: int, steps: int) -> dict:
     config = load_config(config_spec)
     config.data.image_size = size
     config.batch_size = batch
+    config.precision = precision
     state, step_fn, arrays, rng = train_throughput.synthetic_step(config, steps + 10)
     origins = op_origins(step_fn.lower(state, arrays, rng).compile().as_text())
     for _ in range(2):  # compile and warm up outside the trace
@@ -204,6 +206,7 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--top", type=int, default=8)
+    ap.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--json", default="", help="append the profiles as JSON lines here")
     a = ap.parse_args()
     configs = a.config + ([f"configs/{c}.py:cpu" for c in train_throughput.ALL_CONFIGS]
@@ -211,7 +214,7 @@ def main():
     if not configs:
         ap.error("give --config (repeatable) or --all")
     for c in configs:
-        p = profile(c, a.size, a.batch, a.steps)
+        p = profile(c, a.size, a.batch, a.steps, a.precision)
         print_profile(p, a.top)
         if a.json:
             with open(a.json, "a") as f:

@@ -342,7 +342,7 @@ def check(npz: str, out: str) -> None:
 
 def time_steps(features, attention_levels, num_res_blocks, dropout, size, batch, steps, threads,
                prediction="v", lr=5e-4, warmup_steps=100, ema_decay=0.995, data_scale=4.0,
-               timesteps=1000, buckets=4, warmup=3) -> dict:
+               timesteps=1000, buckets=4, warmup=3, precision="float32") -> dict:
     """Images/s of colorjax's DiffusionObjective.train_step (configs/unetddpm.py:cpu's
     settings by default), eagerly: same data as train_throughput.measure (one fixed batch
     of uniform L in [-1, 1] and ab in [-0.5, 0.5]), fresh t and noise every step."""
@@ -371,7 +371,11 @@ def time_steps(features, attention_levels, num_res_blocks, dropout, size, batch,
         x_t = sa * x0 + s1 * noise
         target = noise if prediction == "eps" else sa * noise - s1 * x0
         opt.zero_grad(set_to_none=True)
-        per_example = ((model(x_t, l, t) - target) ** 2).mean(dim=(1, 2, 3))
+        # bfloat16: the network under torch.autocast (colorjax's config.precision computes
+        # the network in bfloat16; the diffusion arithmetic and the loss stay float32).
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            out = model(x_t, l, t)
+        per_example = ((out.float() - target) ** 2).mean(dim=(1, 2, 3))
         loss = per_example.mean()
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -437,6 +441,8 @@ def main():
     network(t)
     t.add_argument("--dropout", type=float, default=0.0)
     t.add_argument("--steps", type=int, default=10)
+    t.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                   help="bfloat16: the network under torch.autocast on the CPU")
     s = sub.add_parser("sample")
     network(s)
     s.add_argument("--steps", type=int, default=50, help="DDIM steps")
@@ -450,7 +456,7 @@ def main():
     elif a.cmd == "time":
         print(json.dumps(time_steps(_ints(a.features), _ints(a.attention_levels),
                                     a.num_res_blocks, a.dropout, a.size, a.batch, a.steps,
-                                    a.threads, a.prediction)))
+                                    a.threads, a.prediction, precision=a.precision)))
     else:
         print(json.dumps(time_sampling(_ints(a.features), _ints(a.attention_levels),
                                        a.num_res_blocks, a.size, a.batch, a.threads, a.steps,

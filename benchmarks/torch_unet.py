@@ -139,9 +139,15 @@ def timed_steps(step, steps: int, warmup: int):
     return first, time.perf_counter() - t0, out
 
 
-def training_step(features, size, batch, threads):
+def autocast(precision: str):
+    """PyTorch's CPU mixed precision for "bfloat16" (float32 weights, bfloat16 compute where
+    autocast allows: what colorjax's `config.precision=bfloat16` does), else nothing."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
+def training_step(features, size, batch, threads, precision="float32"):
     """(step, model): one training step of MSE, Adam(2e-4), global-norm clipping at 1, on a
-    fixed synthetic batch."""
+    fixed synthetic batch; forward and loss under `autocast(precision)`."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = TorchUNet(features).train()
@@ -152,7 +158,8 @@ def training_step(features, size, batch, threads):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = torch.mean((model(l) - ab) ** 2)
+        with autocast(precision):
+            loss = torch.mean((model(l).float() - ab) ** 2)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -161,13 +168,13 @@ def training_step(features, size, batch, threads):
     return step, model
 
 
-def time_steps(features, size, batch, steps, threads, warmup=3) -> dict:
+def time_steps(features, size, batch, steps, threads, warmup=3, precision="float32") -> dict:
     """Images/s of `training_step`."""
-    step, model = training_step(features, size, batch, threads)
+    step, model = training_step(features, size, batch, threads, precision)
     first, elapsed, loss = timed_steps(step, steps, warmup)
     return {"framework": "pytorch", "torch": torch.__version__, "threads": threads,
             "images_per_sec": batch * steps / elapsed, "step_ms": 1e3 * elapsed / steps,
-            "first_step_s": first, "loss": float(loss),
+            "first_step_s": first, "loss": float(loss.detach()), "precision": precision,
             "num_params": sum(p.numel() for p in model.parameters())}
 
 
@@ -204,6 +211,8 @@ def main():
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--profile", type=int, default=0, metavar="TOP",
                    help="print torch.profiler's TOP ops per step instead of timing")
+    t.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                   help="bfloat16: torch.autocast on the CPU")
     c = sub.add_parser("check")
     c.add_argument("--npz", required=True)
     c.add_argument("--out", required=True)
@@ -215,7 +224,8 @@ def main():
         if a.profile:
             print(profile_steps(features, a.size, a.batch, a.steps, a.threads, a.profile))
             return
-        print(json.dumps(time_steps(features, a.size, a.batch, a.steps, a.threads)))
+        print(json.dumps(time_steps(features, a.size, a.batch, a.steps, a.threads,
+                                    precision=a.precision)))
 
 
 if __name__ == "__main__":

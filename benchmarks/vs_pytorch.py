@@ -15,6 +15,9 @@ benchmarks/torch_unet.py (MSE, Adam, global-norm clipping at 1, 2 threads).
 `--model=unetddpm`: configs/unetddpm.py:cpu with those widths, attention levels, residual
 blocks and dropout against benchmarks/torch_diffusion_unet.py (the same diffusion training
 step: stratified t, v-target, MSE, Adam with warm-up, clipping, EMA).
+`--precision=bfloat16` times both training steps in mixed precision: colorjax's
+`config.precision=bfloat16` (float32 weights, the network computed in bfloat16) against
+the same forward under `torch.autocast("cpu", dtype=torch.bfloat16)`.
 `--sample` (unetddpm only) compares DDIM-50 (η = 0) sampling instead: colorjax's jitted
 `DiffusionObjective.sample` (as benchmarks/sampling.py times it) against the eager loop
 under torch.inference_mode(); one colorjax device (the sampler is not sharded).
@@ -73,7 +76,7 @@ def colorjax_run(a, features: str, devices: int) -> dict:
         extra = (f", attention_levels={_ints(a.attention_levels)!r}, "
                  f"num_res_blocks={a.num_res_blocks}, dropout={a.dropout}")
     code = ("import json, sys; sys.path.insert(0, 'benchmarks'); import train_throughput as t; "
-            f"r = t.measure({spec!r}, {a.size}, {a.batch}, {a.steps}, 'float32', "
+            f"r = t.measure({spec!r}, {a.size}, {a.batch}, {a.steps}, {a.precision!r}, "
             f"features={_ints(features)!r}{extra}); print('RESULT ' + json.dumps(r))")
     return _colorjax_child(code, devices)
 
@@ -151,7 +154,7 @@ def torch_mallocs(a) -> list[str]:
 
 def torch_run(a, features: str, malloc: str = "default") -> dict:
     common = [f"--features={features}", f"--size={a.size}", f"--batch={a.batch}",
-              f"--steps={a.steps}", f"--threads={a.threads}"]
+              f"--steps={a.steps}", f"--threads={a.threads}", f"--precision={a.precision}"]
     if a.model == "unet":
         return _torch(a.torch_python, ["benchmarks/torch_unet.py", "time"] + common, malloc)
     return _torch(a.torch_python, ["benchmarks/torch_diffusion_unet.py", "time"] + common + [
@@ -206,6 +209,8 @@ def main():
     p.add_argument("--sample_steps", type=int, default=50, help="DDIM steps of --sample")
     p.add_argument("--sample_repeats", type=int, default=1,
                    help="timed sampler calls per round (the best counts)")
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
+                   help="training: colorjax's config.precision, PyTorch's torch.autocast (CPU)")
     p.add_argument("--torch_malloc", default="both", choices=["default", "hugepages", "both"],
                    help="PyTorch's malloc: as installed, with colorjax's huge pages, or both")
     a = p.parse_args()
@@ -214,6 +219,8 @@ def main():
                  ".venv-torch/bin/pip install torch==2.13.0 numpy")
     if a.sample and a.model != "unetddpm":
         p.error("--sample needs --model=unetddpm")
+    if a.sample and a.precision != "float32":
+        p.error("--precision is for training steps; --sample runs float32")
     med = lambda rs, k: statistics.median(r[k] for r in rs)
     if a.sample:
         if a.devices != "1":
@@ -234,10 +241,11 @@ def main():
                       f"| {med(cj, 'ms_per_step'):.1f} | {med(runs, 'ms_per_step'):.1f} "
                       f"| {med(cj, 'first_call_s'):.1f} |", flush=True)
         return
-    print("| model | widths | px | batch | colorjax devices | PyTorch malloc | colorjax img/s "
+    print("| model | widths | px | batch | precision | colorjax devices | PyTorch malloc "
+          "| colorjax img/s "
           "| PyTorch img/s | colorjax / PyTorch | colorjax page faults/step "
           "| colorjax first step s | PyTorch first step s |")
-    print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for features in a.features or [DEFAULT_FEATURES[a.model]]:
         for devices in [int(d) for d in a.devices.split(",")]:
             cj, pt = alternate(a, lambda: colorjax_run(a, features, devices),
@@ -245,7 +253,8 @@ def main():
             c = med(cj, "images_per_sec")
             for malloc, runs in pt.items():
                 t = med(runs, "images_per_sec")
-                print(f"| {model_label(a)} | {features} | {a.size} | {a.batch} | {devices} "
+                print(f"| {model_label(a)} | {features} | {a.size} | {a.batch} | {a.precision} "
+                      f"| {devices} "
                       f"| {malloc} | {c:.1f} | {t:.1f} | {c / t:.2f} "
                       f"| {med(cj, 'page_faults_per_step'):.0f} "
                       f"| {med(cj, 'first_step_s'):.1f} | {med(runs, 'first_step_s'):.2f} |",
