@@ -76,7 +76,9 @@ while ((${#running[@]} > 0)); do
   done_pid=""
   wait -n -p done_pid "${running[@]}"
   rc=$?
-  [ -z "$done_pid" ] && break  # nothing left to wait for
+  # Unset when there was nothing left to wait for: the others were reaped while they were
+  # being stopped (processes that fail together), their statuses after the first failure's.
+  [ -z "${done_pid:-}" ] && break
   left=()
   for p in "${running[@]}"; do [ "$p" != "$done_pid" ] && left+=("$p"); done
   running=("${left[@]}")

@@ -33,7 +33,12 @@ def run_cli(workdir, *extra, ok=True):
            f"--workdir={workdir}", "--config.model.features=(8, 16)",
            "--config.model.backbone_width=8", "--config.data.image_size=32",
            "--config.batch_size=4", "--config.eval.batch_size=4",
-           "--config.eval.num_examples=4", "--config.eval.num_images=2", *extra]
+           "--config.eval.num_examples=4", "--config.eval.num_images=2",
+           # A constant rate: the step's program then does not depend on num_train_steps
+           # (a schedule's length is compiled in), so the resumed run reads the first
+           # run's compiled step from the compilation cache instead of compiling it again.
+           "--config.optimizer.schedule=constant", "--config.optimizer.warmup_steps=0",
+           *extra]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     assert (out.returncode == 0) == ok, f"{cmd}\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"

@@ -30,7 +30,9 @@ VAL_IMAGES = 7  # not a multiple of the process count
 TINY = {
     "model.features": (8, 16), "data.image_size": 32, "batch_size": 4,
     "eval.batch_size": 4, "eval.num_examples": 0, "eval.num_images": 4,
-    "optimizer.warmup_steps": 0, "log_every": 2,
+    # A constant rate: runs of any num_train_steps (the stop tests') compile the same step,
+    # which process 0 then reads from the session's compilation cache.
+    "optimizer.warmup_steps": 0, "optimizer.schedule": "constant", "log_every": 2,
 }
 # Per family: what makes it tiny, and how long it trains.
 MODELS = {
@@ -318,6 +320,19 @@ def test_launcher_stops_everything_when_one_process_dies():
     assert time.time() - t0 < 15
     assert "process 1 exited with status 3" in out
     assert not children_of(proc)
+
+
+def test_processes_failing_together_give_the_first_failures_status():
+    """Both processes fail at the same moment: the launcher's exit status is one of theirs.
+    It used to lose the race about 4 times in 10: the second process was already reaped
+    when `wait -n -p` asked for it, the variable stayed unset and bash's `set -u` ended the
+    launcher with status 1 ("done_pid: unbound variable")."""
+    for _ in range(12):  # a race: each try loses it ~40% of the time with the bug
+        out = subprocess.run(["bash", str(LAUNCHER), "2", "bash", "-c",
+                              "sleep 0.3; exit $((3 + JAX_PROCESS_ID))"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode in (3, 4), out.stderr
+        assert "unbound" not in out.stderr, out.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])

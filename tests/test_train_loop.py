@@ -16,11 +16,15 @@ from conftest import TEST_XLA_FLAGS, loop_config, restore_checkpoint, tiny_confi
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-# A tiny UNet on 32 px demo crops: steps take milliseconds, so tests measure the loop.
+# A tiny UNet on 32 px demo crops: steps take milliseconds, so tests measure the loop. A
+# constant learning rate: a schedule's length is compiled into the step, so with it runs of
+# any num_train_steps (here and in test_integrity.py, test_hostile_cli_integrity.py) share
+# one compiled step through the session's compilation cache.
 TINY = [
     "--config.model.features=(8, 16)", "--config.data.image_size=32",
     "--config.batch_size=4", "--config.eval.batch_size=4", "--config.eval.num_examples=8",
-    "--config.eval.num_images=4", "--config.optimizer.warmup_steps=2",
+    "--config.eval.num_images=4", "--config.optimizer.schedule=constant",
+    "--config.optimizer.warmup_steps=0",
 ]
 
 
