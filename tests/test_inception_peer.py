@@ -14,7 +14,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import torch_python, torch_python_works
+from conftest import torch_python, torch_python_works, xla_flags_for_tests
 
 from colorjax.models import inception as inc
 
@@ -30,7 +30,8 @@ from colorjax.models import inception as inc
 v = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64),
                  inc.load_inception(sys.argv[1], expected_sha256=None))
 rgb = jnp.asarray(np.load(sys.argv[2])["rgb"], jnp.float64)
-out = inc.FIDInceptionV3().apply(v, inc.preprocess(rgb))
+# One program (eagerly, each of ~300 ops compiles on its own: 5.1 s against 1.9 s).
+out = jax.jit(lambda v, x: inc.FIDInceptionV3().apply(v, inc.preprocess(x)))(v, rgb)
 np.savez(sys.argv[3], pool3=np.asarray(out["pool3"]), logits=np.asarray(out["logits"]))
 """
 
@@ -66,7 +67,10 @@ def test_flax_fid_inception_matches_the_torch_peer(tmp_path):
                                atol=1e-3, rtol=1e-3)
 
     # float64 on both sides: the same function to rounding.
-    env = dict(os.environ, JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu")
+    # XLA's own choice of convolution library, not the Eigen one colorjax's programs ask for
+    # (conftest's XLA_FLAGS): Eigen's float64 convolutions made this forward 44 s against 6.
+    env = dict(os.environ, JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu",
+               XLA_FLAGS=xla_flags_for_tests(2))
     out = subprocess.run([sys.executable, "-c", _FLOAT64_CHECK, str(weights),
                           str(tmp_path / "in.npz"), str(tmp_path / "jax64.npz")],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
