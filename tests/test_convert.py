@@ -132,6 +132,7 @@ def test_another_architecture_names_the_first_mismatching_key(tmp_path):
         cz.check_layout(full, "siggraph17")
 
 
+@pytest.mark.slow
 def test_pickled_code_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "pwned"
     evil = _op("evil") + b"cos\nsystem\n" + _op(f"touch {marker}") + b"\x85R"

@@ -109,6 +109,7 @@ def _start():
             "std": np.array([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)}
 
 
+@pytest.mark.slow
 def test_convert_names_the_first_key_that_differs(tmp_path):
     # DDColor-L's stem (192 channels) given as DDColor-T's (96): its first mismatch.
     state = _start() | {"encoder.arch.downsample_layers.0.0.weight": np.zeros((192, 3, 4, 4))}

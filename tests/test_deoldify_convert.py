@@ -57,6 +57,7 @@ def test_variants():
         load_config("deoldify", "nope")
 
 
+@pytest.mark.slow
 def test_mistakes_are_one_line_and_exit_status_2(tmp_path):
     f = tmp_path / "weights.pth"
     # the ResNet-34 body's first conv is ResNet-101's too; a 5x5 one is neither

@@ -140,6 +140,7 @@ def test_loaded_colorizer_predicts_what_training_predicts(exported):
         np.testing.assert_allclose(got[i][0], color.denormalize_ab(expected[i]), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_a_colorizer_computes_in_the_precision_asked_for(exported, tmp_path):
     """`Colorizer.load(precision=...)` / `colorize --precision`: the network runs in bfloat16
     (its float32 weights kept), close to float32; anything else is refused by name."""

@@ -87,6 +87,7 @@ def test_terms_are_off_unless_a_config_turns_them_on():
         assert "loss_terms" not in load_config(name, "cpu")
 
 
+@pytest.mark.slow
 def test_perceptual_term_is_zero_for_the_truth_and_positive_otherwise():
     terms = loss_terms.LossTerms(perceptual_weight=2.0,
                                  perceptual_layer_weights=(0.0625, 0.125, 0.25, 0.5, 1.0))

@@ -107,6 +107,7 @@ def test_taps_are_the_features_of_the_gray_image(backbone):
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_tap_shapes_are_the_traced_ones(backbone):
     """`tap_shapes` (init's taps, with no backbone traced) at odd and even sizes, square and

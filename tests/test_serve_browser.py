@@ -232,6 +232,7 @@ def _in_window(driver, *selectors):
             (css, r, (w, h))
 
 
+@pytest.mark.slow
 def test_before_any_upload_the_page_greets_with_examples(page, page_url):
     page.get(page_url)
     assert "unet" in page.title
@@ -298,6 +299,7 @@ def test_a_click_on_an_example_colorizes_it_within_the_window(page, page_url):
     _in_window(page, "#stage", "#compare", "#download")
 
 
+@pytest.mark.slow
 def test_upload_compare_with_the_slider_and_download(page, page_url, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys

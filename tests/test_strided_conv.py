@@ -115,6 +115,7 @@ DEPTHWISE_CASES = [  # kernel, stride, height, padding
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel,stride,height,padding", DEPTHWISE_CASES)
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the shifted-taps form is CPU's")
 def test_depthwise_conv_is_nn_conv_as_shifted_taps(kernel, stride, height, padding):
