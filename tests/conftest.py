@@ -114,9 +114,12 @@ def _isolated_data_dir(tmp_path_factory, monkeypatch):
 
 # --- shared helpers (plain functions: `from conftest import tiny_config, photo_batch`) ----
 
-# A constant learning rate from the first step: tests that check a loss falls in a few steps.
-STEADY_LR = {"optimizer.warmup_steps": 0, "optimizer.learning_rate": 3e-3,
-             "optimizer.schedule": "constant"}
+# A constant learning rate from the first step. A schedule's length is compiled into the
+# train step, so with this, CLI runs of any num_train_steps (a resume, a stopped run) compile
+# the same step and read it from the session's compilation cache instead of compiling again.
+CONSTANT_RATE = {"optimizer.warmup_steps": 0, "optimizer.schedule": "constant"}
+# CONSTANT_RATE at a high rate: tests that check a loss falls in a few steps.
+STEADY_LR = {**CONSTANT_RATE, "optimizer.learning_rate": 3e-3}
 # Batches and evaluation small enough for a whole train/eval loop in seconds.
 SMALL_LOOP = {"batch_size": 4, "eval.batch_size": 4, "eval.num_examples": 4}
 
@@ -131,6 +134,13 @@ def tiny_config(model: str = "unet", *, size: int = 16, features=(8, 16), **over
     fields = {"model.features": features, "data.image_size": size}
     fields.update({k.replace("__", "."): v for k, v in overrides.items()})
     return set_fields(load_config(model, "cpu"), fields)
+
+
+def flags_of(fields: dict) -> list[str]:
+    """`fields` (dotted paths) as the CLI's `--config.<field>=<value>` flags."""
+    def text(v):
+        return repr(v) if isinstance(v, tuple) else str(v)
+    return [f"--config.{k}={text(v)}" for k, v in fields.items()]
 
 
 def set_fields(config, fields: dict):

@@ -18,7 +18,7 @@ from colorjax.platform import parallel
 from colorjax.training import loop as train
 from colorjax.presets import load_config
 from colorjax.objectives import make_objective
-from conftest import restore_checkpoint, set_fields, xla_flags_for_tests
+from conftest import flags_of, restore_checkpoint, set_fields, xla_flags_for_tests  # noqa: F401
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LAUNCHER = REPO / "launch" / "local_cpu.sh"
@@ -98,12 +98,6 @@ def process_lines(output: str, index: int) -> list[str]:
 def config_of(model: str, overrides: dict):
     """The config the CLI builds from `configs/<model>.py:cpu` and `overrides`."""
     return set_fields(load_config(model, "cpu"), overrides)
-
-
-def flags_of(overrides: dict) -> list[str]:
-    def text(v):
-        return repr(v) if isinstance(v, tuple) else str(v)
-    return [f"--config.{k}={text(v)}" for k, v in overrides.items()]
 
 
 def checkpoint_state(workdir, config, step: int | None = None):

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import CONSTANT_RATE, flags_of
 from PIL import Image
 from skimage import data as skdata
 
@@ -34,10 +35,7 @@ def run_cli(workdir, *extra, ok=True):
            "--config.model.backbone_width=8", "--config.data.image_size=32",
            "--config.batch_size=4", "--config.eval.batch_size=4",
            "--config.eval.num_examples=4", "--config.eval.num_images=2",
-           # A constant rate: the step's program then does not depend on num_train_steps
-           # (a schedule's length is compiled in), so the resumed run reads the first
-           # run's compiled step from the compilation cache instead of compiling it again.
-           "--config.optimizer.schedule=constant", "--config.optimizer.warmup_steps=0",
+           *flags_of(CONSTANT_RATE),  # the resumed run reuses the first run's compiled step
            *extra]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)

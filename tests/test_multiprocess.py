@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TEST_OPT_LEVEL
+from conftest import CONSTANT_RATE, TEST_OPT_LEVEL
 from multiprocess_helpers import (
     LAUNCHER, REPO, _env, assert_states_close, checkpoint_state, config_of, finish, flags_of,
     kill_all, process_lines, run, start, where_each_process_was)
@@ -30,9 +30,7 @@ VAL_IMAGES = 7  # not a multiple of the process count
 TINY = {
     "model.features": (8, 16), "data.image_size": 32, "batch_size": 4,
     "eval.batch_size": 4, "eval.num_examples": 0, "eval.num_images": 4,
-    # A constant rate: runs of any num_train_steps (the stop tests') compile the same step,
-    # which process 0 then reads from the session's compilation cache.
-    "optimizer.warmup_steps": 0, "optimizer.schedule": "constant", "log_every": 2,
+    "log_every": 2, **CONSTANT_RATE,  # the stop tests' runs reuse process 0's compiled step
 }
 # Per family: what makes it tiny, and how long it trains.
 MODELS = {

@@ -12,19 +12,18 @@ import numpy as np
 import pytest
 
 from colorjax.training import loop as train
-from conftest import TEST_XLA_FLAGS, loop_config, restore_checkpoint, tiny_config
+from conftest import (CONSTANT_RATE, TEST_XLA_FLAGS, flags_of, loop_config, restore_checkpoint,
+                      tiny_config)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-# A tiny UNet on 32 px demo crops: steps take milliseconds, so tests measure the loop. A
-# constant learning rate: a schedule's length is compiled into the step, so with it runs of
-# any num_train_steps (here and in test_integrity.py, test_hostile_cli_integrity.py) share
-# one compiled step through the session's compilation cache.
+# A tiny UNet on 32 px demo crops: steps take milliseconds, so tests measure the loop. At a
+# constant rate, runs of any length here and in test_integrity.py and
+# test_hostile_cli_integrity.py share one compiled step.
 TINY = [
     "--config.model.features=(8, 16)", "--config.data.image_size=32",
     "--config.batch_size=4", "--config.eval.batch_size=4", "--config.eval.num_examples=8",
-    "--config.eval.num_images=4", "--config.optimizer.schedule=constant",
-    "--config.optimizer.warmup_steps=0",
+    "--config.eval.num_images=4", *flags_of(CONSTANT_RATE),
 ]
 
 
