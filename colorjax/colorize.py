@@ -56,9 +56,9 @@ import sys
 from colorjax import hints as hints_lib
 from colorjax.inference.artifact import ExportError
 from colorjax.inference.colorizer import Colorizer, parse_temperature
-from colorjax.inference.output_files import (OUTPUT_RULES, check_outputs, output_stems,
-                                             output_suffixes, remove_stale_partials,
-                                             save_atomic)
+from colorjax.inference.output_files import (OUTPUT_RULES, check_outputs, interrupts_held,
+                                             output_stems, output_suffixes,
+                                             remove_stale_partials, save_atomic)
 from colorjax.media.photos import (STRIPE_PIXELS, NotARegularFile, Photo, compare_strip,
                                    lab_to_rgb_striped, media_files, open_photo,
                                    photo_from_array, photo_from_pil, regular_file_problem,
@@ -117,13 +117,15 @@ def _gather_inputs(args) -> tuple[list[str], list[str], set[str], int] | str:
     return paths, rels, set(videos), ignored
 
 
-def _write_photo(colorizer, photo: Photo, abs_, files: list[str], args, bar,
-                 keep=frozenset()) -> int:
-    """Finish and save one photo's files (colorizations, then its strip), except those in
-    `keep` (--skip_existing); how many were written. A file that cannot be written is
-    reported and the others go on."""
+def _photo_images(colorizer, photo: Photo, abs_, args) -> list:
+    """One photo's images at full size: its colorizations, then its strip (--compare)."""
     colors = [to_uint8(colorizer.finish(photo, ab)) for ab in abs_]
-    images = colors + ([compare_strip(photo, colors)] if args.compare else [])
+    return colors + ([compare_strip(photo, colors)] if args.compare else [])
+
+
+def _write_photo(images: list, files: list[str], args, bar, keep=frozenset()) -> int:
+    """Save one photo's `images` as `files`, except those in `keep` (--skip_existing); how
+    many were written. A file that cannot be written is reported and the others go on."""
     written = 0
     for rgb8, path in zip(images, files):
         if path in keep:
@@ -263,11 +265,14 @@ def run(args) -> int:
                                             hints=hint_list)
             for i, ((path, photo), abs_) in enumerate(zip(batch, small)):
                 wanted = [f for f in files[path] if f not in keep]
-                n = _write_photo(colorizer, photo, abs_, files[path], args, bar, keep)
-                written, failed = written + n, failed + len(wanted) - n
-                if n == len(wanted):
-                    done += 1
-                finished.add(path)
+                images = _photo_images(colorizer, photo, abs_, args)
+                with interrupts_held():  # files on disk and the summary's counts agree
+                    n = _write_photo(images, files[path], args, bar, keep)
+                    written, failed = written + n, failed + len(wanted) - n
+                    if n == len(wanted):
+                        done += 1
+                    finished.add(path)
+                del images
                 batch[i] = None  # free the photo's full-resolution L before the next one
                 bar.update(1)
             if not compiled:  # the first batch compiled the model: time left from now on

@@ -654,3 +654,31 @@ def test_cli_batches_no_more_than_its_photos_and_uses_the_compilation_cache(
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a" / "0.png")),
                                   np.asarray(Image.open(tmp_path / "b" / "0.png")))
     assert "colorized 3 photo(s)" in capsys.readouterr().out
+
+
+def test_ctrl_c_just_after_a_rename_still_counts_that_file(exported, tmp_path, capsys,
+                                                           monkeypatch):
+    """A SIGINT that lands between a file's rename into place and the counters that report
+    it (a race a test of the CLI hit under load): the summary counts every file on disk."""
+    import signal
+
+    import colorjax.colorize as cli
+    from colorjax.inference import output_files
+
+    src, out = tmp_path / "photos", tmp_path / "out"
+    _photo_tree(src)
+    real = output_files.save_atomic
+
+    def save_then_ctrl_c(rgb8, path, fmt):
+        real(rgb8, path, fmt)
+        os.kill(os.getpid(), signal.SIGINT)  # delivered before the next bytecode runs
+
+    monkeypatch.setattr(cli, "save_atomic", save_then_ctrl_c)
+    code = main([f"--model={exported[0]}", f"--input={src}", f"--output={out}"])
+    captured = capsys.readouterr()
+    assert code == 130, captured.err
+    on_disk = sorted(_tree(out))
+    assert len(on_disk) == 1, on_disk  # the interrupt stopped the run after the first photo
+    assert (f"interrupted: colorized 1 photo(s) into {out} (1 file(s) written); not "
+            f"colorized: 2 photo(s)") in captured.out, captured.out
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back

@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
+import threading
 from collections import Counter
 
 import numpy as np
@@ -41,8 +43,9 @@ safety (all checked before the model loads; exit status 2):
 interrupted runs:
   Every file is written as a hidden partial file (.NAME.PID.tmp) and renamed into place
   when complete, so an output that exists is whole. Ctrl-C stops the run with its summary
-  (what was written, what was not; exit status 130) and removes the partial file being
-  written; partial files left by a killed run are removed when the next run starts.
+  (what was written, what was not; exit status 130): a photo's files being saved are
+  finished first, so that the summary counts every file on disk; a video's partial file is
+  removed. Partial files left by a killed run are removed when the next run starts.
   --skip_existing resumes: outputs that exist are kept, photos and videos whose outputs
   all exist are not read again, and only the missing files are written (it trusts that
   they came from the same command).
@@ -77,6 +80,28 @@ def output_suffixes(num_samples: int, compare: bool) -> list[str]:
     """What each photo's files add to its stem, in the order they are written."""
     samples = [f"_sample{k + 1}" for k in range(num_samples)] if num_samples > 1 else [""]
     return samples + (["_compare"] if compare else [])
+
+
+@contextlib.contextmanager
+def interrupts_held():
+    """Hold a SIGINT (Ctrl-C) that arrives inside the block until its end, then raise
+    KeyboardInterrupt there: a file renamed into place and the counters that report it
+    are one step that Ctrl-C cannot split (else the summary can miss a file on disk).
+    Blocking the signal (pthread_sigmask) would not do: another thread can take it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers, and only it gets SIGINT
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        if previous is signal.default_int_handler:
+            raise KeyboardInterrupt
+        if callable(previous):  # a caller's own handler gets the signal it missed
+            previous(signal.SIGINT, received[0])
 
 
 def save_atomic(rgb8: np.ndarray, path: str, fmt: str) -> None:
