@@ -49,14 +49,15 @@ def _env(data_dir, devices_per_process: int, single: bool):
     return env
 
 
-def start(args, *, processes: int, data_dir, devices_per_process: int = 1, launcher=True):
+def start(args, *, processes: int, data_dir, devices_per_process: int = 1, launcher=True,
+          env=None):
     """Popen of `python -m colorjax.main ARGS` under the launcher (or alone), in its own
-    session so that everything it started can be killed together."""
+    session so that everything it started can be killed together; `env`: more variables."""
     cmd = [sys.executable, "-m", "colorjax.main", *args]
     if launcher:
         cmd = ["bash", str(LAUNCHER), str(processes), *cmd]
     return subprocess.Popen(
-        cmd, cwd=REPO, env=_env(data_dir, devices_per_process, not launcher),
+        cmd, cwd=REPO, env={**_env(data_dir, devices_per_process, not launcher), **(env or {})},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -83,9 +84,9 @@ def finish(proc, timeout: float, what: str, check: bool = True) -> str:
 
 
 def run(args, *, processes: int, data_dir, timeout: float = 300, devices_per_process=1,
-        launcher=True, check=True) -> str:
+        launcher=True, check=True, env=None) -> str:
     proc = start(args, processes=processes, data_dir=data_dir,
-                 devices_per_process=devices_per_process, launcher=launcher)
+                 devices_per_process=devices_per_process, launcher=launcher, env=env)
     what = f"{processes} process(es): colorjax.main {' '.join(args)}"
     return finish(proc, timeout, what, check)
 

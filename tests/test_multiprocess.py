@@ -142,8 +142,14 @@ def test_sigkill_both_processes_then_resume_equals_uninterrupted(unet_runs, phot
     done = kill_after_first_checkpoint(cli_args("unet", workdir, o), photos[1], workdir)
     assert done < UNET_STEPS
 
-    out = run(cli_args("unet", workdir, o), processes=2, data_dir=photos[1])
+    out = run(cli_args("unet", workdir, o), processes=2, data_dir=photos[1],
+              env={"JAX_LOG_COMPILES": "1"})  # logs persistent-cache hits too
     assert "resumed from step" in "\n".join(process_lines(out, 0))
+    # Process 1 reads the train step it compiled in the first run from the cache, as
+    # process 0 does (colorjax.platform.runtime: JAX alone writes process 0's only).
+    for p in (0, 1):
+        assert any("Persistent compilation cache hit for 'jit_step'" in line
+                   for line in process_lines(out, p)), (p, out[-3000:])
     config = config_of("unet", o)
     step_k, state_k, data_k = checkpoint_state(workdir, config)
     step_u, state_u, data_u = checkpoint_state(root / "two", config)

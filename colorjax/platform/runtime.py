@@ -34,4 +34,35 @@ def enable_compilation_cache(cache_dir: str | None = None) -> str | None:
     # small programs; the train step and evaluators are what we want to keep).
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    _cpu_processes_write_their_own_entries()
     return path
+
+
+def _cpu_processes_write_their_own_entries() -> None:
+    """Let every process of a multi-process CPU run write its compiled programs to the cache.
+
+    JAX writes entries from process 0 only, against write contention on a shared file
+    system. But on CPU each process's programs have keys of their own (launch/local_cpu.sh's
+    process 1 never reads an entry of process 0's), so processes 1.. compiled every program
+    again on every resume while process 0 read its own. Here each writes its own keys
+    (docs/benchmarks.md, "Resumed multi-process runs"). Other backends keep JAX's rule. A
+    JAX without the private hook (`compiler._cache_write`) keeps it too."""
+    from jax._src import compiler, distributed
+
+    write = getattr(compiler, "_cache_write", None)
+    if write is None or getattr(write, "_colorjax_every_process", False):
+        return
+
+    def cache_write(cache_key, compile_time_secs, module_name, backend, executable):
+        state = distributed.global_state
+        process_id = state.process_id
+        if process_id == 0 or getattr(backend, "platform", None) != "cpu":
+            return write(cache_key, compile_time_secs, module_name, backend, executable)
+        state.process_id = 0  # the only thing JAX's check reads; put back at once
+        try:
+            return write(cache_key, compile_time_secs, module_name, backend, executable)
+        finally:
+            state.process_id = process_id
+
+    cache_write._colorjax_every_process = True
+    compiler._cache_write = cache_write
