@@ -273,3 +273,15 @@ def deoldify_video_export(deoldify_wide_weights) -> str:
 
     return convert("deoldify_video", deoldify_wide_weights,
                    deoldify_wide_weights.parent / "deoldify_video")
+
+
+@pytest.fixture(scope="session")
+def deoldify_artistic_export(tmp_path_factory):
+    """`python -m colorjax.convert --from=deoldify_artistic` of a random state_dict of the
+    deep generator (ResNet-34; 244 MB, 225 MB converted; ~13 s here)."""
+    from published_exports import convert, deoldify_state, write_state
+
+    d = tmp_path_factory.mktemp("deoldify_deep")
+    yield convert("deoldify_artistic", write_state(d / "deep_gen.pth", deoldify_state("deep")),
+                  d / "deoldify_artistic")
+    shutil.rmtree(d, ignore_errors=True)

@@ -8,7 +8,7 @@ finite. That the converted networks compute what the authors' do is
 tests/test_ddcolor_peer.py's and tests/test_deoldify_peer.py's.
 
 Used by tests/conftest.py's session fixtures (`ddcolor_tiny_export`,
-`deoldify_video_export`, `deoldify_stable_export`)."""
+`deoldify_video_export`, `deoldify_artistic_export`)."""
 
 from __future__ import annotations
 
