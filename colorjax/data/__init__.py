@@ -3,18 +3,28 @@ prepared as TFDS array_record datasets, and the grain pipeline that turns them i
 ``{'l', 'ab'}`` batches. See colorjax/data/README.md.
 """
 
-from colorjax.data.config import default_data_config
-from colorjax.data.demo import prepare_demo
-from colorjax.data.folder import PrepareReport, prepare_folder
-from colorjax.data.pipeline import (
-    EvalIterable,
-    TrainIterator,
-    create_eval_iterator,
-    create_train_iterator,
-    decode_state,
-    encode_state,
-)
-from colorjax.data.sources import num_examples, validate_data_config
+import importlib
+
+# Where each name lives. Loaded on first use (PEP 562), so that a config file, which needs
+# `default_data_config` alone, does not import JAX, TFDS and grain: a config error on the
+# command line is then reported before them (0.6 s, not 2 s).
+_HOME = {
+    "default_data_config": "config",
+    "prepare_demo": "demo",
+    "PrepareReport": "folder", "prepare_folder": "folder",
+    "EvalIterable": "pipeline", "TrainIterator": "pipeline", "create_eval_iterator": "pipeline",
+    "create_train_iterator": "pipeline", "decode_state": "pipeline", "encode_state": "pipeline",
+    "num_examples": "sources", "validate_data_config": "sources",
+}
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module 'colorjax.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"colorjax.data.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "EvalIterable",
