@@ -58,7 +58,7 @@ from colorjax.inference.artifact import ExportError
 from colorjax.inference.colorizer import Colorizer, parse_temperature
 from colorjax.inference.output_files import (OUTPUT_RULES, check_outputs, interrupts_held,
                                              output_stems, output_suffixes,
-                                             remove_stale_partials, save_atomic)
+                                             remove_stale_partials, save_files)
 from colorjax.media.photos import (STRIPE_PIXELS, NotARegularFile, Photo, compare_strip,
                                    lab_to_rgb_striped, media_files, open_photo,
                                    photo_from_array, photo_from_pil, regular_file_problem,
@@ -121,21 +121,6 @@ def _photo_images(colorizer, photo: Photo, abs_, args) -> list:
     """One photo's images at full size: its colorizations, then its strip (--compare)."""
     colors = [to_uint8(colorizer.finish(photo, ab)) for ab in abs_]
     return colors + ([compare_strip(photo, colors)] if args.compare else [])
-
-
-def _write_photo(images: list, files: list[str], args, bar, keep=frozenset()) -> int:
-    """Save one photo's `images` as `files`, except those in `keep` (--skip_existing); how
-    many were written. A file that cannot be written is reported and the others go on."""
-    written = 0
-    for rgb8, path in zip(images, files):
-        if path in keep:
-            continue
-        try:
-            save_atomic(rgb8, path, args.format)
-            written += 1
-        except OSError as e:
-            bar.write(f"could not write {path}: {e.strerror or e}", file=sys.stderr)
-    return written
 
 
 def colorize_video_file(*a, **k):
@@ -267,7 +252,8 @@ def run(args) -> int:
                 wanted = [f for f in files[path] if f not in keep]
                 images = _photo_images(colorizer, photo, abs_, args)
                 with interrupts_held():  # files on disk and the summary's counts agree
-                    n = _write_photo(images, files[path], args, bar, keep)
+                    n = save_files(images, files[path], args.format, keep,
+                                   lambda m: bar.write(m, file=sys.stderr))
                     written, failed = written + n, failed + len(wanted) - n
                     if n == len(wanted):
                         done += 1

@@ -662,7 +662,6 @@ def test_ctrl_c_just_after_a_rename_still_counts_that_file(exported, tmp_path, c
     it (a race a test of the CLI hit under load): the summary counts every file on disk."""
     import signal
 
-    import colorjax.colorize as cli
     from colorjax.inference import output_files
 
     src, out = tmp_path / "photos", tmp_path / "out"
@@ -673,7 +672,7 @@ def test_ctrl_c_just_after_a_rename_still_counts_that_file(exported, tmp_path, c
         real(rgb8, path, fmt)
         os.kill(os.getpid(), signal.SIGINT)  # delivered before the next bytecode runs
 
-    monkeypatch.setattr(cli, "save_atomic", save_then_ctrl_c)
+    monkeypatch.setattr(output_files, "save_atomic", save_then_ctrl_c)
     code = main([f"--model={exported[0]}", f"--input={src}", f"--output={out}"])
     captured = capsys.readouterr()
     assert code == 130, captured.err

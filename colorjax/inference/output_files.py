@@ -124,6 +124,22 @@ def save_atomic(rgb8: np.ndarray, path: str, fmt: str) -> None:
         raise
 
 
+def save_files(images: list, paths: list[str], fmt: str, keep=frozenset(), report=print) -> int:
+    """`save_atomic` each of one input's `images` as `paths`, except those in `keep`
+    (--skip_existing); how many were written. A file that cannot be written is reported
+    (`report`) and the others go on."""
+    written = 0
+    for rgb8, path in zip(images, paths):
+        if path in keep:
+            continue
+        try:
+            save_atomic(rgb8, path, fmt)
+            written += 1
+        except OSError as e:
+            report(f"could not write {path}: {e.strerror or e}")
+    return written
+
+
 # The hidden partial files `save_atomic` and `video_io.VideoWriter` write beside an output:
 # .NAME.PID.tmp (photos), .NAME.PID.tmp.EXT (videos).
 _PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp(\.[A-Za-z0-9]+)?$")
