@@ -37,7 +37,8 @@ MODELS = {
     "unet": {},
     "unetgan": {"adversarial.disc_features": 8},
     "unetvae": {"model.latent_dim": 8},
-    "unetddim": {"model.attention_levels": (1,), "sampler.steps": 2},
+    # No attention: it is per image, nothing of it crosses processes (83 s -> 73 s alone).
+    "unetddim": {"model.attention_levels": (), "sampler.steps": 2},
 }
 
 
