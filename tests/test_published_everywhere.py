@@ -194,7 +194,7 @@ TERMS = {"ddcolor": {"loss_pixel": 11.0, "loss_perceptual": 5.0, "loss_colorfuln
 # network code, objective and CLI as the wide one (ResNet-101) that configs/deoldify.py:cpu
 # trains, which the other tests here run converted (colorize, compare, serve, video) and
 # tests/test_deoldify_peer.py checks against the authors' code. Its fine-tune took 116 s
-# and 11 GB here against 70 s and 5 GB (docs/benchmarks.md, 2026-12-07, late evening).
+# and 11 GB here against 70 s and 5 GB (docs/benchmarks.md, "2026-12-07, night").
 @pytest.mark.parametrize("export, config", [("ddcolor_tiny_export", "configs/ddcolor.py:cpu"),
                                             ("deoldify_artistic_export",
                                              "configs/deoldify.py:artistic_cpu")])
@@ -222,7 +222,7 @@ def test_fine_tuning_starts_from_the_export_then_exports_and_colorizes(export, c
                                rtol=1e-4)
     out = run("colorjax.main", f"--workdir={work}", "--mode=export", f"--export_dir={tuned}")
     assert out.returncode == 0, out.stderr[-3000:]
-    shutil.rmtree(work)  # its checkpoint (with Adam's state: 0.7 GB for DeOldify) is done
+    shutil.rmtree(work)  # its checkpoint (with Adam's state: 0.5 GB for DeOldify) is done
 
     # The run started from the export's weights: one Adam step moves a weight by at most
     # about the learning rate (|g| / (|g| + eps), plus decay), a random start by far more.
