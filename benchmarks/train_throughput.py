@@ -70,6 +70,9 @@ def measure(config_spec: str, size: int, batch: int, steps: int, precision: str,
     """One config's step: images/s, compile time, memory. `compilation_cache` (a directory)
     turns on JAX's persistent compilation cache as `python -m colorjax.main` does."""
     t_start = time.perf_counter()
+    from colorjax.platform import xla_cpu
+
+    xla_cpu.configure_for_precision(precision)  # as colorjax.main does, before JAX starts
     import jax
     import numpy as np
 
@@ -155,7 +158,8 @@ def main():
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--precision", default="float32",
+                   choices=["float32", "bfloat16", "bfloat16_convs"])
     p.add_argument("--devices", default="", help="e.g. 1,2: CPU device counts, one process each")
     p.add_argument("--json", default="", help="append results as JSON lines to this file")
     p.add_argument("--_child", action="store_true", help=argparse.SUPPRESS)
@@ -169,8 +173,9 @@ def main():
     if args.devices and not args._child:
         print(HEADER, flush=True)
         for n in [int(x) for x in args.devices.split(",")]:
-            env = dict(os.environ, JAX_PLATFORMS="cpu",
-                       XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
+            # The caller's other XLA flags are kept (e.g. a convolution library to time).
+            flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}"
+            env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags.strip())
             for c in configs:
                 cmd = [sys.executable, __file__, "--_child", f"--config={c}",
                        f"--size={args.size}", f"--batch={args.batch}", f"--steps={args.steps}",

@@ -152,9 +152,17 @@ def torch_mallocs(a) -> list[str]:
     return ["default", "hugepages"] if a.torch_malloc == "both" else [a.torch_malloc]
 
 
+def torch_precision(a) -> str:
+    """PyTorch's precision for colorjax's `a.precision`: its autocast for either bfloat16."""
+    if a.torch_precision:
+        return a.torch_precision
+    return "float32" if a.precision == "float32" else "bfloat16"
+
+
 def torch_run(a, features: str, malloc: str = "default") -> dict:
     common = [f"--features={features}", f"--size={a.size}", f"--batch={a.batch}",
-              f"--steps={a.steps}", f"--threads={a.threads}", f"--precision={a.precision}"]
+              f"--steps={a.steps}", f"--threads={a.threads}",
+              f"--precision={torch_precision(a)}"]
     if a.model == "unet":
         return _torch(a.torch_python, ["benchmarks/torch_unet.py", "time"] + common, malloc)
     return _torch(a.torch_python, ["benchmarks/torch_diffusion_unet.py", "time"] + common + [
@@ -209,8 +217,12 @@ def main():
     p.add_argument("--sample_steps", type=int, default=50, help="DDIM steps of --sample")
     p.add_argument("--sample_repeats", type=int, default=1,
                    help="timed sampler calls per round (the best counts)")
-    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16"],
-                   help="training: colorjax's config.precision, PyTorch's torch.autocast (CPU)")
+    p.add_argument("--precision", default="float32",
+                   choices=["float32", "bfloat16", "bfloat16_convs"],
+                   help="training: colorjax's config.precision; PyTorch runs both bfloat16 "
+                        "ones under torch.autocast (CPU), its own mixed precision")
+    p.add_argument("--torch_precision", default=None, choices=["float32", "bfloat16"],
+                   help="PyTorch's instead (default: float32 for float32, else bfloat16)")
     p.add_argument("--torch_malloc", default="both", choices=["default", "hugepages", "both"],
                    help="PyTorch's malloc: as installed, with colorjax's huge pages, or both")
     a = p.parse_args()

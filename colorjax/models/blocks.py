@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -351,6 +351,7 @@ class ConvTranspose4x4(nn.Module):
 
     features: int
     use_bias: bool = True
+    dtype: Any = None  # the compute dtype (None: the inputs' and weights'), as nn.Conv's
 
     @nn.compact
     def __call__(self, x):
@@ -358,7 +359,7 @@ class ConvTranspose4x4(nn.Module):
                             (4, 4, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,)) \
             if self.use_bias else None
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias)
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
         y = conv_transpose_4x4_s2(x, kernel)
         return y if bias is None else y + bias
 

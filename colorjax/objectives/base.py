@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from colorjax.config import checks, registry
+from colorjax.models import conv_precision
 from colorjax.media.photo_io import PhotoIO
 
 # {"l": (N,H,W,1), "ab": (N,H,W,2)} in network range (colorjax.color); with
@@ -343,14 +344,19 @@ def eval_params(ema_params, params):
     return params if ema_params is None else ema_params
 
 
-PRECISIONS = ("float32", "bfloat16")
+# float32; bfloat16 (the whole network, float32 weights); bfloat16_convs (convolutions and
+# dense layers in bfloat16, the rest float32: models/conv_precision.py).
+PRECISIONS = ("float32", "bfloat16", conv_precision.NAME)
 
 
 def compute_dtype(config):
-    """`config.precision`: the dtype the networks compute in (parameters stay float32)."""
+    """`config.precision`: the dtype the networks compute in (parameters stay float32), or
+    the name `bfloat16_convs` for that mixed mode (`apply_in_precision` reads both)."""
     if config.precision not in PRECISIONS:
         raise checks.ConfigError("config.precision", f"{config.precision!r} is not allowed",
                                  str(list(PRECISIONS)))
+    if config.precision == conv_precision.NAME:
+        return conv_precision.NAME
     return jnp.dtype(config.precision)
 
 
@@ -369,8 +375,12 @@ def apply_in_precision(model, variables, *args, dtype=jnp.float32, **kwargs):
     For bfloat16 the parameters and inputs are cast down for the forward pass (gradients
     flow back to the float32 parameters through the cast) and every output, including
     updated BatchNorm statistics, is cast back to float32, so losses, optimizer state and
-    checkpoints stay float32.
+    checkpoints stay float32. `dtype="bfloat16_convs"`: only the convolutions and dense
+    layers compute in bfloat16 (`conv_precision.convs_in_bfloat16`).
     """
+    if isinstance(dtype, str) and dtype == conv_precision.NAME:
+        with conv_precision.convs_in_bfloat16():
+            return model.apply(variables, *args, **kwargs)
     if dtype == jnp.float32:
         return model.apply(variables, *args, **kwargs)
     out = model.apply(cast_floats(variables, dtype), *cast_floats(args, dtype), **kwargs)

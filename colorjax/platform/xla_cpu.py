@@ -119,6 +119,31 @@ def configure_for_model(model: str, environ: MutableMapping[str, str] = os.envir
     return choice
 
 
+# oneDNN's custom calls for XLA:CPU's convolutions and dots. On a CPU with AMX they run
+# bfloat16 convolutions 4-9x and their gradients 2-2.5x faster than float32 (Intel Xeon,
+# 2026-12-07; docs/benchmarks.md, "bfloat16 convolutions on AMX"), but float32 ones no faster
+# than Eigen (0.85x for the default-width UNet's step), so programs turn it on only for the
+# precision that computes convolutions in bfloat16.
+ONEDNN_CALLS = "--xla_cpu_experimental_onednn_custom_call=true"
+BFLOAT16_CONVS = "bfloat16_convs"  # objectives/base.py's PRECISIONS name for that mode
+
+
+def configure_for_precision(precision: str | None,
+                            environ: MutableMapping[str, str] = os.environ) -> bool:
+    """Before JAX starts its backend: for `precision="bfloat16_convs"`, let oneDNN run the
+    convolutions (adds ONEDNN_CALLS to XLA_FLAGS unless they set it already). Returns whether
+    XLA_FLAGS now asks for it; False too when the backend is already up (too late)."""
+    from jax._src import xla_bridge
+
+    flags = environ.get("XLA_FLAGS", "")
+    if precision != BFLOAT16_CONVS or "--xla_cpu_experimental_onednn_custom_call" in flags:
+        return ONEDNN_CALLS in flags.split()
+    if xla_bridge.backends_are_initialized():
+        return False
+    environ["XLA_FLAGS"] = f"{flags} {ONEDNN_CALLS}".strip()
+    return True
+
+
 def configure_for_export(path: str, environ: MutableMapping[str, str] = os.environ) -> str | None:
     """`configure_for_model` with the model an export's metadata.json names (None when it
     cannot be read: loading the export reports why)."""
