@@ -184,7 +184,7 @@ def run(args) -> int:
     try:  # Ctrl-C: the summary of what was and was not written, exit status 130
         try:
             runtime.enable_compilation_cache(args.compilation_cache)  # once per machine
-            xla_cpu.configure_for_export(args.model)  # convolutions for its network
+            xla_cpu.configure_for_export(args.model, args.precision)  # its convolutions
             # Fewer photos than --batch_size are not zero-padded to a full batch (one
             # compilation for the folder still); videos keep --batch_size.
             batch_size = (args.batch_size if video_paths
@@ -354,9 +354,11 @@ def parse_args(argv=None):
     p.add_argument("--compare", action="store_true", help="also write gray | color (| truth) strips")
     p.add_argument("--batch_size", type=int, default=8, help="photos per model call")
     p.add_argument("--seed", type=int, default=0, help="random seed of sampling models")
-    p.add_argument("--precision", choices=("float32", "bfloat16"), default=None,
-                   help="the dtype the network computes in (default: the export's "
-                        "config.precision); bfloat16 is faster on CPUs with AVX512_BF16/AMX")
+    p.add_argument("--precision", choices=("float32", "bfloat16", "bfloat16_convs"),
+                   default=None,
+                   help="what the network computes in (default: the export's "
+                        "config.precision); bfloat16_convs (convolutions in bfloat16) is "
+                        "faster on CPUs with AMX")
     p.add_argument("--format", choices=("png", "jpg"), default="png", help="output format")
     p.add_argument("--compilation_cache", default=None, metavar="DIR", help=runtime.CACHE_HELP)
     p.add_argument("--temperature", default=None, metavar="T",

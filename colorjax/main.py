@@ -210,6 +210,9 @@ def main(argv):
     from colorjax.training.validation import ConfigError
     from colorjax.training.evaluate import NonFiniteMetricsError
 
+    # oneDNN for bfloat16 convolutions, before JAX starts its backend (xla_cpu.py).
+    from colorjax.platform import xla_cpu
+    xla_cpu.configure_for_precision(FLAGS.config.get("precision"))
     parallel.initialize_distributed()
     runtime.enable_compilation_cache(FLAGS.compilation_cache)
     try:

@@ -98,12 +98,14 @@ def test_colorize_chooses_for_the_exports_network_before_loading(tmp_path, monke
     import colorjax.colorize as colorize_cli
 
     seen, original = [], xla_cpu.configure_for_export
-    monkeypatch.setattr(xla_cpu, "configure_for_export", seen.append)
+    monkeypatch.setattr(xla_cpu, "configure_for_export",
+                        lambda path, precision=None: seen.append((path, precision)))
     (tmp_path / "p.png").write_bytes(b"")
     colorize_cli.main([f"--model={tmp_path / 'nope'}", f"--input={tmp_path / 'p.png'}",
-                       f"--output={tmp_path / 'out'}"])
-    assert seen == [str(tmp_path / "nope")]
-    assert original(str(tmp_path / "nope"), {}) is None
+                       f"--output={tmp_path / 'out'}", "--precision=bfloat16_convs"])
+    assert seen == [(str(tmp_path / "nope"), "bfloat16_convs")]
+    environ = {}
+    assert original(str(tmp_path / "nope"), None, environ) is None and environ == {}
 
 
 # A conv large enough for XLA to give it to YNNPACK by default (small ones stay with Eigen).

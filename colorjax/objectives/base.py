@@ -15,8 +15,9 @@ import jax.numpy as jnp
 import optax
 
 from colorjax.config import checks, registry
-from colorjax.models import conv_precision
 from colorjax.media.photo_io import PhotoIO
+from colorjax.objectives.precision import (  # noqa: F401  (re-exported: objectives use them)
+    PRECISIONS, apply_in_precision, cast_floats, compute_dtype)
 
 # {"l": (N,H,W,1), "ab": (N,H,W,2)} in network range (colorjax.color); with
 # config.model.hints also "hints" (N,H,W,3): hint ab and mask (colorjax.hints)
@@ -342,49 +343,6 @@ def tree_is_finite(tree) -> jax.Array:
 def eval_params(ema_params, params):
     """Parameters for prediction: the EMA copy where there is one."""
     return params if ema_params is None else ema_params
-
-
-# float32; bfloat16 (the whole network, float32 weights); bfloat16_convs (convolutions and
-# dense layers in bfloat16, the rest float32: models/conv_precision.py).
-PRECISIONS = ("float32", "bfloat16", conv_precision.NAME)
-
-
-def compute_dtype(config):
-    """`config.precision`: the dtype the networks compute in (parameters stay float32), or
-    the name `bfloat16_convs` for that mixed mode (`apply_in_precision` reads both)."""
-    if config.precision not in PRECISIONS:
-        raise checks.ConfigError("config.precision", f"{config.precision!r} is not allowed",
-                                 str(list(PRECISIONS)))
-    if config.precision == conv_precision.NAME:
-        return conv_precision.NAME
-    return jnp.dtype(config.precision)
-
-
-def cast_floats(tree, dtype):
-    """Cast the floating-point leaves of a pytree (integers, keys and None untouched)."""
-    def cast(x):
-        if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating):
-            return jnp.asarray(x, dtype)
-        return x
-    return jax.tree.map(cast, tree)
-
-
-def apply_in_precision(model, variables, *args, dtype=jnp.float32, **kwargs):
-    """`model.apply` computing in `dtype` with float32 master weights (mixed precision).
-
-    For bfloat16 the parameters and inputs are cast down for the forward pass (gradients
-    flow back to the float32 parameters through the cast) and every output, including
-    updated BatchNorm statistics, is cast back to float32, so losses, optimizer state and
-    checkpoints stay float32. `dtype="bfloat16_convs"`: only the convolutions and dense
-    layers compute in bfloat16 (`conv_precision.convs_in_bfloat16`).
-    """
-    if isinstance(dtype, str) and dtype == conv_precision.NAME:
-        with conv_precision.convs_in_bfloat16():
-            return model.apply(variables, *args, **kwargs)
-    if dtype == jnp.float32:
-        return model.apply(variables, *args, **kwargs)
-    out = model.apply(cast_floats(variables, dtype), *cast_floats(args, dtype), **kwargs)
-    return cast_floats(out, jnp.float32)
 
 
 LOSSES = ("mse", "l1", "huber")

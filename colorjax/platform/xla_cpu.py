@@ -144,14 +144,24 @@ def configure_for_precision(precision: str | None,
     return True
 
 
-def configure_for_export(path: str, environ: MutableMapping[str, str] = os.environ) -> str | None:
-    """`configure_for_model` with the model an export's metadata.json names (None when it
-    cannot be read: loading the export reports why)."""
+def configure_for_export(path: str, precision: str | None = None,
+                         environ: MutableMapping[str, str] = os.environ) -> str | None:
+    """`configure_for_model` with the model an export's metadata.json names, and
+    `configure_for_precision` with `precision` (None: its config.json's). Returns the
+    convolution choice, None when the export cannot be read (loading it reports why)."""
+    path = os.path.expanduser(path)
     try:
-        with open(os.path.join(os.path.expanduser(path), "metadata.json")) as f:
+        with open(os.path.join(path, "metadata.json")) as f:
             model = json.load(f)["model"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    if precision is None:
+        try:
+            with open(os.path.join(path, "config.json")) as f:
+                precision = json.load(f).get("precision")
+        except (OSError, ValueError, AttributeError):
+            precision = None
+    configure_for_precision(precision if isinstance(precision, str) else None, environ)
     return configure_for_model(str(model), environ)
 
 
