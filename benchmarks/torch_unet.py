@@ -6,12 +6,19 @@ Runs in its own Python (torch is never a colorjax dependency; on the build machi
     .venv-torch/bin/python benchmarks/torch_unet.py time --features=16,32,64,128 --size=64 --batch=16
     .venv-torch/bin/python benchmarks/torch_unet.py time --features=16,32,64,128 --profile=15
     .venv-torch/bin/python benchmarks/torch_unet.py check --npz=PARAMS.npz   # see vs_pytorch.py
+    .venv-torch/bin/python benchmarks/torch_unet.py colorize --npz=PHOTOS.npz \\
+        --params=PARAMS.npz --size=64 --batch=8     # see colorize_throughput.py
 
 `check` loads colorjax's parameters (an .npz of flattened Flax paths, written by
 benchmarks/vs_pytorch.py) and writes the network's outputs, in eval and in train mode, for
 the input stored in the same file. Layers match colorjax's one for one: 3x3 conv (SAME),
 BatchNorm (momentum 0.9 in Flax = 0.1 in PyTorch, eps 1e-5), LeakyReLU(0.2), 4x4 stride-2
 conv down, 4x4 stride-2 transposed conv up, 1x1 conv head with tanh.
+
+`colorize` times colorjax's photo pipeline (colorjax/media/photo_io.py's `PhotoIO`, as
+`python -m colorjax.colorize` runs it) in torch ops on decoded uint8 RGB photos: CIELAB L,
+L resized to size x size, the network in eval mode, ab resized back, Lab -> sRGB with the
+photo's own L, to uint8.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -125,6 +133,105 @@ def check(npz: str, out: str) -> None:
              num_params=np.int64(sum(p.numel() for p in model.parameters())))
 
 
+# --- colorjax's photo pipeline (colorjax/media/photo_io.py's PhotoIO) ----------------------
+# CIELAB as colorjax/color defines it (D65, scikit-image's constants): this Python has no
+# colorjax (it needs JAX), so the constants are repeated here; tests/test_torch_peer.py
+# checks the outputs against colorjax's Colorizer.
+XYZ_FROM_RGB = np.array([[0.412453, 0.357580, 0.180423],
+                         [0.212671, 0.715160, 0.072169],
+                         [0.019334, 0.119193, 0.950227]])
+D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+LAB_EPS, LAB_KAPPA, LAB_OFFSET = 0.008856, 7.787, 16.0 / 116.0
+AB_SCALE = 110.0  # colorjax.color.AB_SCALE: network ab = Lab ab / 110; network L = L / 50 - 1
+
+
+def _srgb_to_linear(v):
+    return torch.where(v > 0.04045, ((v + 0.055) / 1.055) ** 2.4, v / 12.92)
+
+
+# The linear value of every 8-bit level (colorjax decodes uint8 photos through the same table).
+LINEAR_FROM_UINT8 = _srgb_to_linear(torch.arange(256, dtype=torch.float32) / 255.0)
+# Y / Yn of linear RGB: the one XYZ row that L needs.
+Y_ROW = torch.tensor(XYZ_FROM_RGB[1] / D65_WHITE[1], dtype=torch.float32)
+# Linear RGB of white-scaled XYZ (row vectors): lin = xyz @ RGB_OF_XYZ.
+RGB_OF_XYZ = torch.tensor((np.linalg.inv(XYZ_FROM_RGB) * D65_WHITE[None, :]).T,
+                          dtype=torch.float32)
+
+
+def lightness(rgb: torch.Tensor) -> torch.Tensor:
+    """uint8 sRGB (N, H, W, 3) -> CIELAB L (N, H, W) in [0, 100], float32."""
+    lin = torch.index_select(LINEAR_FROM_UINT8, 0, rgb.reshape(-1).int())  # faster than lut[rgb]
+    y = lin.view(rgb.shape) @ Y_ROW
+    f = torch.where(y > LAB_EPS, y.pow(1.0 / 3.0), LAB_KAPPA * y + LAB_OFFSET)
+    return 116.0 * f - 16.0
+
+
+def lab_to_srgb_uint8(l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """L (N, H, W) and ab (N, 2, H, W), Lab units -> sRGB uint8 (N, H, W, 3), clipped
+    (colorjax.color.lab_to_rgb, then photos.to_uint8)."""
+    fy = (l + 16.0) / 116.0
+    fx = fy + ab[:, 0] / 500.0
+    fz = torch.clamp(fy - ab[:, 1] / 200.0, min=0.0)
+    f = torch.stack([fx, fy, fz], -1)
+    xyz = torch.where(f > 0.2068966, f ** 3, (f - LAB_OFFSET) / LAB_KAPPA)
+    lin = xyz @ RGB_OF_XYZ
+    srgb = torch.where(lin > 0.0031308,
+                       1.055 * torch.clamp(lin, min=0.0031308) ** (1 / 2.4) - 0.055, 12.92 * lin)
+    return torch.round(torch.clamp(srgb, 0.0, 1.0) * 255.0).to(torch.uint8)
+
+
+def resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinear (N, C, h, w) -> (N, C, height, width), antialiased when shrinking, as
+    colorjax's `photos.resize_plane` (PIL's BILINEAR) resizes."""
+    shrink = height < x.shape[-2] or width < x.shape[-1]
+    return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False,
+                         antialias=shrink)
+
+
+def colorize_batch(model: "TorchUNet", rgb: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 sRGB (N, H, W, 3) -> the colorized uint8 (N, H, W, 3): `PhotoIO`'s pipeline
+    (call under torch.inference_mode(), with `model` in eval mode). As colorjax's
+    `colorize` does it: the full-size work one photo at a time (its temporaries stay a
+    photo's size), the network on the batch."""
+    h, w = rgb.shape[1:3]
+    ls = [lightness(photo[None]) for photo in rgb]
+    l_small = torch.cat([resize(l[:, None], size, size) for l in ls])
+    ab_small = model(l_small / 50.0 - 1.0) * AB_SCALE
+    return torch.cat([lab_to_srgb_uint8(l, resize(ab[None], h, w))
+                      for l, ab in zip(ls, ab_small)])
+
+
+def colorize(npz: str, size: int, batch: int, threads: int, features=None,
+             params: str = "", out: str = "") -> dict:
+    """Photos/s of `colorize_batch` over the photos of `npz` ("photos": (N, H, W, 3) uint8),
+    `batch` at a time, after one untimed batch; the network has `params`' weights (an npz of
+    colorjax's flattened variables, with "features") or, without, a random init of `features`.
+    `out`: the colorized photos are saved there ("photos")."""
+    torch.set_num_threads(threads)
+    photos = torch.from_numpy(np.load(npz)["photos"])
+    if params:
+        arrays = dict(np.load(params))
+        model = TorchUNet([int(v) for v in arrays["features"]])
+        model.load_flax(arrays)
+    else:
+        torch.manual_seed(0)
+        model = TorchUNet(features)
+    model.eval()  # BatchNorm with the running statistics
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        colorize_batch(model, photos[:batch], size)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        outs = [colorize_batch(model, photos[i:i + batch], size)
+                for i in range(0, len(photos), batch)]
+        elapsed = time.perf_counter() - t0
+    if out:
+        np.savez(out, photos=torch.cat(outs).numpy())
+    return {"framework": "pytorch", "torch": torch.__version__, "threads": threads,
+            "photos": len(photos), "seconds": elapsed, "photos_per_sec": len(photos) / elapsed,
+            "first_batch_s": first}
+
+
 def timed_steps(step, steps: int, warmup: int):
     """(seconds of the first call, seconds of `steps` calls after `warmup` in all, the last
     call's result) of a training step."""
@@ -216,9 +323,21 @@ def main():
     c = sub.add_parser("check")
     c.add_argument("--npz", required=True)
     c.add_argument("--out", required=True)
+    z = sub.add_parser("colorize", help="photos/s of colorjax's photo pipeline in torch ops")
+    z.add_argument("--npz", required=True, help='decoded photos: "photos" (N, H, W, 3) uint8')
+    z.add_argument("--params", default="", help="colorjax's flattened variables (.npz with "
+                   '"features"); without: random weights of --features')
+    z.add_argument("--features", default="16,32,64,128")
+    z.add_argument("--size", type=int, default=64, help="the working size")
+    z.add_argument("--batch", type=int, default=8)
+    z.add_argument("--threads", type=int, default=2)
+    z.add_argument("--out", default="", help="save the colorized photos here (.npz)")
     a = p.parse_args()
     if a.cmd == "check":
         check(a.npz, a.out)
+    elif a.cmd == "colorize":
+        print(json.dumps(colorize(a.npz, a.size, a.batch, a.threads,
+                                  [int(v) for v in a.features.split(",")], a.params, a.out)))
     else:
         features = [int(v) for v in a.features.split(",")]
         if a.profile:
