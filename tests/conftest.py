@@ -31,6 +31,10 @@ TEST_XLA_FLAGS = xla_flags_for_tests(2)
 # this process and the xdist workers; the CLI runs the tests start get TEST_XLA_FLAGS).
 os.environ.setdefault("XLA_FLAGS", TEST_XLA_FLAGS)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# config.precision="auto" computes in float32 in the suite on every CPU kind, so that its
+# tolerances hold on a CPU with AMX too (where auto means bfloat16_convs); the tests of
+# auto itself (test_conv_precision.py) unset it. Workers and CLI subprocesses inherit it.
+os.environ.setdefault("COLORJAX_AUTO_PRECISION", "float32")
 # The tests run as colorjax's programs do: with XLA:CPU's convolution choice (xla_cpu.py),
 # which `import colorjax` alone does not make. Workers and CLI subprocesses inherit it.
 from colorjax.platform import xla_cpu  # noqa: E402

@@ -197,3 +197,57 @@ def test_the_training_cli_compiles_its_convolutions_for_onednn(tmp_path):
     texts = [p.read_text() for p in dump.glob("*after_optimizations.txt")]
     assert texts, sorted(p.name for p in dump.iterdir())[:20]
     assert any("__onednn$convolution" in t for t in texts)
+
+
+# --- precision="auto" ---------------------------------------------------------------------
+
+
+def test_auto_is_bfloat16_convs_on_a_cpu_with_amx_only(monkeypatch):
+    monkeypatch.delenv(xla_cpu.AUTO_PRECISION_ENV, raising=False)
+    assert xla_cpu.automatic_precision({}, frozenset({"avx512f", "amx_bf16"})) == "bfloat16_convs"
+    assert xla_cpu.automatic_precision({}, frozenset({"avx512f", "avx512_bf16"})) == "float32"
+    assert xla_cpu.automatic_precision({xla_cpu.AUTO_PRECISION_ENV: "float32"},
+                                       frozenset({"amx_bf16"})) == "float32"
+    with pytest.raises(ValueError, match="COLORJAX_AUTO_PRECISION='fp8': allowed: "
+                                         "float32, bfloat16_convs"):
+        xla_cpu.automatic_precision({xla_cpu.AUTO_PRECISION_ENV: "fp8"})
+
+
+def test_auto_resolves_on_the_backend_the_model_runs_on(monkeypatch):
+    from colorjax.objectives import precision as precision_lib
+
+    monkeypatch.delenv(xla_cpu.AUTO_PRECISION_ENV, raising=False)
+    monkeypatch.setattr(xla_cpu, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    assert precision_lib.resolve("auto") == "bfloat16_convs"
+    assert precision_lib.resolve("float32") == "float32"  # a stated precision is kept
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert precision_lib.resolve("auto") == "float32"  # an accelerator: float32 (no AMX)
+
+
+def test_auto_adds_the_onednn_flag_where_it_chooses_bfloat16_convs(monkeypatch,
+                                                                 backend_not_started):
+    monkeypatch.setattr(xla_cpu, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    environ = {}
+    assert xla_cpu.configure_for_precision("auto", environ)
+    assert environ["XLA_FLAGS"] == xla_cpu.ONEDNN_CALLS
+    environ = {xla_cpu.AUTO_PRECISION_ENV: "float32"}
+    assert not xla_cpu.configure_for_precision("auto", environ)
+    assert "XLA_FLAGS" not in environ
+
+
+def test_the_configs_default_to_auto():
+    from colorjax.presets import load_config
+
+    assert load_config("configs/unet.py:cpu").precision == "auto"
+    assert load_config("configs/unetddpm.py").precision == "auto"
+
+
+def test_a_bad_auto_override_is_one_line_from_the_cli(tmp_path):
+    env = dict(os.environ, **{xla_cpu.AUTO_PRECISION_ENV: "fp8"})
+    out = subprocess.run([sys.executable, "-m", "colorjax.main", "--config=configs/unet.py:cpu",
+                          f"--workdir={tmp_path / 'run'}"], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip() == ("error: COLORJAX_AUTO_PRECISION='fp8': allowed: float32, "
+                                  "bfloat16_convs")
+    assert not (tmp_path / "run").exists()

@@ -1,6 +1,7 @@
 """`config.precision`: the dtype the networks compute in; the weights stay float32.
 
-`float32`; `bfloat16` (the whole network in bfloat16: inputs and weights cast down, every
+`auto` (the default: bfloat16_convs on CPUs with AMX, float32 elsewhere); `float32`;
+`bfloat16` (the whole network in bfloat16: inputs and weights cast down, every
 output cast back); `bfloat16_convs` (only convolutions and dense layers in bfloat16, the
 rest float32: `colorjax.models.conv_precision`, the fast mixed precision on CPUs with AMX).
 """
@@ -12,10 +13,26 @@ import jax.numpy as jnp
 
 from colorjax.config import checks
 from colorjax.models import conv_precision
+from colorjax.platform import xla_cpu
 
-# float32; bfloat16 (the whole network, float32 weights); bfloat16_convs (convolutions and
-# dense layers in bfloat16, the rest float32: models/conv_precision.py).
-PRECISIONS = ("float32", "bfloat16", conv_precision.NAME)
+# auto (the default: `resolve`); float32; bfloat16 (the whole network, float32 weights);
+# bfloat16_convs (convolutions and dense layers in bfloat16, the rest float32:
+# models/conv_precision.py).
+PRECISIONS = ("auto", "float32", "bfloat16", conv_precision.NAME)
+
+
+def resolve(precision: str) -> str:
+    """The precision `precision` names here: "auto" is bfloat16_convs on a CPU backend whose
+    CPU has AMX-BF16 (`xla_cpu.automatic_precision`), float32 elsewhere (accelerators)."""
+    if precision != "auto":
+        return precision
+    if jax.default_backend() != "cpu":
+        return "float32"
+    try:
+        return xla_cpu.automatic_precision()
+    except ValueError as e:  # a bad COLORJAX_AUTO_PRECISION
+        raise checks.ConfigError("config.precision", f"'auto': {e}",
+                                 str(list(xla_cpu.AUTO_PRECISIONS))) from None
 
 
 def compute_dtype(config):
@@ -24,9 +41,10 @@ def compute_dtype(config):
     if config.precision not in PRECISIONS:
         raise checks.ConfigError("config.precision", f"{config.precision!r} is not allowed",
                                  str(list(PRECISIONS)))
-    if config.precision == conv_precision.NAME:
+    precision = resolve(config.precision)
+    if precision == conv_precision.NAME:
         return conv_precision.NAME
-    return jnp.dtype(config.precision)
+    return jnp.dtype(precision)
 
 
 def cast_floats(tree, dtype):

@@ -128,13 +128,40 @@ ONEDNN_CALLS = "--xla_cpu_experimental_onednn_custom_call=true"
 BFLOAT16_CONVS = "bfloat16_convs"  # objectives/base.py's PRECISIONS name for that mode
 
 
+# `precision="auto"` (the configs' default): bfloat16_convs on a CPU with AMX-BF16, where
+# it trains the UNets 1.4x and the diffusion UNet 1.4x faster than float32 with metrics on
+# bsds500/val within float32's seed-to-seed spread (docs/benchmarks.md, "bfloat16
+# convolutions on AMX"); float32 on every other CPU (no AMX: bfloat16 is slower there) and
+# on accelerators (objectives/precision.py). COLORJAX_AUTO_PRECISION fixes the choice.
+AUTO_PRECISION_ENV = "COLORJAX_AUTO_PRECISION"
+AUTO_PRECISIONS = ("float32", BFLOAT16_CONVS)
+
+
+def automatic_precision(environ: Mapping[str, str] = os.environ,
+                        flags: frozenset[str] | None = None) -> str:
+    """What `precision="auto"` computes in on this CPU: COLORJAX_AUTO_PRECISION's value, or
+    'bfloat16_convs' where the CPU has `amx_bf16`, else 'float32'. Raises ValueError for a
+    COLORJAX_AUTO_PRECISION not in AUTO_PRECISIONS."""
+    chosen = environ.get(AUTO_PRECISION_ENV, "").strip().lower()
+    if chosen:
+        if chosen not in AUTO_PRECISIONS:
+            raise ValueError(f"{AUTO_PRECISION_ENV}={environ[AUTO_PRECISION_ENV]!r}: allowed: "
+                             f"{', '.join(AUTO_PRECISIONS)}")
+        return chosen
+    return BFLOAT16_CONVS if "amx_bf16" in (cpu_flags() if flags is None else flags) \
+        else "float32"
+
+
 def configure_for_precision(precision: str | None,
                             environ: MutableMapping[str, str] = os.environ) -> bool:
-    """Before JAX starts its backend: for `precision="bfloat16_convs"`, let oneDNN run the
-    convolutions (adds ONEDNN_CALLS to XLA_FLAGS unless they set it already). Returns whether
-    XLA_FLAGS now asks for it; False too when the backend is already up (too late)."""
+    """Before JAX starts its backend: for `precision="bfloat16_convs"` (or "auto" where that
+    is its choice), let oneDNN run the convolutions (adds ONEDNN_CALLS to XLA_FLAGS unless
+    they set it already). Returns whether XLA_FLAGS now asks for it; False too when the
+    backend is already up (too late). Raises ValueError for a bad COLORJAX_AUTO_PRECISION."""
     from jax._src import xla_bridge
 
+    if precision == "auto":
+        precision = automatic_precision(environ)
     flags = environ.get("XLA_FLAGS", "")
     if precision != BFLOAT16_CONVS or "--xla_cpu_experimental_onednn_custom_call" in flags:
         return ONEDNN_CALLS in flags.split()
@@ -161,7 +188,10 @@ def configure_for_export(path: str, precision: str | None = None,
                 precision = json.load(f).get("precision")
         except (OSError, ValueError, AttributeError):
             precision = None
-    configure_for_precision(precision if isinstance(precision, str) else None, environ)
+    try:
+        configure_for_precision(precision if isinstance(precision, str) else None, environ)
+    except ValueError:  # a bad COLORJAX_AUTO_PRECISION: loading the export reports it
+        pass
     return configure_for_model(str(model), environ)
 
 

@@ -93,9 +93,12 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # published model (python -m colorjax.convert) or any export of the same model
     # (colorjax/training/warm_start.py). A run resuming its own checkpoint ignores it.
     c.init_from = ""
-    # Mixed precision: networks compute in this dtype; parameters, optimizer state,
-    # losses and checkpoints stay float32. float32 | bfloat16
-    c.precision = "float32"
+    # Mixed precision: what networks compute in; parameters, optimizer state, losses and
+    # checkpoints stay float32. auto | float32 | bfloat16 (the whole network; for GPUs) |
+    # bfloat16_convs (convolutions and dense layers only, the rest float32: 1.4x faster
+    # training on CPUs with AMX, docs/benchmarks.md; colorjax/models/conv_precision.py).
+    # auto: bfloat16_convs on a CPU with AMX-BF16, float32 elsewhere (objectives/precision.py)
+    c.precision = "auto"
 
     c.log_every = 50
     c.eval_every = 1000
