@@ -114,3 +114,12 @@ def test_model_inputs_of_8_bit_colours_match_skimage_for_any_memory_layout():
         lab = color.rgb_to_lab(view)
         np.testing.assert_allclose(l_norm, color.normalize_l(lab[..., :1]), atol=1e-6)
         np.testing.assert_allclose(ab_norm, color.normalize_ab(lab[..., 1:]), atol=1e-6)
+
+
+def test_rgb_to_l_is_rgb_to_labs_l_exactly():
+    """`rgb_to_l` (what a photo's full-size L is computed with) gives rgb_to_lab's L to the
+    bit, for decoded uint8 photos and for float sRGB."""
+    rng = np.random.default_rng(3)
+    rgb8 = rng.integers(0, 256, (37, 23, 3), dtype=np.uint8)
+    for rgb in (rgb8, rgb8.astype(np.float32) / 255):
+        np.testing.assert_array_equal(color.rgb_to_l(rgb), color.rgb_to_lab(rgb)[..., 0])

@@ -575,11 +575,14 @@ def test_help_names_skip_existing_and_interrupted_runs(capsys):
     assert "exit status 130" in out
 
 
-def test_lab_to_rgb_pieces_are_bounded_in_pixels_whatever_the_aspect_ratio():
+def test_lab_to_rgb_pieces_are_bounded_in_pixels_whatever_the_aspect_ratio(monkeypatch):
     import tracemalloc
 
     from colorjax import color
+    from colorjax.media import photos
     from colorjax.media.photos import STRIPE_PIXELS, lab_to_rgb_striped
+
+    monkeypatch.setattr(photos, "_WORKERS", 2)  # two pieces in flight at a time
 
     rng = np.random.default_rng(0)
     for shape in ((5, 7), (1, STRIPE_PIXELS + 5), (STRIPE_PIXELS + 3, 1)):
@@ -587,15 +590,15 @@ def test_lab_to_rgb_pieces_are_bounded_in_pixels_whatever_the_aspect_ratio():
         ab = rng.uniform(-60, 60, shape + (2,)).astype(np.float32)
         want = color.lab_to_rgb(np.concatenate([l[..., None], ab], -1))
         np.testing.assert_allclose(lab_to_rgb_striped(l, ab), want, atol=1e-5)
-    # One row of 4 M pixels: the output (48 MB) plus pieces of STRIPE_PIXELS, not 4 M-pixel
-    # temporaries (several times the output).
-    n = 4 * STRIPE_PIXELS
+    # One row of 8 M pixels: the output (96 MB) plus two pieces of STRIPE_PIXELS at a time
+    # (about 100 bytes a pixel each, measured), not 8 M-pixel temporaries (~800 MB).
+    n = 8 * STRIPE_PIXELS
     l, ab = np.full((1, n), 50, np.float32), np.zeros((1, n, 2), np.float32)
     tracemalloc.start()
     lab_to_rgb_striped(l, ab)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert peak < 12 * n + 40 * 4 * STRIPE_PIXELS, peak
+    assert peak < 12 * n + 2 * 120 * STRIPE_PIXELS, peak
 
 
 def test_cli_avif_photos_are_colorized_and_heic_ones_reported(exported, tmp_path):
@@ -681,3 +684,20 @@ def test_ctrl_c_just_after_a_rename_still_counts_that_file(exported, tmp_path, c
     assert (f"interrupted: colorized 1 photo(s) into {out} (1 file(s) written); not "
             f"colorized: 2 photo(s)") in captured.out, captured.out
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_photo_conversions_on_several_threads_give_the_one_thread_result(monkeypatch):
+    """L and Lab -> RGB of a photo cut into pieces for `_WORKERS` threads: the same bits as
+    in one piece on one thread, every pixel written."""
+    from colorjax.media import photos
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (301, 203, 3), dtype=np.uint8)
+    ab = rng.uniform(-60, 60, (301, 203, 2)).astype(np.float32)
+    monkeypatch.setattr(photos, "_WORKERS", 1)
+    l_one = photos._lightness(rgb)
+    rgb_one = photos.lab_to_rgb_striped(l_one, ab)
+    monkeypatch.setattr(photos, "_WORKERS", 3)
+    monkeypatch.setattr(photos, "STRIPE_PIXELS", 5000)  # many pieces, 3 threads
+    np.testing.assert_array_equal(photos._lightness(rgb), l_one)
+    np.testing.assert_array_equal(photos.lab_to_rgb_striped(l_one, ab), rgb_one)

@@ -82,6 +82,25 @@ def rgb_to_lab(rgb):
     return xp.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
 
 
+def rgb_to_l(rgb):
+    """CIELAB L alone (``...HW``) of sRGB (``...HW3``): the same values as
+    ``rgb_to_lab(rgb)[..., 0]`` (the same operations), a third of the work."""
+    xp = _xp(rgb)
+    r, g, b = _linear_planes(rgb)
+    m = _XYZ_OVER_WHITE_ROWS[1]
+    return 116.0 * _lab_f(r * m[0] + g * m[1] + b * m[2], xp) - 16.0
+
+
+def _linear_planes(rgb):
+    """sRGB ``...HW3`` -> its linear R, G, B planes (``...HW`` float32)."""
+    xp = _xp(rgb)
+    if xp is np and np.asarray(rgb).dtype == np.uint8:
+        r, g, b = np.take(_LINEAR_FROM_UINT8, np.moveaxis(rgb, -1, 0))
+        return r, g, b
+    lin = srgb_to_linear(_as_float(rgb))
+    return lin[..., 0], lin[..., 1], lin[..., 2]
+
+
 def _lab_f_planes(rgb):
     """sRGB ``...HW3`` -> (f(X/Xn), f(Y/Yn), f(Z/Zn)), each ``...HW`` float32.
 
@@ -90,11 +109,7 @@ def _lab_f_planes(rgb):
     fuses either form the same way.
     """
     xp = _xp(rgb)
-    if xp is np and np.asarray(rgb).dtype == np.uint8:
-        r, g, b = np.take(_LINEAR_FROM_UINT8, np.moveaxis(rgb, -1, 0))
-    else:
-        lin = srgb_to_linear(_as_float(rgb))
-        r, g, b = lin[..., 0], lin[..., 1], lin[..., 2]
+    r, g, b = _linear_planes(rgb)
     return tuple(_lab_f(r * m[0] + g * m[1] + b * m[2], xp) for m in _XYZ_OVER_WHITE_ROWS)
 
 

@@ -89,13 +89,41 @@ class Photo:
 
 
 def _lightness(rgb: np.ndarray) -> np.ndarray:
-    """CIELAB L (H, W) of RGB (H, W, 3) in any `_unit` dtype, in stripes (bounded memory)."""
+    """CIELAB L (H, W) of RGB (H, W, 3) in any `_unit` dtype, in stripes of rows (bounded
+    memory), computed by up to `_WORKERS` threads."""
     h, w = rgb.shape[:2]
     out = np.empty((h, w), np.float32)
-    rows = max(1, STRIPE_PIXELS // max(w, 1))
-    for y in range(0, h, rows):
-        out[y:y + rows] = color.rgb_to_lab(_unit(rgb[y:y + rows]))[..., 0]
+
+    def rows(y0, y1):
+        out[y0:y1] = color.rgb_to_l(_unit(rgb[y0:y1]))
+
+    _in_pieces(rows, h, max(1, STRIPE_PIXELS // max(w, 1)))
     return out
+
+
+# Host-side colour conversions of a photo run on this many threads, a piece each: NumPy's
+# loops release the GIL, so the full-size L and Lab -> RGB of a 512x768 photo take about
+# half the time on 2 cores (docs/benchmarks.md, "colorize throughput"). At most 4, so
+# that the pieces' temporaries stay a few STRIPE_PIXELS on a many-core machine.
+_WORKERS = max(1, min(4, os.cpu_count() or 1))
+_POOL = None
+
+
+def _in_pieces(fn, total: int, most: int) -> None:
+    """fn(start, stop) over [0, total) in pieces of at most `most`, split so that each
+    of `_WORKERS` threads has one when it can; run on a shared pool, in order of start."""
+    global _POOL
+    size = max(1, min(most, -(-total // _WORKERS)))
+    pieces = [(i, min(i + size, total)) for i in range(0, total, size)]
+    if len(pieces) <= 1 or _WORKERS == 1:
+        for piece in pieces:
+            fn(*piece)
+        return
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL = ThreadPoolExecutor(_WORKERS, thread_name_prefix="colorjax-photo")
+    for f in [_POOL.submit(fn, *piece) for piece in pieces]:
+        f.result()  # re-raises a piece's exception here
 
 
 def _gray_photo(values: np.ndarray) -> Photo:
@@ -269,10 +297,11 @@ def lab_to_rgb_striped(l: np.ndarray, ab: np.ndarray) -> np.ndarray:
     h, w = l.shape
     out = np.empty((h * w, 3), np.float32)
     flat_l, flat_ab = l.reshape(-1), ab.reshape(-1, 2)
-    for i in range(0, h * w, STRIPE_PIXELS):
-        lab = np.concatenate([flat_l[i:i + STRIPE_PIXELS, None],
-                              flat_ab[i:i + STRIPE_PIXELS]], axis=-1)
-        out[i:i + STRIPE_PIXELS] = color.lab_to_rgb(lab)
+
+    def pixels(i, j):
+        out[i:j] = color.lab_to_rgb(np.concatenate([flat_l[i:j, None], flat_ab[i:j]], -1))
+
+    _in_pieces(pixels, h * w, STRIPE_PIXELS)  # several threads: see _WORKERS
     return out.reshape(h, w, 3)
 
 

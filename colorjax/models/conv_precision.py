@@ -4,11 +4,11 @@ PyTorch's CPU autocast computes convolutions and matmuls in bfloat16 and leaves 
 other ops to their inputs' dtype. colorjax's `precision="bfloat16"` computes the whole
 network in bfloat16 instead, which suits a GPU but not XLA:CPU: there its bfloat16
 elementwise loops (normalization, activations, converts) are slower than float32 ones, and
-the step is 0.45-0.8x its float32 (docs/benchmarks.md, "bfloat16"). On a CPU with AMX
-(`amx_bf16`), oneDNN runs a bfloat16 convolution 4-9x and its gradients 2-2.5x faster
-than float32 (`benchmarks/xla_flags.py`'s section of docs/benchmarks.md), so computing
-just those in bfloat16, every normalization, activation, loss and update in float32, is
-what makes a step faster there.
+the whole step slower than in float32. On a CPU with AMX (`amx_bf16`), oneDNN's custom calls
+run a bfloat16 convolution 5-11x and its gradients 1.8-2.4x faster than float32, so
+computing just those in bfloat16, every normalization, activation, loss and update in
+float32, trains the UNets 1.4x faster there (docs/benchmarks.md, "bfloat16 convolutions on
+AMX").
 
 `convs_in_bfloat16()` is a Flax method interceptor: while it is active, every
 `nn.Conv`, `nn.ConvTranspose`, `nn.Dense` and `blocks.ConvTranspose4x4` whose `dtype` is

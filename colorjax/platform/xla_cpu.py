@@ -120,10 +120,10 @@ def configure_for_model(model: str, environ: MutableMapping[str, str] = os.envir
 
 
 # oneDNN's custom calls for XLA:CPU's convolutions and dots. On a CPU with AMX they run
-# bfloat16 convolutions 4-9x and their gradients 2-2.5x faster than float32 (Intel Xeon,
-# 2026-12-07; docs/benchmarks.md, "bfloat16 convolutions on AMX"), but float32 ones no faster
-# than Eigen (0.85x for the default-width UNet's step), so programs turn it on only for the
-# precision that computes convolutions in bfloat16.
+# bfloat16 convolutions 5-11x and their gradients 1.8-2.4x faster than float32 (Intel Xeon,
+# 2026-12-07; docs/benchmarks.md, "bfloat16 convolutions on AMX"), but float32 ones no
+# faster than Eigen (0.85x for the default-width UNet's step), so programs turn them on only
+# for the precision that computes convolutions in bfloat16.
 ONEDNN_CALLS = "--xla_cpu_experimental_onednn_custom_call=true"
 BFLOAT16_CONVS = "bfloat16_convs"  # objectives/base.py's PRECISIONS name for that mode
 
