@@ -95,7 +95,8 @@ def _lightness(rgb: np.ndarray) -> np.ndarray:
     out = np.empty((h, w), np.float32)
 
     def rows(y0, y1):
-        out[y0:y1] = color.rgb_to_l(_unit(rgb[y0:y1]))
+        piece = rgb[y0:y1]  # uint8 through color's table of the sRGB curve: the same values
+        out[y0:y1] = color.rgb_to_l(piece if piece.dtype == np.uint8 else _unit(piece))
 
     _in_pieces(rows, h, max(1, STRIPE_PIXELS // max(w, 1)))
     return out
