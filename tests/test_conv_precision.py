@@ -240,6 +240,9 @@ def test_the_configs_default_to_auto():
 
     assert load_config("configs/unet.py:cpu").precision == "auto"
     assert load_config("configs/unetddpm.py").precision == "auto"
+    # Converted published networks compute as their authors' code, in float32, everywhere.
+    for published in ("eccv16", "siggraph17", "ddcolor", "deoldify"):
+        assert load_config(f"configs/{published}.py").precision == "float32", published
 
 
 def test_a_bad_auto_override_is_one_line_from_the_cli(tmp_path):

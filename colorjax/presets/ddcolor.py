@@ -35,6 +35,7 @@ VARIANTS = {"": "DDColor-L (ConvNeXt-L encoder), 512 px",
 def get_config(variant: str = ""):
     default.check_variant(variant, VARIANTS)
     c = default.get_config("cpu" if variant == "cpu" else "")
+    c.precision = default.PUBLISHED_PRECISION  # the authors' float32 (default.py)
     c.model.name = "ddcolor"
     # build_ddcolor_model (ddcolor/pipeline.py): model_size tiny -> convnext-t, else -l.
     c.model.encoder = "convnext-t" if variant in ("tiny", "cpu") else "convnext-l"

@@ -40,7 +40,13 @@ def release_config(name: str, variant: str) -> ml_collections.ConfigDict:
     # suits small batches; False: batch statistics, as the authors trained.
     c.model.freeze_norm = False
     c.data.image_size = 64 if variant == "cpu" else 256  # the authors' (util.preprocess_img)
+    c.precision = PUBLISHED_PRECISION
     return c
+
+
+# A converted published network computes as its authors' code does (float32), so that its
+# photos are theirs on every CPU: "auto" would choose bfloat16_convs on CPUs with AMX.
+PUBLISHED_PRECISION = "float32"
 
 
 def add_loss_terms(c: ml_collections.ConfigDict, **weights) -> None:

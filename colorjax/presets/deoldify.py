@@ -39,6 +39,7 @@ def get_config(variant: str = ""):
                          + ", ".join(f"{v!r} ({what})" for v, what in VARIANTS.items()))
     cpu = variant.endswith("cpu")
     c = default.get_config("cpu" if cpu else "")
+    c.precision = default.PUBLISHED_PRECISION  # the authors' float32 (default.py)
     c.model.name = "deoldify"
     c.model.arch = "deep" if variant.startswith("artistic") else "wide"
     c.model.backbone = "none"
