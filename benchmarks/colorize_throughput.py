@@ -46,7 +46,7 @@ import time
 
 import numpy as np
 
-from colorjax.platform import host_memory  # light: no JAX
+from colorjax.platform import host_memory, host_threads  # light: no JAX
 from colorjax.platform import xla_cpu
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -82,6 +82,7 @@ def environ(malloc: str, model: str | None = None) -> dict[str, str]:
         env = host_memory.tuned_environ(env) or env
     if model:
         env["XLA_FLAGS"] = xla_cpu.tuned_xla_flags(env, model) or env.get("XLA_FLAGS", "")
+    host_threads.configure(env)  # NumPy's BLAS on one thread, as colorjax's programs run
     return env
 
 

@@ -196,3 +196,14 @@ def test_the_entry_point_rejects_a_bad_choice(tmp_path):
     assert out.returncode == 2
     assert "COLORJAX_CPU_CONV='fast': allowed: auto, eigen, ynnpack" in out.stderr
     assert not any(tmp_path.iterdir())  # stopped before anything was written
+
+
+def test_a_program_gets_one_blas_thread_for_numpy_unless_the_user_chose():
+    """configure_program also sets OPENBLAS_NUM_THREADS=1 (host_threads.py): OpenBLAS's own
+    pool slowed Lab -> sRGB on the photo pipeline's threads 2.6x. A user's value is kept."""
+    environ = {}
+    xla_cpu.configure_program(environ)
+    assert environ["OPENBLAS_NUM_THREADS"] == "1"
+    environ = {"OPENBLAS_NUM_THREADS": "8"}
+    xla_cpu.configure_program(environ)
+    assert environ["OPENBLAS_NUM_THREADS"] == "8"

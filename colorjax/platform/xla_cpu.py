@@ -197,7 +197,11 @@ def configure_for_export(path: str, precision: str | None = None,
 
 def configure_program(environ: MutableMapping[str, str] = os.environ) -> None:
     """`configure`, as the first thing a program does: a bad COLORJAX_CPU_CONV ends it with
-    one line on stderr and exit status 2 (the config errors' convention)."""
+    one line on stderr and exit status 2 (the config errors' convention). Also NumPy's BLAS
+    on one thread (`host_threads`), which must happen before NumPy is imported."""
+    from colorjax.platform import host_threads
+
+    host_threads.configure(environ)
     try:
         configure(environ)
     except ValueError as e:
