@@ -116,7 +116,9 @@ def save_atomic(rgb8: np.ndarray, path: str, fmt: str) -> None:
             if fmt == "jpg":
                 Image.fromarray(rgb8).save(f, "JPEG", quality=95, subsampling=0)
             else:
-                Image.fromarray(rgb8).save(f, "PNG", compress_level=3)
+                # Level 1, as data/images.py: a 512x768 result in 24 ms against 34 at level
+                # 3 (the CLI's largest cost per photo), 7% larger, still lossless.
+                Image.fromarray(rgb8).save(f, "PNG", compress_level=1)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
