@@ -182,6 +182,7 @@ def main(argv):
         cli.fail(f"error: unexpected arguments: {argv[1:]}; see --helpshort")
     # TFDS and orbax log every file they open at INFO; colorjax reports progress itself.
     logging.set_verbosity(logging.WARNING)
+    cli.quiet_closed_loop_callbacks()  # orbax's reads after a failed one: not the user's news
     if FLAGS.mode == "export":
         # Only the checkpoint and the objective: no data pipeline, no training loop. It
         # reads one checkpoint and writes one directory, so in a multi-process launch

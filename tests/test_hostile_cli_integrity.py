@@ -225,3 +225,28 @@ def test_an_unrestorable_checkpoint_is_one_clean_line_from_export(workdir, tmp_p
     assert lines[0].endswith("export another step (--config.eval.step=N; available: [2])")
     assert not (wd / "export").exists()
 
+
+
+def test_only_asyncios_closed_loop_callbacks_are_kept_from_the_excepthook(monkeypatch, capsys):
+    """What TensorStore prints through sys.excepthook after a failed checkpoint read (a
+    completion scheduled on orbax's closed event loop) is dropped; every other exception,
+    the same message from elsewhere included, is printed as before."""
+    import asyncio
+
+    from colorjax.platform import cli
+
+    monkeypatch.delenv("COLORJAX_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
+    cli.quiet_closed_loop_callbacks()
+    loop = asyncio.new_event_loop()
+    loop.close()
+    try:
+        loop.call_soon_threadsafe(lambda: None)
+    except RuntimeError:
+        sys.excepthook(*sys.exc_info())
+    assert capsys.readouterr().err == ""
+    try:
+        raise RuntimeError("Event loop is closed")
+    except RuntimeError:
+        sys.excepthook(*sys.exc_info())
+    assert "RuntimeError: Event loop is closed" in capsys.readouterr().err

@@ -38,7 +38,16 @@ def fail_now(message: str, code: int = 1) -> None:
     under the one line."""
     if os.environ.get("COLORJAX_DEBUG") == "1" and sys.exc_info()[0] is not None:
         traceback.print_exc()
-    print(one_line(message), file=sys.stderr, flush=True)
+    # From here on, what those threads print goes to /dev/null, and the one line to the
+    # real stderr: a print racing theirs was sometimes glued to a traceback's first lines.
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.write(real, (one_line(message) + "\n").encode())
+    except OSError:  # no file descriptors to spare: print as before
+        print(one_line(message), file=sys.stderr, flush=True)
     sys.stdout.flush()
     os._exit(code)
 
@@ -82,3 +91,29 @@ def parse_flags(argv):
             return flags.FLAGS(argv)
     except flags.Error as e:
         fail(flag_error(e))
+
+
+def _a_closed_loop_callback(exc_type, exc, tb) -> bool:
+    """Whether an exception is asyncio's "Event loop is closed" raised inside
+    `call_soon_threadsafe`: TensorStore completing a read for orbax after the read's loop
+    has closed, which happens when a checkpoint read fails (it is printed through
+    sys.excepthook by the C++ side, under or above colorjax's one line)."""
+    if exc_type is not RuntimeError or "Event loop is closed" not in str(exc):
+        return False
+    frames = traceback.extract_tb(tb)
+    return any(f.name == "call_soon_threadsafe" for f in frames)
+
+
+def quiet_closed_loop_callbacks() -> None:
+    """Drop `_a_closed_loop_callback` exceptions from sys.excepthook's output (every other
+    exception is printed as before). Called by `colorjax.main`, whose failed checkpoint
+    reads end in one line (`fail_now`); COLORJAX_DEBUG=1 keeps them."""
+    if os.environ.get("COLORJAX_DEBUG") == "1":
+        return
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        if not _a_closed_loop_callback(exc_type, exc, tb):
+            previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
