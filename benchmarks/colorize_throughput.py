@@ -49,6 +49,9 @@ import numpy as np
 from colorjax.platform import host_memory, host_threads  # light: no JAX
 from colorjax.platform import xla_cpu
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from vs_pytorch import run_child  # noqa: E402
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HEIGHT, WIDTH = 512, 768
 SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
@@ -84,16 +87,6 @@ def environ(malloc: str, model: str | None = None) -> dict[str, str]:
         env["XLA_FLAGS"] = xla_cpu.tuned_xla_flags(env, model) or env.get("XLA_FLAGS", "")
     host_threads.configure(env)  # NumPy's BLAS on one thread, as colorjax's programs run
     return env
-
-
-def _child(code: str, env: dict[str, str]) -> dict:
-    """Run `code` (which prints `RESULT <json>`) in a fresh colorjax Python."""
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
-                         text=True)
-    if out.returncode:
-        sys.exit(f"error: colorjax run failed:\n{out.stderr[-3000:]}")
-    line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
 
 
 def _call(function: str, *args) -> str:
@@ -237,7 +230,7 @@ def main():
     os.makedirs(a.workdir, exist_ok=True)
     folder = pathlib.Path(a.workdir) / "photos"
     npz = make_photos(folder, a.photos)
-    model = _child(_call("prepare", a.export, a.workdir), environ(a.malloc, "unet"))
+    model = run_child(_call("prepare", a.export, a.workdir), environ(a.malloc, "unet"))
     sizes = list(dict.fromkeys([int(s) for s in a.size.split(",")] if a.size
                                else [model["image_size"], 256, 512]))
     batch = min(a.batch, a.photos)  # what colorize batches (and compiles) for this folder
@@ -256,7 +249,7 @@ def main():
         outs = {k: f"{a.workdir}/out_{k}_{size}.npz" for k in ("colorjax", "torch")}
         for r in range(a.rounds):
             cli.append(colorjax_cli(a, model["export"], folder, size, batch, cli_env))
-            cj.append(_child(_call("colorjax_in_process", model["export"], str(npz), size,
+            cj.append(run_child(_call("colorjax_in_process", model["export"], str(npz), size,
                                    batch, outs["colorjax"] if r == 0 else ""), cj_env))
             pt.append(torch_colorize(a, model, npz, size, batch, outs["torch"] if r == 0 else ""))
         diff = np.abs(np.load(outs["torch"])["photos"].astype(np.int16)

@@ -59,10 +59,16 @@ def _colorjax_child(code: str, devices: int, xla_flags: str = "") -> dict:
     env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
     env = host_memory.tuned_environ(env) or env  # what python -m colorjax.main runs with
     env["XLA_FLAGS"] = xla_cpu.tuned_xla_flags(env) or env["XLA_FLAGS"]  # and its convs
+    return run_child(code, env, f"colorjax run (XLA_FLAGS={flags!r})")
+
+
+def run_child(code: str, env: dict[str, str], what: str = "colorjax run") -> dict:
+    """Run `code` (which prints `RESULT <json>`) in a fresh Python with `env`; its result,
+    or exit with `what` and the child's stderr."""
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                          text=True)
     if out.returncode:
-        sys.exit(f"error: colorjax run (XLA_FLAGS={flags!r}) failed:\n{out.stderr[-3000:]}")
+        sys.exit(f"error: {what} failed:\n{out.stderr[-3000:]}")
     line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")][-1]
     return json.loads(line[len("RESULT "):])
 
