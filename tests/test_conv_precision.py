@@ -220,6 +220,9 @@ def test_auto_resolves_on_the_backend_the_model_runs_on(monkeypatch):
 
     monkeypatch.delenv(xla_cpu.AUTO_PRECISION_ENV, raising=False)
     monkeypatch.setattr(xla_cpu, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    monkeypatch.setenv("XLA_FLAGS", "--a=1")
+    assert precision_lib.resolve("auto") == "float32"  # no oneDNN calls: bf16 convs don't pay
+    monkeypatch.setenv("XLA_FLAGS", f"--a=1 {xla_cpu.ONEDNN_CALLS}")
     assert precision_lib.resolve("auto") == "bfloat16_convs"
     assert precision_lib.resolve("float32") == "float32"  # a stated precision is kept
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")

@@ -23,16 +23,22 @@ PRECISIONS = ("auto", "float32", "bfloat16", conv_precision.NAME)
 
 def resolve(precision: str) -> str:
     """The precision `precision` names here: "auto" is bfloat16_convs on a CPU backend whose
-    CPU has AMX-BF16 (`xla_cpu.automatic_precision`), float32 elsewhere (accelerators)."""
+    CPU has AMX-BF16 (`xla_cpu.automatic_precision`) in a process that turned oneDNN's
+    custom calls on, float32 elsewhere (accelerators, other CPUs, library use)."""
     if precision != "auto":
         return precision
     if jax.default_backend() != "cpu":
         return "float32"
     try:
-        return xla_cpu.automatic_precision()
+        chosen = xla_cpu.automatic_precision()
     except ValueError as e:  # a bad COLORJAX_AUTO_PRECISION
         raise checks.ConfigError("config.precision", f"'auto': {e}",
                                  str(list(xla_cpu.AUTO_PRECISIONS))) from None
+    # bfloat16 convolutions pay only through oneDNN's custom calls, which a program asks for
+    # before JAX starts (xla_cpu.configure_for_precision); a script that did not runs float32.
+    if chosen == conv_precision.NAME and not xla_cpu.onednn_calls_on():
+        return "float32"
+    return chosen
 
 
 def compute_dtype(config):

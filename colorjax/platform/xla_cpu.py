@@ -152,6 +152,11 @@ def automatic_precision(environ: Mapping[str, str] = os.environ,
         else "float32"
 
 
+def onednn_calls_on(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether XLA_FLAGS turns oneDNN's custom calls on (as this process's backend reads it)."""
+    return ONEDNN_CALLS in environ.get("XLA_FLAGS", "").split()
+
+
 def configure_for_precision(precision: str | None,
                             environ: MutableMapping[str, str] = os.environ) -> bool:
     """Before JAX starts its backend: for `precision="bfloat16_convs"` (or "auto" where that
@@ -164,7 +169,7 @@ def configure_for_precision(precision: str | None,
         precision = automatic_precision(environ)
     flags = environ.get("XLA_FLAGS", "")
     if precision != BFLOAT16_CONVS or "--xla_cpu_experimental_onednn_custom_call" in flags:
-        return ONEDNN_CALLS in flags.split()
+        return onednn_calls_on(environ)
     if xla_bridge.backends_are_initialized():
         return False
     environ["XLA_FLAGS"] = f"{flags} {ONEDNN_CALLS}".strip()
