@@ -157,6 +157,18 @@ def onednn_calls_on(environ: Mapping[str, str] = os.environ) -> bool:
     return ONEDNN_CALLS in environ.get("XLA_FLAGS", "").split()
 
 
+def quiet_uncacheable_programs() -> None:
+    """JAX warns for every program it cannot write to its persistent compilation cache, and
+    with oneDNN's custom calls (bfloat16_convs) no program can be (XLA:CPU cannot serialize
+    them: "std::bad_alloc"). The run is correct and only compiles again next time
+    (docs/benchmarks.md, "bfloat16 convolutions on AMX"), so programs that turned the calls
+    on drop that one warning."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Error writing persistent compilation cache entry",
+                            category=UserWarning)
+
+
 def configure_for_precision(precision: str | None,
                             environ: MutableMapping[str, str] = os.environ) -> bool:
     """Before JAX starts its backend: for `precision="bfloat16_convs"` (or "auto" where that
@@ -193,10 +205,12 @@ def configure_for_export(path: str, precision: str | None = None,
                 precision = json.load(f).get("precision")
         except (OSError, ValueError, AttributeError):
             precision = None
-    try:
-        configure_for_precision(precision if isinstance(precision, str) else None, environ)
-    except ValueError:  # a bad COLORJAX_AUTO_PRECISION: loading the export reports it
-        pass
+    # Only a stated bfloat16_convs: for "auto" inference stays float32. At the working sizes
+    # of colorjax's own exports bfloat16 convolutions do not speed a photo up (64-512 px,
+    # docs/benchmarks.md), and programs with oneDNN's calls cannot be kept in JAX's
+    # persistent compilation cache, so every run would compile again.
+    if precision == BFLOAT16_CONVS:
+        configure_for_precision(precision, environ)
     return configure_for_model(str(model), environ)
 
 
