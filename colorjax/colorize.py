@@ -185,8 +185,6 @@ def run(args) -> int:
         try:
             runtime.enable_compilation_cache(args.compilation_cache)  # once per machine
             xla_cpu.configure_for_export(args.model, args.precision)  # its convolutions
-            if xla_cpu.onednn_calls_on():
-                xla_cpu.quiet_uncacheable_programs()
             # Fewer photos than --batch_size are not zero-padded to a full batch (one
             # compilation for the folder still); videos keep --batch_size.
             batch_size = (args.batch_size if video_paths

@@ -214,8 +214,7 @@ def main(argv):
     # oneDNN for bfloat16 convolutions, before JAX starts its backend (xla_cpu.py).
     from colorjax.platform import xla_cpu
     try:
-        if xla_cpu.configure_for_precision(FLAGS.config.get("precision")):
-            xla_cpu.quiet_uncacheable_programs()
+        xla_cpu.configure_for_precision(FLAGS.config.get("precision"))
     except ValueError as e:  # a bad COLORJAX_AUTO_PRECISION: one line, as a bad flag
         cli.fail(f"error: {e}")
     parallel.initialize_distributed()

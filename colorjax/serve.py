@@ -181,8 +181,6 @@ def main(argv=None) -> int:
     try:
         runtime.enable_compilation_cache(args.compilation_cache)  # compiled once per machine
         xla_cpu.configure_for_export(args.model)  # convolutions for its network
-        if xla_cpu.onednn_calls_on():
-            xla_cpu.quiet_uncacheable_programs()
         colorizer = Colorizer.load(args.model, size=args.size)
         server.attach(ColorizeService(
             colorizer, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,

@@ -103,9 +103,10 @@ def _lightness(rgb: np.ndarray) -> np.ndarray:
 
 
 # Host-side colour conversions of a photo run on this many threads, a piece each: NumPy's
-# loops release the GIL, so the full-size L and Lab -> RGB of a 512x768 photo take about
-# half the time on 2 cores (docs/benchmarks.md, "colorize throughput"). At most 4, so
-# that the pieces' temporaries stay a few STRIPE_PIXELS on a many-core machine.
+# loops release the GIL. On 2 cores, a 512x768 photo's Lab -> RGB took 7.8 ms against 24 ms
+# on one thread, its L 1.7 against 2.8 ms (with one BLAS thread, host_threads.py;
+# docs/benchmarks.md, "bfloat16 convolutions on AMX", its "Colorize throughput" part).
+# At most 4, so that the pieces' temporaries stay a few STRIPE_PIXELS on a many-core machine.
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _POOL = None
 

@@ -125,7 +125,9 @@ def configure_for_model(model: str, environ: MutableMapping[str, str] = os.envir
 # faster than Eigen (0.85x for the default-width UNet's step), so programs turn them on only
 # for the precision that computes convolutions in bfloat16.
 ONEDNN_CALLS = "--xla_cpu_experimental_onednn_custom_call=true"
-BFLOAT16_CONVS = "bfloat16_convs"  # objectives/base.py's PRECISIONS name for that mode
+_ONEDNN_FLAG_NAME = ONEDNN_CALLS.split("=")[0]
+# models/conv_precision.py's NAME (a test keeps them equal): this module imports no Flax.
+BFLOAT16_CONVS = "bfloat16_convs"
 
 
 # `precision="auto"` (the configs' default): bfloat16_convs on a CPU with AMX-BF16, where
@@ -174,18 +176,21 @@ def configure_for_precision(precision: str | None,
     """Before JAX starts its backend: for `precision="bfloat16_convs"` (or "auto" where that
     is its choice), let oneDNN run the convolutions (adds ONEDNN_CALLS to XLA_FLAGS unless
     they set it already). Returns whether XLA_FLAGS now asks for it; False too when the
-    backend is already up (too late). Raises ValueError for a bad COLORJAX_AUTO_PRECISION."""
+    backend is already up (too late). When it does, for this process's own environment,
+    also `quiet_uncacheable_programs`. Raises ValueError for a bad COLORJAX_AUTO_PRECISION."""
     from jax._src import xla_bridge
 
     if precision == "auto":
         precision = automatic_precision(environ)
     flags = environ.get("XLA_FLAGS", "")
-    if precision != BFLOAT16_CONVS or "--xla_cpu_experimental_onednn_custom_call" in flags:
-        return onednn_calls_on(environ)
-    if xla_bridge.backends_are_initialized():
-        return False
-    environ["XLA_FLAGS"] = f"{flags} {ONEDNN_CALLS}".strip()
-    return True
+    if precision == BFLOAT16_CONVS and _ONEDNN_FLAG_NAME not in flags:
+        if xla_bridge.backends_are_initialized():
+            return False
+        environ["XLA_FLAGS"] = f"{flags} {ONEDNN_CALLS}".strip()
+    on = onednn_calls_on(environ)
+    if on and environ is os.environ:
+        quiet_uncacheable_programs()
+    return on
 
 
 def configure_for_export(path: str, precision: str | None = None,
