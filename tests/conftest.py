@@ -31,6 +31,13 @@ TEST_XLA_FLAGS = xla_flags_for_tests(2)
 # this process and the xdist workers; the CLI runs the tests start get TEST_XLA_FLAGS).
 os.environ.setdefault("XLA_FLAGS", TEST_XLA_FLAGS)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# A suite started in the background by a non-interactive shell (`pytest ... &` in a script)
+# inherits SIGINT ignored, and so would every CLI run it starts: the Ctrl-C tests' SIGINT
+# would do nothing. Python's own handler here; children then start with the default.
+import signal  # noqa: E402
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # config.precision="auto" computes in float32 in the suite on every CPU kind, so that its
 # tolerances hold on a CPU with AMX too (where auto means bfloat16_convs); the tests of
 # auto itself (test_conv_precision.py) unset it. Workers and CLI subprocesses inherit it.
@@ -65,7 +72,7 @@ import jax  # noqa: E402
 
 os.makedirs(os.environ["COLORJAX_COMPILATION_CACHE"], exist_ok=True)
 jax.config.update("jax_compilation_cache_dir", os.environ["COLORJAX_COMPILATION_CACHE"])
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 

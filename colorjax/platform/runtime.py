@@ -30,9 +30,11 @@ def enable_compilation_cache(cache_dir: str | None = None) -> str | None:
     path = cache_dir or default_cache_dir()
     os.makedirs(path, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", path)
-    # Cache everything that took more than a second to compile (JAX's default skips
-    # small programs; the train step and evaluators are what we want to keep).
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    # Cache every program, however quick to compile (JAX's default skips those under a
+    # second): a tiny run's ~35 small programs (metrics, colour conversions, the gray
+    # baseline) took 1.5 s of its 7 s to compile again on every start, and their entries
+    # are small (35 in 0.6 MB). docs/benchmarks.md, "The test suite's time".
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     _cpu_processes_write_their_own_entries()
     return path
