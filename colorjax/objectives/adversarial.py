@@ -169,6 +169,9 @@ class AdversarialObjective(Objective):
         so exports and inference never read it."""
         return load_params("vgg")  # cached per process by lpips
 
+    def step_constants(self):
+        return {"vgg": self.vgg_params} if self.use_perceptual else None
+
     # -- state ------------------------------------------------------------------------
 
     def init(self, rng, batch, num_train_steps=None):
@@ -300,14 +303,16 @@ class AdversarialObjective(Objective):
             return bce_generator_loss(fake)
         return -jnp.mean(critic_values(fake))
 
-    def _gen_loss(self, ab_fake, state, batch, gan_on):
-        """G's total loss as a function of its output (the VJP carries it to G's params)."""
+    def _gen_loss(self, ab_fake, state, batch, gan_on, vgg=None):
+        """G's total loss as a function of its output (the VJP carries it to G's params);
+        `vgg`: the perceptual term's weights (None: `vgg_params`, a constant)."""
         l, ab = batch["l"], batch["ab"]
         l1 = jnp.mean(jnp.abs(ab_fake - ab))
         zero = jnp.zeros((), jnp.float32)
         perc = zero
         if self.use_perceptual:
-            perc = perceptual_loss(self.vgg_params, self.layer_weights, l, ab_fake, ab)
+            perc = perceptual_loss(self.vgg_params if vgg is None else vgg,
+                                   self.layer_weights, l, ab_fake, ab)
         if gan_on is True:
             adv = self._gen_adv_loss(state, l, ab, ab_fake)
         else:  # NoGAN phase: D is not even run
@@ -326,9 +331,9 @@ class AdversarialObjective(Objective):
             has_aux=True)
         return fake, vjp_fn, {**state.model_state, **dict(model_state)}
 
-    def _gen_update(self, state, batch, fake, vjp_fn, model_state, gan_on):
+    def _gen_update(self, state, batch, fake, vjp_fn, model_state, gan_on, vgg=None):
         (loss, metrics), d_fake = jax.value_and_grad(
-            lambda f: self._gen_loss(f, state, batch, gan_on), has_aux=True)(fake)
+            lambda f: self._gen_loss(f, state, batch, gan_on, vgg), has_aux=True)(fake)
         (grads,) = vjp_fn(d_fake)
         # train_step counts the step once, after D's and G's updates.
         state, step_metrics = apply_gradients(state, grads, self.ema_decay, loss,
@@ -346,7 +351,7 @@ class AdversarialObjective(Objective):
 
     # -- the step ---------------------------------------------------------------------
 
-    def train_step(self, state, batch, rng):
+    def train_step(self, state, batch, rng, constants=None):
         gan_on = self._gan_phase(state.step)
         fake, vjp_fn, model_state = self._forward(state, batch["l"], self.batch_hints(batch))
         if gan_on is True:
@@ -356,7 +361,8 @@ class AdversarialObjective(Objective):
             state, d_metrics = lax.cond(
                 gan_on, lambda s: self.discriminator_step(s, batch, fake, rng),
                 lambda s: (s, zeros), state)
-        state, g_metrics = self._gen_update(state, batch, fake, vjp_fn, model_state, gan_on)
+        state, g_metrics = self._gen_update(state, batch, fake, vjp_fn, model_state, gan_on,
+                                            None if constants is None else constants["vgg"])
         metrics = {**g_metrics, **d_metrics,
                    "gan_phase": jnp.asarray(gan_on, jnp.float32)}
         metrics["finite"] = g_metrics["finite"] & tree_is_finite(state.disc_params) & is_finite(

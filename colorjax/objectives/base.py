@@ -100,7 +100,8 @@ class Objective:
     * `init(rng, batch, num_train_steps=None) -> state`: the optimizer (its schedule needs
       the run's length) comes with the step count; without one the state has none (for
       inference, or for `jax.eval_shape`)
-    * `train_step(state, batch, rng) -> (state, metrics)`
+    * `train_step(state, batch, rng) -> (state, metrics)`; a family with `step_constants`
+      also takes them: `train_step(state, batch, rng, constants=...)`
     * `predict_with(variables, gray_l, rng, sampling=False, hints=None) -> ab`: inference
       without the training state (exports, `colorjax.Colorizer`), from
       `inference_variables(state)` alone. `hints` (N,H,W,3): colour hint planes for a model
@@ -141,6 +142,14 @@ class Objective:
     hints: bool = False
     hint_propagation: bool = False
     backbone: str = "none"  # config.model.backbone: pretrained taps feed the decoder
+
+    def step_constants(self):
+        """Frozen arrays the train step reads but never trains, checkpoints or exports (the
+        perceptual term's VGG16), or None. The training loop hands them to the jitted step
+        as an argument: closed over, they were compiled into the program as constants (59 MB
+        of VGG16: a perceptual term's gradient compiled in 5.8 s against 0.4 s, DDColor-T's
+        step in 38 s against 34; docs/benchmarks.md, "The test suite's time")."""
+        return None
 
     def conditioning(self, gray_l: jax.Array, hints: jax.Array | None = None) -> jax.Array:
         """What the network reads: L (N,H,W,1), or for a hint model concat(L, hints)

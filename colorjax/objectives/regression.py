@@ -123,6 +123,9 @@ class RegressionObjective(Objective):
         the state (not trained, not checkpointed), loaded when a train step is traced."""
         return load_params("vgg") if self.terms.perceptual else None
 
+    def step_constants(self):
+        return {"vgg": self.vgg_params} if self.terms.perceptual else None
+
     def _optimizer(self, num_train_steps):
         return backbone_optimizer(self.opt_config, num_train_steps, self.backbone_trainable,
                                   self.backbone_learning_rate)
@@ -170,7 +173,7 @@ class RegressionObjective(Objective):
             weights = rebalancing_weights(batch["ab"], self.loss_rebalance)
         return pixel_loss(self.loss_kind, pred, batch["ab"], weights=weights)
 
-    def train_step(self, state, batch, rng):
+    def train_step(self, state, batch, rng, constants=None):
         del rng  # deterministic networks
         net_state = self._network_state(state.model_state)
         # Frozen collections are read, never written back (not even through a bfloat16
@@ -182,7 +185,7 @@ class RegressionObjective(Objective):
             taps = backbone_taps(self.backbone, net_state["backbone"], batch["l"])
         x = self.batch_conditioning(batch)
 
-        vgg_params = self.vgg_params
+        vgg_params = constants["vgg"] if constants is not None else self.vgg_params
         # The truth as the perceptual and GAN terms see it: constants, computed once for
         # the network's loss and D's update.
         target = (loss_terms.targets(self.terms, batch["l"], batch["ab"])

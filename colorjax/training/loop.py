@@ -125,19 +125,40 @@ def make_train_step(objective, mesh):
     returns their maximum as the replicated metric `stop_requested`, so every process
     learns of a SIGTERM that reached any of them from the same step, with no collective of
     its own. The objective never sees the votes.
+
+    The objective's `step_constants` (frozen weights such as the perceptual term's VGG16)
+    are placed on the mesh once and passed to every call as an argument, not compiled in.
     """
-    def step(state, batch, base_rng):
+    def step(state, batch, base_rng, constants):
         batch = dict(batch)
         votes = batch.pop(STOP_VOTE, None)
         rng = jax.random.fold_in(base_rng, state.step)
-        state, metrics = objective.train_step(state, batch, rng)
+        if constants is None:
+            state, metrics = objective.train_step(state, batch, rng)
+        else:
+            state, metrics = objective.train_step(state, batch, rng, constants=constants)
         if votes is not None:
             metrics = {**metrics, "stop_requested": jnp.max(votes)}
         return state, metrics
 
     repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
-    return jax.jit(step, in_shardings=(repl, sharded, repl), out_shardings=(repl, repl),
-                   donate_argnums=0)
+    jitted = jax.jit(step, in_shardings=(repl, sharded, repl, repl),
+                     out_shardings=(repl, repl), donate_argnums=0)
+    return _StepWithConstants(jitted, parallel.replicate(objective.step_constants(), mesh))
+
+
+class _StepWithConstants:
+    """`step(state, batch, base_rng)`: the jitted step with its constants as the last
+    argument (`lower` likewise, to inspect the compiled program)."""
+
+    def __init__(self, jitted, constants):
+        self.jitted, self.constants = jitted, constants
+
+    def __call__(self, state, batch, base_rng):
+        return self.jitted(state, batch, base_rng, self.constants)
+
+    def lower(self, state, batch, base_rng):
+        return self.jitted.lower(state, batch, base_rng, self.constants)
 
 
 class _StopFlag:
