@@ -196,3 +196,16 @@ def test_converter_table_is_the_flax_network(model):
     flax_count = sum(int(np.prod(s)) for s in flax_shapes.values())
     assert learned == flax_count + 2 * arch.dims[-1]
     assert learned == {"ddcolor_tiny": 55_006_640, "ddcolor_large": 227_869_328}[model]
+
+
+@pytest.mark.parametrize("h, w", [(4, 6), (7, 3), (128, 128)])
+def test_position_embedding_in_the_program_is_detrs(h, w):
+    """The colour decoder computes DETR's sine position embedding in its program (not a
+    NumPy table compiled in as a constant: 22 MB at 512 px); the same values as the NumPy
+    transcription of PositionEmbeddingSine(normalize=True)."""
+    import jax
+
+    from colorjax.models.ddcolor import sine_position, sine_position_in_graph
+
+    got = np.asarray(jax.jit(sine_position_in_graph, static_argnums=(0, 1))(h, w))
+    np.testing.assert_allclose(got, sine_position(h, w), atol=2e-6)

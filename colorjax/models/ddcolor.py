@@ -206,6 +206,26 @@ def sine_position(h: int, w: int, features: int = HIDDEN // 2,
     return pos.reshape(h * w, 2 * features).astype(np.float32)
 
 
+def sine_position_in_graph(h: int, w: int, features: int = HIDDEN // 2,
+                           temperature: float = 10000.0) -> jax.Array:
+    """`sine_position` computed by the program instead of held in it: as a NumPy constant
+    the 512 px model compiled 22 MB of position tables into its program."""
+    eps, scale = 1e-6, 2 * np.pi
+    dim_t = jnp.asarray(temperature ** (2 * (np.arange(features) // 2) / features),
+                        jnp.float32)
+    even = (jnp.arange(features) % 2) == 0
+
+    def embed(n):  # (n, features): sin of even, cos of odd indices
+        t = jnp.arange(1, n + 1, dtype=jnp.float32) / (n + eps) * scale
+        a = t[:, None] / dim_t
+        return jnp.where(even, jnp.sin(a), jnp.cos(a))
+
+    py, px = embed(h), embed(w)
+    pos = jnp.concatenate([jnp.broadcast_to(py[:, None], (h, w, features)),
+                           jnp.broadcast_to(px[None], (h, w, features))], -1)
+    return pos.reshape(h * w, 2 * features)
+
+
 class MultiheadAttention(nn.Module):
     """torch.nn.MultiheadAttention (batch first here): the packed `in_proj` (D, 3D) for q,
     k, v; q scaled by head_dim^-1/2; `out_proj`."""
@@ -271,7 +291,7 @@ class MultiScaleColorDecoder(nn.Module):
             _, h, w, _ = f.shape
             proj = _conv(HIDDEN, 1, f"input_proj_{i}")(f).reshape(n, h * w, HIDDEN)
             src.append(proj + level[i])
-            pos.append(jnp.asarray(sine_position(h, w), f.dtype)[None])
+            pos.append(sine_position_in_graph(h, w).astype(f.dtype)[None])
         query_pos = nn.Embed(self.num_queries, HIDDEN, name="query_embed").embedding[None]
         out = nn.Embed(self.num_queries, HIDDEN, name="query_feat").embedding[None]
         out = jnp.broadcast_to(out, (n,) + out.shape[1:]).astype(img_features.dtype)
