@@ -189,27 +189,10 @@ class UnetBlockWide(nn.Module):
 
 
 def sine_position(h: int, w: int, features: int = HIDDEN // 2,
-                  temperature: float = 10000.0) -> np.ndarray:
+                  temperature: float = 10000.0) -> jax.Array:
     """DETR's PositionEmbeddingSine(normalize=True) for an (h, w) map, (h * w, 2 * features):
-    y's sin/cos pairs then x's, the coordinates 1..n scaled to (0, 2 pi]."""
-    eps, scale = 1e-6, 2 * np.pi
-    y = np.arange(1, h + 1, dtype=np.float32) / (h + eps) * scale
-    x = np.arange(1, w + 1, dtype=np.float32) / (w + eps) * scale
-    dim_t = temperature ** (2 * (np.arange(features) // 2) / features).astype(np.float32)
-
-    def embed(t):  # (n,) -> (n, features): sin of even, cos of odd indices, interleaved
-        a = t[:, None] / dim_t
-        return np.stack([np.sin(a[:, 0::2]), np.cos(a[:, 1::2])], -1).reshape(len(t), -1)
-
-    py, px = embed(y), embed(x)
-    pos = np.concatenate([np.repeat(py[:, None], w, 1), np.repeat(px[None], h, 0)], -1)
-    return pos.reshape(h * w, 2 * features).astype(np.float32)
-
-
-def sine_position_in_graph(h: int, w: int, features: int = HIDDEN // 2,
-                           temperature: float = 10000.0) -> jax.Array:
-    """`sine_position` computed by the program instead of held in it: as a NumPy constant
-    the 512 px model compiled 22 MB of position tables into its program."""
+    y's sin/cos pairs then x's, the coordinates 1..n scaled to (0, 2 pi]. Computed by the
+    program, not held in it: as a NumPy table the 512 px model compiled 22 MB of constants."""
     eps, scale = 1e-6, 2 * np.pi
     dim_t = jnp.asarray(temperature ** (2 * (np.arange(features) // 2) / features),
                         jnp.float32)
@@ -291,7 +274,7 @@ class MultiScaleColorDecoder(nn.Module):
             _, h, w, _ = f.shape
             proj = _conv(HIDDEN, 1, f"input_proj_{i}")(f).reshape(n, h * w, HIDDEN)
             src.append(proj + level[i])
-            pos.append(sine_position_in_graph(h, w).astype(f.dtype)[None])
+            pos.append(sine_position(h, w).astype(f.dtype)[None])
         query_pos = nn.Embed(self.num_queries, HIDDEN, name="query_embed").embedding[None]
         out = nn.Embed(self.num_queries, HIDDEN, name="query_feat").embedding[None]
         out = jnp.broadcast_to(out, (n,) + out.shape[1:]).astype(img_features.dtype)

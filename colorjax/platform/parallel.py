@@ -81,16 +81,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def replicate(tree, mesh: Mesh):
-    """A pytree of arrays every process holds alike (frozen weights) -> global jax.Arrays
-    replicated over the mesh. None stays None."""
-    if tree is None:
-        return None
-    sharding = replicated(mesh)
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(
-        sharding, np.asarray(x)), tree)
-
-
 def data_sharded(mesh: Mesh) -> NamedSharding:
     """Leading (batch) axis split over the 'data' axis."""
     return NamedSharding(mesh, P(DATA_AXIS))

@@ -67,7 +67,7 @@ def create_state(config, objective, mesh, total_steps: int, keep=None):
     # non-partitionable threefry several times faster here (measured on CPU: 25 s vs 139 s
     # for the cpu UNet). Initial values depend only on the seed, as before.
     with jax.threefry_partitionable(False):
-        if frozen_weights(objective) is None:
+        if frozen_weights(objective) is None or objective.backbone_trainable:  # in params
             return jax.jit(init_state, out_shardings=repl)(init_rng, batch)
         # Frozen pretrained weights (a backbone, fusion's classifier) join the state after
         # the jit, as on a resume: returned by it, they were compiled into the program as
@@ -153,7 +153,8 @@ def make_train_step(objective, mesh):
     repl, sharded = parallel.replicated(mesh), parallel.data_sharded(mesh)
     jitted = jax.jit(step, in_shardings=(repl, sharded, repl, repl),
                      out_shardings=(repl, repl), donate_argnums=0)
-    return _StepWithConstants(jitted, parallel.replicate(objective.step_constants(), mesh))
+    # Placed as a resume places frozen weights (`load_frozen_like`); None stays None.
+    return _StepWithConstants(jitted, jax.device_put(objective.step_constants(), repl))
 
 
 class _StepWithConstants:
